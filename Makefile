@@ -1,0 +1,43 @@
+# Developer entry points; `make` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up down status test demo lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## create .venv and install the project with its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $@
+
+up: ## start the local Kafka broker and Redis (.run/)
+	scripts/stack.sh up
+
+down: ## stop them; data and logs stay in .run/
+	scripts/stack.sh down
+
+status: ## show what runs
+	scripts/stack.sh status
+
+test: ## all tests on a fresh stack (PYTEST_ARGS=... to select)
+	scripts/test.sh $(PYTEST_ARGS)
+
+demo: ## global + NA/EU/AP workers and a simulated fleet (VEHICLES=1000)
+	scripts/demo.sh
+
+lint: setup ## ruff check
+	$(VENV)/bin/ruff check .
+
+bench: setup up ## pipeline benchmark on the local stack (BENCH_ARGS=...)
+	$(VENV)/bin/python bench/pipeline_bench.py $(BENCH_ARGS)
+
+clean: down ## stop the stack and remove .run/
+	rm -rf .run

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# End-to-end demo: local stack, one global and three regional workers, then a simulated fleet.
+# Workers and the stack are always stopped at the end. Exits with the simulator's status.
+# Env: VEHICLES (1000), WORKER_START_TIMEOUT (120 s), VPROV (the vprov command).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+RUN_DIR=${VPROV_RUN_DIR:-$ROOT/.run}
+[[ $RUN_DIR == /* ]] || RUN_DIR=$ROOT/$RUN_DIR
+WORKERS_DIR=$RUN_DIR/workers
+VPROV=${VPROV:-$ROOT/.venv/bin/vprov}
+WORKER_START_TIMEOUT=${WORKER_START_TIMEOUT:-120}
+
+say() { printf '[demo] %s\n' "$*"; }
+
+declare -A worker_pid=()
+
+# shellcheck disable=SC2317  # runs from the EXIT trap
+stop_workers() {
+    local name pid waited=0
+    for name in "${!worker_pid[@]}"; do
+        kill -TERM "${worker_pid[$name]}" 2>/dev/null || true
+    done
+    for name in "${!worker_pid[@]}"; do
+        pid=${worker_pid[$name]}
+        while kill -0 "$pid" 2>/dev/null && ((waited < 20)); do
+            sleep 1
+            waited=$((waited + 1))
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            say "$name did not stop within 20s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    worker_pid=()
+}
+
+# shellcheck disable=SC2317  # runs from the EXIT trap
+cleanup() {
+    ((${#worker_pid[@]} == 0)) || say "stopping workers"
+    stop_workers
+    scripts/stack.sh down
+}
+
+# True when GET /health answers HTTP 200 (plain bash, no curl needed).
+health_ok() {
+    local port=$1 line
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    IFS= read -r -t 5 line <&3 || line=
+    # Drain the rest so the server sees an orderly close.
+    while IFS= read -r -t 5 _ <&3; do :; done
+    exec 3<&-
+    [[ $line =~ ^HTTP/1\.[01]\ 200 ]]
+}
+
+start_worker() {
+    local name=$1 port=$2
+    shift 2
+    local dir=$WORKERS_DIR/$name
+    mkdir -p "$dir"
+    say "starting $name worker (web port $port, log $dir/worker.log)"
+    # Own working directory: each worker keeps its local table state there.
+    (cd "$dir" && exec "$VPROV" worker "$@" --web-port "$port") </dev/null >"$dir/worker.log" 2>&1 &
+    worker_pid[$name]=$!
+}
+
+wait_healthy() {
+    local name=$1 port=$2 waited=0
+    local log=$WORKERS_DIR/$name/worker.log
+    until health_ok "$port" 2>/dev/null; do
+        if ! kill -0 "${worker_pid[$name]}" 2>/dev/null; then
+            tail -n 40 "$log" >&2
+            say "$name worker exited during startup; log: $log"
+            return 1
+        fi
+        if ((waited >= WORKER_START_TIMEOUT)); then
+            tail -n 40 "$log" >&2
+            say "$name worker not healthy within ${WORKER_START_TIMEOUT}s; log: $log"
+            return 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "$name worker healthy on http://127.0.0.1:$port/health"
+}
+
+make --no-print-directory setup
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+scripts/stack.sh up
+eval "$(scripts/stack.sh env)"
+
+start_worker global 6066 --role global
+start_worker na 6067 --role regional --region NA
+start_worker eu 6068 --role regional --region EU
+start_worker ap 6069 --role regional --region AP
+wait_healthy global 6066
+wait_healthy na 6067
+wait_healthy eu 6068
+wait_healthy ap 6069
+
+say "simulating ${VEHICLES:-1000} vehicles"
+status=0
+"$VPROV" simulate --vehicles "${VEHICLES:-1000}" || status=$?
+exit "$status"

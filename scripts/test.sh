@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a freshly reset local stack, then stops the stack.
+# Arguments go to pytest. Exits with pytest's status.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+make --no-print-directory setup
+
+trap 'scripts/stack.sh down' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+VPROV_RESET=1 scripts/stack.sh up
+eval "$(scripts/stack.sh env)"
+
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+exit "$status"

@@ -1,0 +1,85 @@
+"""Build a worker's Faust application: one consumer group per role (and per region)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+from aiohttp.web import Response
+
+from streams.shell import Shell
+from vprov.avro import serde_from_config
+from vprov.config import Config
+from vprov.identity import RedisIdentityRegistry
+from vprov.topics import GLOBAL_APP_ID, Catalogue, regional_app_id
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    role: str  # "global" or "regional"
+    region: str | None
+    web_port: int
+    web_host: str = "127.0.0.1"
+    data_dir: Path = Path(".run/data")
+
+
+def app_id(options: WorkerOptions) -> str:
+    if options.role == "global":
+        return GLOBAL_APP_ID
+    assert options.region is not None
+    return regional_app_id(options.region)
+
+
+def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell]:
+    name = app_id(options)
+    app = faust.App(
+        name,
+        broker=[f"kafka://{server}" for server in config.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        # one RocksDB directory per worker process: several workers may share a machine
+        datadir=str(options.data_dir / f"{name}-{options.web_port}"),
+        topic_partitions=config.partitions,
+        topic_replication_factor=config.replication_factor,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_port=options.web_port,
+        web_bind=options.web_host,
+        web_host=options.web_host,
+        producer_linger_ms=1,
+        producer_acks=-1,
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        topic_disable_leader=True,
+    )
+    catalogue = Catalogue(config)
+    registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
+    shell = Shell(app, catalogue, config, serde_from_config(config), registry)
+    _health_page(app, shell)
+    return app, shell
+
+
+def is_ready(app: faust.App) -> bool:
+    """Ready once partitions are assigned and every table has recovered from its changelog."""
+    recovery = app.tables.recovery
+    return (
+        not app.rebalancing
+        and recovery.completed.is_set()
+        and not recovery.in_recovery
+        and bool(app.consumer.assignment())
+    )
+
+
+def _health_page(app: faust.App, shell: Shell) -> None:
+    @app.page("/health")
+    async def health(web: faust.web.View, request: faust.web.Request) -> Response:
+        ready = is_ready(app)
+        body = {
+            "app": app.conf.id,
+            "ready": ready,
+            "processed": shell.processed,
+            "failures": shell.failures,
+        }
+        return web.json(body, status=200 if ready else 503)

@@ -1,0 +1,1 @@
+"""Vehicle provisioning stream processor: the domain core shared by the stream agents."""

@@ -1,0 +1,235 @@
+"""Configuration: one TOML file plus environment overrides, validated at load.
+
+Load order: the packaged ``defaults.toml``, replaced whole by the file named in ``VPROV_CONFIG``,
+then single keys from the environment (see ``ENV_OVERRIDES``). A bad value raises
+``ConfigError`` naming the key and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
+LIFECYCLE_TARGETS = ("PROVISIONED", "ACTIVE")
+_REGION_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")
+_COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
+
+# environment variable -> (section, key, type)
+ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers", str),
+    "VPROV_PARTITIONS": ("kafka", "partitions", int),
+    "REDIS_URL": ("redis", "url", str),
+    "SCHEMA_REGISTRY_URL": ("schema_registry", "url", str),
+    "VPROV_REHOME_TIMEOUT_SECONDS": ("flow", "rehome_timeout_seconds", float),
+    "VPROV_DELETE_GLOBAL_IDENTITY": ("flow", "delete_global_identity", bool),
+    "VPROV_REQUIRE_AUTH_HEADER": ("messages", "require_authenticated_header", bool),
+    "VPROV_HOMING_BY_COUNTRY": ("homing", "by_country", bool),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Region:
+    code: str
+    gateway_endpoint: str
+    countries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Topics:
+    query: str
+    query_response: str
+    registrations: str
+    rehome: str
+    rehome_result: str
+    device: str
+    device_response: str
+    lifecycle: str
+    onboarding: str
+    deadletter: str
+
+
+@dataclass(frozen=True)
+class Config:
+    bootstrap_servers: str
+    partitions: int
+    replication_factor: int
+    redis_url: str
+    schema_registry_url: str
+    max_payload_bytes: int
+    supported_versions: tuple[str, ...]
+    authenticated_header: str
+    require_authenticated_header: bool
+    ecu_states: dict[str, str]
+    rehome_timeout_seconds: float
+    delete_global_identity: bool
+    max_held_requests: int
+    identity_backoff_max_seconds: float
+    homing_by_country: bool
+    regions: dict[str, Region]
+    topics: Topics
+    source_path: str = field(default=str(DEFAULTS_PATH), compare=False)
+
+    def region(self, code: str) -> Region:
+        try:
+            return self.regions[code]
+        except KeyError:
+            known = ", ".join(sorted(self.regions))
+            raise ConfigError(f"unknown region {code!r}; configured regions: {known}") from None
+
+    def region_for_country(self, country: str) -> str | None:
+        for region in self.regions.values():
+            if country in region.countries:
+                return region.code
+        return None
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _apply_env(doc: dict[str, Any], env: dict[str, str]) -> None:
+    for name, (section, key, kind) in ENV_OVERRIDES.items():
+        if name not in env or env[name] == "":
+            continue
+        raw = env[name]
+        try:
+            value: Any = _parse_bool(name, raw) if kind is bool else kind(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r}: expected {kind.__name__} ({exc})") from None
+        doc.setdefault(section, {})[key] = value
+
+
+def _get(doc: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...]) -> Any:
+    if section not in doc or not isinstance(doc[section], dict):
+        raise ConfigError(f"[{section}] section is missing")
+    if key not in doc[section]:
+        raise ConfigError(f"{section}.{key} is missing")
+    value = doc[section][key]
+    # bool is an int subclass: keep numbers and booleans apart.
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ConfigError(f"{section}.{key}={value!r}: expected a number")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{section}.{key}={value!r}: expected {names}")
+    return value
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{name}={value!r}: must be greater than 0")
+    return value
+
+
+def _regions(doc: dict[str, Any]) -> dict[str, Region]:
+    raw = doc.get("regions")
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("[regions] must configure at least one region, e.g. [regions.NA]")
+    regions: dict[str, Region] = {}
+    seen_countries: dict[str, str] = {}
+    for code, body in raw.items():
+        if not _REGION_CODE.match(code):
+            raise ConfigError(f"regions.{code}: region codes are 2-8 capital letters or digits")
+        endpoint = _get(raw, code, "gateway_endpoint", str)
+        if not endpoint:
+            raise ConfigError(f"regions.{code}.gateway_endpoint is blank")
+        countries = tuple(body.get("countries", []))
+        for country in countries:
+            if not isinstance(country, str) or not _COUNTRY_CODE.match(country):
+                raise ConfigError(
+                    f"regions.{code}.countries: {country!r} is not an ISO 3166 alpha-2 code"
+                )
+            if country in seen_countries:
+                raise ConfigError(
+                    f"regions.{code}.countries: {country} is also listed under "
+                    f"regions.{seen_countries[country]}"
+                )
+            seen_countries[country] = code
+        regions[code] = Region(code=code, gateway_endpoint=endpoint, countries=countries)
+    return regions
+
+
+def _topics(doc: dict[str, Any]) -> Topics:
+    names = {}
+    for key in Topics.__dataclass_fields__:
+        value = _get(doc, "topics", key, str)
+        per_region = key in ("rehome", "device", "device_response", "onboarding")
+        if per_region and "{region}" not in value:
+            raise ConfigError(f"topics.{key}={value!r}: must contain {{region}}")
+        names[key] = value
+    return Topics(**names)
+
+
+def from_document(doc: dict[str, Any], source: str = "<document>") -> Config:
+    ecu = doc.get("ecu_types")
+    if not isinstance(ecu, dict) or not ecu:
+        raise ConfigError("[ecu_types] must map at least one ECU type to a lifecycle state")
+    for ecu_type, state in ecu.items():
+        if state not in LIFECYCLE_TARGETS:
+            raise ConfigError(
+                f"ecu_types.{ecu_type}={state!r}: expected one of {', '.join(LIFECYCLE_TARGETS)}"
+            )
+    versions = _get(doc, "messages", "supported_versions", list)
+    return Config(
+        bootstrap_servers=_get(doc, "kafka", "bootstrap_servers", str),
+        partitions=int(_positive("kafka.partitions", _get(doc, "kafka", "partitions", int))),
+        replication_factor=int(
+            _positive("kafka.replication_factor", _get(doc, "kafka", "replication_factor", int))
+        ),
+        redis_url=_get(doc, "redis", "url", str),
+        schema_registry_url=_get(doc, "schema_registry", "url", str),
+        max_payload_bytes=int(
+            _positive("messages.max_payload_bytes", _get(doc, "messages", "max_payload_bytes", int))
+        ),
+        supported_versions=tuple(versions),
+        authenticated_header=_get(doc, "messages", "authenticated_header", str),
+        require_authenticated_header=_get(doc, "messages", "require_authenticated_header", bool),
+        ecu_states=dict(ecu),
+        rehome_timeout_seconds=float(
+            _positive(
+                "flow.rehome_timeout_seconds",
+                _get(doc, "flow", "rehome_timeout_seconds", (int, float)),
+            )
+        ),
+        delete_global_identity=_get(doc, "flow", "delete_global_identity", bool),
+        max_held_requests=int(
+            _positive("flow.max_held_requests", _get(doc, "flow", "max_held_requests", int))
+        ),
+        identity_backoff_max_seconds=float(
+            _positive(
+                "flow.identity_backoff_max_seconds",
+                _get(doc, "flow", "identity_backoff_max_seconds", (int, float)),
+            )
+        ),
+        homing_by_country=_get(doc, "homing", "by_country", bool),
+        regions=_regions(doc),
+        topics=_topics(doc),
+        source_path=source,
+    )
+
+
+def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load the configuration: ``path``, else ``$VPROV_CONFIG``, else the packaged defaults."""
+    env = dict(os.environ if env is None else env)
+    chosen = Path(path or env.get("VPROV_CONFIG") or DEFAULTS_PATH)
+    try:
+        doc = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {chosen} does not exist (VPROV_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {chosen} is not valid TOML: {exc}") from None
+    _apply_env(doc, env)
+    return from_document(doc, source=str(chosen))

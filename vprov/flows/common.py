@@ -1,0 +1,154 @@
+"""What every flow step shares: the context, where an input came from, and the standard records
+(failure answers, dead letters, lifecycle events)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from vprov import envelope
+from vprov.codes import ErrorCode, message_for
+from vprov.config import Config
+from vprov.envelope import ReplyTo
+from vprov.ids import derive_id
+from vprov.outputs import Output, event, reply
+from vprov.topics import Catalogue
+
+GLOBAL_PARTITION = "global"
+
+
+@dataclass(frozen=True)
+class Context:
+    config: Config
+    topics: Catalogue
+    now_ms: int
+
+    @property
+    def now_s(self) -> int:
+        return self.now_ms // 1000
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a record came from, and who the gateway says sent it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    authenticated: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+def reply_to_dict(reply_to: ReplyTo) -> dict[str, Any]:
+    return asdict(reply_to)
+
+
+def reply_to_from(data: dict[str, Any]) -> ReplyTo:
+    return ReplyTo(**data)
+
+
+def response_id(reply_to: ReplyTo, fallback: str) -> str:
+    """Deterministic id of the answer to a request: the same request gets the same answer id."""
+    return derive_id("response", reply_to.message_id or fallback)
+
+
+def reply_key(reply_to: ReplyTo, source_key: bytes | None = None) -> str:
+    """Answers are keyed by VIN; a request without a usable VIN is answered under its record key
+    or, last, its device id, so that it is still answered."""
+    if reply_to.vin:
+        return reply_to.vin
+    if source_key:
+        return source_key.decode("utf-8", errors="replace")
+    return reply_to.device_id
+
+
+def failure_reply(
+    ctx: Context,
+    *,
+    topic: str,
+    reply_to: ReplyTo,
+    response_type: str,
+    code: ErrorCode,
+    detail: str | None,
+    fallback_id: str,
+    source_key: bytes | None = None,
+) -> Output:
+    if response_type == envelope.PROVISION_QUERY_RESPONSE:
+        body = envelope.query_response_body("", "QRY_FAIL")
+    else:
+        body = envelope.device_response_body("PROV_FAIL")
+    payload = envelope.build_response(
+        reply_to,
+        message_type=response_type,
+        message_id=response_id(reply_to, fallback_id),
+        now=ctx.now_s,
+        body=body,
+        error=(int(code), message_for(code, detail)),
+    )
+    return reply(topic, reply_key(reply_to, source_key), payload)
+
+
+def success_reply(
+    ctx: Context, *, topic: str, reply_to: ReplyTo, response_type: str, body: dict[str, Any]
+) -> Output:
+    payload = envelope.build_response(
+        reply_to,
+        message_type=response_type,
+        message_id=response_id(reply_to, ""),
+        now=ctx.now_s,
+        body=body,
+    )
+    return reply(topic, reply_key(reply_to), payload)
+
+
+def dead_letter(
+    ctx: Context, source: Source, raw: bytes, code: ErrorCode, detail: str | None
+) -> Output:
+    value = {
+        "dead_letter_id": derive_id("deadletter", source.ref),
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+        "key": source.key,
+        "payload": raw,
+        "error_code": int(code),
+        "error_message": message_for(code, detail),
+        "received_at": ctx.now_ms,
+    }
+    key = source.key.decode("utf-8", errors="replace") if source.key else ""
+    return event(ctx.topics.deadletter, key, "DeadLetter", value)
+
+
+def lifecycle_event(
+    ctx: Context,
+    *,
+    vin: str,
+    system_id: str,
+    device_id: str | None,
+    partition: str,
+    state: str,
+    previous_state: str | None,
+    error_code: int | None,
+    cause: str,
+    sequence: int,
+) -> Output:
+    """A lifecycle event; its id names the transition and its cause, so a re-sent event is
+    recognisable as the same one."""
+    value = {
+        "event_id": derive_id("lifecycle", vin, device_id or "", state, cause),
+        "vin": vin,
+        "system_id": system_id,
+        "device_id": device_id,
+        "partition": partition,
+        "state": state,
+        "previous_state": previous_state,
+        "error_code": error_code,
+        "cause_message_id": cause,
+        "sequence": sequence,
+        "occurred_at": ctx.now_ms,
+    }
+    return event(ctx.topics.lifecycle, vin, "LifecycleEvent", value)

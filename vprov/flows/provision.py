@@ -1,0 +1,203 @@
+"""DEVICE_PROVISION in a region (SPEC.md section 2.2).
+
+A valid, authorized request for a device of a vehicle rehomed here stores the device's details,
+moves it to PROVISIONED (or the ECU type's configured state), emits the lifecycle event, answers
+the device and hands it to chipset onboarding. The primary goes first: a secondary that arrives
+earlier is held in the vehicle's entry and provisioned in the same step as the primary. Once the
+primary is provisioned its identity is deleted from the global gateway (configurable).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from dataclasses import asdict
+from typing import Any
+
+from tables.models import RegionalVehicle, recall, remember
+from vprov import envelope
+from vprov.codes import ErrorCode
+from vprov.envelope import DeviceProvision, Rejection, ReplyTo
+from vprov.flows.common import (
+    Context,
+    Source,
+    dead_letter,
+    failure_reply,
+    lifecycle_event,
+    success_reply,
+)
+from vprov.identity import GLOBAL_SCOPE
+from vprov.ids import derive_id
+from vprov.lifecycle import PROVISIONED_STATES, State
+from vprov.outputs import Decision, Effect, Output, event
+from vprov.validation import check_sender, decode_request
+
+RESPONSE = envelope.DEVICE_PROVISION_RESPONSE
+
+
+def _fail(ctx: Context, region: str, reply_to: ReplyTo, code: ErrorCode, detail: str | None,
+          source: Source | None = None) -> Output:
+    return failure_reply(
+        ctx,
+        topic=ctx.topics.device_response(region),
+        reply_to=reply_to,
+        response_type=RESPONSE,
+        code=code,
+        detail=detail,
+        fallback_id=source.ref if source else "",
+        source_key=source.key if source else None,
+    )
+
+
+def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: str,
+           ctx: Context) -> Decision:
+    """A DEVICE_PROVISION record from ``provisioning.device.<region>`` (key VIN)."""
+    parsed = decode_request(
+        raw, expected_type=envelope.DEVICE_PROVISION, config=ctx.config, now=ctx.now_s
+    )
+    if isinstance(parsed, Rejection):
+        if parsed.reply_to is None:
+            return Decision(outputs=[dead_letter(ctx, source, raw, parsed.code, parsed.detail)])
+        return Decision(outputs=[_fail(ctx, region, parsed.reply_to, parsed.code, parsed.detail,
+                                       source)])
+    body = parsed.body
+    assert isinstance(body, DeviceProvision)
+    reply_to = parsed.reply_to
+    message_id = parsed.envelope.message_id
+    remembered = recall(entry, message_id)  # type: ignore[arg-type]
+    if remembered is not None:
+        outputs, effects = remembered
+        return Decision(outputs=outputs, effects=effects)
+
+    def fail(code: ErrorCode, detail: str) -> Decision:
+        return Decision(outputs=[_fail(ctx, region, reply_to, code, detail, source)])
+
+    if source.key is not None and source.key != body.vin.encode("utf-8"):
+        return fail(ErrorCode.HEADER_BODY_MISMATCH, "record key differs from the body's vin")
+    if entry is None:
+        return fail(ErrorCode.DEVICE_NOT_IN_REGION, f"vin {body.vin} is not rehomed to {region}")
+    denied = check_sender(source.authenticated, allowed_device_ids=set(entry["devices"]),
+                          config=ctx.config)
+    if denied is not None:
+        return fail(ErrorCode.NOT_AUTHORIZED, denied)
+    if entry["system_id"] != body.system_id:
+        return fail(ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM, f"vin {body.vin}")
+    device = entry["devices"].get(body.device_id)
+    if device is None:
+        return fail(ErrorCode.DEVICE_NOT_IN_REGION,
+                    f"device_id {body.device_id} is not part of vehicle {body.vin}")
+    if device["state"] in PROVISIONED_STATES:
+        return fail(ErrorCode.DEVICE_ALREADY_PROVISIONED, f"device_id {body.device_id}")
+    if device["ecu_type"] != body.ecu_type:
+        return fail(ErrorCode.FIELD_VIOLATION,
+                    f"ecu_type {body.ecu_type} differs from the registered {device['ecu_type']}")
+
+    primary = entry["devices"][entry["primary_device_id"]]
+    if not device["primary"] and primary["state"] not in PROVISIONED_STATES:
+        return _hold(raw, source, message_id, reply_to, entry, region, ctx)
+
+    updated = copy.deepcopy(entry)
+    outputs, effects = _provision(body, message_id, reply_to, updated, region, ctx)
+    remember(updated, message_id, outputs, effects)
+    if device["primary"]:
+        held, updated["held"] = updated["held"], []
+        for item in held:
+            step = handle(base64.b64decode(item["raw"]), Source(**item["source"]), updated,
+                          region, ctx)
+            if step.changes_state:
+                updated = step.state
+            outputs += step.outputs
+            effects += step.effects
+    return Decision(state=updated, outputs=outputs, effects=effects)
+
+
+def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
+          entry: RegionalVehicle, region: str, ctx: Context) -> Decision:
+    """Keep a secondary's request until the primary is provisioned; bounded per vehicle."""
+    if any(item["message_id"] == message_id for item in entry["held"]):
+        return Decision()
+    if len(entry["held"]) >= ctx.config.max_held_requests:
+        updated = copy.deepcopy(entry)
+        device = updated["devices"][reply_to.device_id]
+        outputs: list[Output] = []
+        if device["state"] == State.REGIONAL:
+            updated["sequence"] = entry["sequence"] + 1
+            outputs.append(lifecycle_event(
+                ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=reply_to.device_id,
+                partition=region, state=State.PROV_FAIL, previous_state=device["state"],
+                error_code=int(ErrorCode.INVALID_TRANSITION), cause=message_id,
+                sequence=updated["sequence"],
+            ))
+            device["state"] = State.PROV_FAIL.value
+        outputs.append(_fail(ctx, region, reply_to, ErrorCode.INVALID_TRANSITION,
+                             "the primary device is not provisioned yet and "
+                             f"{ctx.config.max_held_requests} requests already wait for it"))
+        remember(updated, message_id, outputs, [])
+        return Decision(state=updated, outputs=outputs)
+    updated = copy.deepcopy(entry)
+    updated["held"].append({
+        "message_id": message_id,
+        "raw": base64.b64encode(raw).decode("ascii"),
+        "source": {
+            "topic": source.topic,
+            "partition": source.partition,
+            "offset": source.offset,
+            "key": None,
+            "authenticated": source.authenticated,
+        },
+    })
+    return Decision(state=updated)
+
+
+def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
+               entry: RegionalVehicle, region: str, ctx: Context
+               ) -> tuple[list[Output], list[Effect]]:
+    """Apply a provisioning to ``entry`` in place; return its records and effects."""
+    device = entry["devices"][body.device_id]
+    target = ctx.config.ecu_states[body.ecu_type]
+    previous = device["state"]
+    device["state"] = target
+    device["details"] = {
+        "ecu_model": body.ecu_model,
+        "ecu_make": body.ecu_make,
+        "sim_info": body.sim_info,
+        "communication_channel": body.communication_channel,
+        "configuration": body.configuration,
+        "privacy_flag": body.privacy_flag,
+        "chipsets": [asdict(c) for c in body.chipsets],
+        "provisioned_by": message_id,
+        "provisioned_at": ctx.now_ms,
+    }
+    if body.vehicle_info:
+        entry["vehicle_info"] = body.vehicle_info
+    entry["sequence"] += 1
+    outputs = [
+        lifecycle_event(
+            ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=body.device_id,
+            partition=region, state=target, previous_state=previous, error_code=None,
+            cause=message_id, sequence=entry["sequence"],
+        ),
+        success_reply(ctx, topic=ctx.topics.device_response(region), reply_to=reply_to,
+                      response_type=RESPONSE, body=envelope.device_response_body(target)),
+        event(ctx.topics.onboarding(region), entry["vin"], "ChipsetOnboardingRequest", {
+            "request_id": derive_id("onboarding", entry["vin"], body.device_id, message_id),
+            "vin": entry["vin"],
+            "system_id": entry["system_id"],
+            "sub_system_id": entry["sub_system_id"],
+            "device_id": body.device_id,
+            "ecu_type": body.ecu_type,
+            "region": region,
+            "chipsets": [asdict(c) for c in body.chipsets],
+            "cause_message_id": message_id,
+            "requested_at": ctx.now_ms,
+        }),
+    ]
+    effects: list[Effect] = []
+    if device["primary"] and ctx.config.delete_global_identity:
+        effects.append(Effect("delete_identity", GLOBAL_SCOPE, body.device_id))
+        entry["global_identity_deleted"] = True
+    return outputs, effects
+
+
+def held_requests(entry: RegionalVehicle | None) -> list[dict[str, Any]]:
+    return list(entry["held"]) if entry else []

@@ -1,0 +1,392 @@
+"""PROVISION_QUERY on the global side (SPEC.md section 2.1).
+
+The query meets three keys, so it travels in hops (docs/architecture.md):
+
+1. ``intake`` (key VIN): validate, authorize, answer duplicates and vehicles already REGIONAL;
+   else forward to the system's partition.
+2. ``match_system`` (key system_id): is the system registered, is the sender its primary?
+   A device the system does not list goes to ``match_device`` (key device_id) to tell
+   "under another system" (13108) from "not registered" (13111).
+3. ``vehicle_command`` (key VIN): bind the VIN, pick the home region, ask the region to register
+   the vehicle (``rehome``), hold the query until the region answers or the deadline passes.
+4. ``rehome_result`` (key VIN): REGIONAL and the answer, or QRY_FAIL and an undo.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+from typing import Any
+
+from tables.models import GlobalVehicle, Registration, SystemEntry, recall, remember
+from vprov import envelope
+from vprov.codes import ErrorCode
+from vprov.config import Config
+from vprov.envelope import ProvisionQuery, Rejection, ReplyTo
+from vprov.flows.common import (
+    GLOBAL_PARTITION,
+    Context,
+    Source,
+    dead_letter,
+    failure_reply,
+    lifecycle_event,
+    reply_to_dict,
+    reply_to_from,
+    success_reply,
+)
+from vprov.ids import derive_id
+from vprov.lifecycle import PROVISION_PENDING_REGIONAL, State, can_transition
+from vprov.outputs import Decision, Output, event, internal
+from vprov.validation import check_sender, decode_request
+
+RESPONSE = envelope.PROVISION_QUERY_RESPONSE
+
+
+def _fail(ctx: Context, reply_to: ReplyTo, code: ErrorCode, detail: str | None,
+          fallback_id: str = "", source_key: bytes | None = None) -> Output:
+    return failure_reply(
+        ctx,
+        topic=ctx.topics.query_response,
+        reply_to=reply_to,
+        response_type=RESPONSE,
+        code=code,
+        detail=detail,
+        fallback_id=fallback_id,
+        source_key=source_key,
+    )
+
+
+def _success(ctx: Context, reply_to: ReplyTo, endpoint: str) -> Output:
+    return success_reply(
+        ctx,
+        topic=ctx.topics.query_response,
+        reply_to=reply_to,
+        response_type=RESPONSE,
+        body=envelope.query_response_body(endpoint, PROVISION_PENDING_REGIONAL),
+    )
+
+
+def _replay(vehicle: GlobalVehicle | None, cause: str) -> Decision | None:
+    remembered = recall(vehicle, cause)  # type: ignore[arg-type]
+    if remembered is None:
+        return None
+    outputs, effects = remembered
+    return Decision(outputs=outputs, effects=effects)
+
+
+def _repeat_or_wait(
+    ctx: Context, query: ProvisionQuery, reply_to: ReplyTo, vehicle: GlobalVehicle
+) -> Decision | None:
+    """Answer a query for a vehicle that is already bound, or None when it needs the full path."""
+    if vehicle["system_id"] != query.system_id:
+        return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM,
+                                       f"vin {query.vin}")])
+    if vehicle["state"] == State.REGIONAL:
+        if query.device_id != vehicle["primary_device_id"]:
+            return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.FIELD_VIOLATION,
+                                           "query from a non-primary device")])
+        # The device may have missed the first answer: same regional details, no new work.
+        return Decision(outputs=[_success(ctx, reply_to, vehicle["gateway_endpoint"] or "")])
+    pending = vehicle["pending"]
+    if pending is not None:
+        if any(w["message_id"] == reply_to.message_id for w in pending["waiters"]):
+            return Decision()
+        updated = copy.deepcopy(vehicle)
+        updated["pending"]["waiters"].append(reply_to_dict(reply_to))  # type: ignore[index]
+        return Decision(state=updated)
+    return None
+
+
+def intake(raw: bytes, source: Source, vehicle: GlobalVehicle | None, ctx: Context) -> Decision:
+    """Step 1, on ``provisioning.query`` (key VIN)."""
+    parsed = decode_request(
+        raw, expected_type=envelope.PROVISION_QUERY, config=ctx.config, now=ctx.now_s
+    )
+    if isinstance(parsed, Rejection):
+        return reject(parsed, raw, source, ctx)
+    query = parsed.body
+    assert isinstance(query, ProvisionQuery)
+    reply_to = parsed.reply_to
+    if source.key is not None and source.key != query.vin.encode("utf-8"):
+        return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.HEADER_BODY_MISMATCH,
+                                       "record key differs from the body's vin")])
+    denied = check_sender(source.authenticated, allowed_device_ids={query.device_id},
+                          config=ctx.config)
+    if denied is not None:
+        return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.NOT_AUTHORIZED, denied)])
+    replayed = _replay(vehicle, parsed.envelope.message_id)
+    if replayed is not None:
+        return replayed
+    if vehicle is not None:
+        answered = _repeat_or_wait(ctx, query, reply_to, vehicle)
+        if answered is not None:
+            return answered
+    command = {"query": asdict(query), "reply_to": reply_to_dict(reply_to), "hops": 0}
+    return Decision(outputs=[internal(ctx.topics.query_by_system, query.system_id, command)])
+
+
+def reject(rejection: Rejection, raw: bytes, source: Source, ctx: Context) -> Decision:
+    """A message that failed validation: its failure answer, or a dead letter when it cannot be
+    answered. Nothing else changes."""
+    if rejection.reply_to is None:
+        return Decision(outputs=[dead_letter(ctx, source, raw, rejection.code, rejection.detail)])
+    return Decision(outputs=[
+        _fail(ctx, rejection.reply_to, rejection.code, rejection.detail,
+              fallback_id=source.ref, source_key=source.key)
+    ])
+
+
+def _to_vehicle(ctx: Context, command: dict[str, Any], code: ErrorCode, detail: str) -> Output:
+    failed = {**command, "kind": "match_failed", "code": int(code), "detail": detail}
+    return internal(ctx.topics.vehicle_commands, command["query"]["vin"], failed)
+
+
+def match_system(command: dict[str, Any], system: SystemEntry | None, ctx: Context) -> Decision:
+    """Step 2, on the query-by-system topic (key system_id)."""
+    query = command["query"]
+    if system is None:
+        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.SYSTEM_NOT_REGISTERED,
+                                             f"system_id {query['system_id']}")])
+    registration = system["devices"].get(query["device_id"])
+    if registration is None:
+        return Decision(outputs=[internal(ctx.topics.query_by_device, query["device_id"], command)])
+    if not registration["primary"]:
+        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.FIELD_VIOLATION,
+                                             "query from a non-primary device")])
+    if registration["ecu_type"] != query["ecu_type"]:
+        return Decision(outputs=[_to_vehicle(
+            ctx, command, ErrorCode.FIELD_VIOLATION,
+            f"ecu_type {query['ecu_type']} differs from the registered {registration['ecu_type']}",
+        )])
+    matched = {**command, "kind": "matched", "devices": list(system["devices"].values())}
+    return Decision(outputs=[internal(ctx.topics.vehicle_commands, query["vin"], matched)])
+
+
+def match_device(
+    command: dict[str, Any], registration: Registration | None, ctx: Context
+) -> Decision:
+    """Step 2b, on the query-by-device topic (key device_id)."""
+    query = command["query"]
+    if registration is None:
+        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.DEVICE_NOT_REGISTERED,
+                                             f"device_id {query['device_id']}")])
+    if registration["system_id"] != query["system_id"]:
+        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.DEVICE_UNDER_OTHER_SYSTEM,
+                                             f"device_id {query['device_id']}")])
+    # Registered under this system after step 2 looked: look once more, then give up.
+    if command.get("hops", 0) >= 1:
+        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.DEVICE_NOT_REGISTERED,
+                                             f"device_id {query['device_id']}")])
+    again = {**command, "hops": command.get("hops", 0) + 1}
+    return Decision(outputs=[internal(ctx.topics.query_by_system, query["system_id"], again)])
+
+
+def choose_region(query: dict[str, Any], primary: Registration | None, config: Config) -> str | None:
+    """The homing policy: a registration's pinned home region, then (when configured) the
+    country's data-residency region, then the region the query asks for."""
+    if primary is not None and primary.get("home_region") in config.regions:
+        return primary["home_region"]
+    if config.homing_by_country:
+        by_country = config.region_for_country(query["country_code"])
+        if by_country is not None:
+            return by_country
+    if query["region_code"] in config.regions:
+        return query["region_code"]
+    return None
+
+
+def _bind(command: dict[str, Any], vehicle: GlobalVehicle | None) -> GlobalVehicle:
+    query = command["query"]
+    devices = sorted(command["devices"], key=lambda d: d["device_id"])
+    base: GlobalVehicle = copy.deepcopy(vehicle) if vehicle else {  # type: ignore[assignment]
+        "vin": query["vin"],
+        "state": State.REGISTERED.value,
+        "sequence": 0,
+        "region": None,
+        "gateway_endpoint": None,
+        "request_id": None,
+        "error_code": None,
+        "memo": {},
+    }
+    base.update({
+        "system_id": query["system_id"],
+        "sub_system_id": query["sub_system_id"],
+        "primary_device_id": query["device_id"],
+        "devices": devices,
+        "country_code": query["country_code"],
+        "pending": None,
+    })
+    return base
+
+
+def _fail_vehicle(
+    ctx: Context, vehicle: GlobalVehicle, code: ErrorCode, detail: str, cause: str,
+    waiters: list[ReplyTo],
+) -> tuple[GlobalVehicle, list[Output]]:
+    """Move the vehicle to QRY_FAIL: one lifecycle event, a failure answer to every waiter."""
+    updated = copy.deepcopy(vehicle)
+    outputs: list[Output] = []
+    if can_transition(vehicle["state"], State.QRY_FAIL):
+        updated["sequence"] = vehicle["sequence"] + 1
+        outputs.append(lifecycle_event(
+            ctx, vin=vehicle["vin"], system_id=vehicle["system_id"], device_id=None,
+            partition=GLOBAL_PARTITION, state=State.QRY_FAIL, previous_state=vehicle["state"],
+            error_code=int(code), cause=cause, sequence=updated["sequence"],
+        ))
+        updated["state"] = State.QRY_FAIL.value
+    updated["pending"] = None
+    updated["error_code"] = int(code)
+    for waiter in waiters:
+        answer = _fail(ctx, waiter, code, detail)
+        outputs.append(answer)
+        remember(updated, waiter.message_id or "", [answer], [])  # type: ignore[arg-type]
+    return updated, outputs
+
+
+def _rehome_request(ctx: Context, vehicle: GlobalVehicle, action: str, request_id: str,
+                    region: str, cause: str, deadline_ms: int) -> Output:
+    value = {
+        "request_id": request_id,
+        "action": action,
+        "vin": vehicle["vin"],
+        "system_id": vehicle["system_id"],
+        "sub_system_id": vehicle["sub_system_id"],
+        "region": region,
+        "country_code": vehicle["country_code"] or "",
+        "primary_device_id": vehicle["primary_device_id"],
+        "devices": [
+            {
+                "device_id": d["device_id"],
+                "ecu_type": d["ecu_type"],
+                "primary": d["primary"],
+                "certificate_fingerprint": d["certificate_fingerprint"],
+            }
+            for d in vehicle["devices"]
+        ] if action == "REGISTER" else [],
+        "cause_message_id": cause,
+        # the sequence the REGIONAL event will carry; the region numbers on from it
+        "sequence": vehicle["sequence"] + 1,
+        "requested_at": ctx.now_ms,
+        "deadline_at": deadline_ms,
+    }
+    return event(ctx.topics.rehome(region), vehicle["vin"], "RehomeRequest", value)
+
+
+def vehicle_command(
+    command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context
+) -> Decision:
+    """Steps 3 and the deadline, on the vehicle-commands topic (key VIN)."""
+    kind = command.get("kind")
+    if kind == "deadline":
+        return _deadline(command, vehicle, ctx)
+    reply_to = reply_to_from(command["reply_to"])
+    query = command["query"]
+    if kind == "match_failed":
+        code = ErrorCode(command["code"])
+        return Decision(outputs=[_fail(ctx, reply_to, code, command.get("detail"))])
+    if kind != "matched":
+        return Decision()
+    message_id = reply_to.message_id or ""
+    replayed = _replay(vehicle, message_id)
+    if replayed is not None:
+        return replayed
+    if vehicle is not None:
+        answered = _repeat_or_wait(ctx, ProvisionQuery(**query), reply_to, vehicle)
+        if answered is not None:
+            return answered
+    bound = _bind(command, vehicle)
+    primary = next((d for d in bound["devices"] if d["device_id"] == query["device_id"]), None)
+    region = choose_region(query, primary, ctx.config)
+    if region is None:
+        detail = f"region_code {query['region_code']} (country {query['country_code']})"
+        failed, outputs = _fail_vehicle(ctx, bound, ErrorCode.REGION_NOT_FOUND, detail,
+                                        message_id, [reply_to])
+        remember(failed, message_id, outputs, [])  # type: ignore[arg-type]
+        return Decision(state=failed, outputs=outputs)
+    request_id = derive_id("rehome", bound["vin"], message_id)
+    deadline_ms = ctx.now_ms + int(ctx.config.rehome_timeout_seconds * 1000)
+    bound["pending"] = {
+        "request_id": request_id,
+        "region": region,
+        "country_code": query["country_code"],
+        "deadline_ms": deadline_ms,
+        "cause_message_id": message_id,
+        "waiters": [reply_to_dict(reply_to)],
+    }
+    request = _rehome_request(ctx, bound, "REGISTER", request_id, region, message_id, deadline_ms)
+    # Remembered under the query's id: a re-delivered query re-sends the request, which the
+    # region recognises by its request_id.
+    remember(bound, message_id, [request], [])  # type: ignore[arg-type]
+    return Decision(state=bound, outputs=[request])
+
+
+def _waiters(vehicle: GlobalVehicle) -> list[ReplyTo]:
+    pending = vehicle["pending"] or {"waiters": []}
+    return [reply_to_from(w) for w in pending["waiters"]]
+
+
+def _give_up(ctx: Context, vehicle: GlobalVehicle, cause: str, detail: str) -> Decision:
+    """QRY_FAIL with 13105, failure answers, and tell the region to undo what it did."""
+    pending = vehicle["pending"]
+    assert pending is not None
+    failed, outputs = _fail_vehicle(ctx, vehicle, ErrorCode.REGIONAL_REGISTRATION_FAILED, detail,
+                                    cause, _waiters(vehicle))
+    outputs.append(_rehome_request(ctx, vehicle, "CANCEL", pending["request_id"],
+                                   pending["region"], cause, pending["deadline_ms"]))
+    remember(failed, cause, outputs, [])  # type: ignore[arg-type]
+    return Decision(state=failed, outputs=outputs)
+
+
+def _deadline(command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context) -> Decision:
+    if vehicle is None or vehicle["pending"] is None:
+        return Decision()
+    pending = vehicle["pending"]
+    if pending["request_id"] != command.get("request_id") or ctx.now_ms < pending["deadline_ms"]:
+        return Decision()
+    return _give_up(ctx, vehicle, f"deadline:{pending['request_id']}",
+                    f"region {pending['region']} did not answer in "
+                    f"{ctx.config.rehome_timeout_seconds:g}s")
+
+
+def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context) -> Decision:
+    """Step 4, on ``provisioning.rehome.result`` (key VIN)."""
+    request_id = result["request_id"]
+    cause = f"rehome:{request_id}"
+    replayed = _replay(vehicle, cause)
+    if replayed is not None:
+        return replayed
+    outcome = result["outcome"]
+    pending = vehicle["pending"] if vehicle else None
+    if vehicle is None or pending is None or pending["request_id"] != request_id:
+        if outcome == "REGISTERED" and not (vehicle and vehicle["request_id"] == request_id):
+            # The global side gave up on this request: the region must not keep the vehicle.
+            late = vehicle or {"vin": result["vin"], "system_id": result["system_id"],
+                               "sub_system_id": "", "country_code": "",
+                               "primary_device_id": "", "devices": [], "sequence": 0}
+            return Decision(outputs=[_rehome_request(
+                ctx, late, "CANCEL", request_id, result["region"], cause, ctx.now_ms)])  # type: ignore[arg-type]
+        return Decision()
+    if outcome != "REGISTERED":
+        detail = result.get("error_message") or f"region {result['region']} refused"
+        return _give_up(ctx, vehicle, cause, detail)
+    updated = copy.deepcopy(vehicle)
+    updated["sequence"] = vehicle["sequence"] + 1
+    updated.update({
+        "state": State.REGIONAL.value,
+        "region": result["region"],
+        "gateway_endpoint": result["gateway_endpoint"],
+        "request_id": request_id,
+        "pending": None,
+        "error_code": None,
+    })
+    outputs = [lifecycle_event(
+        ctx, vin=vehicle["vin"], system_id=vehicle["system_id"], device_id=None,
+        partition=GLOBAL_PARTITION, state=State.REGIONAL, previous_state=vehicle["state"],
+        error_code=None, cause=pending["cause_message_id"], sequence=updated["sequence"],
+    )]
+    for waiter in _waiters(vehicle):
+        answer = _success(ctx, waiter, result["gateway_endpoint"])
+        outputs.append(answer)
+        remember(updated, waiter.message_id or "", [answer], [])  # type: ignore[arg-type]
+    remember(updated, cause, outputs, [])  # type: ignore[arg-type]
+    return Decision(state=updated, outputs=outputs)

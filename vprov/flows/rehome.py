@@ -1,0 +1,109 @@
+"""Registering a rehomed vehicle in its region (SPEC.md section 2.1, step 5).
+
+On REGISTER the region stores the vehicle and all its devices (each device REGIONAL), creates the
+primary's identity in the regional gateway, and confirms. On CANCEL, sent when the global side
+gave up on that request, it removes what it stored, so no half-registered vehicle stays behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tables.models import RegionalVehicle, recall, remember
+from vprov.flows.common import Context
+from vprov.lifecycle import PROVISIONED_STATES, State
+from vprov.outputs import DELETE, Decision, Effect, Output, event
+
+
+def _result(ctx: Context, request: dict[str, Any], region: str, outcome: str,
+            endpoint: str = "", error: tuple[int, str] | None = None) -> Output:
+    value = {
+        "request_id": request["request_id"],
+        "vin": request["vin"],
+        "system_id": request["system_id"],
+        "region": region,
+        "outcome": outcome,
+        "gateway_endpoint": endpoint,
+        "error_code": error[0] if error else None,
+        "error_message": error[1] if error else None,
+        "completed_at": ctx.now_ms,
+    }
+    return event(ctx.topics.rehome_result, request["vin"], "RehomeResult", value)
+
+
+def _identity(request: dict[str, Any]) -> dict[str, str]:
+    primary = next(
+        (d for d in request["devices"] if d["device_id"] == request["primary_device_id"]), None
+    )
+    attrs = {"system_id": request["system_id"], "vin": request["vin"]}
+    if primary is not None:
+        attrs["certificate_fingerprint"] = primary["certificate_fingerprint"]
+        attrs["ecu_type"] = primary["ecu_type"]
+    return attrs
+
+
+def _any_provisioned(entry: RegionalVehicle) -> bool:
+    return any(d["state"] in PROVISIONED_STATES for d in entry["devices"].values())
+
+
+def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
+           ctx: Context) -> Decision:
+    """A rehome request (REGISTER or CANCEL) for this region, key VIN."""
+    cause = f"{request['action'].lower()}:{request['request_id']}"
+    remembered = recall(entry, cause)  # type: ignore[arg-type]
+    if remembered is not None:
+        outputs, effects = remembered
+        return Decision(outputs=outputs, effects=effects)
+    if request["action"] == "CANCEL":
+        return _cancel(request, entry, region, ctx)
+    return _register(request, entry, region, ctx, cause)
+
+
+def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
+              ctx: Context, cause: str) -> Decision:
+    endpoint = ctx.config.region(region).gateway_endpoint
+    effect = Effect("create_identity", region, request["primary_device_id"], _identity(request))
+    if entry is not None and _any_provisioned(entry):
+        # Already provisioned here: confirm, keep the provisioned devices as they are.
+        updated = dict(entry)
+        updated["request_id"] = request["request_id"]
+    else:
+        updated = {
+            "vin": request["vin"],
+            "system_id": request["system_id"],
+            "sub_system_id": request["sub_system_id"],
+            "region": region,
+            "country_code": request["country_code"],
+            "request_id": request["request_id"],
+            "primary_device_id": request["primary_device_id"],
+            "sequence": request["sequence"],
+            "devices": {
+                d["device_id"]: {
+                    "ecu_type": d["ecu_type"],
+                    "primary": d["primary"],
+                    "certificate_fingerprint": d["certificate_fingerprint"],
+                    "state": State.REGIONAL.value,
+                }
+                for d in request["devices"]
+            },
+            "vehicle_info": {},
+            "held": [],
+            "global_identity_deleted": False,
+            "memo": {},
+        }
+    outputs = [_result(ctx, request, region, "REGISTERED", endpoint)]
+    remember(updated, cause, outputs, [effect])
+    return Decision(state=updated, outputs=outputs, effects=[effect])
+
+
+def _cancel(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
+            ctx: Context) -> Decision:
+    undo = Effect("delete_identity", region, request["primary_device_id"])
+    if entry is None:
+        # Nothing stored (or the undo already ran): make sure no identity is left behind.
+        return Decision(effects=[undo] if request["primary_device_id"] else [])
+    if entry["request_id"] != request["request_id"] or _any_provisioned(entry):
+        return Decision()
+    undo = Effect("delete_identity", region, entry["primary_device_id"])
+    return Decision(state=DELETE, effects=[undo],
+                    outputs=[_result(ctx, request, region, "CANCELLED")])

@@ -1,0 +1,106 @@
+"""The gateway identity registry: the store an IoT gateway authenticates devices against.
+
+One registry per scope: ``global`` for the global gateway and one per region code. The port is
+``IdentityRegistry``; ``RedisIdentityRegistry`` is the production implementation.
+
+Redis key layout (documented in docs/architecture.md):
+  ``vprov:identity:<scope>:<device_id>`` -> hash {device_id, system_id, vin, certificate_fingerprint,
+  updated_at}. Create writes the whole hash (HSET), delete removes the key (DEL): both idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from vprov.outputs import Effect
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+GLOBAL_SCOPE = "global"
+KEY_PREFIX = "vprov:identity"
+
+
+def identity_key(scope: str, device_id: str) -> str:
+    return f"{KEY_PREFIX}:{scope}:{device_id}"
+
+
+class IdentityRegistry(Protocol):
+    async def create(self, scope: str, device_id: str, attributes: dict[str, str]) -> None: ...
+
+    async def delete(self, scope: str, device_id: str) -> None: ...
+
+    async def get(self, scope: str, device_id: str) -> dict[str, str] | None: ...
+
+
+class RedisIdentityRegistry:
+    """Identities in Redis; every call retries with capped exponential backoff while Redis is
+    unreachable, so an outage pauses the partition's processing instead of losing an effect."""
+
+    def __init__(self, url: str, backoff_max_seconds: float = 5.0) -> None:
+        self._url = url
+        self._client = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._backoff_max = backoff_max_seconds
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.05
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                attempt += 1
+                log.warning(
+                    "identity registry at %s unreachable during %s (attempt %d): %s; "
+                    "retrying in %.2fs. Check that Redis runs (make up) and REDIS_URL.",
+                    self._url, what, attempt, exc, delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    async def create(self, scope: str, device_id: str, attributes: dict[str, str]) -> None:
+        mapping = {**attributes, "device_id": device_id, "updated_at": str(int(time.time()))}
+        await self._retry(
+            f"create {scope}/{device_id}",
+            lambda: self._client.hset(identity_key(scope, device_id), mapping=mapping),
+        )
+
+    async def delete(self, scope: str, device_id: str) -> None:
+        await self._retry(
+            f"delete {scope}/{device_id}",
+            lambda: self._client.delete(identity_key(scope, device_id)),
+        )
+
+    async def get(self, scope: str, device_id: str) -> dict[str, str] | None:
+        raw = await self._retry(
+            f"get {scope}/{device_id}",
+            lambda: self._client.hgetall(identity_key(scope, device_id)),
+        )
+        if not raw:
+            return None
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+async def apply_effect(registry: IdentityRegistry, effect: Effect) -> None:
+    if effect.op == "create_identity":
+        await registry.create(effect.scope, effect.device_id, effect.attributes)
+    elif effect.op == "delete_identity":
+        await registry.delete(effect.scope, effect.device_id)
+    else:  # pragma: no cover - Effect.op is a closed set
+        raise ValueError(f"unknown effect {effect.op!r}")

@@ -1,0 +1,131 @@
+"""The topic catalogue: every topic the processor reads or writes, with its settings.
+
+SPEC.md section 7 names the external topics; the internal ones carry the global worker's
+repartition hops (see docs/architecture.md). Nothing else in the project spells a topic name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vprov.config import Config
+
+# Faust application ids: one consumer group per role (and per region for regional workers).
+GLOBAL_APP_ID = "vprov-global"
+
+
+def regional_app_id(region: str) -> str:
+    return f"vprov-regional-{region}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    compacted: bool = False
+    internal: bool = False
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {"cleanup.policy": "compact"} if self.compacted else {}
+
+
+class Catalogue:
+    """Topic names for one configuration; per-region names are methods taking the region code."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._t = config.topics
+
+    # external topics (SPEC.md section 7)
+    @property
+    def query(self) -> str:
+        return self._t.query
+
+    @property
+    def query_response(self) -> str:
+        return self._t.query_response
+
+    @property
+    def registrations(self) -> str:
+        return self._t.registrations
+
+    @property
+    def rehome_result(self) -> str:
+        return self._t.rehome_result
+
+    @property
+    def lifecycle(self) -> str:
+        return self._t.lifecycle
+
+    @property
+    def deadletter(self) -> str:
+        return self._t.deadletter
+
+    def rehome(self, region: str) -> str:
+        return self._t.rehome.format(region=region)
+
+    def device(self, region: str) -> str:
+        return self._t.device.format(region=region)
+
+    def device_response(self, region: str) -> str:
+        return self._t.device_response.format(region=region)
+
+    def onboarding(self, region: str) -> str:
+        return self._t.onboarding.format(region=region)
+
+    # internal topics of the global worker (repartition hops)
+    @property
+    def system_registrations(self) -> str:
+        return f"{GLOBAL_APP_ID}.system-registrations"
+
+    @property
+    def query_by_system(self) -> str:
+        return f"{GLOBAL_APP_ID}.query-by-system"
+
+    @property
+    def query_by_device(self) -> str:
+        return f"{GLOBAL_APP_ID}.query-by-device"
+
+    @property
+    def vehicle_commands(self) -> str:
+        return f"{GLOBAL_APP_ID}.vehicle-commands"
+
+    def _spec(self, name: str, *, compacted: bool = False, internal: bool = False) -> TopicSpec:
+        return TopicSpec(
+            name=name,
+            partitions=self._config.partitions,
+            replication_factor=self._config.replication_factor,
+            compacted=compacted,
+            internal=internal,
+        )
+
+    def external(self) -> list[TopicSpec]:
+        specs = [
+            self._spec(self.query),
+            self._spec(self.query_response),
+            self._spec(self.registrations, compacted=True),
+            self._spec(self.rehome_result),
+            self._spec(self.lifecycle),
+            self._spec(self.deadletter),
+        ]
+        for region in self._config.regions:
+            specs += [
+                self._spec(self.rehome(region)),
+                self._spec(self.device(region)),
+                self._spec(self.device_response(region)),
+                self._spec(self.onboarding(region)),
+            ]
+        return specs
+
+    def internal(self) -> list[TopicSpec]:
+        return [
+            self._spec(self.system_registrations, compacted=True, internal=True),
+            self._spec(self.query_by_system, internal=True),
+            self._spec(self.query_by_device, internal=True),
+            self._spec(self.vehicle_commands, internal=True),
+        ]
+
+    def all(self) -> list[TopicSpec]:
+        return self.external() + self.internal()
