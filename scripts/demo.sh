@@ -59,6 +59,10 @@ start_worker() {
     local name=$1 port=$2
     shift 2
     local dir=$WORKERS_DIR/$name
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        say "port $port is already in use (a worker left from an earlier run?)"
+        return 1
+    fi
     mkdir -p "$dir"
     say "starting $name worker (web port $port, log $dir/worker.log)"
     # Own working directory: each worker keeps its local table state there.

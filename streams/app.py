@@ -33,6 +33,7 @@ def app_id(options: WorkerOptions) -> str:
 
 def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell]:
     name = app_id(options)
+    options.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         name,
         broker=[f"kafka://{server}" for server in config.bootstrap_servers.split(",")],
@@ -80,6 +81,7 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "app": app.conf.id,
             "ready": ready,
             "processed": shell.processed,
-            "failures": shell.failures,
+            "dead_lettered": shell.dead_lettered,
+            "retries": shell.retries,
         }
         return web.json(body, status=200 if ready else 503)

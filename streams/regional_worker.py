@@ -6,42 +6,45 @@ table, so regions stay isolated.
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
-from streams.shell import RAW, Shell
+from streams.shell import JSON_ENTRIES, RAW, Shell, Step, key_text
 from vprov.flows import provision, rehome
+from vprov.topics import regional_table
 
 
-def register(app: faust.App, shell: Shell, region: str) -> None:
+def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     cat = shell.catalogue
     partitions = shell.config.partitions
-    vehicles = app.Table(f"regional-vehicles-{region}", partitions=partitions, default=None,
-                         key_type=str, value_serializer="json")  # VIN -> RegionalVehicle
+    # VIN -> RegionalVehicle
+    vehicles = app.Table(regional_table(region), partitions=partitions, default=None,
+                         schema=JSON_ENTRIES)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, partitions=partitions, **RAW)
 
-    def key_of(event: faust.EventT) -> str:
-        return (event.message.key or b"").decode("utf-8", errors="replace")
+    def agent(name: str, step: Any) -> None:
+        async def consume(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await shell.process(event, lambda event=event: step(event))
 
-    @app.agent(topic(cat.rehome(region)))
-    async def register_vehicles(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async def step(event: faust.EventT = event) -> None:
-                vin = key_of(event)
-                request = shell.serde.decode("RehomeRequest", event.message.value,
-                                             topic=event.message.topic)
-                decision = rehome.handle(request, vehicles.get(vin), region, shell.context())
-                await shell.carry_out(decision, vehicles, vin)
-            await shell.guarded(event, step)
+        app.agent(topic(name), name=f"vprov.regional.{region}.{step.__name__}")(consume)
 
-    @app.agent(topic(cat.device(region)))
-    async def provision_devices(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async def step(event: faust.EventT = event) -> None:
-                vin = key_of(event)
-                entry = vehicles.get(vin) if vin else None
-                decision = provision.handle(event.message.value or b"", shell.source(event),
-                                            entry, region, shell.context())
-                await shell.carry_out(decision, vehicles, vin)
-            await shell.guarded(event, step)
+    def register_vehicle(event: faust.EventT) -> Step:
+        vin = key_text(event)
+        request = shell.serde.decode("RehomeRequest", event.message.value,
+                                     topic=event.message.topic)
+        return rehome.handle(request, vehicles.get(vin), region, shell.context()), vehicles, vin
+
+    def provision_device(event: faust.EventT) -> Step:
+        vin = key_text(event)
+        entry = vehicles.get(vin) if vin else None
+        decision = provision.handle(event.message.value or b"", shell.source(event), entry,
+                                    region, shell.context())
+        return decision, vehicles, vin
+
+    agent(cat.rehome(region), register_vehicle)
+    agent(cat.device(region), provision_device)
+    return {"vehicles": vehicles}

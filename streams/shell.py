@@ -4,14 +4,20 @@ The order matters for at-least-once processing. The table write goes first (to R
 changelog), then the effects (idempotent, retried while Redis is down), then the records. If the
 worker dies anywhere in between, Kafka delivers the input again and the memo in the entry makes
 the decision send the same records and run the same effects again, with the same ids.
+
+Errors are split in two. Anything that goes wrong while decoding an input, deciding, or encoding
+the records is about that input: it goes to the dead-letter topic and the partition moves on.
+Anything that goes wrong while carrying out a decision is about the infrastructure: it is retried
+until it succeeds, holding the partition, because moving on would lose the input.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -25,7 +31,13 @@ from vprov.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
+# Table entries: keys are the raw UTF-8 key (VIN, device_id, system_id), values plain JSON.
+JSON_ENTRIES = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RETRY_MAX_SECONDS = 5.0
+
+# What one input step returns: the decision, and the table and key its state belongs to.
+Step = tuple[Decision, Any, "str | None"]
 
 
 def now_ms() -> int:
@@ -51,6 +63,10 @@ def decode_internal(raw: bytes) -> dict[str, Any]:
     return json.loads(raw)
 
 
+def key_text(event: faust.EventT) -> str:
+    return (event.message.key or b"").decode("utf-8", errors="replace")
+
+
 class Shell:
     def __init__(self, app: faust.App, catalogue: Catalogue, config: Any, serde: AvroSerde,
                  registry: IdentityRegistry) -> None:
@@ -61,7 +77,8 @@ class Shell:
         self.registry = registry
         self._topics: dict[str, faust.TopicT] = {}
         self.processed = 0
-        self.failures = 0
+        self.dead_lettered = 0
+        self.retries = 0
 
     def topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
@@ -83,39 +100,54 @@ class Shell:
             authenticated=header_value(message.headers, self.config.authenticated_header),
         )
 
-    def encode(self, output: Output) -> bytes:
+    def encode(self, output: Output) -> tuple[str, bytes, bytes]:
         if output.kind == "reply":
-            return output.value.encode("utf-8")
-        if output.kind == "event":
-            return self.serde.encode(output.record or "", output.value, topic=output.topic)
-        return encode_internal(output.value)
+            value = output.value.encode("utf-8")
+        elif output.kind == "event":
+            value = self.serde.encode(output.record or "", output.value, topic=output.topic)
+        else:
+            value = encode_internal(output.value)
+        return output.topic, output.key.encode("utf-8"), value
 
-    async def send(self, outputs: list[Output]) -> None:
-        for output in outputs:
-            await self.topic(output.topic).send(
-                key=output.key.encode("utf-8"), value=self.encode(output)
-            )
+    async def process(self, event: faust.EventT, step: Callable[[], Step]) -> None:
+        """Decide on one input and carry the decision out."""
+        try:
+            decision, table, key = step()
+            records = [self.encode(o) for o in decision.outputs]
+        except Exception as exc:  # noqa: BLE001 - an input must never stop its partition
+            log.exception("cannot process %s; sending it to the dead-letter topic",
+                          self.source(event).ref)
+            self.dead_lettered += 1
+            record = dead_letter(self.context(), self.source(event), event.message.value or b"",
+                                 ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
+            return
+        await self._retrying(self.source(event).ref,
+                             lambda: self._carry_out(decision, records, table, key))
+        self.processed += 1
 
-    async def carry_out(self, decision: Decision, table: Any = None, key: str | None = None
-                        ) -> None:
+    async def _retrying(self, what: str, action: Callable[[], Any]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await action()
+                return
+            except Exception:  # noqa: BLE001 - infrastructure: retry, never skip the input
+                self.retries += 1
+                log.exception("carrying out %s failed; retrying in %.1fs", what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _carry_out(self, decision: Decision, records: list[tuple[str, bytes, bytes]],
+                         table: Any, key: str | None) -> None:
         if decision.state is DELETE:
             table.pop(key, None)
         elif decision.state is not KEEP:
             table[key] = decision.state
         for effect in decision.effects:
             await apply_effect(self.registry, effect)
-        await self.send(decision.outputs)
+        await self._send(records)
 
-    async def guarded(self, event: faust.EventT, step: Callable[[], Awaitable[None]]) -> None:
-        """Run one input's step; an unexpected error dead-letters the input instead of stopping
-        the agent, so one bad record never stalls its partition."""
-        try:
-            await step()
-            self.processed += 1
-        except Exception as exc:  # noqa: BLE001 - the worker must outlive any single input
-            self.failures += 1
-            log.exception("processing %s failed; sending it to the dead-letter topic",
-                          self.source(event).ref)
-            record = dead_letter(self.context(), self.source(event), event.message.value or b"",
-                                 ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            await self.send([record])
+    async def _send(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        for topic, key, value in records:
+            await self.topic(topic).send(key=key, value=value)

@@ -18,6 +18,7 @@ milliseconds on encode and come back as timezone-aware UTC ``datetime`` on decod
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ class _Codec:
     header: bytes
     # writer fingerprint -> parsed writer schema; None when the writer is the current schema
     writers: dict[bytes, Any]
-    # top-level timestamp-millis fields (nested records carry none), checked on encode
+    # top-level timestamp-millis fields, checked on encode (no nested record has one)
     timestamp_fields: tuple[str, ...]
 
 
@@ -211,8 +212,8 @@ class AvroSerde:
             ) from None
 
     def schema(self, record_name: str) -> dict[str, Any]:
-        """The current schema of ``record_name`` as parsed by fastavro."""
-        return self._codec(record_name).parsed
+        """The current schema of ``record_name`` as parsed by fastavro (a copy: safe to modify)."""
+        return copy.deepcopy(self._codec(record_name).parsed)
 
     def encode(self, record_name: str, record: dict[str, Any], topic: str | None = None) -> bytes:
         """Serialize ``record`` with the current schema of ``record_name``.
@@ -246,11 +247,16 @@ class AvroSerde:
         codec = self._codec(record_name)
         if self._registry is not None:
             return self._registry.decode(codec, payload, topic)
-        if payload[:2] != SINGLE_OBJECT_MARKER or len(payload) < HEADER_SIZE:
+        if payload[:2] != SINGLE_OBJECT_MARKER:
             raise SchemaError(
                 f"{record_name}: payload does not start with the Avro single-object marker c301 "
-                f"(got {payload[:2].hex() or 'nothing'}, {len(payload)} bytes); if it starts "
-                "with 00 it was written through a schema registry: set schema_registry.url"
+                f"(got {payload[:2].hex() or 'nothing'}); if it starts with 00 it was written "
+                "through a schema registry: set schema_registry.url"
+            )
+        if len(payload) < HEADER_SIZE:
+            raise SchemaError(
+                f"{record_name}: payload of {len(payload)} bytes is cut inside the "
+                f"{HEADER_SIZE}-byte single-object header; the producer or topic truncated it"
             )
         fp = payload[2:HEADER_SIZE]
         try:

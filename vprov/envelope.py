@@ -13,7 +13,6 @@ answered with byte-identical output (SPEC.md section 5).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -255,11 +254,10 @@ def parse_response(raw: bytes) -> dict:
     bag = doc.get("property_bag")
     encoding = bag.get("body_encoding_type") if isinstance(bag, dict) else None
     body = doc.get("body")
-    if encoding == BODY_BASE64 and isinstance(body, str):
-        try:
-            body = json.loads(base64.b64decode(body, validate=True))
-        except binascii.Error as exc:
-            raise ValueError(f"body is not base64: {exc}") from None
+    if encoding == BODY_BASE64:
+        if not isinstance(body, str):
+            raise ValueError("body_encoding_type 1 needs a base64 string body")
+        body = json.loads(base64.b64decode(body, validate=True))  # binascii.Error is a ValueError
     if not isinstance(body, dict):
         raise ValueError("response body is not a JSON object")
     return {**doc, "body": body}

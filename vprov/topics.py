@@ -14,8 +14,21 @@ from vprov.config import Config
 GLOBAL_APP_ID = "vprov-global"
 
 
+# Tables per role. Faust names a table's changelog "<app id>-<table>-changelog"; the catalogue
+# creates those topics before a worker starts, so their partition count is ours, not a guess.
+GLOBAL_TABLES = ("registrations", "systems", "vehicles", "rehome-deadlines")
+
+
 def regional_app_id(region: str) -> str:
     return f"vprov-regional-{region}"
+
+
+def regional_table(region: str) -> str:
+    return f"regional-vehicles-{region}"
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    return f"{app_id}-{table}-changelog"
 
 
 @dataclass(frozen=True)
@@ -127,5 +140,11 @@ class Catalogue:
             self._spec(self.vehicle_commands, internal=True),
         ]
 
+    def changelogs(self) -> list[TopicSpec]:
+        names = [changelog_topic(GLOBAL_APP_ID, t) for t in GLOBAL_TABLES]
+        names += [changelog_topic(regional_app_id(r), regional_table(r))
+                  for r in self._config.regions]
+        return [self._spec(name, compacted=True, internal=True) for name in names]
+
     def all(self) -> list[TopicSpec]:
-        return self.external() + self.internal()
+        return self.external() + self.internal() + self.changelogs()

@@ -9,13 +9,14 @@ input. The first failing check answers, in this order:
    messages), nesting too deep, or a value that is not an object -> 13113.
 3. envelope, in the table's order (absent, null and blank strings count as missing; a value of the
    wrong type or outside its alphabet is a field violation, 13122):
-   message_id 1002 -> version 1409 (missing or not in ``config.supported_versions``) ->
-   system_id 1001 -> correlation_id, sub_system_id, vin (optional) -> device_id 1003 ->
-   ecu_type 1004 -> source_id 1005 (must be ``c2c-edge``: only device-to-cloud messages are
-   decoded here) -> target_id 1006 -> message_type 1007 -> time 1008 (an integer, not a bool;
-   outside 0..2**63-1 is 13122) -> ttl (optional, default -1; -1 or 0..2**63-1, else 13122) ->
-   status 10001 -> property_bag 13114 (missing, null, not an object, or no body_encoding_type) ->
-   body_encoding_type 13127 (not an integer; a bool is not) / 13126 (not 0 or 1).
+   message_id 1002 -> correlation_id (optional) -> version 1409 (missing or not in
+   ``config.supported_versions``) -> system_id 1001 -> sub_system_id, vin (optional) ->
+   device_id 1003 -> ecu_type 1004 -> source_id 1005 (must be ``c2c-edge``: only
+   device-to-cloud messages are decoded here) -> target_id 1006 -> message_type 1007 ->
+   time 1008 (an integer, not a bool; outside 0..2**63-1 is 13122) -> ttl (optional, default -1;
+   -1 or 0..2**63-1, else 13122) -> status 10001 -> property_bag 13114 (missing, null, not an
+   object, or no body_encoding_type) -> body_encoding_type 13127 (not an integer; a bool is not)
+   / 13126 (not 0 or 1).
    The header VIN is not checked on its own ("body rules apply"): a bad one disagrees with the
    valid body VIN and ends in 13130.
 4. expiry: ttl != -1 and now > time + ttl -> 10003.
@@ -200,14 +201,14 @@ def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
     message_id = _identifier(
         get("message_id"), "message_id", _E.MESSAGE_ID_MISSING, MAX_LEN["message_id"]
     )
+    correlation_id = _optional_identifier(
+        get("correlation_id"), "correlation_id", MAX_LEN["correlation_id"]
+    )
     version = get("version")
     if type(version) is not str or version not in config.supported_versions:
         raise _Fail(_E.VERSION_UNSUPPORTED, "version")
     system_id = _identifier(
         get("system_id"), "system_id", _E.SYSTEM_ID_MISSING, MAX_LEN["system_id"]
-    )
-    correlation_id = _optional_identifier(
-        get("correlation_id"), "correlation_id", MAX_LEN["correlation_id"]
     )
     sub_system_id = _optional_identifier(
         get("sub_system_id"), "sub_system_id", MAX_LEN["sub_system_id"]
@@ -293,12 +294,20 @@ def _decode_body(doc: dict[str, Any], encoding: int) -> dict[str, Any]:
 # --- body fields --------------------------------------------------------------------------------
 
 
+def _either(first: object, second: object, conflict: str) -> object:
+    """A value that may come under two names or places; when both are given they must agree."""
+    if _blank(first):
+        return second
+    if not _blank(second) and first != second:
+        raise _Fail(_E.FIELD_VIOLATION, conflict)
+    return first
+
+
 def _body_device_id(body: dict[str, Any], missing: ErrorCode) -> str:
-    # deviceId (3.1) and device_id (3.3) are both accepted; both present must agree.
-    camel, snake = body.get("deviceId"), body.get("device_id")
-    if not _blank(camel) and not _blank(snake) and camel != snake:
-        raise _Fail(_E.FIELD_VIOLATION, "body.deviceId: disagrees with body.device_id")
-    value = snake if _blank(camel) else camel
+    # deviceId (3.1) and device_id (3.3) are both accepted in both messages.
+    value = _either(
+        body.get("deviceId"), body.get("device_id"), "body.deviceId: differs from device_id"
+    )
     return _identifier(value, "body.device_id", missing, MAX_LEN["device_id"])
 
 
@@ -359,11 +368,14 @@ def _query_body(body: dict[str, Any], config: Config) -> ProvisionQuery:
     )
 
 
+_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+
+
 def _optional(value: object, kind: type, field: str, default: Any = None) -> Any:
     if value is None:
         return default
     if type(value) is not kind:
-        raise _Fail(_E.FIELD_VIOLATION, f"{field}: not a {kind.__name__}")
+        raise _Fail(_E.FIELD_VIOLATION, f"{field}: not {_JSON_NAMES[kind]}")
     return value
 
 
@@ -392,7 +404,7 @@ def _chipsets(value: object, count: int) -> tuple[Chipset, ...]:
         text = [item.get(key) for key in _CHIPSET_TEXT]
         for key, found in zip(_CHIPSET_TEXT, text, strict=True):
             if found is not None and type(found) is not str:
-                raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].{key}: not a str")
+                raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].{key}: not a string")
         chipsets.append(Chipset(chip_id, *text))
     return tuple(chipsets)
 
@@ -419,13 +431,16 @@ def _device_body(body: dict[str, Any], config: Config) -> DeviceProvision:
         raise _Fail(_E.VEHICLE_INFO_MISSING, "body.vehicle_info")
     device_id = _body_device_id(body, _E.DEVICE_ID_MISSING)
     info = _optional(get("device_info"), dict, "body.device_info", {})
-    nested, top = info.get("ecu_type"), get("ecu_type")
-    if not _blank(nested) and not _blank(top) and nested != top:
-        raise _Fail(_E.FIELD_VIOLATION, "body.ecu_type: disagrees with body.device_info.ecu_type")
-    ecu_type = _ecu_type(top if _blank(nested) else nested, config, _E.ECU_TYPE_MISSING)
-    primary = info.get("primary")
+    ecu_type = _ecu_type(
+        _either(info.get("ecu_type"), get("ecu_type"), "body.ecu_type: differs in device_info"),
+        config,
+        _E.ECU_TYPE_MISSING,
+    )
     primary = _optional(
-        get("primary") if primary is None else primary, bool, "body.device_info.primary", False
+        _either(info.get("primary"), get("primary"), "body.primary: differs in device_info"),
+        bool,
+        "body.device_info.primary",
+        False,
     )
     ecu_model = _optional(info.get("ecu_model"), str, "body.device_info.ecu_model")
     ecu_make = _optional(info.get("ecu_make"), str, "body.device_info.ecu_make")
@@ -559,7 +574,9 @@ def decode_request(
             raise _Fail(_E.NOT_JSON, "not a JSON object")
         envelope = _envelope(doc, config)
         if envelope.ttl != -1 and now > envelope.time + envelope.ttl:
-            raise _Fail(_E.MESSAGE_EXPIRED, f"time {envelope.time} + ttl {envelope.ttl} < {now}")
+            raise _Fail(
+                _E.MESSAGE_EXPIRED, f"time {envelope.time} + ttl {envelope.ttl} < now {now}"
+            )
         if envelope.message_type != expected_type:
             raise _Fail(_E.WRONG_MESSAGE_TYPE, f"message_type: expected {expected_type}")
         body = _decode_body(doc, envelope.body_encoding_type)

@@ -145,9 +145,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="module")
+SERDE = AvroSerde()
+
+
+@pytest.fixture()
 def serde() -> AvroSerde:
-    return AvroSerde()
+    return SERDE
 
 
 def avsc(record_name: str) -> dict[str, Any]:
@@ -199,7 +202,6 @@ def test_nullable_fields_round_trip_as_null(serde: AvroSerde, record_name: str) 
 def test_lifecycle_event_round_trips_for_any_values(
     text: str, optional: str | None, error_code: int | None, sequence: int, millis: int
 ) -> None:
-    serde = AvroSerde()
     record = {
         "event_id": text,
         "vin": text,
@@ -213,7 +215,7 @@ def test_lifecycle_event_round_trips_for_any_values(
         "sequence": sequence,
         "occurred_at": datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis),
     }
-    assert serde.decode("LifecycleEvent", serde.encode("LifecycleEvent", record)) == record
+    assert SERDE.decode("LifecycleEvent", SERDE.encode("LifecycleEvent", record)) == record
 
 
 def test_timestamps_accept_epoch_millis_and_decode_to_utc_datetimes(serde: AvroSerde) -> None:
@@ -229,7 +231,8 @@ def test_timestamps_accept_epoch_millis_and_decode_to_utc_datetimes(serde: AvroS
 def test_aware_datetimes_in_other_zones_keep_their_instant(serde: AvroSerde) -> None:
     tokyo = T0.astimezone(ZoneInfo("Asia/Tokyo"))
     record = dict(SAMPLES["LifecycleEvent"], occurred_at=tokyo)
-    assert serde.decode("LifecycleEvent", serde.encode("LifecycleEvent", record))["occurred_at"] == T0
+    decoded = serde.decode("LifecycleEvent", serde.encode("LifecycleEvent", record))
+    assert decoded["occurred_at"] == T0
 
 
 def test_naive_datetime_is_refused(serde: AvroSerde) -> None:
@@ -307,9 +310,12 @@ def test_registry_framed_payload_points_at_the_registry_setting(serde: AvroSerde
         serde.decode("LifecycleEvent", b"\x00\x00\x00\x00\x01" + b"\x02" * 20)
 
 
-@pytest.mark.parametrize("payload", [b"", b"\xc3", b"\xc3\x01\x01\x02"])
-def test_truncated_header_is_a_schema_error(serde: AvroSerde, payload: bytes) -> None:
-    with pytest.raises(SchemaError):
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [(b"", "marker"), (b"\xc3", "marker"), (b"\xc3\x01\x01\x02", "cut inside")],
+)
+def test_truncated_header_is_a_schema_error(serde: AvroSerde, payload: bytes, problem: str) -> None:
+    with pytest.raises(SchemaError, match=problem):
         serde.decode("LifecycleEvent", payload)
 
 
@@ -337,8 +343,13 @@ def test_unknown_record_name_is_a_schema_error(serde: AvroSerde) -> None:
 
 def test_schema_returns_the_parsed_current_schema(serde: AvroSerde) -> None:
     schema = serde.schema("RehomeRequest")
+    schema["fields"].clear()  # a copy: the serde keeps working
+    assert serde.decode("RehomeRequest", serde.encode("RehomeRequest", SAMPLES["RehomeRequest"]))
+    schema = serde.schema("RehomeRequest")
     assert schema["name"] == "io.vprov.events.RehomeRequest"
-    assert [f["name"] for f in schema["fields"]] == [f["name"] for f in avsc("RehomeRequest")["fields"]]
+    assert [f["name"] for f in schema["fields"]] == [
+        f["name"] for f in avsc("RehomeRequest")["fields"]
+    ]
 
 
 def test_serde_from_config_without_registry_uses_single_object_encoding() -> None:
@@ -397,11 +408,9 @@ class _RegistryStandIn(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def registry() -> Iterator[type[_RegistryStandIn]]:
-    handler = type(
-        "Handler", (_RegistryStandIn,), {"schemas": {}, "subjects": {}, "calls": []}
-    )
+    handler = type("Handler", (_RegistryStandIn,), {"schemas": {}, "subjects": {}, "calls": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
     try:
@@ -418,7 +427,9 @@ def test_registry_round_trip_in_confluent_wire_format(registry: Any) -> None:
 
     assert payload[0] == 0
     schema_id = int.from_bytes(payload[1:5], "big")
-    assert registry.subjects == {"vehicle.lifecycle-value": {registry.schemas[schema_id]: schema_id}}
+    assert registry.subjects == {
+        "vehicle.lifecycle-value": {registry.schemas[schema_id]: schema_id}
+    }
     # The registered schema is the .avsc itself; a plain reader needs nothing else.
     registered = fastavro.parse_schema(json.loads(registry.schemas[schema_id]), named_schemas={})
     assert fastavro.schemaless_reader(io.BytesIO(payload[5:]), registered) == record
@@ -454,10 +465,10 @@ def test_serde_from_config_with_registry_uses_the_confluent_format(registry: Any
     serde = serde_from_config(SimpleNamespace(schema_registry_url=registry.url))
     payload = serde.encode("DeadLetter", SAMPLES["DeadLetter"], topic="provisioning.deadletter")
     assert payload[0] == 0
-    assert serde.decode("DeadLetter", payload, topic="provisioning.deadletter") == (
-        SAMPLES["DeadLetter"]
-    )
+    decoded = serde.decode("DeadLetter", payload, topic="provisioning.deadletter")
+    assert decoded == SAMPLES["DeadLetter"]
 
 
 def test_schema_dir_points_at_the_repository_schemas() -> None:
-    assert SCHEMA_DIR == Path(__file__).resolve().parents[2] / "avro_schemas"
+    repository = Path(__file__).resolve().parents[2]
+    assert repository / "avro_schemas" == SCHEMA_DIR
