@@ -21,6 +21,7 @@ from streams.shell import (
     key_text,
     now_ms,
 )
+from streams.web import add_table_view
 from vprov.flows import query, registration
 
 DEADLINE_SCAN_SECONDS = 1.0
@@ -122,6 +123,11 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     agent(cat.query_by_device, query_match_device)
     agent(cat.vehicle_commands, vehicle_command)
     agent(cat.rehome_result, rehome_result)
+
+    add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", "vehicle")
+    add_table_view(app, systems, "/systems/{system_id}/", "system_id", "registered system")
+    add_table_view(app, registrations, "/registrations/{device_id}/", "device_id",
+                   "registered device")
 
     announced: set[tuple[str, str]] = set()
 

@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from streams.shell import JSON_ENTRIES, RAW, Shell, Step, key_text
+from streams.web import add_table_view
 from vprov.flows import provision, rehome
 from vprov.topics import regional_table
 
@@ -47,4 +48,5 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
 
     agent(cat.rehome(region), register_vehicle)
     agent(cat.device(region), provision_device)
+    add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", f"vehicle in region {region}")
     return {"vehicles": vehicles}

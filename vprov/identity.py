@@ -4,8 +4,9 @@ One registry per scope: ``global`` for the global gateway and one per region cod
 ``IdentityRegistry``; ``RedisIdentityRegistry`` is the production implementation.
 
 Redis key layout (documented in docs/architecture.md):
-  ``vprov:identity:<scope>:<device_id>`` -> hash {device_id, system_id, vin, certificate_fingerprint,
-  updated_at}. Create writes the whole hash (HSET), delete removes the key (DEL): both idempotent.
+  ``vprov:identity:<scope>:<device_id>`` -> hash {device_id, system_id, vin,
+  certificate_fingerprint, ecu_type, updated_at}. Create writes the whole hash (HSET), delete
+  removes the key (DEL): both idempotent.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -81,13 +82,22 @@ def decode_any(raw: bytes) -> None:
 # --- strategies --------------------------------------------------------------------------------
 
 
+UPPER = string.ascii_uppercase
+IDENTIFIER_CHARS = string.ascii_letters + string.digits + "-_."
+
+
 def identifiers(max_len: int) -> st.SearchStrategy[str]:
-    return st.from_regex(rf"[A-Za-z0-9._-]{{1,{max_len}}}", fullmatch=True)
+    # st.text over an alphabet: several times faster to draw than st.from_regex.
+    return st.text(alphabet=IDENTIFIER_CHARS, min_size=1, max_size=max_len)
 
 
 VINS = st.text(alphabet=VIN_ALPHABET, min_size=17, max_size=17)
-REGIONS = st.from_regex(r"[A-Z][A-Z0-9]{1,7}", fullmatch=True)
-COUNTRIES = st.from_regex(r"[A-Z]{2}", fullmatch=True)
+REGIONS = st.builds(
+    str.__add__,
+    st.sampled_from(UPPER),
+    st.text(alphabet=UPPER + string.digits, min_size=1, max_size=7),
+)
+COUNTRIES = st.text(alphabet=UPPER, min_size=2, max_size=2)
 ECU_TYPES = st.sampled_from(sorted(CONFIG.ecu_states))
 LEAVES = (
     st.none()
@@ -98,10 +108,12 @@ LEAVES = (
 )
 JSON_VALUES = st.recursive(
     LEAVES,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=8,
 )
-JSON_OBJECTS = st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=6)
+FLAT_OBJECTS = st.dictionaries(st.text(max_size=8), LEAVES, max_size=4)
 EDGY_STRINGS = st.sampled_from(
     ["", " ", "\t", "x" * 200, "a b", "é", "\x00", "TCU\n", "1" * 18, "v1", "c2c-edge", "ÿ" * 3]
 )
@@ -142,16 +154,16 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
         )
     else:
         chipsets = draw(st.lists(CHIPSETS, max_size=4, unique_by=lambda chip: chip["id"]))
-        vehicle_info = draw(st.dictionaries(st.text(max_size=8), LEAVES, max_size=4))
+        vehicle_info = draw(FLAT_OBJECTS)
         primary = draw(st.booleans())
         ecu_model, ecu_make = draw(st.none() | st.text(max_size=8)), draw(st.none() | st.text())
         optional = draw(
             st.fixed_dictionaries(
                 {},
                 optional={
-                    "SIMInfo": JSON_OBJECTS,
-                    "communication_channel": st.lists(JSON_VALUES, max_size=3),
-                    "configuration": JSON_OBJECTS,
+                    "SIMInfo": FLAT_OBJECTS,
+                    "communication_channel": st.lists(LEAVES, max_size=3),
+                    "configuration": FLAT_OBJECTS,
                     "privacyFlag": st.booleans(),
                 },
             )
@@ -267,7 +279,7 @@ def test_random_json_values(value: Any) -> None:
 
 
 @examples(1500)
-@given(st.fixed_dictionaries({}, optional={key: JSON_VALUES | EDGY_STRINGS for key in ENVELOPE_KEYS}))
+@given(st.fixed_dictionaries({}, optional=dict.fromkeys(ENVELOPE_KEYS, JSON_VALUES | EDGY_STRINGS)))
 def test_random_values_under_envelope_names(doc: dict[str, Any]) -> None:
     decode_any(json.dumps(doc).encode())
 

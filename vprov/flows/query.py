@@ -181,7 +181,9 @@ def match_device(
     return Decision(outputs=[internal(ctx.topics.query_by_system, query["system_id"], again)])
 
 
-def choose_region(query: dict[str, Any], primary: Registration | None, config: Config) -> str | None:
+def choose_region(
+    query: dict[str, Any], primary: Registration | None, config: Config
+) -> str | None:
     """The homing policy: a registration's pinned home region, then (when configured) the
     country's data-residency region, then the region the query asks for."""
     if primary is not None and primary.get("home_region") in config.regions:

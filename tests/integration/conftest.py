@@ -1,0 +1,185 @@
+"""Fixtures of the integration tests: the real broker and Redis (started by `make test`), real
+worker processes started here, and a bus to talk to them through the topics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.harness import (
+    BOOTSTRAP,
+    REDIS_URL,
+    REPO,
+    Bus,
+    Fleet,
+    Record,
+    WorkerProcess,
+    wait_until,
+)
+from vprov import config as config_module
+from vprov import fleet
+from vprov.admin import BrokerUnavailable, ensure_topics
+from vprov.config import Config
+from vprov.topics import Catalogue
+
+# A region no worker serves: queries homed there time out (13105).
+SILENT_REGION = "ZZ"
+REHOME_TIMEOUT_SECONDS = 4
+PORTS = {"global": 17066, "NA": 17067, "EU": 17068}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def write_test_config(path: Path) -> Path:
+    text = (REPO / "vprov" / "defaults.toml").read_text()
+    text = text.replace("rehome_timeout_seconds = 30",
+                        f"rehome_timeout_seconds = {REHOME_TIMEOUT_SECONDS}")
+    text += (f'\n[regions.{SILENT_REGION}]\ngateway_endpoint = "mqtts://zz.iot.vprov.example:8883"'
+             '\ncountries = []\n')
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_test_config(tmp_path_factory.mktemp("config") / "vprov-test.toml")
+
+
+@pytest.fixture(scope="session")
+def config(config_path: Path) -> Config:
+    return config_module.load(config_path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+                                                "REDIS_URL": REDIS_URL})
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}). Run the suite with "
+                    "`make test`, or start the stack with `make up`.", pytrace=False)
+    return client
+
+
+@pytest.fixture(scope="session")
+def stack(config: Config, redis_client: redis.Redis) -> Config:
+    try:
+        ensure_topics(BOOTSTRAP, Catalogue(config).all(), timeout=20)
+    except BrokerUnavailable as exc:
+        pytest.fail(f"{exc}. Run the suite with `make test`.", pytrace=False)
+    return config
+
+
+@pytest.fixture(scope="session")
+def worker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workers")
+
+
+@pytest.fixture(scope="session")
+def workers(stack: Config, config_path: Path, worker_dir: Path) -> Iterator[dict[str, WorkerProcess]]:
+    procs = {
+        "global": WorkerProcess("global", PORTS["global"], worker_dir, config_path),
+        "NA": WorkerProcess("regional", PORTS["NA"], worker_dir, config_path, region="NA"),
+        "EU": WorkerProcess("regional", PORTS["EU"], worker_dir, config_path, region="EU"),
+    }
+    try:
+        for proc in procs.values():
+            proc.start()
+        for proc in procs.values():
+            proc.wait_ready()
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+
+@pytest.fixture(scope="session")
+def bus(stack: Config) -> Iterator[Bus]:
+    cat = Catalogue(stack)
+    topics = [cat.query_response, cat.lifecycle, cat.deadletter, cat.rehome_result,
+              cat.rehome(SILENT_REGION)]
+    for region in stack.regions:
+        topics += [cat.device_response(region), cat.onboarding(region)]
+    bus = Bus(stack, topics)
+    yield bus
+    bus.close()
+
+
+@pytest.fixture
+def fleet_(request: pytest.FixtureRequest) -> Fleet:
+    return Fleet(tag=fleet.run_tag(f"{request.node.nodeid}-{uuid.uuid4()}"))
+
+
+class Flow:
+    """The steps a vehicle takes, as a device would take them, plus reads of the results."""
+
+    def __init__(self, bus: Bus, workers: dict[str, WorkerProcess]) -> None:
+        self.bus = bus
+        self.workers = workers
+        self.cat = bus.catalogue
+
+    def register(self, *vehicles: fleet.SimVehicle) -> None:
+        self.bus.register(vehicles)
+        glob = self.workers["global"]
+        for vehicle in vehicles:
+            wait_until(lambda v=vehicle: glob.get(f"/systems/{v.system_id}/")[0] == 200
+                       and len(glob.get(f"/systems/{v.system_id}/")[1]["devices"])
+                       == len(v.devices),
+                       what=f"system {vehicle.system_id} indexed")
+
+    def send_query(self, vehicle: fleet.SimVehicle, message_id: str | None = None,
+                   headers: dict[str, str] | None = None, key: str | None = None,
+                   **overrides: object) -> str:
+        message_id = message_id or str(uuid.uuid4())
+        raw = fleet.query(vehicle, message_id, int(time.time()), **overrides)
+        self.bus.send(self.cat.query, key or vehicle.vin, raw, headers)
+        self.bus.flush()
+        return message_id
+
+    def answer(self, message_id: str, topic: str | None = None, count: int = 1,
+               timeout: float = 45.0) -> Record:
+        found = self.bus.wait(topic or self.cat.query_response,
+                              lambda r: isinstance(r.value, dict)
+                              and r.value.get("correlation_id") == message_id,
+                              count=count, timeout=timeout)
+        return found[-1]
+
+    def query(self, vehicle: fleet.SimVehicle, **kwargs: object) -> Record:
+        return self.answer(self.send_query(vehicle, **kwargs))
+
+    def send_provision(self, vehicle: fleet.SimVehicle, device: fleet.SimDevice,
+                       message_id: str | None = None, headers: dict[str, str] | None = None,
+                       region: str | None = None, **overrides: object) -> str:
+        message_id = message_id or str(uuid.uuid4())
+        raw = fleet.device_provision(vehicle, device, message_id, int(time.time()), **overrides)
+        self.bus.send(self.cat.device(region or vehicle.region), vehicle.vin, raw, headers)
+        self.bus.flush()
+        return message_id
+
+    def provision(self, vehicle: fleet.SimVehicle, device: fleet.SimDevice,
+                  **kwargs: object) -> Record:
+        region = kwargs.get("region") or vehicle.region
+        message_id = self.send_provision(vehicle, device, **kwargs)  # type: ignore[arg-type]
+        return self.answer(message_id, self.cat.device_response(str(region)))
+
+    def lifecycle(self, vin: str) -> list[Record]:
+        return self.bus.records(self.cat.lifecycle, lambda r: r.key == vin)
+
+
+def error_code(record: Record) -> int | None:
+    return record.value["property_bag"].get("error_code")
+
+
+@pytest.fixture
+def flow(bus: Bus, workers: dict[str, WorkerProcess]) -> Flow:
+    return Flow(bus, workers)

@@ -1,0 +1,256 @@
+"""Drive real worker processes through a real broker and Redis, the way devices and
+subscribers would: produce device JSON, read answers and Avro events back from the topics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from vprov import envelope, fleet
+from vprov.avro import AvroSerde
+from vprov.config import Config
+from vprov.kafka_clients import consumer, producer
+from vprov.registration_file import to_record
+from vprov.topics import Catalogue
+
+REPO = Path(__file__).resolve().parents[2]
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: Any  # a parsed device response, a decoded Avro record, or raw bytes
+
+
+class WorkerProcess:
+    """One ``vprov worker`` subprocess with its own log file and state directory."""
+
+    def __init__(self, role: str, web_port: int, workdir: Path, config_path: Path,
+                 region: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.role = role
+        self.region = region
+        self.web_port = web_port
+        self.workdir = workdir
+        self.config_path = config_path
+        self.extra_env = extra_env or {}
+        self.name = f"{role}-{region or 'global'}-{web_port}"
+        self.log_path = workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> WorkerProcess:
+        args = [sys.executable, "-m", "vprov.cli", "--config", str(self.config_path), "worker",
+                "--role", self.role, "--web-port", str(self.web_port),
+                "--data-dir", str(self.workdir / "data")]
+        if self.region:
+            args += ["--region", self.region]
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "REDIS_URL": REDIS_URL,
+               **self.extra_env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited with {self.proc.returncode}:\n"
+                                   f"{self.log_tail()}")
+            health = self.health()
+            if health and health.get("ready"):
+                return self
+            time.sleep(0.3)
+        raise TimeoutError(f"worker {self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class Bus:
+    """A producer, and a reader that follows every output topic from the beginning in a
+    background thread, so tests wait for records instead of sleeping."""
+
+    def __init__(self, config: Config, topics: Iterable[str]) -> None:
+        self.config = config
+        self.catalogue = Catalogue(config)
+        self.serde = AvroSerde()
+        self.producer = producer(BOOTSTRAP)
+        self.topics = list(topics)
+        self._records: dict[str, list[Record]] = defaultdict(list)
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._avro = {
+            self.catalogue.lifecycle: "LifecycleEvent",
+            self.catalogue.deadletter: "DeadLetter",
+            self.catalogue.rehome_result: "RehomeResult",
+        }
+        for region in config.regions:
+            self._avro[self.catalogue.onboarding(region)] = "ChipsetOnboardingRequest"
+            self._avro[self.catalogue.rehome(region)] = "RehomeRequest"
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _decode(self, topic: str, value: bytes | None) -> Any:
+        if value is None:
+            return None
+        if topic in self._avro:
+            return self.serde.decode(self._avro[topic], value)
+        try:
+            return envelope.parse_response(value)
+        except ValueError:
+            return value
+
+    def _follow(self) -> None:
+        reader = consumer(BOOTSTRAP, **{"enable.partition.eof": False})
+        parts = [TopicPartition(t, p, 0) for t in self.topics
+                 for p in range(self.config.partitions)]
+        reader.assign(parts)
+        while not self._stop.is_set():
+            batch = reader.consume(500, 0.2)
+            if not batch:
+                continue
+            decoded = []
+            for msg in batch:
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        decoded.append(None)
+                    continue
+                decoded.append(Record(msg.topic(), msg.partition(), msg.offset(),
+                                      (msg.key() or b"").decode(errors="replace"),
+                                      self._decode(msg.topic(), msg.value())))
+            with self._cond:
+                for rec in decoded:
+                    if rec is not None:
+                        self._records[rec.topic].append(rec)
+                self._cond.notify_all()
+        reader.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.producer.flush(10)
+
+    def records(self, topic: str, where: Callable[[Record], bool] = lambda r: True
+                ) -> list[Record]:
+        with self._cond:
+            return [r for r in self._records[topic] if where(r)]
+
+    def wait(self, topic: str, where: Callable[[Record], bool], count: int = 1,
+             timeout: float = 45.0) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [r for r in self._records[topic] if where(r)]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(found)}/{count} records on {topic} after "
+                                       f"{timeout}s")
+                self._cond.wait(min(left, 0.5))
+
+    def settle(self, topic: str, where: Callable[[Record], bool], seconds: float = 3.0
+               ) -> list[Record]:
+        """What arrived on ``topic`` after waiting ``seconds`` more (to check nothing extra)."""
+        time.sleep(seconds)
+        return self.records(topic, where)
+
+    # producing -----------------------------------------------------------------------------
+
+    def send(self, topic: str, key: str | bytes | None, value: bytes | None,
+             headers: dict[str, str] | None = None) -> None:
+        self.producer.produce(topic, key=key.encode() if isinstance(key, str) else key,
+                              value=value,
+                              headers=list(headers.items()) if headers else None)
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        self.producer.flush(30)
+
+    def register(self, vehicles: Iterable[fleet.SimVehicle]) -> None:
+        topic = self.catalogue.registrations
+        for vehicle in vehicles:
+            for reg in fleet.registrations(vehicle):
+                value = self.serde.encode("DeviceRegistration", to_record(reg), topic=topic)
+                self.send(topic, reg["device_id"], value)
+        self.flush()
+
+
+@dataclass
+class Fleet:
+    """Unique vehicles for one test."""
+
+    tag: str
+    count: int = 0
+    made: list[fleet.SimVehicle] = field(default_factory=list)
+
+    def vehicle(self, region: str = "NA", ecu_types: tuple[str, ...] = ("TCU", "IVI"),
+                country: str | None = None) -> fleet.SimVehicle:
+        self.count += 1
+        vehicle = fleet.make_vehicle(self.tag, self.count, region, ecu_types, country)
+        self.made.append(vehicle)
+        return vehicle
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not met after {timeout}s")
