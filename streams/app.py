@@ -12,7 +12,7 @@ from streams.shell import Shell
 from vprov.avro import serde_from_config
 from vprov.config import Config
 from vprov.identity import RedisIdentityRegistry
-from vprov.topics import GLOBAL_APP_ID, Catalogue, regional_app_id
+from vprov.topics import Catalogue
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,16 @@ class WorkerOptions:
     data_dir: Path = Path(".run/data")
 
 
-def app_id(options: WorkerOptions) -> str:
+def app_id(catalogue: Catalogue, options: WorkerOptions) -> str:
     if options.role == "global":
-        return GLOBAL_APP_ID
+        return catalogue.global_app_id
     assert options.region is not None
-    return regional_app_id(options.region)
+    return catalogue.regional_app_id(options.region)
 
 
 def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell]:
-    name = app_id(options)
+    catalogue = Catalogue(config)
+    name = app_id(catalogue, options)
     options.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         name,
@@ -55,7 +56,6 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         stream_wait_empty=False,
         topic_disable_leader=True,
     )
-    catalogue = Catalogue(config)
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
     shell = Shell(app, catalogue, config, serde_from_config(config), registry)
     _health_page(app, shell)

@@ -23,6 +23,7 @@ _COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
 ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers", str),
     "VPROV_PARTITIONS": ("kafka", "partitions", int),
+    "VPROV_APP_PREFIX": ("kafka", "app_prefix", str),
     "REDIS_URL": ("redis", "url", str),
     "SCHEMA_REGISTRY_URL": ("schema_registry", "url", str),
     "VPROV_REHOME_TIMEOUT_SECONDS": ("flow", "rehome_timeout_seconds", float),
@@ -60,6 +61,7 @@ class Topics:
 @dataclass(frozen=True)
 class Config:
     bootstrap_servers: str
+    app_prefix: str
     partitions: int
     replication_factor: int
     redis_url: str
@@ -134,6 +136,12 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
+def _app_prefix(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", value):
+        raise ConfigError(f"kafka.app_prefix={value!r}: use lowercase letters, digits and '-'")
+    return value
+
+
 def _regions(doc: dict[str, Any]) -> dict[str, Region]:
     raw = doc.get("regions")
     if not isinstance(raw, dict) or not raw:
@@ -185,6 +193,7 @@ def from_document(doc: dict[str, Any], source: str = "<document>") -> Config:
     versions = _get(doc, "messages", "supported_versions", list)
     return Config(
         bootstrap_servers=_get(doc, "kafka", "bootstrap_servers", str),
+        app_prefix=_app_prefix(_get(doc, "kafka", "app_prefix", str)),
         partitions=int(_positive("kafka.partitions", _get(doc, "kafka", "partitions", int))),
         replication_factor=int(
             _positive("kafka.replication_factor", _get(doc, "kafka", "replication_factor", int))

@@ -10,17 +10,9 @@ from dataclasses import dataclass
 
 from vprov.config import Config
 
-# Faust application ids: one consumer group per role (and per region for regional workers).
-GLOBAL_APP_ID = "vprov-global"
-
-
 # Tables per role. Faust names a table's changelog "<app id>-<table>-changelog"; the catalogue
 # creates those topics before a worker starts, so their partition count is ours, not a guess.
 GLOBAL_TABLES = ("registrations", "systems", "vehicles", "rehome-deadlines")
-
-
-def regional_app_id(region: str) -> str:
-    return f"vprov-regional-{region}"
 
 
 def regional_table(region: str) -> str:
@@ -50,6 +42,15 @@ class Catalogue:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._t = config.topics
+
+    # Faust application ids: one consumer group per role, and per region for regional workers.
+    # The prefix lets two deployments share a broker (with their own topic names).
+    @property
+    def global_app_id(self) -> str:
+        return f"{self._config.app_prefix}-global"
+
+    def regional_app_id(self, region: str) -> str:
+        return f"{self._config.app_prefix}-regional-{region}"
 
     # external topics (SPEC.md section 7)
     @property
@@ -91,19 +92,19 @@ class Catalogue:
     # internal topics of the global worker (repartition hops)
     @property
     def system_registrations(self) -> str:
-        return f"{GLOBAL_APP_ID}.system-registrations"
+        return f"{self.global_app_id}.system-registrations"
 
     @property
     def query_by_system(self) -> str:
-        return f"{GLOBAL_APP_ID}.query-by-system"
+        return f"{self.global_app_id}.query-by-system"
 
     @property
     def query_by_device(self) -> str:
-        return f"{GLOBAL_APP_ID}.query-by-device"
+        return f"{self.global_app_id}.query-by-device"
 
     @property
     def vehicle_commands(self) -> str:
-        return f"{GLOBAL_APP_ID}.vehicle-commands"
+        return f"{self.global_app_id}.vehicle-commands"
 
     def _spec(self, name: str, *, compacted: bool = False, internal: bool = False) -> TopicSpec:
         return TopicSpec(
@@ -141,8 +142,8 @@ class Catalogue:
         ]
 
     def changelogs(self) -> list[TopicSpec]:
-        names = [changelog_topic(GLOBAL_APP_ID, t) for t in GLOBAL_TABLES]
-        names += [changelog_topic(regional_app_id(r), regional_table(r))
+        names = [changelog_topic(self.global_app_id, t) for t in GLOBAL_TABLES]
+        names += [changelog_topic(self.regional_app_id(r), regional_table(r))
                   for r in self._config.regions]
         return [self._spec(name, compacted=True, internal=True) for name in names]
 

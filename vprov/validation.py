@@ -4,9 +4,10 @@
 input. The first failing check answers, in this order:
 
 1. size: more than ``config.max_payload_bytes`` bytes -> 1413.
-2. JSON: not UTF-8, not JSON, NaN/Infinity, an integer too long to parse, a duplicate key in any
-   object (parsers disagree on which one wins, so the gateway and we could read different
-   messages), nesting too deep, or a value that is not an object -> 13113.
+2. JSON: not UTF-8, not JSON, NaN/Infinity, a number too large for a float, an integer too long
+   to parse, a duplicate key in any object (parsers disagree on which one wins, so the gateway
+   and we could read different messages), nesting too deep, or a value that is not an object
+   -> 13113.
 3. envelope, in the table's order (absent, null and blank strings count as missing; a value of the
    wrong type or outside its alphabet is a field violation, 13122):
    message_id 1002 -> correlation_id (optional) -> version 1409 (missing or not in
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Callable, Collection
 from typing import Any, TypeGuard
@@ -100,6 +102,9 @@ def check_sender(
     provisioning: secondary devices talk through the primary's connection).
     The reason is a detail for ``Rejection``/``message_for(ErrorCode.NOT_AUTHORIZED, ...)``.
     """
+    if isinstance(allowed_device_ids, str):
+        # "in" on a string matches substrings: a device id would authorize its prefixes.
+        raise TypeError("allowed_device_ids must be a collection of device ids, not a str")
     header = config.authenticated_header
     if authenticated is None:
         return f"{header} header missing" if config.require_authenticated_header else None
@@ -139,8 +144,18 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    # 1e400 is JSON but parses to inf, which no strict JSON encoder downstream can write back.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
+
+
 # One decoder built once: json.loads with options would build a new one per call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_object, parse_constant=_reject_constant, parse_float=_finite_float
+)
 
 
 def _parse_json(raw: bytes | str) -> Any:

@@ -180,6 +180,8 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
     ("integer too long to parse -> 13113", Q,
      message().replace(b'"ttl": -1', b'"ttl": ' + b"9" * 5000), E.NOT_JSON),
     ("trailing garbage -> 13113", Q, message() + b" x", E.NOT_JSON),
+    ("number too large for a float -> 13113", D,
+     message(D, body={"vehicle_info.year": "@"}).replace(b'"@"', b"1e400"), E.NOT_JSON),
     # envelope, field by field
     ("message_id missing -> 1002", Q, message(env={"message_id": DROP}), E.MESSAGE_ID_MISSING),
     ("message_id null -> 1002", Q, message(env={"message_id": None}), E.MESSAGE_ID_MISSING),
@@ -798,6 +800,12 @@ def test_check_sender(
     else:
         assert isinstance(reason, str) and reason
         assert config.authenticated_header in reason
+
+
+def test_check_sender_refuses_a_str_as_the_allowed_collection() -> None:
+    # "TCU-1" in "TCU-12" would be True: a plain string must never stand for the id set.
+    with pytest.raises(TypeError):
+        check_sender("TCU-1", allowed_device_ids="TCU-12", config=CONFIG)
 
 
 def test_check_sender_reason_never_echoes_a_junk_header() -> None:
