@@ -12,8 +12,8 @@ from typing import Any
 import faust
 
 from streams.shell import (
-    JSON_ENTRIES,
     RAW,
+    TABLE_TYPES,
     Shell,
     Step,
     decode_internal,
@@ -55,7 +55,7 @@ class VehicleStore:
 def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     cat = shell.catalogue
     partitions = shell.config.partitions
-    tables = {"partitions": partitions, "default": None, "schema": JSON_ENTRIES}
+    tables = {"partitions": partitions, "default": None, **TABLE_TYPES}
     registrations = app.Table("registrations", **tables)  # device_id -> Registration
     systems = app.Table("systems", **tables)  # system_id -> SystemEntry
     vehicles = app.Table("vehicles", **tables)  # VIN -> GlobalVehicle
@@ -139,9 +139,10 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
             return
         now = now_ms()
         live = set()
-        for vin, entry in list(deadlines.items()):
+        for key, entry in list(deadlines.items()):
             if not entry:
                 continue
+            vin = key.decode() if isinstance(key, bytes) else key
             marker = (vin, entry["request_id"])
             live.add(marker)
             if entry["deadline_ms"] <= now and marker not in announced:

@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from streams.shell import JSON_ENTRIES, RAW, Shell, Step, key_text
+from streams.shell import RAW, TABLE_TYPES, Shell, Step, key_text
 from streams.web import add_table_view
 from vprov.flows import provision, rehome
 from vprov.topics import regional_table
@@ -21,7 +21,7 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     partitions = shell.config.partitions
     # VIN -> RegionalVehicle
     vehicles = app.Table(regional_table(region), partitions=partitions, default=None,
-                         schema=JSON_ENTRIES)
+                         **TABLE_TYPES)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, partitions=partitions, **RAW)

@@ -31,8 +31,11 @@ from vprov.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
-# Table entries: keys are the raw UTF-8 key (VIN, device_id, system_id), values plain JSON.
-JSON_ENTRIES = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+# Table entries: keys are the raw UTF-8 key (VIN, device_id, system_id), as in the input topics,
+# so Faust's table routing finds the owner of a key; values are plain JSON. Faust picks a table's
+# serializers from its types: bytes keys are raw, untyped values JSON. Reads and writes may pass
+# str keys (encoded as UTF-8); iteration yields bytes.
+TABLE_TYPES = {"key_type": bytes, "value_type": None}
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RETRY_MAX_SECONDS = 5.0
 

@@ -91,6 +91,47 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0 if bad == 0 else 1
 
 
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from vprov.simulate import SimOptions, run_cli
+
+    options = SimOptions(
+        vehicles=args.vehicles, devices=_csv(args.devices),
+        regions=_csv(args.regions) if args.regions else None, rate=args.rate,
+        invalid=args.invalid, duplicates=args.duplicates, shuffle=args.shuffle,
+        timeout=args.timeout, global_url=args.global_url, seed=args.seed,
+    )
+    return run_cli(_load_config(args), options, args.json, sys.stdout, sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from vprov import status
+
+    return status.run(_load_config(args), args.vin, args.global_url, args.region_url,
+                      args.json, args.events, sys.stdout, sys.stderr)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from vprov import replay
+
+    return replay.run(_load_config(args), args.vin, args.since, args.verify, args.global_url,
+                      args.region_url, args.quiet, args.json, sys.stdout, sys.stderr,
+                      timeout=args.timeout)
+
+
+def _worker_urls(parser: argparse.ArgumentParser) -> None:
+    from vprov.status import DEFAULT_GLOBAL_URL, DEFAULT_REGION_URLS
+
+    parser.add_argument("--global-url", default=DEFAULT_GLOBAL_URL,
+                        help=f"a global worker's web address (default {DEFAULT_GLOBAL_URL})")
+    defaults = ", ".join(f"{r}={u}" for r, u in DEFAULT_REGION_URLS.items())
+    parser.add_argument("--region-url", action="append", metavar="REGION=URL",
+                        help=f"a regional worker's web address; repeatable (defaults: {defaults})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vprov", description=__doc__)
     parser.add_argument("--config", help="configuration file (default: $VPROV_CONFIG or the "
@@ -114,6 +155,48 @@ def build_parser() -> argparse.ArgumentParser:
     register = sub.add_parser("register", help="publish device registrations (JSON Lines)")
     register.add_argument("file")
     register.set_defaults(func=cmd_register)
+
+    simulate = sub.add_parser("simulate", help="simulate a fleet's edge software end to end")
+    simulate.add_argument("--vehicles", type=int, default=100)
+    simulate.add_argument("--devices", default="TCU,IVI",
+                          help="ECU types per vehicle, the first is the primary (default TCU,IVI)")
+    simulate.add_argument("--regions", help="regions to spread vehicles over, round-robin "
+                          "(default: every configured region)")
+    simulate.add_argument("--rate", type=float, help="vehicles started per second "
+                          "(default: all at once)")
+    simulate.add_argument("--invalid", type=float, default=0.0,
+                          help="fraction of vehicles that also send one invalid message")
+    simulate.add_argument("--duplicates", type=float, default=0.0,
+                          help="fraction of requests sent again with the same message_id")
+    simulate.add_argument("--shuffle", action="store_true",
+                          help="devices send their requests in random order, not primary first")
+    simulate.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
+    simulate.add_argument("--global-url", default="http://127.0.0.1:6066",
+                          help="global worker, to wait until registrations are indexed")
+    simulate.add_argument("--seed", type=int, help="seed of the random choices")
+    simulate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    simulate.set_defaults(func=cmd_simulate)
+
+    status = sub.add_parser("status", help="one vehicle: its records and recent lifecycle events")
+    status.add_argument("vin")
+    _worker_urls(status)
+    status.add_argument("--events", type=int, default=10, help="events to show (default 10)")
+    status.add_argument("--json", action="store_true", help="print the combined JSON")
+    status.set_defaults(func=cmd_status)
+
+    replay = sub.add_parser("replay", help="lifecycle histories from the topic; --verify audits "
+                            "them against the state machine and the tables")
+    replay.add_argument("--vin", action="append", help="only this vehicle; repeatable")
+    replay.add_argument("--since", help="start at this ISO-8601 time (UTC when no zone)")
+    replay.add_argument("--verify", action="store_true",
+                        help="fold the histories and compare them with the workers' tables")
+    _worker_urls(replay)
+    replay.add_argument("--quiet", "-q", action="store_true",
+                        help="no histories, only problems and the summary")
+    replay.add_argument("--json", action="store_true", help="print JSON")
+    replay.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to read the topic (default 60)")
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

@@ -202,6 +202,23 @@ class Bus:
                                        f"{timeout}s")
                 self._cond.wait(min(left, 0.5))
 
+    def wait_all(self, topic: str, field: Callable[[Record], Any], wanted: set[Any],
+                 timeout: float = 120.0) -> list[Record]:
+        """Wait until records carrying every value in ``wanted`` (by ``field``) arrived; returns
+        all of them, repeats included."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [r for r in self._records[topic] if field(r) in wanted]
+                missing = wanted - {field(r) for r in found}
+                if not missing:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(missing)} of {len(wanted)} still missing on "
+                                       f"{topic} after {timeout}s")
+                self._cond.wait(min(left, 0.5))
+
     def settle(self, topic: str, where: Callable[[Record], bool], seconds: float = 3.0
                ) -> list[Record]:
         """What arrived on ``topic`` after waiting ``seconds`` more (to check nothing extra)."""
@@ -254,3 +271,38 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
             return result
         time.sleep(interval)
     raise TimeoutError(f"{what} not met after {timeout}s")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(doc: dict[str, Any], prefix: str = "") -> str:
+    """Enough TOML for configuration files: tables of scalars, lists and nested tables."""
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    text = (f"[{prefix}]\n" if prefix and scalars else "") + "".join(s + "\n" for s in scalars)
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            text += "\n" + dump_toml(value, f"{prefix}.{key}" if prefix else key)
+    return text
+
+
+def isolated_config(path: Path, prefix: str, **flow: Any) -> Path:
+    """A configuration for a deployment of its own on the shared broker: its own consumer
+    groups, internal topics and external topic names, so its workers meet no one else's."""
+    import tomllib
+
+    doc = tomllib.loads((REPO / "vprov" / "defaults.toml").read_text())
+    doc["kafka"]["app_prefix"] = prefix
+    doc["topics"] = {name: f"{prefix}.{topic}" for name, topic in doc["topics"].items()}
+    doc["flow"].update(flow)
+    path.write_text(dump_toml(doc))
+    return path

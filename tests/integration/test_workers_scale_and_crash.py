@@ -1,0 +1,178 @@
+"""Several workers per role, restarts and SIGKILL, each in a deployment of its own."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Flow
+from tests.integration.harness import (
+    BOOTSTRAP,
+    Bus,
+    Fleet,
+    WorkerProcess,
+    isolated_config,
+)
+from vprov import config as config_module
+from vprov import fleet
+from vprov.admin import ensure_topics
+from vprov.topics import Catalogue
+
+VEHICLES = 200
+
+
+def deployment(tmp: Path, prefix: str) -> tuple[Path, Bus]:
+    path = isolated_config(tmp / f"{prefix}.toml", prefix)
+    config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP})
+    cat = Catalogue(config)
+    ensure_topics(BOOTSTRAP, cat.all())
+    bus = Bus(config, [cat.query_response, cat.lifecycle, cat.deadletter,
+                       cat.device_response("NA"), cat.onboarding("NA")])
+    return path, bus
+
+
+def start(*procs: WorkerProcess) -> None:
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.wait_ready(timeout=120)
+
+
+def answered(flow: Flow, message_ids: list[str], topic: str, timeout: float = 120) -> dict:
+    wanted = set(message_ids)
+    records = flow.bus.wait_all(topic, lambda r: r.value.get("correlation_id"), wanted,
+                                timeout=timeout)
+    # a request processed again after a crash may be answered twice: identically
+    by_id: dict[str, list] = {}
+    for rec in records:
+        by_id.setdefault(rec.value["correlation_id"], []).append(rec.value)
+    for answers in by_id.values():
+        assert all(a == answers[0] for a in answers), "two different answers to one request"
+    assert set(by_id) == wanted, f"{len(wanted - set(by_id))} requests unanswered"
+    return {k: v[0] for k, v in by_id.items()}
+
+
+def unique_events(flow: Flow, vins: set[str]) -> dict[str, list[dict]]:
+    seen: dict[str, dict] = {}
+    for rec in flow.bus.records(flow.cat.lifecycle, lambda r: r.key in vins):
+        seen.setdefault(rec.value["event_id"], rec.value)
+    per_vin: dict[str, list[dict]] = {}
+    for event in seen.values():
+        per_vin.setdefault(event["vin"], []).append(event)
+    return {vin: sorted(events, key=lambda e: e["sequence"]) for vin, events in per_vin.items()}
+
+
+@pytest.fixture
+def scaled(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess], Path]]:
+    path, bus = deployment(tmp_path, "vscale")
+    procs = {
+        "global": WorkerProcess("global", 17166, tmp_path, path),
+        "global2": WorkerProcess("global", 17167, tmp_path, path),
+        "NA": WorkerProcess("regional", 17168, tmp_path, path, region="NA"),
+        "NA2": WorkerProcess("regional", 17169, tmp_path, path, region="NA"),
+    }
+    try:
+        start(*procs.values())
+        yield Flow(bus, procs), procs, path
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        bus.close()
+
+
+def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_restart(
+    scaled: tuple[Flow, dict[str, WorkerProcess], Path],
+) -> None:
+    flow, procs, _ = scaled
+    fleet_ = Fleet(tag=fleet.run_tag(str(uuid.uuid4())))
+    vehicles = [fleet_.vehicle("NA") for _ in range(VEHICLES)]
+    flow.register(*vehicles)
+    first = answered(flow, [flow.send_query(v) for v in vehicles], flow.cat.query_response)
+    assert Counter(a["status"] for a in first.values()) == {"SUCCESS": VEHICLES}
+    events = unique_events(flow, {v.vin for v in vehicles})
+    assert all([e["state"] for e in events[v.vin]] == ["REGIONAL"] for v in vehicles)
+
+    # stop one worker of each role and start it again: state survives, new queries answered
+    procs["global"].stop()
+    procs["NA"].stop()
+    start(procs["global"], procs["NA"])
+    again = answered(flow, [flow.send_query(v) for v in vehicles], flow.cat.query_response)
+    assert all(a["status"] == "SUCCESS" for a in again.values())
+    endpoint = flow.bus.config.regions["NA"].gateway_endpoint
+    assert {a["body"]["iot_gateway_endpoint"] for a in again.values()} == {endpoint}
+    newcomers = [fleet_.vehicle("NA") for _ in range(20)]
+    flow.register(*newcomers)
+    fresh = answered(flow, [flow.send_query(v) for v in newcomers], flow.cat.query_response)
+    assert all(a["status"] == "SUCCESS" for a in fresh.values())
+    # no vehicle went through the flow twice
+    events = unique_events(flow, {v.vin for v in vehicles})
+    assert all(len(events[v.vin]) == 1 for v in vehicles)
+    # both global workers answer for every vehicle (the table view routes to the owner)
+    for vehicle in vehicles[:20]:
+        for name in ("global", "global2"):
+            status, entry = procs[name].get(f"/vehicles/{vehicle.vin}/")
+            assert (status, entry["state"]) == (200, "REGIONAL")
+
+
+@pytest.fixture
+def crashable(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess]]]:
+    path, bus = deployment(tmp_path, "vcrash")
+    procs = {
+        "global": WorkerProcess("global", 17176, tmp_path, path),
+        "NA": WorkerProcess("regional", 17177, tmp_path, path, region="NA"),
+    }
+    try:
+        start(*procs.values())
+        yield Flow(bus, procs), procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        bus.close()
+
+
+def test_regional_worker_killed_mid_run_loses_and_duplicates_nothing(
+    crashable: tuple[Flow, dict[str, WorkerProcess]],
+) -> None:
+    flow, procs = crashable
+    fleet_ = Fleet(tag=fleet.run_tag(str(uuid.uuid4())))
+    vehicles = [fleet_.vehicle("NA") for _ in range(VEHICLES)]
+    flow.register(*vehicles)
+    answered(flow, [flow.send_query(v) for v in vehicles], flow.cat.query_response)
+
+    request_ids = []
+    for vehicle in vehicles:
+        for device in vehicle.devices:  # primary first
+            message_id = str(uuid.uuid4())
+            raw = fleet.device_provision(vehicle, device, message_id, int(time.time()))
+            request_ids.append(message_id)
+            flow.bus.send(flow.cat.device("NA"), vehicle.vin, raw)
+    flow.bus.flush()
+    topic = flow.cat.device_response("NA")
+    wanted = set(request_ids)
+    flow.bus.wait(topic, lambda r: r.value.get("correlation_id") in wanted,
+                  count=len(wanted) // 4)
+    procs["NA"].kill()  # SIGKILL in the middle of the run
+    procs["NA"].start().wait_ready(timeout=120)
+    answers = answered(flow, request_ids, topic, timeout=180)
+    assert Counter(a["status"] for a in answers.values()) == {"SUCCESS": len(request_ids)}
+
+    events = unique_events(flow, {v.vin for v in vehicles})
+    for vehicle in vehicles:
+        history = events[vehicle.vin]
+        assert [(e["device_id"], e["state"]) for e in history] == [
+            (None, "REGIONAL"),
+            (vehicle.devices[0].device_id, "PROVISIONED"),
+            (vehicle.devices[1].device_id, "PROVISIONED"),
+        ], vehicle.vin
+        assert [e["sequence"] for e in history] == [1, 2, 3]
+    onboarding = flow.bus.records(flow.cat.onboarding("NA"),
+                                  lambda r: r.key in {v.vin for v in vehicles})
+    assert len({o.value["request_id"] for o in onboarding}) == 2 * VEHICLES
+    for vehicle in vehicles[::10]:
+        status, entry = procs["NA"].get(f"/vehicles/{vehicle.vin}/")
+        assert {d["state"] for d in entry["devices"].values()} == {"PROVISIONED"}

@@ -1,0 +1,130 @@
+"""The lifecycle state machine (SPEC.md 2.3): allowed transitions, refusals (5000), audit trail."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from flowkit import Flow, lifecycle, vehicle
+
+from vprov import fleet
+from vprov.codes import ErrorCode
+from vprov.lifecycle import (
+    PROVISIONED_STATES,
+    State,
+    TransitionRefused,
+    can_transition,
+    transition,
+)
+
+# SPEC.md 2.3: REGISTERED -> REGIONAL (global) -> PROVISIONED / ACTIVE (regional); a failure state
+# may try again.
+ALLOWED = [
+    ("REGISTERED", "REGIONAL", "query succeeds"),
+    ("REGISTERED", "QRY_FAIL", "query fails"),
+    ("QRY_FAIL", "REGIONAL", "retried query succeeds"),
+    ("QRY_FAIL", "QRY_FAIL", "retried query fails again"),
+    ("REGIONAL", "PROVISIONED", "device provisioned"),
+    ("REGIONAL", "ACTIVE", "device provisioned into ACTIVE (e.g. REFRIGERATOR)"),
+    ("REGIONAL", "PROV_FAIL", "device provisioning fails"),
+    ("PROV_FAIL", "PROVISIONED", "retried provisioning succeeds"),
+    ("PROV_FAIL", "ACTIVE", "retried provisioning succeeds into ACTIVE"),
+]
+
+REFUSED = [
+    ("REGISTERED", "PROVISIONED", "provisioning before the vehicle is rehomed"),
+    ("REGISTERED", "ACTIVE", "ACTIVE before the vehicle is rehomed"),
+    ("REGISTERED", "PROV_FAIL", "provisioning failure before the vehicle is rehomed"),
+    ("REGISTERED", "REGISTERED", "a no-op is not a transition"),
+    ("REGIONAL", "REGISTERED", "back to the global registration"),
+    ("REGIONAL", "REGIONAL", "rehomed twice"),
+    ("REGIONAL", "QRY_FAIL", "query failure after the vehicle was rehomed"),
+    ("QRY_FAIL", "PROVISIONED", "provisioning a vehicle whose query failed"),
+    ("QRY_FAIL", "REGISTERED", "failure back to registered"),
+    ("PROVISIONED", "REGIONAL", "un-provisioning"),
+    ("PROVISIONED", "PROVISIONED", "provisioned twice"),
+    ("PROVISIONED", "ACTIVE", "PROVISIONED is final"),
+    ("PROVISIONED", "PROV_FAIL", "failing after success"),
+    ("ACTIVE", "PROVISIONED", "ACTIVE is final"),
+    ("ACTIVE", "PROV_FAIL", "failing after ACTIVE"),
+    ("PROV_FAIL", "REGIONAL", "failure back to REGIONAL"),
+    ("PROV_FAIL", "QRY_FAIL", "regional failure to a global one"),
+    ("REGISTERED", "UNKNOWN", "an unknown target"),
+    ("UNKNOWN", "REGIONAL", "an unknown current state"),
+    ("registered", "REGIONAL", "states are case-sensitive"),
+    ("", "REGIONAL", "an empty state"),
+]
+
+
+def cases(table: list[tuple[str, str, str]]) -> list[Any]:
+    return [pytest.param(a, b, id=f"{a or '∅'} → {b}: {why}") for a, b, why in table]
+
+
+@pytest.mark.parametrize(("current", "target"), cases(ALLOWED))
+def test_allowed_transition(current: str, target: str) -> None:
+    assert can_transition(current, target)
+    assert transition(current, target) == State(target)
+    assert isinstance(transition(current, target), State)
+
+
+@pytest.mark.parametrize(("current", "target"), cases(REFUSED))
+def test_refused_transition_is_5000(current: str, target: str) -> None:
+    assert not can_transition(current, target)
+    with pytest.raises(TransitionRefused) as refused:
+        transition(current, target)
+    assert refused.value.code == ErrorCode.INVALID_TRANSITION == 5000
+    assert (refused.value.current, refused.value.target) == (current, target)
+    assert current in str(refused.value) and target in str(refused.value)
+
+
+def test_every_pair_outside_the_allowed_table_is_refused() -> None:
+    allowed = {(a, b) for a, b, _ in ALLOWED}
+    for current, target in itertools.product([s.value for s in State], repeat=2):
+        assert can_transition(current, target) == ((current, target) in allowed), (current, target)
+
+
+def test_provisioned_states_are_the_final_ones() -> None:
+    assert frozenset({State.PROVISIONED, State.ACTIVE}) == PROVISIONED_STATES
+    for final in PROVISIONED_STATES:
+        assert not any(can_transition(final, s) for s in State)
+
+
+def test_refusal_is_a_value_error() -> None:
+    assert issubclass(TransitionRefused, ValueError)
+
+
+# --- the audit trail of a whole journey --------------------------------------------------------
+
+
+def test_lifecycle_topic_of_a_journey_folds_through_the_state_machine() -> None:
+    """Every transition appears once (by event id), in sequence order per vehicle, and each one
+    is allowed from the state before it, even with re-deliveries on the way."""
+    flow, sim = Flow(), vehicle(ecu_types=("TCU", "IVI", "REFRIGERATOR"))
+    flow.register(sim)
+    flow.query(fleet.query(sim, "q-1", flow.now_s, region="ZZ"))  # QRY_FAIL
+    flow.query(fleet.query(sim, "q-2", flow.now_s))  # REGIONAL
+    flow.query(fleet.query(sim, "q-2", flow.now_s))  # duplicate
+    for k in (2, 1, 0):  # secondaries first: held until the primary
+        raw = fleet.device_provision(sim, sim.devices[k], f"p-{k}", flow.now_s)
+        flow.provision(raw, "NA")
+        flow.provision(raw, "NA")  # re-delivered
+
+    seen: dict[str, dict[str, Any]] = {}
+    for event in lifecycle(flow.sent):
+        assert seen.setdefault(event["event_id"], event) == event
+    trail = sorted(seen.values(), key=lambda e: e["sequence"])
+    assert [e["sequence"] for e in trail] == list(range(1, len(trail) + 1))
+
+    states: dict[str, str] = {"vehicle": "REGISTERED"}
+    for event in trail:
+        who = event["device_id"] or "vehicle"
+        current = states.get(who, states["vehicle"])  # a device starts as its vehicle is
+        assert event["previous_state"] == current
+        states[who] = transition(current, event["state"])
+    assert states == {
+        "vehicle": "REGIONAL",
+        sim.devices[0].device_id: "PROVISIONED",
+        sim.devices[1].device_id: "PROVISIONED",
+        sim.devices[2].device_id: "ACTIVE",
+    }

@@ -1,0 +1,398 @@
+"""``vprov replay``: the lifecycle topic as each vehicle's history, and its audit.
+
+The topic is the audit trail (SPEC.md 2.3): de-duplicated by ``event_id`` and ordered by
+``sequence`` it must tell, per vehicle, every transition exactly once. ``--verify`` folds each
+history through ``vprov.lifecycle.transition``, the function the workers decide with, so the audit
+checks the real rules; then it compares the end state with the tables the workers serve.
+
+Folding: vehicle-level events (``device_id`` null) move the vehicle, starting at REGISTERED;
+device events move that device, starting at REGIONAL (a region registers every device REGIONAL
+when the vehicle is rehomed there).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from vprov.avro import serde_from_config
+from vprov.config import Config
+from vprov.kafka_clients import consumer
+from vprov.lifecycle import State, TransitionRefused, transition
+from vprov.topics import Catalogue
+
+# --- reading the topic ----------------------------------------------------------------------------
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (the Java client's default partitioner), as a signed 32-bit int."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    whole = length - length % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = length % 4
+    if tail:
+        for j in range(tail - 1, -1, -1):
+            h ^= data[whole + j] << (8 * j)
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition a keyed record lands on (producers here and in the workers use murmur2)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class LifecycleUnavailable(RuntimeError):
+    pass
+
+
+def read_lifecycle(config: Config, vins: Iterable[str] | None = None,
+                   since_ms: int | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every lifecycle event on the topic now (for ``vins`` only, when given), in topic order.
+
+    Reads up to the end offsets taken when it starts; with ``vins`` only their partitions.
+    ``since_ms``: start each partition at the first record at or after that time.
+    """
+    topic = Catalogue(config).lifecycle
+    serde = serde_from_config(config)
+    keys = {v.encode() for v in vins} if vins is not None else None
+    reader = consumer(config.bootstrap_servers, **{"enable.partition.eof": False})
+    try:
+        meta = reader.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise LifecycleUnavailable(f"topic {topic} is not readable "
+                                       f"({meta.error if meta else 'missing'})")
+        count = len(meta.partitions)
+        partitions = sorted(meta.partitions)
+        if keys is not None:
+            partitions = sorted({partition_for(k, count) for k in keys})
+        ends: dict[int, int] = {}
+        starts: dict[int, int] = {}
+        for p in partitions:
+            low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            ends[p], starts[p] = high, low
+        if since_ms is not None:
+            found = reader.offsets_for_times(
+                [TopicPartition(topic, p, since_ms) for p in partitions], timeout=timeout)
+            for tp in found:
+                # -1: nothing at or after that time in this partition
+                starts[tp.partition] = tp.offset if tp.offset >= 0 else ends[tp.partition]
+        todo = {p for p in partitions if starts[p] < ends[p]}
+        reader.assign([TopicPartition(topic, p, starts[p]) for p in sorted(todo)])
+        events: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for msg in reader.consume(1000, 0.2):
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        raise LifecycleUnavailable(f"reading {topic}: {msg.error()}")
+                    continue
+                p = msg.partition()
+                if msg.offset() >= ends[p] - 1:
+                    todo.discard(p)
+                if msg.offset() >= ends[p] or msg.value() is None:
+                    continue
+                if keys is not None and msg.key() not in keys:
+                    continue
+                try:
+                    events.append(serde.decode("LifecycleEvent", msg.value(), topic=topic))
+                except Exception:  # noqa: BLE001 - a foreign record must not stop the audit
+                    events.append({"undecodable": f"{topic}:{p}:{msg.offset()}"})
+        if todo:
+            raise LifecycleUnavailable(f"reading {topic} did not reach its end within {timeout:g}s")
+        return events
+    finally:
+        reader.close()
+
+
+# --- folding (pure) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    vin: str
+    kind: str  # refused, gap, duplicate-sequence, previous-state, order, mismatch, missing
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.vin}  {self.kind}: {self.detail}"
+
+
+@dataclass
+class Folded:
+    """A vehicle's state as its events tell it."""
+
+    vin: str
+    vehicle_state: str | None
+    devices: dict[str, str] = field(default_factory=dict)
+    last_sequence: int = 0
+    last_vehicle_sequence: int = 0
+    regions: set[str] = field(default_factory=set)  # partitions its device events came from
+    problems: list[Problem] = field(default_factory=list)
+
+
+def dedupe(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Events with the first copy of each ``event_id``, and how many repeats were dropped."""
+    seen: set[str] = set()
+    unique = []
+    repeats = 0
+    for e in events:
+        if "event_id" not in e:  # an undecodable record, reported on its own
+            continue
+        if e["event_id"] in seen:
+            repeats += 1
+            continue
+        seen.add(e["event_id"])
+        unique.append(e)
+    return unique, repeats
+
+
+def histories(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per VIN, its events ordered by ``sequence`` (topic order among equal sequences)."""
+    by_vin: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_vin.setdefault(e["vin"], []).append(e)
+    for items in by_vin.values():
+        items.sort(key=lambda e: e["sequence"])
+    return dict(sorted(by_vin.items()))
+
+
+def _step(folded: Folded, subject: str, current: str | None, event: dict[str, Any]) -> str | None:
+    """Apply one event to ``current`` through the workers' state machine; report refusals."""
+    seq = event["sequence"]
+    target = event["state"]
+    previous = event.get("previous_state")
+    if current is not None and previous is not None and previous != current:
+        folded.problems.append(Problem(
+            folded.vin, "previous-state",
+            f"#{seq} {subject}: the event says it left {previous}, the history has it {current}"))
+    if current is None:  # partial history: trust the first event's own starting point
+        return target
+    try:
+        return transition(current, target).value
+    except TransitionRefused:
+        folded.problems.append(Problem(
+            folded.vin, "refused",
+            f"#{seq} {subject}: {current} -> {target} is not allowed (5000); state stays "
+            f"{current}"))
+        return current
+
+
+def fold(vin: str, events: list[dict[str, Any]], from_start: bool = True) -> Folded:
+    """Fold one vehicle's events (sorted by sequence, de-duplicated by event_id).
+
+    ``from_start`` False (a history read ``--since`` a time): the first event of the vehicle
+    and of each device is taken as it is, and no gap is reported before it.
+    """
+    folded = Folded(vin=vin, vehicle_state=State.REGISTERED.value if from_start else None)
+    expected = 1 if from_start else None
+    previous_id: dict[int, str] = {}
+    for event in events:
+        seq = event["sequence"]
+        if expected is not None and seq > expected:
+            missing = (f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}")
+            folded.problems.append(Problem(vin, "gap", f"sequence {missing} missing before #{seq}"))
+        elif expected is not None and seq < expected:
+            folded.problems.append(Problem(
+                vin, "duplicate-sequence",
+                f"#{seq} used by events {previous_id.get(seq, '?')} and {event['event_id']}"))
+        previous_id[seq] = event["event_id"]
+        expected = max(expected or 0, seq) + 1
+        folded.last_sequence = max(folded.last_sequence, seq)
+        device_id = event.get("device_id")
+        if device_id is None:
+            folded.vehicle_state = _step(folded, "vehicle", folded.vehicle_state, event)
+            folded.last_vehicle_sequence = seq
+            continue
+        folded.regions.add(event["partition"])
+        if device_id in folded.devices:
+            current: str | None = folded.devices[device_id]
+        elif from_start or folded.vehicle_state is not None:
+            if folded.vehicle_state != State.REGIONAL:
+                folded.problems.append(Problem(
+                    vin, "order", f"#{seq} device {device_id} changes while the vehicle is "
+                    f"{folded.vehicle_state}, not REGIONAL"))
+            current = State.REGIONAL.value
+        else:
+            current = None
+        folded.devices[device_id] = _step(folded, f"device {device_id}", current, event) or ""
+    return folded
+
+
+def compare(folded: Folded, global_view: dict[str, Any] | None,
+            regional_view: dict[str, Any] | None, region: str | None) -> list[Problem]:
+    """Differences between the folded history and the tables' records of the vehicle.
+
+    ``global_view``: the global table's record (None: absent); ``regional_view``: the home
+    region's record (None: absent), ``region`` its code (None: the vehicle has no region).
+    """
+    vin = folded.vin
+    problems: list[Problem] = []
+    if global_view is None:
+        problems.append(Problem(vin, "missing", "the global table has no record of the vehicle"))
+    else:
+        state = global_view.get("state")
+        if folded.vehicle_state is not None and state != folded.vehicle_state:
+            problems.append(Problem(vin, "mismatch", f"vehicle: events end in "
+                                    f"{folded.vehicle_state}, the global table says {state}"))
+        table_seq = global_view.get("sequence") or 0
+        if table_seq > folded.last_vehicle_sequence:
+            problems.append(Problem(vin, "gap", f"the global table is at sequence {table_seq}, "
+                                    f"its last event is #{folded.last_vehicle_sequence}"))
+    needs_region = folded.vehicle_state == State.REGIONAL or bool(folded.devices)
+    if not needs_region:
+        return problems
+    where = f"region {region}" if region else "the region"
+    if regional_view is None:
+        problems.append(Problem(vin, "missing", f"{where} has no record of the vehicle"))
+        return problems
+    table_devices = {d: (v or {}).get("state") for d, v in regional_view.get("devices", {}).items()}
+    for device_id in sorted(set(table_devices) | set(folded.devices)):
+        told = folded.devices.get(device_id, State.REGIONAL.value)
+        held = table_devices.get(device_id)
+        if held is None:
+            problems.append(Problem(vin, "mismatch", f"device {device_id}: events end in {told}, "
+                                    f"{where} has no such device"))
+        elif held != told:
+            problems.append(Problem(vin, "mismatch", f"device {device_id}: events end in {told}, "
+                                    f"{where} table says {held}"))
+    table_seq = regional_view.get("sequence") or 0
+    if table_seq > folded.last_sequence:
+        problems.append(Problem(vin, "gap", f"{where} table is at sequence {table_seq}, "
+                                f"the last event is #{folded.last_sequence}"))
+    return problems
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def parse_since(text: str) -> int:
+    """ISO-8601 to epoch milliseconds; a time without a zone is UTC."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _stamp(value: Any) -> str:
+    return value.isoformat(timespec="milliseconds") if isinstance(value, datetime) else str(value)
+
+
+def format_history(vin: str, events: list[dict[str, Any]]) -> str:
+    lines = [f"{vin}  ({len(events)} events)"]
+    for e in events:
+        subject = e["device_id"] or "vehicle"
+        line = (f"  #{e['sequence']:<3} {_stamp(e['occurred_at'])}  {e['partition']:<6} "
+                f"{subject:<19} {e['previous_state'] or '-'} -> {e['state']}")
+        if e.get("error_code"):
+            line += f"  (error {e['error_code']})"
+        lines.append(line + f"  cause {e['cause_message_id']}")
+    return "\n".join(lines)
+
+
+def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls: dict[str, str],
+           from_start: bool) -> list[Problem]:
+    """Fold every history and compare it with the workers' tables (HTTP views)."""
+    from vprov.status import WorkerViews  # status imports this module
+
+    problems: list[Problem] = []
+    global_views = WorkerViews(global_url)
+    regional_views: dict[str, WorkerViews] = {}
+    try:
+        for vin, events in by_vin.items():
+            folded = fold(vin, events, from_start=from_start)
+            problems += folded.problems
+            global_view = global_views.vehicle(vin)
+            region = (global_view or {}).get("region") or next(iter(sorted(folded.regions)), None)
+            regional_view = None
+            if region and (folded.vehicle_state == State.REGIONAL or folded.devices):
+                if region not in region_urls:
+                    problems.append(Problem(vin, "missing", f"no URL for region {region}: pass "
+                                            f"--region-url {region}=http://host:port"))
+                    continue
+                if region not in regional_views:
+                    regional_views[region] = WorkerViews(region_urls[region], role=region)
+                regional_view = regional_views[region].vehicle(vin)
+            problems += compare(folded, global_view, regional_view, region)
+    finally:
+        global_views.close()
+        for views in regional_views.values():
+            views.close()
+    return problems
+
+
+def run(config: Config, vins: list[str] | None, since: str | None, do_verify: bool,
+        global_url: str, region_pairs: list[str] | None, quiet: bool, as_json: bool,
+        out: TextIO, err: TextIO, timeout: float = 60.0) -> int:
+    """The ``vprov replay`` command; returns the exit code."""
+    from vprov.status import WorkerUnreachable, jsonable, parse_region_urls
+
+    try:
+        since_ms = parse_since(since) if since else None
+        region_urls = parse_region_urls(region_pairs, config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    try:
+        raw = read_lifecycle(config, vins=vins, since_ms=since_ms, timeout=timeout)
+    except LifecycleUnavailable as exc:
+        print(f"error: {exc}", file=err)
+        return 3
+    undecodable = [e["undecodable"] for e in raw if "undecodable" in e]
+    events, repeats = dedupe(raw)
+    by_vin = histories(events)
+    if vins:
+        for vin in vins:
+            if vin not in by_vin:
+                print(f"no lifecycle events for {vin} on {Catalogue(config).lifecycle}", file=err)
+        by_vin = {v: by_vin[v] for v in vins if v in by_vin}
+        if not by_vin:
+            return 1
+    problems: list[Problem] = []
+    if do_verify:
+        try:
+            problems = verify(by_vin, global_url, region_urls, from_start=since_ms is None)
+        except WorkerUnreachable as exc:
+            print(f"error: {exc}", file=err)
+            return 3
+    summary = {
+        "vehicles": len(by_vin),
+        "events": len(events),
+        "repeated_events_dropped": repeats,
+        "undecodable_records": undecodable,
+        "verified": do_verify,
+        "problems": [asdict(p) for p in problems],
+    }
+    if as_json:
+        doc = {**summary, "histories": by_vin if not quiet else {}}
+        print(json.dumps(jsonable(doc), indent=2, sort_keys=True), file=out)
+    else:
+        if not quiet:
+            for vin, history in by_vin.items():
+                print(format_history(vin, history), file=out)
+        for p in problems:
+            print(f"PROBLEM {p}", file=out)
+        for ref in undecodable:
+            print(f"PROBLEM undecodable record at {ref}", file=out)
+        verdict = ""
+        if do_verify:
+            verdict = f"; {len(problems)} problems" if problems else "; verified: no problems"
+        print(f"{len(by_vin)} vehicles, {len(events)} events ({repeats} repeats dropped)"
+              f"{verdict}", file=out)
+    return 1 if problems or (do_verify and undecodable) else 0

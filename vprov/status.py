@@ -1,0 +1,250 @@
+"""``vprov status VIN``: one vehicle as the workers see it, and its recent lifecycle events.
+
+The global worker answers ``GET /vehicles/{vin}/`` for any VIN (Faust forwards the request to the
+worker that owns the key); once the vehicle is REGIONAL its region's worker holds the device
+states. The recent events come from the lifecycle topic, read by a throw-away consumer.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+from datetime import datetime
+from typing import Any
+
+from vprov.config import Config
+from vprov.lifecycle import State
+from vprov.validation import is_valid_vin
+
+DEFAULT_GLOBAL_URL = "http://127.0.0.1:6066"
+# Ports of `make demo`'s regional workers.
+DEFAULT_REGION_URLS = {"NA": "http://127.0.0.1:6067", "EU": "http://127.0.0.1:6068",
+                       "AP": "http://127.0.0.1:6069"}
+RETRY_STATUSES = (502, 503, 504)  # a worker rebalancing or forwarding to a restarting peer
+
+
+class WorkerUnreachable(RuntimeError):
+    """No answer from a worker's web port; the message names the URL and how to fix it."""
+
+    def __init__(self, url: str, reason: str, role: str = "global") -> None:
+        start = ("vprov worker --role global" if role == "global"
+                 else f"vprov worker --role regional --region {role}")
+        super().__init__(
+            f"cannot reach the {role} worker at {url} ({reason}); start the workers with "
+            f"`make demo` or `{start} --web-port <port>`, or point --"
+            f"{'global-url' if role == 'global' else 'region-url'} at a running one"
+        )
+        self.url = url
+
+
+class WorkerViews:
+    """GET JSON from one worker's web port over a kept-alive connection (thousands of lookups
+    in a row would otherwise spend their time opening sockets)."""
+
+    def __init__(self, base_url: str, role: str = "global", timeout: float = 10.0) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise ValueError(f"{base_url!r}: expected http://host:port")
+        self.base_url = base_url.rstrip("/")
+        self.role = role
+        self._host = parsed.hostname
+        self._port = parsed.port or 80
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _request(self, path: str) -> tuple[int, bytes]:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        self._conn.request("GET", path, headers={"Accept": "application/json"})
+        response = self._conn.getresponse()
+        return response.status, response.read()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        """(HTTP status, parsed JSON or None); WorkerUnreachable when there is no answer."""
+        for attempt in (1, 2):  # a kept-alive connection the server closed: reconnect once
+            try:
+                status, raw = self._request(path)
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if attempt == 2:
+                    raise WorkerUnreachable(self.base_url, str(exc) or type(exc).__name__,
+                                            self.role) from None
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+    def get_settled(self, path: str, timeout: float = 15.0) -> tuple[int, Any]:
+        """Like ``get``, retrying while the worker answers 502/503/504 (rebalancing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.get(path)
+            if status not in RETRY_STATUSES or time.monotonic() >= deadline:
+                return status, body
+            time.sleep(0.3)
+
+    def vehicle(self, vin: str) -> dict[str, Any] | None:
+        """The table entry for ``vin``, None when the worker has none (404)."""
+        status, body = self.get_settled(f"/vehicles/{urllib.parse.quote(vin)}/")
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(body, dict):
+            raise WorkerUnreachable(self.base_url, f"GET /vehicles/{vin}/ answered HTTP {status}",
+                                    self.role)
+        return body
+
+    def owner(self, table: str, key: str) -> str | None:
+        """Web URL of the worker holding ``key`` in ``table`` (Faust's router view)."""
+        status, body = self.get(f"/router/{table}/{urllib.parse.quote(key)}/")
+        return body if status == 200 and isinstance(body, str) else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def parse_region_urls(pairs: list[str] | None, config: Config) -> dict[str, str]:
+    """``["NA=http://..."]`` over the demo defaults; ValueError names a malformed pair."""
+    urls = {code: url for code, url in DEFAULT_REGION_URLS.items() if code in config.regions}
+    for pair in pairs or []:
+        code, sep, url = pair.partition("=")
+        if not sep or not code or not url:
+            raise ValueError(f"--region-url {pair!r}: expected REGION=http://host:port")
+        if code not in config.regions:
+            raise ValueError(f"--region-url {pair!r}: unknown region {code}; configured: "
+                             f"{', '.join(config.regions)}")
+        urls[code] = url
+    return urls
+
+
+def jsonable(value: Any) -> Any:
+    """Events carry datetimes (Avro timestamp-millis); JSON gets ISO-8601 text."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+class UnknownVin(LookupError):
+    pass
+
+
+def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[str, str],
+                   events: int = 10, lifecycle_timeout: float = 10.0) -> dict[str, Any]:
+    """The combined view of ``vin``: global record, regional record, recent events.
+
+    Raises UnknownVin when the global table has no record, WorkerUnreachable when a worker
+    does not answer.
+    """
+    from vprov.replay import dedupe, read_lifecycle  # replay imports this module
+
+    views = WorkerViews(global_url)
+    try:
+        global_record = views.vehicle(vin)
+        if global_record is None:
+            raise UnknownVin(vin)
+        owner = views.owner("vehicles", vin)
+    finally:
+        views.close()
+    region = global_record.get("region")
+    regional: dict[str, Any] | None = None
+    regional_url = region_urls.get(region) if region else None
+    note = None
+    if region and global_record.get("state") == State.REGIONAL:
+        if regional_url is None:
+            note = f"no URL for region {region}: pass --region-url {region}=http://host:port"
+        else:
+            regional_views = WorkerViews(regional_url, role=region)
+            try:
+                regional = regional_views.vehicle(vin)
+            finally:
+                regional_views.close()
+            if regional is None:
+                note = f"region {region} has no record of {vin} (see vprov replay --verify)"
+    history, _ = dedupe(read_lifecycle(config, vins={vin}, timeout=lifecycle_timeout))
+    history.sort(key=lambda e: e["sequence"])
+    return {
+        "vin": vin,
+        "global_url": global_url,
+        "global_owner": owner,
+        "global": global_record,
+        "region": region,
+        "regional_url": regional_url,
+        "regional": regional,
+        "note": note,
+        "events_total": len(history),
+        "events": history[-events:] if events > 0 else [],
+    }
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    when = event["occurred_at"]
+    stamp = when.isoformat(timespec="milliseconds") if isinstance(when, datetime) else str(when)
+    subject = event["device_id"] or "vehicle"
+    line = (f"  #{event['sequence']:<3} {stamp}  {event['partition']:<6} {subject:<19} "
+            f"{event['previous_state'] or '-'} -> {event['state']}")
+    if event.get("error_code"):
+        line += f"  (error {event['error_code']})"
+    return line
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    glob = doc["global"]
+    lines = [f"vehicle {doc['vin']}: {glob.get('state')}"]
+    region = doc["region"] or "-"
+    lines.append(f"  home region     {region}  (gateway {glob.get('gateway_endpoint') or '-'})")
+    lines.append(f"  system          {glob.get('system_id')} / {glob.get('sub_system_id')}, "
+                 f"country {glob.get('country_code') or '-'}")
+    if glob.get("error_code"):
+        lines.append(f"  last error      {glob['error_code']}")
+    regional = doc["regional"] or {}
+    regional_devices = regional.get("devices", {})
+    lines.append("  devices:")
+    for device in glob.get("devices", []):
+        device_id = device["device_id"]
+        state = regional_devices.get(device_id, {}).get("state") or (
+            "(not in a region yet)" if not regional else "(missing in region)")
+        role = "primary" if device.get("primary") else ""
+        lines.append(f"    {device_id:<19} {device.get('ecu_type', ''):<12} {role:<8} {state}")
+    if doc["note"]:
+        lines.append(f"  note: {doc['note']}")
+    shown = len(doc["events"])
+    lines.append(f"  lifecycle events (last {shown} of {doc['events_total']}):")
+    lines += [_event_line(e) for e in doc["events"]] or ["    (none)"]
+    return "\n".join(lines)
+
+
+def run(config: Config, vin: str, global_url: str, region_pairs: list[str] | None,
+        as_json: bool, events: int, out: Any, err: Any) -> int:
+    """The ``vprov status`` command; returns the exit code."""
+    if not is_valid_vin(vin):
+        print(f"{vin!r} is not a VIN (17 characters: digits and capitals except I, O, Q)",
+              file=err)
+        return 2
+    try:
+        urls = parse_region_urls(region_pairs, config)
+        doc = vehicle_status(config, vin, global_url, urls, events=events)
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    except UnknownVin:
+        print(f"unknown VIN {vin}: the global worker at {global_url} has no record of it "
+              "(never queried, or another deployment)", file=err)
+        return 1
+    except WorkerUnreachable as exc:
+        print(f"error: {exc}", file=err)
+        return 3
+    if as_json:
+        print(json.dumps(jsonable(doc), indent=2, sort_keys=True), file=out)
+    else:
+        print(format_status(doc), file=out)
+    return 0
