@@ -69,7 +69,7 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_TRANSITION: "invalid lifecycle transition",
     ErrorCode.REGION_NOT_FOUND: "no configured region for the request",
     ErrorCode.VIN_INVALID: "VIN is not 17 valid characters",
-    ErrorCode.BODY_MISSING: "body is missing",
+    ErrorCode.BODY_MISSING: "body is missing or cannot be decoded",
     ErrorCode.STATUS_MISSING: "status is missing",
     ErrorCode.MESSAGE_EXPIRED: "message expired (ttl)",
     ErrorCode.CHIPSETS_COUNT_MISMATCH: "chipsets_count does not match the chipsets list",

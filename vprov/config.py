@@ -16,8 +16,9 @@ from typing import Any
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 LIFECYCLE_TARGETS = ("PROVISIONED", "ACTIVE")
-_REGION_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")
-_COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
+# Shapes of region and country codes, for configuration and for messages alike.
+REGION_CODE = re.compile(r"[A-Z][A-Z0-9]{1,7}")
+COUNTRY_CODE = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 
 # environment variable -> (section, key, type)
 ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
@@ -115,18 +116,21 @@ def _apply_env(doc: dict[str, Any], env: dict[str, str]) -> None:
         doc.setdefault(section, {})[key] = value
 
 
-def _get(doc: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...]) -> Any:
+def _get(doc: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...],
+         parent: str = "") -> Any:
+    """``doc[section][key]`` of type ``kind``; errors name the key as ``parent.section.key``."""
+    where = f"{parent}.{section}" if parent else section
     if section not in doc or not isinstance(doc[section], dict):
-        raise ConfigError(f"[{section}] section is missing")
+        raise ConfigError(f"[{where}] section is missing")
     if key not in doc[section]:
-        raise ConfigError(f"{section}.{key} is missing")
+        raise ConfigError(f"{where}.{key} is missing")
     value = doc[section][key]
     # bool is an int subclass: keep numbers and booleans apart.
     if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise ConfigError(f"{section}.{key}={value!r}: expected a number")
+        raise ConfigError(f"{where}.{key}={value!r}: expected a number")
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"{section}.{key}={value!r}: expected {names}")
+        raise ConfigError(f"{where}.{key}={value!r}: expected {names}")
     return value
 
 
@@ -149,14 +153,14 @@ def _regions(doc: dict[str, Any]) -> dict[str, Region]:
     regions: dict[str, Region] = {}
     seen_countries: dict[str, str] = {}
     for code, body in raw.items():
-        if not _REGION_CODE.match(code):
+        if not REGION_CODE.fullmatch(code):
             raise ConfigError(f"regions.{code}: region codes are 2-8 capital letters or digits")
-        endpoint = _get(raw, code, "gateway_endpoint", str)
+        endpoint = _get(raw, code, "gateway_endpoint", str, parent="regions")
         if not endpoint:
             raise ConfigError(f"regions.{code}.gateway_endpoint is blank")
         countries = tuple(body.get("countries", []))
         for country in countries:
-            if not isinstance(country, str) or not _COUNTRY_CODE.match(country):
+            if not isinstance(country, str) or not COUNTRY_CODE.fullmatch(country):
                 raise ConfigError(
                     f"regions.{code}.countries: {country!r} is not an ISO 3166 alpha-2 code"
                 )

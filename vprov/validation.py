@@ -44,7 +44,7 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeGuard
 
 from vprov.codes import ErrorCode
-from vprov.config import Config
+from vprov.config import COUNTRY_CODE, REGION_CODE, Config
 from vprov.envelope import (
     DEVICE_PROVISION,
     PROVISION_QUERY,
@@ -75,8 +75,8 @@ MAX_INT64 = 2**63 - 1  # time and ttl travel on in Avro longs
 _VIN = re.compile(f"[{VIN_ALPHABET}]{{{VIN_LENGTH}}}").fullmatch
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]+").fullmatch
 # Same shapes the configuration accepts for region and country codes (vprov.config).
-_REGION_CODE = re.compile(r"[A-Z][A-Z0-9]{1,7}").fullmatch
-_COUNTRY_CODE = re.compile(r"[A-Z]{2}").fullmatch
+_REGION_CODE = REGION_CODE.fullmatch
+_COUNTRY_CODE = COUNTRY_CODE.fullmatch
 
 _E = ErrorCode
 

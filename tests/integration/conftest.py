@@ -86,7 +86,9 @@ def worker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def workers(stack: Config, config_path: Path, worker_dir: Path) -> Iterator[dict[str, WorkerProcess]]:
+def workers(
+    stack: Config, config_path: Path, worker_dir: Path
+) -> Iterator[dict[str, WorkerProcess]]:
     procs = {
         "global": WorkerProcess("global", PORTS["global"], worker_dir, config_path),
         "NA": WorkerProcess("regional", PORTS["NA"], worker_dir, config_path, region="NA"),

@@ -210,7 +210,12 @@ def test_status_is_answered_by_a_global_worker_that_does_not_own_the_key(
             # both workers own partitions once the rebalance has settled
             return found if second.health() and second.health().get("ready") else None
 
-        owned = wait_until(owners, timeout=45, what="key owners known")
+        def settled() -> dict[str, int] | None:
+            before = owners()
+            time.sleep(1.0)
+            return before if before and before == owners() else None
+
+        owned = wait_until(settled, timeout=60, what="key owners settled")
         urls = {PORTS["global"]: GLOBAL_URL, SECOND_GLOBAL_PORT: second.url}
         asked = 0
         for run in provisioned.vehicles:

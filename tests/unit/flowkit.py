@@ -156,6 +156,14 @@ class Flow:
                               "vehicles": self.vehicles, "regional": self.regional,
                               "identities": self.identities})
 
+    def domain_snapshot(self) -> dict[str, Any]:
+        """The snapshot without the answer memos: what the vehicle *is*, not what it said."""
+        snap = self.snapshot()
+        for table in ("vehicles", "regional"):
+            for entry in snap[table].values():
+                entry.pop("memo", None)
+        return snap
+
     # inputs from outside
     def register(self, sim: SimVehicle, *, home_region: str | None = None,
                  devices: Iterable[int] | None = None) -> None:

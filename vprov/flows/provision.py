@@ -64,10 +64,6 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
     assert isinstance(body, DeviceProvision)
     reply_to = parsed.reply_to
     message_id = parsed.envelope.message_id
-    remembered = recall(entry, message_id)  # type: ignore[arg-type]
-    if remembered is not None:
-        outputs, effects = remembered
-        return Decision(outputs=outputs, effects=effects)
 
     def fail(code: ErrorCode, detail: str) -> Decision:
         return Decision(outputs=[_fail(ctx, region, reply_to, code, detail, source)])
@@ -80,6 +76,10 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
                           config=ctx.config)
     if denied is not None:
         return fail(ErrorCode.NOT_AUTHORIZED, denied)
+    remembered = recall(entry, message_id)  # type: ignore[arg-type]
+    if remembered is not None:
+        outputs, effects = remembered
+        return Decision(outputs=outputs, effects=effects)
     if entry["system_id"] != body.system_id:
         return fail(ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM, f"vin {body.vin}")
     device = entry["devices"].get(body.device_id)

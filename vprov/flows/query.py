@@ -74,27 +74,39 @@ def _replay(vehicle: GlobalVehicle | None, cause: str) -> Decision | None:
     return Decision(outputs=outputs, effects=effects)
 
 
+def _is_bound(vehicle: GlobalVehicle) -> bool:
+    """A VIN belongs to its system once REGIONAL or while its rehome is under way; a VIN whose
+    queries all failed is free again (the failed attempt's work was undone)."""
+    return vehicle["state"] == State.REGIONAL or vehicle["pending"] is not None
+
+
 def _repeat_or_wait(
     ctx: Context, query: ProvisionQuery, reply_to: ReplyTo, vehicle: GlobalVehicle
 ) -> Decision | None:
     """Answer a query for a vehicle that is already bound, or None when it needs the full path."""
+    if not _is_bound(vehicle):
+        return None
     if vehicle["system_id"] != query.system_id:
         return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM,
                                        f"vin {query.vin}")])
+    primary = next((d for d in vehicle["devices"]
+                    if d["device_id"] == vehicle["primary_device_id"]), None)
+    if query.device_id != vehicle["primary_device_id"] or (
+            primary is not None and primary["ecu_type"] != query.ecu_type):
+        return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.FIELD_VIOLATION,
+                                       "query from a non-primary device")])
+    updated = copy.deepcopy(vehicle)
     if vehicle["state"] == State.REGIONAL:
-        if query.device_id != vehicle["primary_device_id"]:
-            return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.FIELD_VIOLATION,
-                                           "query from a non-primary device")])
         # The device may have missed the first answer: same regional details, no new work.
-        return Decision(outputs=[_success(ctx, reply_to, vehicle["gateway_endpoint"] or "")])
-    pending = vehicle["pending"]
-    if pending is not None:
-        if any(w["message_id"] == reply_to.message_id for w in pending["waiters"]):
-            return Decision()
-        updated = copy.deepcopy(vehicle)
-        updated["pending"]["waiters"].append(reply_to_dict(reply_to))  # type: ignore[index]
-        return Decision(state=updated)
-    return None
+        answer = _success(ctx, reply_to, vehicle["gateway_endpoint"] or "")
+        remember(updated, reply_to.message_id or "", [answer], [])  # type: ignore[arg-type]
+        return Decision(state=updated, outputs=[answer])
+    pending = updated["pending"]
+    assert pending is not None
+    if any(w["message_id"] == reply_to.message_id for w in pending["waiters"]):
+        return Decision()
+    pending["waiters"].append(reply_to_dict(reply_to))
+    return Decision(state=updated)
 
 
 def intake(raw: bytes, source: Source, vehicle: GlobalVehicle | None, ctx: Context) -> Decision:

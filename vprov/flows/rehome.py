@@ -7,6 +7,7 @@ gave up on that request, it removes what it stored, so no half-registered vehicl
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from tables.models import RegionalVehicle, recall, remember
@@ -65,7 +66,7 @@ def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: st
     effect = Effect("create_identity", region, request["primary_device_id"], _identity(request))
     if entry is not None and _any_provisioned(entry):
         # Already provisioned here: confirm, keep the provisioned devices as they are.
-        updated = dict(entry)
+        updated = copy.deepcopy(entry)
         updated["request_id"] = request["request_id"]
     else:
         updated = {
