@@ -3,6 +3,7 @@ worker processes started here, and a bus to talk to them through the topics."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,9 @@ from vprov.topics import Catalogue
 # A region no worker serves: queries homed there time out (13105).
 SILENT_REGION = "ZZ"
 REHOME_TIMEOUT_SECONDS = 4
-PORTS = {"global": 17066, "NA": 17067, "EU": 17068}
+# Web ports of the workers the tests start: PORT_BASE .. PORT_BASE + 199.
+PORT_BASE = int(os.environ.get("VPROV_TEST_PORT_BASE", "17066"))
+PORTS = {"global": PORT_BASE, "NA": PORT_BASE + 1, "EU": PORT_BASE + 2}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

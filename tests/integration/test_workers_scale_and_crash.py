@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Flow
+from tests.integration.conftest import PORT_BASE, Flow
 from tests.integration.harness import (
     BOOTSTRAP,
     Bus,
@@ -71,10 +71,10 @@ def unique_events(flow: Flow, vins: set[str]) -> dict[str, list[dict]]:
 def scaled(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess], Path]]:
     path, bus = deployment(tmp_path, "vscale")
     procs = {
-        "global": WorkerProcess("global", 17166, tmp_path, path),
-        "global2": WorkerProcess("global", 17167, tmp_path, path),
-        "NA": WorkerProcess("regional", 17168, tmp_path, path, region="NA"),
-        "NA2": WorkerProcess("regional", 17169, tmp_path, path, region="NA"),
+        "global": WorkerProcess("global", PORT_BASE + 100, tmp_path, path),
+        "global2": WorkerProcess("global", PORT_BASE + 101, tmp_path, path),
+        "NA": WorkerProcess("regional", PORT_BASE + 102, tmp_path, path, region="NA"),
+        "NA2": WorkerProcess("regional", PORT_BASE + 103, tmp_path, path, region="NA"),
     }
     try:
         start(*procs.values())
@@ -123,8 +123,8 @@ def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_resta
 def crashable(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess]]]:
     path, bus = deployment(tmp_path, "vcrash")
     procs = {
-        "global": WorkerProcess("global", 17176, tmp_path, path),
-        "NA": WorkerProcess("regional", 17177, tmp_path, path, region="NA"),
+        "global": WorkerProcess("global", PORT_BASE + 110, tmp_path, path),
+        "NA": WorkerProcess("regional", PORT_BASE + 111, tmp_path, path, region="NA"),
     }
     try:
         start(*procs.values())
