@@ -133,6 +133,8 @@ def _worker_urls(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vprov.status import DEFAULT_GLOBAL_URL
+
     parser = argparse.ArgumentParser(prog="vprov", description=__doc__)
     parser.add_argument("--config", help="configuration file (default: $VPROV_CONFIG or the "
                         "packaged defaults)")
@@ -171,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--shuffle", action="store_true",
                           help="devices send their requests in random order, not primary first")
     simulate.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
-    simulate.add_argument("--global-url", default="http://127.0.0.1:6066",
-                          help="global worker, to wait until registrations are indexed")
+    simulate.add_argument("--global-url", default=DEFAULT_GLOBAL_URL,
+                          help="global worker, to wait until registrations are indexed "
+                          f"(default {DEFAULT_GLOBAL_URL})")
     simulate.add_argument("--seed", type=int, help="seed of the random choices")
     simulate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     simulate.set_defaults(func=cmd_simulate)

@@ -284,7 +284,11 @@ def compare(folded: Folded, global_view: dict[str, Any] | None,
 
 def parse_since(text: str) -> int:
     """ISO-8601 to epoch milliseconds; a time without a zone is UTC."""
-    when = datetime.fromisoformat(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r}: expected an ISO-8601 time such as "
+                         "2026-01-01T12:00:00Z") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)

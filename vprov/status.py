@@ -190,7 +190,7 @@ def _event_line(event: dict[str, Any]) -> str:
     when = event["occurred_at"]
     stamp = when.isoformat(timespec="milliseconds") if isinstance(when, datetime) else str(when)
     subject = event["device_id"] or "vehicle"
-    line = (f"  #{event['sequence']:<3} {stamp}  {event['partition']:<6} {subject:<19} "
+    line = (f"    #{event['sequence']:<3} {stamp}  {event['partition']:<6} {subject:<19} "
             f"{event['previous_state'] or '-'} -> {event['state']}")
     if event.get("error_code"):
         line += f"  (error {event['error_code']})"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import PORTS, Flow
+from tests.integration.conftest import PORT_BASE, PORTS, Flow
 from tests.integration.harness import (
     BOOTSTRAP,
     REDIS_URL,
@@ -31,7 +31,7 @@ from vprov.simulate import Report, SimOptions, Simulator
 GLOBAL_URL = f"http://127.0.0.1:{PORTS['global']}"
 REGION_ARGS = ["--region-url", f"NA=http://127.0.0.1:{PORTS['NA']}",
                "--region-url", f"EU=http://127.0.0.1:{PORTS['EU']}"]
-SECOND_GLOBAL_PORT = 18166  # a second global worker, started by one test only
+SECOND_GLOBAL_PORT = PORT_BASE + 150  # a second global worker, started by one test only
 STATES = {"TCU": "PROVISIONED", "IVI": "PROVISIONED", "REFRIGERATOR": "ACTIVE"}
 
 
@@ -178,8 +178,9 @@ def test_replay_verify_reports_a_gap_and_a_state_the_table_does_not_have(
     assert f"PROBLEM {ghost.vin}  gap: sequence 2 missing before #3" in problems
     assert f"PROBLEM {ghost.vin}  missing: the global table has no record of the vehicle" \
         in problems
+    assert f"PROBLEM {ghost.vin}  missing: region NA has no record of the vehicle" in problems
     assert len([p for p in problems if vehicle.vin in p]) == 2, problems
-    assert "4 problems" in out
+    assert "5 problems" in out
 
     code, out, _ = vprov(config_path, capsys, "replay", "--vin", vehicle.vin, "--json",
                          "--verify", "--global-url", GLOBAL_URL, *REGION_ARGS)

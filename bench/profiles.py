@@ -1,0 +1,133 @@
+"""Where the workers spend their CPU: py-spy samples of the running worker processes.
+
+py-spy attaches from outside, so the workers run unchanged and the profile covers every thread
+(Faust's consumer runs in a thread of its own, which cProfile in the main thread would miss).
+py-spy leaves idle threads out, so the shares below are shares of the CPU time a worker used.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+THREAD = re.compile(r"^thread \(\d+\): (?P<name>.*)$")
+
+# Inclusive components: a sample counts for each component one of its frames belongs to, so the
+# shares overlap (an agent step that writes a table counts for both).
+COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("decisions (vprov.flows, validation, envelope)",
+     ("vprov/flows/", "vprov/validation.py", "vprov/envelope.py")),
+    ("Avro encode/decode", ("fastavro/", "vprov/avro.py")),
+    ("JSON encode/decode", ("json/",)),
+    ("table writes and reads (Faust tables, RocksDB store)", ("faust/tables/", "faust/stores/")),
+    ("identity effects (Redis client)", ("redis/", "vprov/identity.py")),
+    ("sending records (Faust + aiokafka producer)",
+     ("aiokafka/producer/", "faust/transport/producer.py", "faust/topics.py")),
+    ("fetching records (aiokafka consumer, Faust consumer thread)",
+     ("aiokafka/consumer/", "faust/transport/consumer.py", "faust/transport/drivers/")),
+    ("stream and agent machinery (Faust streams, agents, events)",
+     ("faust/streams.py", "faust/agents/", "faust/events.py", "faust/channels.py")),
+    ("logging", ("logging/",)),
+    ("HTTP views (aiohttp)", ("aiohttp/",)),
+]
+
+
+def find_py_spy(explicit: str | None) -> str | None:
+    candidates = [explicit] if explicit else [shutil.which("py-spy"),
+                                              str(Path(sys.executable).parent / "py-spy")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def record(py_spy: str, pid: int, seconds: float, out: Path, rate: int = 100
+           ) -> subprocess.Popen[bytes]:
+    """Start sampling ``pid`` in the background for ``seconds``; raw (collapsed) stacks."""
+    args = [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+            "--rate", str(rate), "--format", "raw", "--threads", "--output", str(out)]
+    log = out.with_suffix(".log").open("wb")
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _package(file: str) -> str:
+    head = file.split("/", 1)[0]
+    return head[:-3] if head.endswith(".py") else head
+
+
+@dataclass
+class Profile:
+    name: str
+    seconds: float
+    rate: int
+    samples: int = 0
+    threads: Counter[str] = field(default_factory=Counter)
+    self_by_package: Counter[str] = field(default_factory=Counter)
+    self_by_function: Counter[str] = field(default_factory=Counter)
+    components: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def cpu_share(self) -> float:
+        """Busy samples over possible samples of one thread: about the cores used, as a share
+        of one core (threads add up)."""
+        possible = self.seconds * self.rate
+        return self.samples / possible if possible else 0.0
+
+    def share(self, count: int) -> float:
+        return 100.0 * count / self.samples if self.samples else 0.0
+
+
+def parse(path: Path, name: str, seconds: float, rate: int) -> Profile:
+    profile = Profile(name=name, seconds=seconds, rate=rate)
+    if not path.exists():
+        return profile
+    for line in path.read_text(errors="replace").splitlines():
+        stack_text, _, count_text = line.rpartition(" ")
+        if not stack_text or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        parts = stack_text.split(";")
+        thread = "?"
+        match = THREAD.match(parts[0])
+        if match:
+            thread = match.group("name")
+            parts = parts[1:]
+        frames = [m.groups() for m in map(FRAME.match, parts) if m]
+        profile.samples += count
+        profile.threads[thread] += count
+        if not frames:
+            continue
+        func, file = frames[-1]
+        profile.self_by_package[_package(file)] += count
+        profile.self_by_function[f"{func} ({file})"] += count
+        files = {file for _, file in frames}
+        for label, prefixes in COMPONENTS:
+            if any(f.startswith(prefixes) for f in files):
+                profile.components[label] += count
+    return profile
+
+
+def markdown(profile: Profile, top: int = 12) -> list[str]:
+    lines = [f"#### {profile.name} worker: {profile.samples} busy samples in "
+             f"{profile.seconds:.0f} s at {profile.rate} Hz (about "
+             f"{profile.cpu_share * 100:.0f}% of one core)", ""]
+    if not profile.samples:
+        return [*lines, "No samples (py-spy failed; see its log next to the raw output).", ""]
+    lines += ["| thread | share of busy samples |", "|---|---:|"]
+    lines += [f"| {t} | {profile.share(n):.1f}% |" for t, n in profile.threads.most_common(6)]
+    lines += ["", "| component (inclusive; overlapping) | share |", "|---|---:|"]
+    lines += [f"| {label} | {profile.share(profile.components[label]):.1f}% |"
+              for label, _ in COMPONENTS]
+    lines += ["", "| package (self time) | share |", "|---|---:|"]
+    lines += [f"| {pkg} | {profile.share(n):.1f}% |"
+              for pkg, n in profile.self_by_package.most_common(top)]
+    lines += ["", "| function (self time) | share |", "|---|---:|"]
+    lines += [f"| `{fn}` | {profile.share(n):.1f}% |"
+              for fn, n in profile.self_by_function.most_common(top)]
+    return [*lines, ""]

@@ -1,0 +1,572 @@
+"""What a benchmark run found, and how it is shown: the console summary, ``docs/benchmarks.md``
+and the plots in ``docs/img/``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy import Machine
+from loadgen import PhaseResult, summary_ms
+from profiles import Profile
+from profiles import markdown as profile_markdown
+from relay import BaselineResult
+
+MB = 1_000_000
+COMPONENTS = ("global", "regional", "broker", "redis", "client")
+
+
+@dataclass
+class Usage:
+    """CPU seconds per component over ``wall`` seconds; ``machine`` is every process's."""
+
+    wall: float
+    cpu: dict[str, float]
+    machine: float
+
+    def percent(self, name: str) -> float:
+        return 100.0 * self.cpu.get(name, 0.0) / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def other_percent(self) -> float:
+        """Busy time of processes that are not part of the benchmark (other test runs)."""
+        known = sum(self.cpu.values())
+        return max(0.0, 100.0 * (self.machine - known) / self.wall) if self.wall > 0 else 0.0
+
+    @property
+    def machine_percent(self) -> float:
+        return 100.0 * self.machine / self.wall if self.wall > 0 else 0.0
+
+
+@dataclass
+class Outcome:
+    """One measured phase with everything observed around it."""
+
+    result: PhaseResult
+    usage: Usage
+    records: dict[str, int]  # records appended per topic during the phase
+    consumed: int  # records the workers consumed (their input topics)
+    produced: int  # records the workers wrote (all topics but the client's inputs)
+    rss_peak: dict[str, int]
+    sustained: bool = False
+    verdict: str = ""
+
+    @property
+    def consumed_rate(self) -> float:
+        return self.consumed / self.result.window
+
+    def per_vehicle(self, count: int) -> float:
+        return count / self.result.vehicles if self.result.vehicles else 0.0
+
+
+@dataclass
+class StateLoad:
+    outcome: Outcome
+    rss_after: dict[str, int]
+    trend: list[tuple[int, dict[str, int]]]  # (vehicles in state, RSS per worker)
+
+    def extrapolate(self, worker: str, vehicles: int) -> float | None:
+        """RSS at ``vehicles`` from a least-squares line through the second half of the trend
+        (the first half includes start-up growth that does not repeat)."""
+        points = [(n, rss[worker]) for n, rss in self.trend if worker in rss]
+        points = points[len(points) // 2:]
+        if len(points) < 3:
+            return None
+        xs = [float(n) for n, _ in points]
+        ys = [float(r) for _, r in points]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx == 0:
+            return None
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+        return my + slope * (vehicles - mx)
+
+
+@dataclass
+class Targets:
+    rate: float = 300.0
+    p99_ms: float = 250.0
+    rss_mb: float = 500.0
+    state_vehicles: int = 100_000
+
+
+@dataclass
+class Verdict:
+    name: str
+    met: bool | None  # None: not measured
+    detail: str
+
+    @property
+    def mark(self) -> str:
+        return {True: "met", False: "NOT met", None: "not measured"}[self.met]
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    started: str
+    command: str
+    make_command: str
+    machine: Machine
+    deployment: list[tuple[str, str]]
+    settings: dict[str, Any]
+    targets: Targets
+    registration_seconds: float = 0.0
+    registered_vehicles: int = 0
+    state: StateLoad | None = None
+    levels: list[Outcome] = field(default_factory=list)
+    skipped_levels: list[float] = field(default_factory=list)
+    baseline: BaselineResult | None = None
+    baseline_reference: str = ""
+    profile_phase: Outcome | None = None
+    profiles: list[Profile] = field(default_factory=list)
+    profile_note: str = ""
+    rss_peak: dict[str, int] = field(default_factory=dict)
+    client_cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    # --- derived figures -------------------------------------------------------------------
+
+    @property
+    def sustained_rate(self) -> float | None:
+        rates = [o.result.rate or 0.0 for o in self.levels if o.sustained]
+        return max(rates) if rates else None
+
+    def reference_level(self) -> Outcome | None:
+        """The level the baseline is compared with: the sustained level that moved the most
+        records per second, or the busiest level when none was sustained."""
+        pool = [o for o in self.levels if o.sustained] or self.levels
+        return max(pool, key=lambda o: o.consumed_rate, default=None)
+
+    @property
+    def ratio(self) -> float | None:
+        ref = self.reference_level()
+        if ref is None or self.baseline is None or self.baseline.rate <= 0:
+            return None
+        return ref.consumed_rate / self.baseline.rate
+
+    @property
+    def closed_loop_ratio(self) -> float | None:
+        if self.state is None or self.baseline is None or self.baseline.rate <= 0:
+            return None
+        out = self.state.outcome
+        span = out.result.ended_at - out.result.started_at
+        return (out.consumed / span) / self.baseline.rate if span > 0 else None
+
+    def half_rate_level(self) -> Outcome | None:
+        half = self.targets.rate / 2
+        exact = [o for o in self.levels if o.result.rate == half]
+        if exact:
+            return exact[0]
+        below = [o for o in self.levels if (o.result.rate or 0) <= half]
+        return max(below, key=lambda o: o.result.rate or 0.0, default=None)
+
+    def verdicts(self) -> list[Verdict]:
+        t = self.targets
+        out = []
+        best = self.sustained_rate
+        tried = max((o.result.rate or 0.0 for o in self.levels), default=0.0)
+        if best is not None and best >= t.rate:
+            out.append(Verdict(f">= {t.rate:g} vehicles/s sustained", True,
+                               f"highest sustained level {best:g} vehicles/s"))
+        elif tried < t.rate and best == tried:
+            out.append(Verdict(f">= {t.rate:g} vehicles/s sustained", None,
+                               f"every level was sustained but none reached {t.rate:g}/s; "
+                               "add higher --levels"))
+        else:
+            out.append(Verdict(f">= {t.rate:g} vehicles/s sustained", False,
+                               f"highest sustained level {best:g} vehicles/s" if best
+                               else "no level was sustained"))
+        half = self.half_rate_level()
+        if half is None:
+            out.append(Verdict(f"p99 query -> answer <= {t.p99_ms:g} ms at {t.rate / 2:g}/s",
+                               None, "no level at or below half the target rate"))
+        else:
+            p99 = summary_ms(half.result.query_latency)["p99"]
+            where = f"{half.result.rate:g} vehicles/s"
+            if half.result.rate != t.rate / 2:
+                where += f" (nearest level below {t.rate / 2:g})"
+            met = (not math.isnan(p99)) and p99 <= t.p99_ms and half.sustained
+            out.append(Verdict(f"p99 query -> answer <= {t.p99_ms:g} ms at {t.rate / 2:g}/s",
+                               met, f"p99 {p99:.0f} ms at {where}"
+                               + ("" if half.sustained else ", level not sustained")))
+        peak = max(self.rss_peak.values(), default=0) / MB
+        loaded = self.state.outcome.result.completed if self.state else 0
+        name = f"peak RSS per worker <= {t.rss_mb:g} MB with {t.state_vehicles:,} vehicles"
+        worst = max(self.rss_peak, key=lambda k: self.rss_peak[k], default="-")
+        if loaded >= t.state_vehicles:
+            out.append(Verdict(name, peak <= t.rss_mb,
+                               f"peak {peak:.0f} MB ({worst}) with {loaded:,} vehicles loaded"))
+        else:
+            guesses = []
+            for worker in self.rss_peak if self.state is not None else ():
+                value = self.state.extrapolate(worker, t.state_vehicles)  # type: ignore[union-attr]
+                if value is not None:
+                    guesses.append(f"{worker} ~{value / MB:.0f} MB")
+            guess = (f"; a straight line through the RSS trend gives {', '.join(guesses)} at "
+                     f"{t.state_vehicles:,} (extrapolated, not measured)") if guesses else ""
+            out.append(Verdict(name, None, f"only {loaded:,} vehicles loaded (--state-vehicles);"
+                               f" peak {peak:.0f} MB ({worst}){guess}"))
+        return out
+
+
+# --- formatting helpers -------------------------------------------------------------------------
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:,.0f}"
+
+
+def _mb(value: int | float) -> str:
+    return f"{value / MB:,.0f}"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.0f}%"
+
+
+def level_rows(report: RunReport) -> list[list[str]]:
+    rows = []
+    for o in report.levels:
+        r = o.result
+        q = summary_ms(r.query_latency)
+        v = summary_ms(r.vehicle_latency)
+        rows.append([
+            f"{r.rate:g}", f"{r.vehicles:,}", f"{r.completed:,}", f"{r.failed + r.unanswered:,}",
+            f"{r.achieved_rate:.1f}", f"{r.drain_seconds:.1f}",
+            "yes" if o.sustained else f"no ({o.verdict})",
+            _ms(q["p50"]), _ms(q["p95"]), _ms(q["p99"]),
+            _ms(v["p50"]), _ms(v["p95"]), _ms(v["p99"]),
+            f"{o.per_vehicle(o.consumed):.1f}", f"{o.consumed_rate:,.0f}",
+            _pct(o.usage.percent("global")), _pct(o.usage.percent("regional")),
+            _pct(o.usage.percent("broker")), _pct(o.usage.percent("redis")),
+            _pct(o.usage.percent("client")), _pct(o.usage.other_percent),
+        ])
+    return rows
+
+
+LEVEL_HEADER = [
+    "offered v/s", "vehicles", "completed", "failed", "achieved v/s", "drain s", "sustained",
+    "query p50 ms", "query p95 ms", "query p99 ms", "vehicle p50 ms", "vehicle p95 ms",
+    "vehicle p99 ms", "worker-consumed records/vehicle", "worker-consumed records/s",
+    "CPU global", "CPU NA", "CPU broker", "CPU Redis", "CPU client", "CPU other",
+]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def console(report: RunReport) -> str:
+    out = ["", f"pipeline benchmark {report.run_id}: global + {report.settings['region']} "
+           "workers", ""]
+    short = ["offered", "done", "failed", "achieved", "drain s", "sustained", "q p50", "q p95",
+             "q p99", "veh p99", "rec/veh", "CPU g/NA/broker/client/other"]
+    out.append("  ".join(f"{h:>9}" for h in short))
+    for o, row in zip(report.levels, level_rows(report), strict=True):
+        cpu = "/".join(row[i].rstrip("%") for i in (15, 16, 17, 19, 20))
+        sustained = "yes" if o.sustained else "no"
+        cells = [row[0], row[2], row[3], row[4], row[5], sustained, row[7], row[8], row[9],
+                 row[12], row[13], cpu]
+        out.append("  ".join(f"{c:>9}" for c in cells))
+    for rate in report.skipped_levels:
+        out.append(f"{rate:>9g}  skipped (a lower level did not drain)")
+    if report.state is not None:
+        s = report.state
+        r = s.outcome.result
+        out += ["", f"state load: {r.completed:,}/{r.vehicles:,} vehicles in "
+                f"{r.ended_at - r.started_at:.0f} s ({r.achieved_rate:.1f} vehicles/s closed "
+                "loop); RSS after: " + ", ".join(f"{k} {_mb(v)} MB"
+                                                  for k, v in s.rss_after.items())]
+    out.append("peak RSS: " + ", ".join(f"{k} {_mb(v)} MB" for k, v in report.rss_peak.items()))
+    if report.baseline is not None:
+        b = report.baseline
+        out.append(f"baseline relay: {b.records:,} records of ~{b.mean_bytes:.0f} B in "
+                   f"{b.seconds:.2f} s = {b.rate:,.0f} records/s "
+                   f"({b.cpu_seconds:.1f} CPU s)")
+        if report.ratio is not None:
+            out.append(f"pipeline / baseline = {report.ratio:.3f} "
+                       f"({report.baseline_reference})")
+        if report.closed_loop_ratio is not None:
+            out.append(f"pipeline / baseline, closed-loop state load = "
+                       f"{report.closed_loop_ratio:.3f}")
+    out.append(f"benchmark client CPU: {report.client_cpu_seconds:.1f} s over "
+               f"{report.wall_seconds:.0f} s")
+    out.append("")
+    for v in report.verdicts():
+        out.append(f"target {v.name}: {v.mark} - {v.detail}")
+    return "\n".join(out)
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+def plot_latency(report: RunReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = report.levels
+    rates = [o.result.rate or 0.0 for o in levels]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for q, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        values = [summary_ms(o.result.query_latency)[q] for o in levels]
+        left.plot(rates, values, style, label=f"{q} query → answer")
+    for rate, o in zip(rates, levels, strict=True):
+        if not o.sustained:
+            left.axvspan(rate - 4, rate + 4, color="tab:red", alpha=0.12, lw=0)
+    left.axhline(report.targets.p99_ms, color="grey", ls="--", lw=1,
+                 label=f"target p99 {report.targets.p99_ms:g} ms")
+    left.axvline(report.targets.rate / 2, color="grey", ls=":", lw=1)
+    left.set_yscale("log")
+    left.set_xlabel("offered load (vehicles/s)")
+    left.set_ylabel("latency (ms, log scale)")
+    left.set_title("Query → answer latency (red: level not sustained)")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    achieved = [o.result.achieved_rate for o in levels]
+    top = max(rates + achieved + [report.targets.rate]) * 1.1
+    right.plot([0, top], [0, top], color="grey", lw=1, label="achieved = offered")
+    right.plot([0, top], [0, 0.95 * top], color="grey", lw=1, ls=":", label="95% of offered")
+    right.plot(rates, achieved, "o-", color="tab:green", label="achieved (completed vehicles)")
+    right.axvline(report.targets.rate, color="tab:red", ls="--", lw=1,
+                  label=f"target {report.targets.rate:g}/s")
+    right.set_xlim(0, top)
+    right.set_ylim(0, top)
+    right.set_xlabel("offered load (vehicles/s)")
+    right.set_ylabel("vehicles/s")
+    right.set_title("Throughput")
+    right.grid(True, alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle(f"Pipeline benchmark {report.run_id} ({report.machine.logical_cpus} cores, "
+                 f"{report.settings['seconds']:g} s per level)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_rss(report: RunReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert report.state is not None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for worker in report.rss_peak:
+        points = [(n, rss[worker] / MB) for n, rss in report.state.trend if worker in rss]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=f"{worker} worker")
+    ax.axhline(report.targets.rss_mb, color="grey", ls="--", lw=1,
+               label=f"target {report.targets.rss_mb:g} MB")
+    ax.set_xlabel("vehicles provisioned (in state)")
+    ax.set_ylabel("RSS (MB)")
+    ax.set_title("Worker RSS while loading state")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- docs/benchmarks.md -------------------------------------------------------------------------
+
+def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
+             findings: str | None) -> str:
+    s = report.settings
+    t = report.targets
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/pipeline_bench.py` (run it again to replace this page). The pipeline "
+        f"runs end to end on one broker: the global worker and one regional worker "
+        f"({s['region']}), started by the benchmark as `vprov worker` processes with the "
+        "packaged defaults and a deployment of their own (own app prefix, topics and state).",
+        "",
+        f"Run `{report.run_id}`, started {report.started}, took {report.wall_seconds / 60:.1f} "
+        "minutes.",
+        "",
+        "```",
+        report.command,
+        "```",
+        "",
+        f"With the local stack (`make up`): `{report.make_command}`",
+        "",
+        "## Targets",
+        "",
+        "| target | result | measured |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {v.name} | **{v.mark}** | {v.detail} |" for v in report.verdicts()]
+    lines += ["", "## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report.machine.rows()]
+    lines += ["", "## Deployment and settings", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report.deployment]
+    lines += [
+        "",
+        "## Method",
+        "",
+        f"1. **Registration** (not timed): every vehicle the run will use "
+        f"({report.registered_vehicles:,}, two devices each: TCU primary + IVI) is registered on "
+        "the registration topic. The benchmark waits until the global worker's consumer group "
+        "has committed the end offsets of the registration topic and then of the internal "
+        "system-registrations topic (so every registration was ingested and indexed), then "
+        "checks a sample of systems over `GET /systems/{system_id}/`. "
+        f"Took {report.registration_seconds:.0f} s.",
+        f"2. **State load** (`--state-vehicles`, here {s['state_vehicles']:,}): vehicles are "
+        f"provisioned as fast as the pipeline answers (closed loop, at most {s['state_window']} "
+        "vehicles in flight); the workers' RSS is sampled during the load and after it.",
+        f"3. **Load levels** (`--levels`, `--seconds`): for each offered rate an open-loop sender "
+        f"starts vehicles at that rate for {s['seconds']:g} s. A vehicle's primary sends "
+        "`PROVISION_QUERY`; on a successful answer both devices send `DEVICE_PROVISION` to the "
+        "region (primary first). Latencies are taken in the benchmark process: *query* from "
+        "the vehicle's intended start to the query answer, *vehicle* from the intended start to "
+        "the last device answer. Measuring from the intended start (not the actual send) keeps "
+        "a late sender from hiding latency.",
+        f"4. A level is **sustained** when every vehicle completed without failure, the "
+        f"completion rate while vehicles were offered was at least "
+        f"{s['min_completion'] * 100:.0f}% of the offered rate, and the backlog drained within "
+        f"{s['drain_limit']:g} s after the last vehicle started. A level whose backlog has not "
+        f"drained {s['level_timeout']:g} s after sending stops ends the series (higher levels "
+        "would only pile onto it).",
+        "5. **Records moved**: during each phase the end offsets of every topic of the "
+        "deployment are read before and after. *Worker-consumed records* are the records "
+        "appended to the topics the workers consume (query, the global worker's three "
+        "repartition topics and vehicle commands, rehome request and result, device requests): "
+        "each is one consume → process → produce step of a worker. Records the workers only "
+        "write (answers, lifecycle events, onboarding requests, table changelogs) are counted "
+        "separately.",
+        "6. **Baseline**, in the same run and on the same broker: a minimal confluent-kafka "
+        "relay (a separate process, consumer group + the project's producer settings: acks=all, "
+        "idempotence) consumes N records and produces each to another topic. N is the number "
+        "of worker-consumed records of the reference level; the records are the pipeline's own "
+        "query and device messages (similar sizes). The relay's rate is N over the time from "
+        "its first consumed record to the last delivery. **Ratio** = worker-consumed records "
+        "per second of the reference level / relay records per second: both count one "
+        "consume-and-produce step per record.",
+        "7. **CPU** per phase: CPU seconds of each worker process, the broker, Redis and the "
+        "benchmark client (all its threads), as a share of one core over the phase; *other* "
+        "is every other process on the machine (on a shared machine: other people's work). "
+        "The broker and Redis may also be serving other clients.",
+        "8. **Peak RSS**: each worker process (and its children) sampled every 0.5 s for the "
+        "whole run.",
+        "",
+        "## Results by load level",
+        "",
+    ]
+    if latency_png:
+        lines += [f"![latency and throughput against offered load]({latency_png})", ""]
+    lines += _table(LEVEL_HEADER, level_rows(report))
+    for rate in report.skipped_levels:
+        lines.append(f"\nLevel {rate:g} vehicles/s skipped: a lower level's backlog did not "
+                     "drain.")
+    failures = {f"{o.result.rate:g}": o.result.failures for o in report.levels
+                if o.result.failures}
+    if failures:
+        lines += ["", "Failures by level: " + "; ".join(
+            f"{rate}/s: " + ", ".join(f"{k} x{n}" for k, n in c.most_common())
+            for rate, c in failures.items())]
+    lag = [o for o in report.levels if o.result.send_lag]
+    if lag:
+        lines += ["", "Sender lag (actual − intended start, p99 per level, ms): " + ", ".join(
+            f"{o.result.rate:g}/s {summary_ms(o.result.send_lag)['p99']:.1f}" for o in lag)
+            + ". Device → answer p99 per level (ms): " + ", ".join(
+            f"{o.result.rate:g}/s {_ms(summary_ms(o.result.device_latency)['p99'])}"
+            for o in report.levels) + "."]
+    if report.levels:
+        lines += ["", "Records per vehicle, by topic (first level): "]
+        first = report.levels[0]
+        for topic, count in sorted(first.records.items()):
+            if count:
+                lines.append(f"- `{topic}`: {first.per_vehicle(count):.2f}")
+        lines += ["", f"Workers wrote {first.per_vehicle(first.produced):.1f} records and "
+                  f"consumed {first.per_vehicle(first.consumed):.1f} per vehicle."]
+    lines += ["", "## Baseline: consume → produce relay", ""]
+    if report.baseline is not None:
+        b = report.baseline
+        lines += _table(["records", "mean value size", "seconds", "records/s",
+                         "relay CPU s", "CPU µs per record"],
+                        [[f"{b.records:,}", f"{b.mean_bytes:.0f} B", f"{b.seconds:.2f}",
+                          f"{b.rate:,.0f}", f"{b.cpu_seconds:.2f}",
+                          f"{1e6 * b.cpu_seconds / max(b.records, 1):.0f}"]])
+        ratio = report.ratio
+        lines += ["", f"**Pipeline / baseline = {ratio:.3f}**" if ratio is not None else
+                  "Ratio not available.", "", report.baseline_reference + "."]
+        if report.closed_loop_ratio is not None:
+            lines += ["", f"Closed-loop state load against the same baseline: "
+                      f"{report.closed_loop_ratio:.3f}."]
+        ref = report.reference_level()
+        if ref is not None and ref.consumed:
+            worker_cpu = ref.usage.cpu.get("global", 0) + ref.usage.cpu.get("regional", 0)
+            lines += ["", f"CPU per worker-consumed record at the reference level: "
+                      f"{1e6 * worker_cpu / ref.consumed:.0f} µs (both workers), against "
+                      f"{1e6 * b.cpu_seconds / max(b.records, 1):.0f} µs per record for the "
+                      "relay."]
+    else:
+        lines.append("Not run.")
+    lines += ["", "## Memory", ""]
+    lines += _table(["worker", "peak RSS (MB)"] + (["RSS after state load (MB)"]
+                                                  if report.state else []),
+                    [[k, _mb(v)] + ([_mb(report.state.rss_after.get(k, 0))]
+                                    if report.state else [])
+                     for k, v in report.rss_peak.items()])
+    if report.state is not None:
+        st = report.state
+        r = st.outcome.result
+        span = r.ended_at - r.started_at
+        lines += ["", f"State load: {r.completed:,} of {r.vehicles:,} vehicles provisioned in "
+                  f"{span:.0f} s ({r.completed / span if span else 0:.1f} vehicles/s closed loop, "
+                  f"query p99 {_ms(summary_ms(r.query_latency)['p99'])} ms with up to "
+                  f"{s['state_window']} vehicles in flight)."]
+        if r.failures:
+            lines.append("Failures: " + ", ".join(f"{k} x{n}" for k, n in
+                                                  r.failures.most_common()) + ".")
+        if st.trend:
+            step = max(1, len(st.trend) // 10)
+            picked = st.trend[::step]
+            if picked[-1] is not st.trend[-1]:
+                picked.append(st.trend[-1])
+            workers = list(report.rss_peak)
+            lines += ["", "RSS while loading (MB):", ""]
+            lines += _table(["vehicles in state", *workers],
+                            [[f"{n:,}", *(_mb(rss.get(w, 0)) for w in workers)]
+                             for n, rss in picked])
+        if rss_png:
+            lines += ["", f"![worker RSS while loading state]({rss_png})"]
+        if r.completed < t.state_vehicles:
+            lines += ["", f"For the {t.state_vehicles:,}-vehicle figure run with "
+                      f"`--state-vehicles {t.state_vehicles}` (registration and load take "
+                      "several minutes at the closed-loop rate above)."]
+    lines += ["", "## Benchmark client", "",
+              f"The benchmark process used {report.client_cpu_seconds:.1f} CPU seconds over "
+              f"{report.wall_seconds:.0f} s (one producer, one consumer, one thread); per level "
+              "its share is in the CPU client column above."]
+    lines += ["", "## Profile", ""]
+    if report.profiles:
+        ph = report.profile_phase
+        if ph is not None:
+            q = summary_ms(ph.result.query_latency)
+            lines += [f"py-spy sampled both workers during an extra, unscored open-loop phase at "
+                      f"{ph.result.rate:g} vehicles/s for {ph.result.window:.0f} s (achieved "
+                      f"{ph.result.achieved_rate:.1f}/s, query p99 {_ms(q['p99'])} ms; CPU "
+                      f"global {_pct(ph.usage.percent('global'))}, NA "
+                      f"{_pct(ph.usage.percent('regional'))}, broker "
+                      f"{_pct(ph.usage.percent('broker'))}, client "
+                      f"{_pct(ph.usage.percent('client'))}, other "
+                      f"{_pct(ph.usage.other_percent)} of one core).", ""]
+        for profile in report.profiles:
+            lines += profile_markdown(profile)
+    else:
+        lines += [report.profile_note or "Not run (`--profile`)."]
+    if report.notes:
+        lines += ["", "## Notes on this run", ""] + [f"- {n}" for n in report.notes]
+    if findings:
+        lines += ["", findings.strip()]
+    return "\n".join(lines) + "\n"
