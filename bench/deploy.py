@@ -7,6 +7,7 @@ topics, state directories. Cleaning up therefore only ever touches names with th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -161,10 +162,8 @@ class Worker:
         """Resident memory of the worker and any child it started, in bytes."""
         total = 0
         for proc in self._tree():
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += proc.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def cpu_seconds(self) -> float:
@@ -284,17 +283,13 @@ class Broker:
         topics = self.run_topics(prefix)
         if topics:
             for future in self.admin.delete_topics(topics, operation_timeout=30).values():
-                try:
+                with contextlib.suppress(KafkaException):
                     future.result()
-                except KafkaException:
-                    pass
         mine = [g for g in groups if g.startswith(prefix)]
         if mine:
             for future in self.admin.delete_consumer_groups(mine, request_timeout=30).values():
-                try:
+                with contextlib.suppress(KafkaException):
                     future.result()
-                except KafkaException:
-                    pass
         return topics
 
 

@@ -38,6 +38,13 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+# Self time only (the sampled frame itself): the event loop's own work and its system calls.
+LEAF_COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("event loop and socket system calls (asyncio, selectors; self time)",
+     ("asyncio/", "selectors.py")),
+]
+
+
 def find_py_spy(explicit: str | None) -> str | None:
     candidates = [explicit] if explicit else [shutil.which("py-spy"),
                                               str(Path(sys.executable).parent / "py-spy")]
@@ -110,6 +117,9 @@ def parse(path: Path, name: str, seconds: float, rate: int) -> Profile:
         for label, prefixes in COMPONENTS:
             if any(f.startswith(prefixes) for f in files):
                 profile.components[label] += count
+        for label, prefixes in LEAF_COMPONENTS:
+            if file.startswith(prefixes):
+                profile.components[label] += count
     return profile
 
 
@@ -123,7 +133,7 @@ def markdown(profile: Profile, top: int = 12) -> list[str]:
     lines += [f"| {t} | {profile.share(n):.1f}% |" for t, n in profile.threads.most_common(6)]
     lines += ["", "| component (inclusive; overlapping) | share |", "|---|---:|"]
     lines += [f"| {label} | {profile.share(profile.components[label]):.1f}% |"
-              for label, _ in COMPONENTS]
+              for label, _ in COMPONENTS + LEAF_COMPONENTS]
     lines += ["", "| package (self time) | share |", "|---|---:|"]
     lines += [f"| {pkg} | {profile.share(n):.1f}% |"
               for pkg, n in profile.self_by_package.most_common(top)]

@@ -2,10 +2,10 @@
 
 ``run_baseline`` fills a source topic with N device messages (not timed), then starts this file
 as a separate process (so it does not share the interpreter with the load generator). The relay
-joins a consumer group, and from the first record it reads it produces every record to the target
-topic with the same producer settings as the project's clients (acks=all, idempotence, murmur2),
-until N records are delivered. Records per second is N over that time: one record consumed and
-one produced per relayed record, through the same broker as the pipeline.
+joins a consumer group and, from the moment its partitions are assigned, produces every record it
+reads to the target topic with the same producer settings as the project's clients (acks=all,
+idempotence, murmur2) until N records are delivered. Records per second is N over that time: one
+record consumed and one produced per relayed record, through the same broker as the pipeline.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from vprov import fleet
 from vprov.kafka_clients import consumer, producer
@@ -48,16 +48,21 @@ def relay(bootstrap: str, source: str, target: str, count: int, group: str,
           timeout: float) -> dict[str, float]:
     reader = consumer(bootstrap, group_id=group, **{"enable.partition.eof": False})
     writer = producer(bootstrap)
-    reader.subscribe([source])
+    assigned: list[tuple[float, float]] = []
+
+    def on_assign(consumer: object, partitions: list[object]) -> None:
+        # The clock starts when the partitions are ours: fetching counts, the group's
+        # initial rebalance delay (a broker setting, seconds) does not.
+        if not assigned:
+            assigned.append((time.monotonic(), _cpu_seconds()))
+
+    reader.subscribe([source], on_assign=on_assign)
     moved = 0
-    first = cpu_first = 0.0
     deadline = time.monotonic() + timeout
     while moved < count and time.monotonic() < deadline:
         for msg in reader.consume(1000, 0.5):
             if msg.error() is not None:
                 continue
-            if moved == 0:
-                first, cpu_first = time.monotonic(), _cpu_seconds()
             while True:
                 try:
                     writer.produce(target, key=msg.key(), value=msg.value())
@@ -68,10 +73,10 @@ def relay(bootstrap: str, source: str, target: str, count: int, group: str,
         writer.poll(0)
     left = writer.flush(60)
     end = time.monotonic()
+    first, cpu_first = assigned[0] if assigned else (end, _cpu_seconds())
     cpu = _cpu_seconds() - cpu_first
     reader.close()
-    return {"moved": moved, "undelivered": left, "seconds": end - first if moved else 0.0,
-            "cpu_seconds": cpu}
+    return {"moved": moved, "undelivered": left, "seconds": end - first, "cpu_seconds": cpu}
 
 
 def _sample_messages(tag: str, region: str, vehicles: int) -> list[tuple[bytes, bytes]]:
@@ -87,10 +92,10 @@ def _sample_messages(tag: str, region: str, vehicles: int) -> list[tuple[bytes, 
     return out
 
 
-def run_baseline(bootstrap: str, admin: object, prefix: str, records: int, partitions: int,
+def run_baseline(bootstrap: str, admin: AdminClient, prefix: str, records: int, partitions: int,
                  region: str, log_dir: Path, timeout: float = 300.0) -> BaselineResult:
     source, target = f"{prefix}.baseline.in", f"{prefix}.baseline.out"
-    futures = admin.create_topics(  # type: ignore[attr-defined]
+    futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in (source, target)],
         operation_timeout=30)
     for future in futures.values():
@@ -118,9 +123,11 @@ def run_baseline(bootstrap: str, admin: object, prefix: str, records: int, parti
         done = subprocess.run(args, stdout=subprocess.PIPE, stderr=log, env=env,
                               timeout=timeout + 120, check=True)
     result = json.loads(done.stdout)
-    return BaselineResult(records=int(result["moved"]), mean_bytes=size / max(records, 1),
-                          seconds=float(result["seconds"]), cpu_seconds=float(result["cpu_seconds"]),
-                          delivered=int(result["moved"]) - int(result["undelivered"]))
+    moved = int(result["moved"])
+    return BaselineResult(records=moved, mean_bytes=size / max(records, 1),
+                          seconds=float(result["seconds"]),
+                          cpu_seconds=float(result["cpu_seconds"]),
+                          delivered=moved - int(result["undelivered"]))
 
 
 def main() -> int:

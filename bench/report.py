@@ -55,7 +55,8 @@ class Outcome:
 
     @property
     def consumed_rate(self) -> float:
-        return self.consumed / self.result.window
+        """Worker-consumed records per second over the sending window and the drain."""
+        return self.consumed / (self.result.window + self.result.drain_seconds)
 
     def per_vehicle(self, count: int) -> float:
         return count / self.result.vehicles if self.result.vehicles else 0.0
@@ -275,7 +276,7 @@ def console(report: RunReport) -> str:
                  row[12], row[13], cpu]
         out.append("  ".join(f"{c:>9}" for c in cells))
     for rate in report.skipped_levels:
-        out.append(f"{rate:>9g}  skipped (a lower level did not drain)")
+        out.append(f"{rate:>9g}  skipped (lower levels not sustained)")
     if report.state is not None:
         s = report.state
         r = s.outcome.result
@@ -433,9 +434,12 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         f"4. A level is **sustained** when every vehicle completed without failure, the "
         f"completion rate while vehicles were offered was at least "
         f"{s['min_completion'] * 100:.0f}% of the offered rate, and the backlog drained within "
-        f"{s['drain_limit']:g} s after the last vehicle started. A level whose backlog has not "
-        f"drained {s['level_timeout']:g} s after sending stops ends the series (higher levels "
-        "would only pile onto it).",
+        f"{s['drain_limit']:g} s after the last vehicle started. The series ends after "
+        f"{s['max_unsustained']} unsustained levels, or after a level whose backlog has not "
+        f"drained {s['level_timeout']:g} s after sending stops (higher levels would only "
+        "confirm the saturation). Before every phase the benchmark waits until the workers' "
+        "consumer groups have caught up with their input topics, so no phase inherits "
+        "another's backlog.",
         "5. **Records moved**: during each phase the end offsets of every topic of the "
         "deployment are read before and after. *Worker-consumed records* are the records "
         "appended to the topics the workers consume (query, the global worker's three "
@@ -446,11 +450,14 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         "6. **Baseline**, in the same run and on the same broker: a minimal confluent-kafka "
         "relay (a separate process, consumer group + the project's producer settings: acks=all, "
         "idempotence) consumes N records and produces each to another topic. N is the number "
-        "of worker-consumed records of the reference level; the records are the pipeline's own "
-        "query and device messages (similar sizes). The relay's rate is N over the time from "
-        "its first consumed record to the last delivery. **Ratio** = worker-consumed records "
-        "per second of the reference level / relay records per second: both count one "
-        "consume-and-produce step per record.",
+        "of records the workers consumed over all load levels (the same amount of work); the "
+        "records are the pipeline's own query and device messages (similar sizes). The relay's "
+        "rate is N over the time from the assignment of its partitions to the last delivery. "
+        "**Ratio** = worker-consumed records per second of the reference level (the sustained "
+        "level that moved the most records) / relay records per second: both count one "
+        "consume-and-produce step per record. The levels are paced, so the pipeline figure is "
+        "what it sustained, not an unpaced maximum; the closed-loop state load gives the "
+        "unpaced figure.",
         "7. **CPU** per phase: CPU seconds of each worker process, the broker, Redis and the "
         "benchmark client (all its threads), as a share of one core over the phase; *other* "
         "is every other process on the machine (on a shared machine: other people's work). "
@@ -465,8 +472,8 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         lines += [f"![latency and throughput against offered load]({latency_png})", ""]
     lines += _table(LEVEL_HEADER, level_rows(report))
     for rate in report.skipped_levels:
-        lines.append(f"\nLevel {rate:g} vehicles/s skipped: a lower level's backlog did not "
-                     "drain.")
+        lines.append(f"\nLevel {rate:g} vehicles/s skipped: lower levels were not sustained "
+                     "(`--max-unsustained`) or one's backlog did not drain.")
     failures = {f"{o.result.rate:g}": o.result.failures for o in report.levels
                 if o.result.failures}
     if failures:

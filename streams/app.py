@@ -53,7 +53,8 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         broker_commit_every=500,
         broker_commit_interval=1.0,
         table_standby_replicas=0,
-        stream_wait_empty=False,
+        # finish the events in flight before giving partitions away in a rebalance
+        stream_wait_empty=True,
         topic_disable_leader=True,
     )
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)

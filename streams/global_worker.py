@@ -79,7 +79,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
         record = shell.serde.decode("DeviceRegistration", value, topic=event.message.topic) \
             if value else None
         decision = registration.ingest(device_id, record, registrations.get(device_id),
-                                       shell.context())
+                                       shell.context(event))
         return decision, registrations, device_id
 
     def index_system(event: faust.EventT) -> Step:
@@ -91,30 +91,30 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     def query_intake(event: faust.EventT) -> Step:
         vin = key_text(event)
         decision = query.intake(event.message.value or b"", shell.source(event), store.get(vin),
-                                shell.context())
+                                shell.context(event))
         return decision, store, vin
 
     def query_match_system(event: faust.EventT) -> Step:
         decision = query.match_system(decode_internal(event.message.value),
-                                      systems.get(key_text(event)), shell.context())
+                                      systems.get(key_text(event)), shell.context(event))
         return decision, None, None
 
     def query_match_device(event: faust.EventT) -> Step:
         decision = query.match_device(decode_internal(event.message.value),
-                                      registrations.get(key_text(event)), shell.context())
+                                      registrations.get(key_text(event)), shell.context(event))
         return decision, None, None
 
     def vehicle_command(event: faust.EventT) -> Step:
         vin = key_text(event)
         decision = query.vehicle_command(decode_internal(event.message.value), store.get(vin),
-                                         shell.context())
+                                         shell.context(event))
         return decision, store, vin
 
     def rehome_result(event: faust.EventT) -> Step:
         vin = key_text(event)
         result = shell.serde.decode("RehomeResult", event.message.value,
                                     topic=event.message.topic)
-        return query.rehome_result(result, store.get(vin), shell.context()), store, vin
+        return query.rehome_result(result, store.get(vin), shell.context(event)), store, vin
 
     agent(cat.registrations, ingest_registration)
     agent(cat.system_registrations, index_system)

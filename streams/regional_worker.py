@@ -37,13 +37,14 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
         vin = key_text(event)
         request = shell.serde.decode("RehomeRequest", event.message.value,
                                      topic=event.message.topic)
-        return rehome.handle(request, vehicles.get(vin), region, shell.context()), vehicles, vin
+        decision = rehome.handle(request, vehicles.get(vin), region, shell.context(event))
+        return decision, vehicles, vin
 
     def provision_device(event: faust.EventT) -> Step:
         vin = key_text(event)
         entry = vehicles.get(vin) if vin else None
         decision = provision.handle(event.message.value or b"", shell.source(event), entry,
-                                    region, shell.context())
+                                    region, shell.context(event))
         return decision, vehicles, vin
 
     agent(cat.rehome(region), register_vehicle)

@@ -47,6 +47,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def record_time_ms(event: faust.EventT | None) -> int:
+    timestamp = getattr(event.message, "timestamp", None) if event is not None else None
+    if isinstance(timestamp, int | float) and timestamp > 0:
+        # Faust exposes the Kafka timestamp in seconds (float); keep millisecond precision.
+        return int(round(timestamp * 1000))
+    return now_ms()
+
+
 def header_value(headers: Any, name: str) -> str | None:
     """A Kafka header as text; Faust hands headers over as a mapping or as (name, value) pairs."""
     if not headers:
@@ -90,8 +98,11 @@ class Shell:
             )
         return self._topics[name]
 
-    def context(self) -> Context:
-        return Context(config=self.config, topics=self.catalogue, now_ms=now_ms())
+    def context(self, event: faust.EventT | None = None) -> Context:
+        """The decision's context. Its time is the input record's timestamp, not the clock, so
+        processing the same record again after a crash decides exactly the same, down to the
+        bytes of the answer. A record without a usable timestamp falls back to the clock."""
+        return Context(config=self.config, topics=self.catalogue, now_ms=record_time_ms(event))
 
     def source(self, event: faust.EventT) -> Source:
         message = event.message
@@ -121,8 +132,9 @@ class Shell:
             log.exception("cannot process %s; sending it to the dead-letter topic",
                           self.source(event).ref)
             self.dead_lettered += 1
-            record = dead_letter(self.context(), self.source(event), event.message.value or b"",
-                                 ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            record = dead_letter(self.context(event), self.source(event),
+                                 event.message.value or b"", ErrorCode.INTERNAL_ERROR,
+                                 f"{type(exc).__name__}: {exc}")
             await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
             return
         await self._retrying(self.source(event).ref,

@@ -43,18 +43,33 @@ def start(*procs: WorkerProcess) -> None:
         proc.wait_ready(timeout=120)
 
 
-def answered(flow: Flow, message_ids: list[str], topic: str, timeout: float = 120) -> dict:
-    wanted = set(message_ids)
-    records = flow.bus.wait_all(topic, lambda r: r.value.get("correlation_id"), wanted,
-                                timeout=timeout)
+def answered(flow: Flow, sent: dict[str, str], topic: str, timeout: float = 120) -> dict:
+    """The one answer to each request of ``sent`` (message id -> VIN); on a timeout, what the
+    workers know of the vehicles still waiting, to tell where they stopped."""
+    wanted = set(sent)
+    try:
+        records = flow.bus.wait_all(topic, lambda r: r.value.get("correlation_id"), wanted,
+                                    timeout=timeout)
+    except TimeoutError as exc:
+        got = {r.value.get("correlation_id") for r in flow.bus.records(topic)}
+        lines = [str(exc)]
+        for message_id in sorted(wanted - got)[:5]:
+            vin = sent[message_id]
+            views = {name: proc.get(f"/vehicles/{vin}/") for name, proc in flow.workers.items()}
+            lines.append(f"{message_id} {vin}: {views}")
+        raise AssertionError("\n".join(lines)) from None
     # a request processed again after a crash may be answered twice: identically
     by_id: dict[str, list] = {}
     for rec in records:
         by_id.setdefault(rec.value["correlation_id"], []).append(rec.value)
-    for answers in by_id.values():
-        assert all(a == answers[0] for a in answers), "two different answers to one request"
-    assert set(by_id) == wanted, f"{len(wanted - set(by_id))} requests unanswered"
+    for message_id, answers in by_id.items():
+        assert all(a == answers[0] for a in answers), (
+            f"two different answers to {message_id}: {answers}")
     return {k: v[0] for k, v in by_id.items()}
+
+
+def queries(flow: Flow, vehicles: list[fleet.SimVehicle]) -> dict[str, str]:
+    return {flow.send_query(v): v.vin for v in vehicles}
 
 
 def unique_events(flow: Flow, vins: set[str]) -> dict[str, list[dict]]:
@@ -92,7 +107,7 @@ def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_resta
     fleet_ = Fleet(tag=fleet.run_tag(str(uuid.uuid4())))
     vehicles = [fleet_.vehicle("NA") for _ in range(VEHICLES)]
     flow.register(*vehicles)
-    first = answered(flow, [flow.send_query(v) for v in vehicles], flow.cat.query_response)
+    first = answered(flow, queries(flow, vehicles), flow.cat.query_response)
     assert Counter(a["status"] for a in first.values()) == {"SUCCESS": VEHICLES}
     events = unique_events(flow, {v.vin for v in vehicles})
     assert all([e["state"] for e in events[v.vin]] == ["REGIONAL"] for v in vehicles)
@@ -101,13 +116,13 @@ def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_resta
     procs["global"].stop()
     procs["NA"].stop()
     start(procs["global"], procs["NA"])
-    again = answered(flow, [flow.send_query(v) for v in vehicles], flow.cat.query_response)
+    again = answered(flow, queries(flow, vehicles), flow.cat.query_response)
     assert all(a["status"] == "SUCCESS" for a in again.values())
     endpoint = flow.bus.config.regions["NA"].gateway_endpoint
     assert {a["body"]["iot_gateway_endpoint"] for a in again.values()} == {endpoint}
     newcomers = [fleet_.vehicle("NA") for _ in range(20)]
     flow.register(*newcomers)
-    fresh = answered(flow, [flow.send_query(v) for v in newcomers], flow.cat.query_response)
+    fresh = answered(flow, queries(flow, newcomers), flow.cat.query_response)
     assert all(a["status"] == "SUCCESS" for a in fresh.values())
     # no vehicle went through the flow twice
     events = unique_events(flow, {v.vin for v in vehicles})
@@ -142,14 +157,14 @@ def test_regional_worker_killed_mid_run_loses_and_duplicates_nothing(
     fleet_ = Fleet(tag=fleet.run_tag(str(uuid.uuid4())))
     vehicles = [fleet_.vehicle("NA") for _ in range(VEHICLES)]
     flow.register(*vehicles)
-    answered(flow, [flow.send_query(v) for v in vehicles], flow.cat.query_response)
+    answered(flow, queries(flow, vehicles), flow.cat.query_response)
 
-    request_ids = []
+    request_ids: dict[str, str] = {}
     for vehicle in vehicles:
         for device in vehicle.devices:  # primary first
             message_id = str(uuid.uuid4())
             raw = fleet.device_provision(vehicle, device, message_id, int(time.time()))
-            request_ids.append(message_id)
+            request_ids[message_id] = vehicle.vin
             flow.bus.send(flow.cat.device("NA"), vehicle.vin, raw)
     flow.bus.flush()
     topic = flow.cat.device_response("NA")

@@ -1,0 +1,629 @@
+"""Pipeline benchmark: the whole provisioning flow on a real broker, at increasing offered load.
+
+Starts a global worker and one regional worker of a deployment of its own (own app prefix,
+topics, state directory under bench/out/), registers every vehicle it will use, optionally loads
+``--state-vehicles`` vehicles as fast as the pipeline takes them, then runs open-loop load levels
+and reports sustained vehicles/s, latency percentiles, worker CPU and peak RSS, and a
+consume -> produce relay baseline on the same broker. Writes docs/benchmarks.md and a plot.
+
+    make up && make bench BENCH_ARGS="--levels 50,100,150,200,300,400 --seconds 15"
+    .venv/bin/python bench/pipeline_bench.py --state-vehicles 100000 --profile
+
+The workers are stopped and the run's topics, consumer groups and Redis keys removed at the end,
+whatever happens (``--keep`` leaves them for inspection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import shlex
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import profiles
+import psutil
+from deploy import (
+    REPO,
+    Broker,
+    Machine,
+    ProcessSampler,
+    Worker,
+    listener_pid,
+    machine,
+    machine_busy_seconds,
+    port_of,
+    write_config,
+)
+from loadgen import LoadGenerator, PhaseResult, summary_ms
+from relay import run_baseline
+from report import (
+    MB,
+    Outcome,
+    RunReport,
+    StateLoad,
+    Targets,
+    Usage,
+    console,
+    markdown,
+    plot_latency,
+    plot_rss,
+)
+
+from vprov import fleet
+from vprov.admin import ensure_topics
+from vprov.avro import AvroSerde
+from vprov.progress import Progress
+from vprov.topics import Catalogue
+
+DEFAULT_LEVELS = "50,100,150,200,300,400"
+FINDINGS = Path(__file__).with_name("findings.md")
+
+
+class Interrupted(Exception):
+    pass
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--bootstrap", default=env.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
+                   help="Kafka bootstrap servers ($KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--redis-url", default=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+                   help="Redis URL ($REDIS_URL)")
+    p.add_argument("--levels", default=DEFAULT_LEVELS, help="offered loads, vehicles/s")
+    p.add_argument("--seconds", type=float, default=15.0, help="sending time per level")
+    p.add_argument("--state-vehicles", type=int, default=2000,
+                   help="vehicles loaded through the pipeline first, as fast as it goes "
+                        "(the memory target is stated for 100000)")
+    p.add_argument("--state-window", type=int, default=500,
+                   help="vehicles in flight during the state load")
+    p.add_argument("--drain-limit", type=float, default=5.0,
+                   help="seconds a level's backlog may take to drain after sending stops")
+    p.add_argument("--min-completion", type=float, default=0.95,
+                   help="completion rate a sustained level reaches, as a share of offered")
+    p.add_argument("--level-timeout", type=float, default=60.0,
+                   help="seconds to wait for a level's last answers before giving up on it")
+    p.add_argument("--max-unsustained", type=int, default=2,
+                   help="skip the remaining (higher) levels after this many unsustained ones")
+    p.add_argument("--pause", type=float, default=3.0, help="idle seconds between phases")
+    p.add_argument("--baseline-records", type=int, default=0,
+                   help="records for the relay baseline (0: the reference level's count)")
+    p.add_argument("--region", default="NA", help="the regional worker's region")
+    p.add_argument("--ports", default="19066,19067", help="web ports: global,regional")
+    p.add_argument("--partitions", type=int, default=0,
+                   help="partitions per topic (0: the packaged default)")
+    p.add_argument("--profile", action="store_true",
+                   help="sample both workers with py-spy during an extra, unscored phase")
+    p.add_argument("--profile-rate", type=float, default=0.0,
+                   help="offered load of the profiled phase (0: the first level not "
+                        "sustained, else the highest level)")
+    p.add_argument("--profile-seconds", type=float, default=20.0)
+    p.add_argument("--py-spy", help="path of the py-spy executable (default: on PATH or next "
+                                    "to this Python)")
+    p.add_argument("--target-rate", type=float, default=300.0)
+    p.add_argument("--target-p99-ms", type=float, default=250.0)
+    p.add_argument("--target-rss-mb", type=float, default=500.0)
+    p.add_argument("--target-state", type=int, default=100_000)
+    p.add_argument("--out", default=str(REPO / "bench" / "out"),
+                   help="run directory parent (git-ignored)")
+    p.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
+    p.add_argument("--no-doc", action="store_true", help="print only; leave docs/ alone")
+    p.add_argument("--note", action="append", default=[],
+                   help="a sentence for the report's notes (repeatable)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the run's topics, consumer groups and Redis keys")
+    args = p.parse_args(argv)
+    try:
+        args.level_rates = [float(x) for x in args.levels.split(",") if x.strip()]
+        args.web_ports = [int(x) for x in args.ports.split(",")]
+    except ValueError:
+        p.error("--levels and --ports take comma-separated numbers")
+    if len(args.web_ports) != 2 or any(r <= 0 for r in args.level_rates):
+        p.error("--ports takes two ports; --levels positive rates")
+    return args
+
+
+def command_line(argv: list[str]) -> tuple[str, str]:
+    """The exact command, and the same through ``make bench``."""
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
+           if os.environ.get(k)]
+    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
+    exact = " ".join([*env, sys.executable, script, *map(shlex.quote, argv)])
+    make = "make bench" + (f" BENCH_ARGS={shlex.quote(' '.join(argv))}" if argv else "")
+    return exact, make
+
+
+class Monitor:
+    """Samples the workers' RSS (called from the load generator's loop) and fails fast when a
+    worker died: a benchmark of a dead worker would only measure timeouts."""
+
+    def __init__(self, workers: dict[str, Worker]) -> None:
+        self.workers = workers
+        self.peak = dict.fromkeys(workers, 0)
+        self.phase_peak = dict.fromkeys(workers, 0)
+        self.trend: list[tuple[int, dict[str, int]]] = []
+        self.trend_base = 0
+        self._last_trend = 0.0
+
+    def sample(self) -> dict[str, int]:
+        now = {}
+        for name, worker in self.workers.items():
+            if not worker.alive():
+                raise WorkerDied(f"the {name} worker exited; see {worker.log_path}\n"
+                                 f"{worker.log_tail()}")
+            rss = worker.rss()
+            now[name] = rss
+            self.peak[name] = max(self.peak[name], rss)
+            self.phase_peak[name] = max(self.phase_peak[name], rss)
+        return now
+
+    def start_phase(self) -> None:
+        self.phase_peak = dict.fromkeys(self.workers, 0)
+
+    def tick(self, now: float, phase: PhaseResult) -> None:
+        rss = self.sample()
+        if phase.name == "state" and now - self._last_trend >= 2.0:
+            self._last_trend = now
+            self.trend.append((self.trend_base + phase.completed, rss))
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        self.args = args
+        self.argv = argv
+        self.run_id = datetime.now().strftime("%m%d%H%M%S")
+        self.prefix = f"vbench-{self.run_id}"
+        self.tag = fleet.run_tag(self.prefix)
+        self.dir = Path(args.out) / self.run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.region = args.region
+        self.workers: dict[str, Worker] = {}
+        self.broker = Broker(args.bootstrap)
+        self.gen: LoadGenerator | None = None
+        self.next_index = 1
+        self.me = psutil.Process()
+        broker_port = port_of(args.bootstrap.split(",")[0])
+        redis_port = port_of(args.redis_url)
+        self.broker_pid = listener_pid(broker_port) if broker_port else None
+        self.redis_pid = listener_pid(redis_port) if redis_port else None
+        self.samplers = {"broker": ProcessSampler(self.broker_pid),
+                         "redis": ProcessSampler(self.redis_pid)}
+
+    # --- set-up and tear-down ---------------------------------------------------------------
+
+    def start(self) -> None:
+        a = self.args
+        for port in a.web_ports:
+            if listener_pid(port) is not None:
+                raise SystemExit(f"port {port} is in use; pick others with --ports")
+        self.config = write_config(self.dir / "config.toml", self.prefix, a.bootstrap,
+                                   a.redis_url, (self.region,), a.partitions or None)
+        self.cat = Catalogue(self.config)
+        ensure_topics(a.bootstrap, self.cat.all())
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": a.bootstrap, "REDIS_URL": a.redis_url,
+               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
+                                             if p)}
+        config_path = self.dir / "config.toml"
+        data = self.dir / "data"
+        self.workers = {
+            "global": Worker.vprov("global", None, a.web_ports[0], config_path, data, self.dir,
+                                   env),
+            "regional": Worker.vprov("regional", self.region, a.web_ports[1], config_path, data,
+                                     self.dir, env),
+        }
+        print(f"run {self.run_id}: starting workers (logs in {self.dir})", file=sys.stderr)
+        for worker in self.workers.values():
+            worker.start()
+        for worker in self.workers.values():
+            worker.wait_ready(180)
+        self.monitor = Monitor(self.workers)
+        self.gen = LoadGenerator(a.bootstrap, self.cat, self.region, self.tag)
+
+    def stop(self) -> None:
+        if self.gen is not None:
+            with contextlib.suppress(Exception):  # tear-down goes on whatever happens
+                self.gen.close()
+        for worker in self.workers.values():
+            worker.stop()
+        if not hasattr(self, "cat"):
+            return  # nothing was created yet
+        if self.args.keep:
+            print(f"kept topics and groups with prefix {self.prefix}", file=sys.stderr)
+            return
+        try:
+            groups = [self.cat.global_app_id, self.cat.regional_app_id(self.region),
+                      f"{self.prefix}-baseline"]
+            deleted = self.broker.delete_run(self.prefix, groups)
+            print(f"removed {len(deleted)} topics of {self.prefix}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001
+            print(f"could not remove the run's topics: {exc}", file=sys.stderr)
+        self._clean_redis()
+
+    def _clean_redis(self) -> None:
+        """The identities this run's devices left (device ids carry the run tag)."""
+        try:
+            import redis
+
+            client = redis.Redis.from_url(self.args.redis_url, socket_timeout=10)
+            batch: list[bytes] = []
+            removed = 0
+            for key in client.scan_iter(match=f"vprov:identity:*:d{self.tag.lower()}*",
+                                        count=5000):
+                batch.append(key)
+                if len(batch) >= 5000:
+                    removed += client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                removed += client.unlink(*batch)
+            print(f"removed {removed} identities from Redis", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001
+            print(f"could not clean Redis: {exc}", file=sys.stderr)
+
+    # --- measuring --------------------------------------------------------------------------
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        snap = {name: w.cpu_seconds() for name, w in self.workers.items()}
+        snap.update({name: s.cpu_seconds() for name, s in self.samplers.items()})
+        times = self.me.cpu_times()
+        snap["client"] = times.user + times.system
+        snap["machine"] = machine_busy_seconds()
+        snap["wall"] = time.monotonic()
+        return snap
+
+    @staticmethod
+    def usage(before: dict[str, float], after: dict[str, float]) -> Usage:
+        cpu = {k: after[k] - before[k] for k in after if k not in ("machine", "wall")}
+        return Usage(wall=after["wall"] - before["wall"], cpu=cpu,
+                     machine=after["machine"] - before["machine"])
+
+    def input_topics(self) -> tuple[list[str], list[str]]:
+        """(topics the workers consume, topics only the client writes to)."""
+        c = self.cat
+        consumed = [c.registrations, c.system_registrations, c.query, c.query_by_system,
+                    c.query_by_device, c.vehicle_commands, c.rehome_result,
+                    c.rehome(self.region), c.device(self.region)]
+        return consumed, [c.query, c.device(self.region), c.registrations]
+
+    def wait_idle(self, timeout: float = 600.0) -> None:
+        """Until both workers' groups committed the end of every topic they consume: a phase
+        must not start while an earlier one's backlog still keeps the workers busy."""
+        consumed, _ = self.input_topics()
+        groups = {self.cat.global_app_id: [t for t in consumed if t not in
+                                           (self.cat.rehome(self.region),
+                                            self.cat.device(self.region))],
+                  self.cat.regional_app_id(self.region): [self.cat.rehome(self.region),
+                                                          self.cat.device(self.region)]}
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            self.monitor.sample()
+            behind = 0
+            for group, topics in groups.items():
+                ends = self.broker.end_offsets(topics)
+                done = self.broker.committed(group, topics)
+                behind += sum(max(0, ends[t] - done[t]) for t in topics)
+            if behind == 0:
+                return
+            if not said:
+                print(f"waiting for the workers to finish an earlier backlog ({behind:,} "
+                      "records)", file=sys.stderr)
+                said = True
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers still {behind:,} records behind after "
+                                   f"{timeout:.0f}s")
+            time.sleep(1.0)
+
+    def phase(self, result: PhaseResult, *, rate: float | None = None, window: int = 0
+              ) -> Outcome:
+        assert self.gen is not None
+        self.wait_idle()
+        topics = [s.name for s in self.cat.all()]
+        before_offsets = self.broker.end_offsets(topics)
+        self.monitor.start_phase()
+        before = self.cpu_snapshot()
+        first = self.next_index
+        self.next_index += result.vehicles
+        self.gen.run(result, first, rate=rate, window=window, timeout=self.args.level_timeout,
+                     tick=self.monitor.tick)
+        after = self.cpu_snapshot()
+        self.monitor.sample()
+        after_offsets = self.broker.end_offsets(topics)
+        records = {t: after_offsets[t] - before_offsets[t] for t in topics}
+        consumed_topics, client_topics = self.input_topics()
+        consumed = sum(records[t] for t in consumed_topics)
+        produced = sum(n for t, n in records.items() if t not in client_topics)
+        return Outcome(result=result, usage=self.usage(before, after), records=records,
+                       consumed=consumed, produced=produced,
+                       rss_peak=dict(self.monitor.phase_peak))
+
+    def judge(self, outcome: Outcome) -> None:
+        r = outcome.result
+        a = self.args
+        reasons = []
+        if r.failed or r.unanswered:
+            reasons.append(f"{r.failed + r.unanswered} not completed")
+        if r.rate and r.achieved_rate < a.min_completion * r.rate:
+            reasons.append(f"completion {r.achieved_rate / r.rate * 100:.0f}% of offered")
+        if r.drain_seconds > a.drain_limit:
+            reasons.append(f"drain {r.drain_seconds:.1f} s")
+        outcome.sustained = not reasons
+        outcome.verdict = ", ".join(reasons)
+
+    # --- phases -----------------------------------------------------------------------------
+
+    def register(self, vehicles: int) -> float:
+        assert self.gen is not None
+        began = time.monotonic()
+        self.gen.register(1, vehicles, AvroSerde(registry_url=self.config.schema_registry_url))
+        self.wait_indexed(vehicles, timeout=max(300.0, vehicles / 50))
+        return time.monotonic() - began
+
+    def wait_indexed(self, vehicles: int, timeout: float) -> None:
+        """Registration is indexed once the global group has committed the registration topic's
+        end offsets and then those of the system-registrations topic it feeds."""
+        deadline = time.monotonic() + timeout
+        group = self.cat.global_app_id
+        progress = Progress("indexing registrations", total=vehicles * 4)
+        try:
+            done = 0
+            for topic in (self.cat.registrations, self.cat.system_registrations):
+                # Records caused by the last registrations may still sit in the worker's
+                # producer: read the end offsets once they had time to land.
+                time.sleep(2.0)
+                target = self.broker.end_offsets([topic])[topic]
+                while True:
+                    self.monitor.sample()
+                    committed = self.broker.committed(group, [topic])[topic]
+                    progress.advance(done + committed - progress.done)
+                    if committed >= target:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"registrations not indexed after {timeout:.0f}s "
+                                           f"({committed}/{target} on {topic})")
+                    time.sleep(1.0)
+                done += target
+        finally:
+            progress.close()
+        sample = random.Random(self.run_id).sample(range(1, vehicles + 1), min(20, vehicles))
+        glob = self.workers["global"]
+        for index in {*sample, vehicles}:
+            vehicle = fleet.make_vehicle(self.tag, index, self.region)
+            while True:
+                status, body = glob.get(f"/systems/{vehicle.system_id}/")
+                if status == 200 and len((body or {}).get("devices") or ()) == 2:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"system {vehicle.system_id} not indexed")
+                time.sleep(0.2)
+
+    def run(self) -> RunReport:
+        a = self.args
+        began = time.monotonic()
+        exact, make = command_line(self.argv)
+        host: Machine = machine(self.broker_pid, a.redis_url)
+        client_cpu0 = sum(self.me.cpu_times()[:2])
+        report = RunReport(
+            run_id=self.run_id,
+            started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            command=exact, make_command=make, machine=host, deployment=[],
+            settings={"region": self.region, "seconds": a.seconds,
+                      "state_vehicles": a.state_vehicles, "state_window": a.state_window,
+                      "drain_limit": a.drain_limit, "min_completion": a.min_completion,
+                      "level_timeout": a.level_timeout,
+                      "max_unsustained": a.max_unsustained},
+            targets=Targets(a.target_rate, a.target_p99_ms, a.target_rss_mb, a.target_state),
+            notes=list(a.note),
+        )
+        self.start()
+        report.deployment = [
+            ("workers", f"`vprov worker --role global`, `vprov worker --role regional --region "
+                        f"{self.region}`; one process each, web ports {a.ports}"),
+            ("app prefix / topics", f"`{self.prefix}` (topics `{self.prefix}.*`, "
+                                    f"{self.config.partitions} partitions, replication "
+                                    f"{self.config.replication_factor})"),
+            ("broker", f"{a.bootstrap}"),
+            ("Redis", a.redis_url),
+            ("levels", f"{a.levels} vehicles/s, {a.seconds:g} s each"),
+            ("devices per vehicle", "2 (TCU primary, IVI), two chipsets each"),
+        ]
+        level_vehicles = [max(1, round(rate * a.seconds)) for rate in a.level_rates]
+        profile_vehicles = round(max(a.level_rates + [a.profile_rate]) * a.profile_seconds) \
+            if a.profile else 0
+        total = a.state_vehicles + sum(level_vehicles) + profile_vehicles
+        report.registered_vehicles = total
+        report.registration_seconds = self.register(total)
+        print(f"registered {total:,} vehicles in {report.registration_seconds:.0f} s",
+              file=sys.stderr)
+
+        if a.state_vehicles > 0:
+            time.sleep(a.pause)
+            self.monitor.trend_base = 0
+            outcome = self.phase(PhaseResult("state", None, a.state_vehicles),
+                                 window=a.state_window)
+            time.sleep(5.0)  # let the workers settle (flushes, commits) before reading RSS
+            rss_after = self.monitor.sample()
+            report.state = StateLoad(outcome, rss_after, list(self.monitor.trend))
+            print(f"state load: {outcome.result.completed:,} vehicles, RSS after: "
+                  + ", ".join(f"{k} {v / MB:.0f} MB" for k, v in rss_after.items()),
+                  file=sys.stderr)
+
+        for rate, vehicles in zip(a.level_rates, level_vehicles, strict=True):
+            failed = [o for o in report.levels if not o.sustained]
+            if len(failed) >= a.max_unsustained or any(o.result.unanswered for o in failed):
+                report.skipped_levels.append(rate)
+                self.next_index += vehicles
+                continue
+            time.sleep(a.pause)
+            outcome = self.phase(PhaseResult(f"{rate:g}/s", rate, vehicles), rate=rate)
+            self.judge(outcome)
+            report.levels.append(outcome)
+            q = summary_ms(outcome.result.query_latency)
+            print(f"level {rate:g}/s: achieved {outcome.result.achieved_rate:.1f}/s, query p99 "
+                  f"{q['p99']:.0f} ms, sustained: {outcome.sustained} {outcome.verdict}",
+                  file=sys.stderr)
+
+        time.sleep(a.pause)
+        self.baseline(report)
+        if a.profile:
+            time.sleep(a.pause)
+            self.profile(report)
+        report.rss_peak = dict(self.monitor.peak)
+        report.client_cpu_seconds = sum(self.me.cpu_times()[:2]) - client_cpu0
+        report.wall_seconds = time.monotonic() - began
+        disturbed = [o for o in report.levels if o.usage.other_percent > 10]
+        if disturbed:
+            report.notes.append(
+                "Processes outside the benchmark used more than 10% of a core during "
+                + ", ".join(f"{o.result.rate:g}/s ({o.usage.other_percent:.0f}%)"
+                            for o in disturbed)
+                + ": figures of those levels are disturbed by other work on the machine.")
+        return report
+
+    def baseline(self, report: RunReport) -> None:
+        ref = report.reference_level()
+        # As many records as the workers consumed over all levels: the same amount of work,
+        # and enough for a relay run long enough to time.
+        moved = sum(o.consumed for o in report.levels)
+        records = self.args.baseline_records or max(moved, 10_000)
+        self.wait_idle()
+        print(f"baseline relay: {records:,} records", file=sys.stderr)
+        before = self.cpu_snapshot()
+        report.baseline = run_baseline(self.args.bootstrap, self.broker.admin, self.prefix,
+                                       records, self.config.partitions, self.region, self.dir)
+        usage = self.usage(before, self.cpu_snapshot())
+        if ref is not None:
+            report.baseline_reference = (
+                f"Pipeline: {ref.consumed:,} worker-consumed records in the "
+                f"{ref.result.window:.0f} s of the {ref.result.rate:g} vehicles/s level "
+                f"({'sustained' if ref.sustained else 'not sustained'}) = "
+                f"{ref.consumed_rate:,.0f} records/s "
+                f"({ref.per_vehicle(ref.consumed):.1f} per vehicle); relay: "
+                f"{report.baseline.records:,} records at {report.baseline.rate:,.0f} records/s "
+                f"(broker CPU during the relay phase: {usage.percent('broker'):.0f}% of a core)")
+
+    def profile(self, report: RunReport) -> None:
+        a = self.args
+        py_spy = profiles.find_py_spy(a.py_spy)
+        if py_spy is None:
+            report.profile_note = ("Not run: py-spy was not found (`pip install py-spy`, or "
+                                   "`--py-spy PATH`).")
+            print(report.profile_note, file=sys.stderr)
+            return
+        rate = a.profile_rate
+        if not rate:
+            unsustained = [o.result.rate or 0.0 for o in report.levels if not o.sustained]
+            rate = min(unsustained) if unsustained else max(a.level_rates)
+        vehicles = round(rate * a.profile_seconds)
+        print(f"profiling both workers at {rate:g} vehicles/s for {a.profile_seconds:g} s",
+              file=sys.stderr)
+        spies = {}
+        for name, worker in self.workers.items():
+            out = self.dir / f"profile-{name}.txt"
+            spies[name] = (profiles.record(py_spy, worker.pid, a.profile_seconds + 1, out),
+                           out)
+        time.sleep(1.0)  # py-spy attaches
+        report.profile_phase = self.phase(PhaseResult(f"profile {rate:g}/s", rate, vehicles),
+                                          rate=rate)
+        self.judge(report.profile_phase)
+        for name, (proc, out) in spies.items():
+            try:
+                proc.wait(60)
+            except Exception:  # noqa: BLE001 - a hung sampler must not hang the run
+                proc.kill()
+            label = "global" if name == "global" else f"regional {self.region}"
+            report.profiles.append(profiles.parse(out, label, a.profile_seconds + 1, 100))
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready copy: dataclasses by field (``asdict`` would turn a Counter's items into
+    keys), NaN as null."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def save_json(report: RunReport, path: Path) -> None:
+    doc = plain(report)
+    doc["summary"] = plain({
+        "verdicts": report.verdicts(),
+        "ratio": report.ratio,
+        "closed_loop_ratio": report.closed_loop_ratio,
+        "levels": [{"rate": o.result.rate, "sustained": o.sustained,
+                    "achieved": o.result.achieved_rate,
+                    "query_ms": summary_ms(o.result.query_latency),
+                    "vehicle_ms": summary_ms(o.result.vehicle_latency)}
+                   for o in report.levels],
+    })
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(args, argv)
+    report = None
+    try:
+        report = bench.run()
+    except (KeyboardInterrupt, Interrupted):
+        print("\ninterrupted: stopping the workers", file=sys.stderr)
+        return 130
+    except (WorkerDied, TimeoutError, RuntimeError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bench.stop()
+    print(console(report))
+    try:
+        save_json(report, bench.dir / "results.json")
+    except (OSError, TypeError, ValueError) as exc:
+        print(f"could not write results.json: {exc}", file=sys.stderr)
+    if not args.no_doc:
+        doc = Path(args.doc)
+        img = doc.parent / "img"
+        latency_png = img / "pipeline-latency.png"
+        rss_png = img / "pipeline-state-rss.png"
+        if report.levels:
+            plot_latency(report, latency_png)
+        if report.state is not None and report.state.trend:
+            plot_rss(report, rss_png)
+        findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else None
+        doc.write_text(markdown(
+            report,
+            os.path.relpath(latency_png, doc.parent) if report.levels else None,
+            os.path.relpath(rss_png, doc.parent) if report.state and report.state.trend
+            else None,
+            findings), encoding="utf-8")
+        print(f"\nwrote {doc} and plots in {img} (raw figures: {bench.dir / 'results.json'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
