@@ -167,14 +167,31 @@ class Worker:
         return total
 
     def cpu_seconds(self) -> float:
-        total = 0.0
+        user, system = self.cpu_split()
+        return user + system
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds: system time is the kernel's share (socket I/O, polling)."""
+        user = system = 0.0
         for proc in self._tree():
             try:
                 times = proc.cpu_times()
-                total += times.user + times.system
+                user += times.user
+                system += times.system
             except psutil.Error:
                 pass
-        return total
+        return user, system
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds per thread of the worker process, keyed by thread id (the main thread
+        is the process id)."""
+        if self.ps is None:
+            return {}
+        try:
+            return {("main" if t.id == self.ps.pid else f"thread {t.id}"):
+                    t.user_time + t.system_time for t in self.ps.threads()}
+        except psutil.Error:
+            return {}
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is None or self.proc.poll() is not None:

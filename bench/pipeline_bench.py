@@ -110,8 +110,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="sample both workers with py-spy during an extra, unscored phase")
     p.add_argument("--profile-rate", type=float, default=0.0,
-                   help="offered load of the profiled phase (0: the first level not "
-                        "sustained, else the highest level)")
+                   help="offered load of the profiled phase (0: the highest sustained "
+                        "level, else the lowest level)")
     p.add_argument("--profile-seconds", type=float, default=20.0)
     p.add_argument("--py-spy", help="path of the py-spy executable (default: on PATH or next "
                                     "to this Python)")
@@ -277,7 +277,11 @@ class Bench:
     # --- measuring --------------------------------------------------------------------------
 
     def cpu_snapshot(self) -> dict[str, float]:
-        snap = {name: w.cpu_seconds() for name, w in self.workers.items()}
+        snap = {}
+        for name, worker in self.workers.items():
+            user, system = worker.cpu_split()
+            snap[name] = user + system
+            snap[f"{name}.system"] = system
         snap.update({name: s.cpu_seconds() for name, s in self.samplers.items()})
         times = self.me.cpu_times()
         snap["client"] = times.user + times.system
@@ -287,9 +291,11 @@ class Bench:
 
     @staticmethod
     def usage(before: dict[str, float], after: dict[str, float]) -> Usage:
-        cpu = {k: after[k] - before[k] for k in after if k not in ("machine", "wall")}
+        cpu = {k: after[k] - before[k] for k in after
+               if k not in ("machine", "wall") and "." not in k}
+        system = {k.split(".")[0]: after[k] - before[k] for k in after if k.endswith(".system")}
         return Usage(wall=after["wall"] - before["wall"], cpu=cpu,
-                     machine=after["machine"] - before["machine"])
+                     machine=after["machine"] - before["machine"], system=system)
 
     def input_topics(self) -> tuple[list[str], list[str]]:
         """(topics the workers consume, topics only the client writes to)."""
@@ -526,8 +532,9 @@ class Bench:
             return
         rate = a.profile_rate
         if not rate:
-            unsustained = [o.result.rate or 0.0 for o in report.levels if not o.sustained]
-            rate = min(unsustained) if unsustained else max(a.level_rates)
+            # Below saturation: on a saturated machine the samples would mostly show threads
+            # waiting for a core, not what they do with one.
+            rate = report.sustained_rate or min(a.level_rates)
         vehicles = round(rate * a.profile_seconds)
         print(f"profiling both workers at {rate:g} vehicles/s for {a.profile_seconds:g} s",
               file=sys.stderr)
@@ -537,8 +544,15 @@ class Bench:
             spies[name] = (profiles.record(py_spy, worker.pid, a.profile_seconds + 1, out),
                            out)
         time.sleep(1.0)  # py-spy attaches
+        threads_before = {name: w.thread_cpu() for name, w in self.workers.items()}
         report.profile_phase = self.phase(PhaseResult(f"profile {rate:g}/s", rate, vehicles),
                                           rate=rate)
+        wall = report.profile_phase.usage.wall
+        for name, worker in self.workers.items():
+            after = worker.thread_cpu()
+            used = {t: after[t] - threads_before[name].get(t, 0.0) for t in after}
+            report.thread_cpu[name] = {t: 100 * v / wall for t, v in
+                                       sorted(used.items(), key=lambda kv: -kv[1]) if v > 0}
         self.judge(report.profile_phase)
         for name, (proc, out) in spies.items():
             try:

@@ -2,7 +2,8 @@
 
 py-spy attaches from outside, so the workers run unchanged and the profile covers every thread
 (Faust's consumer runs in a thread of its own, which cProfile in the main thread would miss).
-py-spy leaves idle threads out, so the shares below are shares of the CPU time a worker used.
+py-spy leaves idle threads out: shares are of the samples in which a thread was running or ready
+to run (on a saturated machine, waiting for a core counts too).
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
 
 # Self time only (the sampled frame itself): the event loop's own work and its system calls.
 LEAF_COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
-    ("event loop and socket system calls (asyncio, selectors; self time)",
-     ("asyncio/", "selectors.py")),
+    ("event loop (asyncio, selectors; self time)", ("asyncio/", "selectors.py")),
 ]
 
 
@@ -74,20 +74,19 @@ class Profile:
     seconds: float
     rate: int
     samples: int = 0
+    waiting: int = 0  # samples inside the event loop's selector: waiting, or woken and queued
     threads: Counter[str] = field(default_factory=Counter)
     self_by_package: Counter[str] = field(default_factory=Counter)
     self_by_function: Counter[str] = field(default_factory=Counter)
     components: Counter[str] = field(default_factory=Counter)
 
-    @property
-    def cpu_share(self) -> float:
-        """Busy samples over possible samples of one thread: about the cores used, as a share
-        of one core (threads add up)."""
-        possible = self.seconds * self.rate
-        return self.samples / possible if possible else 0.0
-
     def share(self, count: int) -> float:
         return 100.0 * count / self.samples if self.samples else 0.0
+
+    def working_share(self, count: int) -> float:
+        """Share of the samples outside the selector wait, for components that exclude it."""
+        working = self.samples - self.waiting
+        return 100.0 * count / working if working > 0 else 0.0
 
 
 def parse(path: Path, name: str, seconds: float, rate: int) -> Profile:
@@ -111,6 +110,8 @@ def parse(path: Path, name: str, seconds: float, rate: int) -> Profile:
         if not frames:
             continue
         func, file = frames[-1]
+        if file == "selectors.py":
+            profile.waiting += count
         profile.self_by_package[_package(file)] += count
         profile.self_by_function[f"{func} ({file})"] += count
         files = {file for _, file in frames}
@@ -125,15 +126,20 @@ def parse(path: Path, name: str, seconds: float, rate: int) -> Profile:
 
 def markdown(profile: Profile, top: int = 12) -> list[str]:
     lines = [f"#### {profile.name} worker: {profile.samples} busy samples in "
-             f"{profile.seconds:.0f} s at {profile.rate} Hz (about "
-             f"{profile.cpu_share * 100:.0f}% of one core)", ""]
+             f"{profile.seconds:.0f} s at {profile.rate} Hz", ""]
     if not profile.samples:
         return [*lines, "No samples (py-spy failed; see its log next to the raw output).", ""]
     lines += ["| thread | share of busy samples |", "|---|---:|"]
     lines += [f"| {t} | {profile.share(n):.1f}% |" for t, n in profile.threads.most_common(6)]
-    lines += ["", "| component (inclusive; overlapping) | share |", "|---|---:|"]
-    lines += [f"| {label} | {profile.share(profile.components[label]):.1f}% |"
-              for label, _ in COMPONENTS + LEAF_COMPONENTS]
+    lines += ["", f"In the event loop's selector (`select`: waiting, or woken and waiting for a "
+              f"core): {profile.share(profile.waiting):.1f}% of the busy samples. Shares of the "
+              "other samples:", "",
+              "| component (inclusive; overlapping) | share of working samples |", "|---|---:|"]
+    lines += [f"| {label} | {profile.working_share(profile.components[label]):.1f}% |"
+              for label, _ in COMPONENTS]
+    leaf = profile.components[LEAF_COMPONENTS[0][0]] - profile.waiting
+    lines.append(f"| asyncio event loop itself (self time, selector excluded) | "
+                 f"{profile.working_share(leaf):.1f}% |")
     lines += ["", "| package (self time) | share |", "|---|---:|"]
     lines += [f"| {pkg} | {profile.share(n):.1f}% |"
               for pkg, n in profile.self_by_package.most_common(top)]

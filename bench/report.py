@@ -25,6 +25,7 @@ class Usage:
     wall: float
     cpu: dict[str, float]
     machine: float
+    system: dict[str, float] = field(default_factory=dict)  # kernel share of ``cpu``
 
     def percent(self, name: str) -> float:
         return 100.0 * self.cpu.get(name, 0.0) / self.wall if self.wall > 0 else 0.0
@@ -123,6 +124,7 @@ class RunReport:
     baseline_reference: str = ""
     profile_phase: Outcome | None = None
     profiles: list[Profile] = field(default_factory=list)
+    thread_cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # % of a core
     profile_note: str = ""
     rss_peak: dict[str, int] = field(default_factory=dict)
     client_cpu_seconds: float = 0.0
@@ -568,6 +570,20 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
                       f"{_pct(ph.usage.percent('broker'))}, client "
                       f"{_pct(ph.usage.percent('client'))}, other "
                       f"{_pct(ph.usage.other_percent)} of one core).", ""]
+            rows = []
+            for name in ("global", "regional"):
+                total = ph.usage.cpu.get(name, 0.0)
+                system = ph.usage.system.get(name, 0.0)
+                threads = report.thread_cpu.get(name, {})
+                rows.append([name, _pct(ph.usage.percent(name)),
+                             f"{100 * system / total:.0f}%" if total else "-",
+                             ", ".join(f"{t} {v:.0f}%" for t, v in list(threads.items())[:4])])
+            lines += _table(["worker", "CPU (% of a core)", "of which kernel",
+                             "by thread (% of a core; main = event loop)"], rows)
+            lines += ["", "py-spy counts a sample for every thread that is not idle, which "
+                      "includes waiting for a core on a saturated machine: the shares below "
+                      "say where the threads were, the CPU figures above how much they used.",
+                      ""]
         for profile in report.profiles:
             lines += profile_markdown(profile)
     else:

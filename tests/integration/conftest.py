@@ -15,11 +15,11 @@ import redis
 from tests.integration.harness import (
     BOOTSTRAP,
     REDIS_URL,
-    REPO,
     Bus,
     Fleet,
     Record,
     WorkerProcess,
+    isolated_config,
     wait_until,
 )
 from vprov import config as config_module
@@ -43,13 +43,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def write_test_config(path: Path) -> Path:
-    text = (REPO / "vprov" / "defaults.toml").read_text()
-    text = text.replace("rehome_timeout_seconds = 30",
-                        f"rehome_timeout_seconds = {REHOME_TIMEOUT_SECONDS}")
-    text += (f'\n[regions.{SILENT_REGION}]\ngateway_endpoint = "mqtts://zz.iot.vprov.example:8883"'
-             '\ncountries = []\n')
-    path.write_text(text)
-    return path
+    """The session's deployment: its own prefix and topic names (so two sessions, or a session
+    and a demo, on one broker never share a consumer group), a short rehome timeout, and a
+    region no worker serves."""
+    return isolated_config(
+        path, f"t{uuid.uuid4().hex[:6]}",
+        regions={SILENT_REGION: {"gateway_endpoint": "mqtts://zz.iot.vprov.example:8883",
+                                 "countries": []}},
+        rehome_timeout_seconds=REHOME_TIMEOUT_SECONDS,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -295,7 +295,8 @@ def dump_toml(doc: dict[str, Any], prefix: str = "") -> str:
     return text
 
 
-def isolated_config(path: Path, prefix: str, **flow: Any) -> Path:
+def isolated_config(path: Path, prefix: str, regions: dict[str, dict] | None = None,
+                    **flow: Any) -> Path:
     """A configuration for a deployment of its own on the shared broker: its own consumer
     groups, internal topics and external topic names, so its workers meet no one else's."""
     import tomllib
@@ -304,5 +305,6 @@ def isolated_config(path: Path, prefix: str, **flow: Any) -> Path:
     doc["kafka"]["app_prefix"] = prefix
     doc["topics"] = {name: f"{prefix}.{topic}" for name, topic in doc["topics"].items()}
     doc["flow"].update(flow)
+    doc["regions"].update(regions or {})
     path.write_text(dump_toml(doc))
     return path

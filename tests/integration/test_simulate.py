@@ -54,7 +54,7 @@ def test_fleet_with_invalid_and_repeated_messages_provisions_completely(
 
 
 def test_cli_prints_the_summary_and_exits_0(
-    workers: dict[str, WorkerProcess], config_path: Path, tmp_path: Path
+    workers: dict[str, WorkerProcess], config_path: Path, config: Config, tmp_path: Path
 ) -> None:
     report_path = tmp_path / "report.json"
     done = run_cli(config_path, "--vehicles", "3", "--regions", "NA,EU", "--devices",
@@ -66,7 +66,8 @@ def test_cli_prints_the_summary_and_exits_0(
                   # 3 vehicles x (query + 3 devices) x 0.3 = 3.6 -> 4 requests sent twice
                   "duplicates answered identically  4/4", "throughput", "query -> answer",
                   "device -> answer", "vehicle first -> last", "where to look next",
-                  "vprov status ", "vprov replay --vin ", "lifecycle topic: vehicle.lifecycle"):
+                  "vprov status ", "vprov replay --vin ",
+                  f"lifecycle topic: {config.topics.lifecycle}"):
         assert label in out, out
     assert "provisioning" in done.stderr  # the progress bar
     report = json.loads(report_path.read_text())
