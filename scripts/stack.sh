@@ -317,13 +317,23 @@ cmd_status() {
     fi
 }
 
+# Stops one service and keeps the other running (outage drills); `up` starts it again.
+cmd_stop() {
+    case ${1:-} in
+        kafka) stop_service kafka "$KAFKA_PID" "kafka.Kafka $KAFKA_DIR/server.properties" ;;
+        redis) stop_service redis "$REDIS_PID" "redis-server" ;;
+        *) die "usage: $0 stop kafka|redis" ;;
+    esac
+}
+
 case ${1:-} in
     up) cmd_up ;;
     down) cmd_down ;;
+    stop) cmd_stop "${2:-}" ;;
     status) cmd_status ;;
     env) print_env | sed 's/^/export /' ;;
     *)
-        echo "usage: $0 up|down|status|env" >&2
+        echo "usage: $0 up|down|stop kafka|stop redis|status|env" >&2
         exit 2
         ;;
 esac

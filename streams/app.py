@@ -53,6 +53,10 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         broker_commit_every=500,
         broker_commit_interval=1.0,
         table_standby_replicas=0,
+        # a worker that dies without leaving the group is noticed after this long; the group
+        # waits for it before handing its partitions to the others
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         # finish the events in flight before giving partitions away in a rebalance
         stream_wait_empty=True,
         topic_disable_leader=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
-from vprov.outputs import Effect, Output
+from vprov.outputs import Decision, Effect, Output
 
 MEMO_LIMIT = 16
 
@@ -112,3 +112,15 @@ def remember(
     }
     while len(memo) > MEMO_LIMIT:
         memo.pop(next(iter(memo)))
+
+
+def replay(entry: dict[str, Any] | None, cause: str) -> Decision | None:
+    """The decision for a cause seen before: the remembered records and effects, and the entry
+    written again. Writing it again matters after a crash: the entry may have reached the local
+    store but not the changelog, and the input's offset is about to be committed on the strength
+    of this decision, so the changelog must have the entry too."""
+    remembered = recall(entry, cause)
+    if remembered is None:
+        return None
+    outputs, effects = remembered
+    return Decision(state=entry, outputs=outputs, effects=effects)

@@ -202,6 +202,12 @@ class Bus:
                                        f"{timeout}s")
                 self._cond.wait(min(left, 0.5))
 
+    def since(self, topic: str, position: int) -> tuple[list[Record], int]:
+        """Records of ``topic`` from ``position`` on, and the position after them."""
+        with self._cond:
+            found = self._records[topic][position:]
+            return list(found), position + len(found)
+
     def wait_all(self, topic: str, field: Callable[[Record], Any], wanted: set[Any],
                  timeout: float = 120.0) -> list[Record]:
         """Wait until records carrying every value in ``wanted`` (by ``field``) arrived; returns

@@ -14,7 +14,7 @@ import copy
 from dataclasses import asdict
 from typing import Any
 
-from tables.models import RegionalVehicle, recall, remember
+from tables.models import RegionalVehicle, remember, replay
 from vprov import envelope
 from vprov.codes import ErrorCode
 from vprov.envelope import DeviceProvision, Rejection, ReplyTo
@@ -76,10 +76,9 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
                           config=ctx.config)
     if denied is not None:
         return fail(ErrorCode.NOT_AUTHORIZED, denied)
-    remembered = recall(entry, message_id)  # type: ignore[arg-type]
-    if remembered is not None:
-        outputs, effects = remembered
-        return Decision(outputs=outputs, effects=effects)
+    replayed = replay(entry, message_id)  # type: ignore[arg-type]
+    if replayed is not None:
+        return replayed
     if entry["system_id"] != body.system_id:
         return fail(ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM, f"vin {body.vin}")
     device = entry["devices"].get(body.device_id)

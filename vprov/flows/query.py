@@ -18,7 +18,7 @@ import copy
 from dataclasses import asdict
 from typing import Any
 
-from tables.models import GlobalVehicle, Registration, SystemEntry, recall, remember
+from tables.models import GlobalVehicle, Registration, SystemEntry, remember, replay
 from vprov import envelope
 from vprov.codes import ErrorCode
 from vprov.config import Config
@@ -64,14 +64,6 @@ def _success(ctx: Context, reply_to: ReplyTo, endpoint: str) -> Output:
         response_type=RESPONSE,
         body=envelope.query_response_body(endpoint, PROVISION_PENDING_REGIONAL),
     )
-
-
-def _replay(vehicle: GlobalVehicle | None, cause: str) -> Decision | None:
-    remembered = recall(vehicle, cause)  # type: ignore[arg-type]
-    if remembered is None:
-        return None
-    outputs, effects = remembered
-    return Decision(outputs=outputs, effects=effects)
 
 
 def _is_bound(vehicle: GlobalVehicle) -> bool:
@@ -126,7 +118,7 @@ def intake(raw: bytes, source: Source, vehicle: GlobalVehicle | None, ctx: Conte
                           config=ctx.config)
     if denied is not None:
         return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.NOT_AUTHORIZED, denied)])
-    replayed = _replay(vehicle, parsed.envelope.message_id)
+    replayed = replay(vehicle, parsed.envelope.message_id)
     if replayed is not None:
         return replayed
     if vehicle is not None:
@@ -301,7 +293,7 @@ def vehicle_command(
     if kind != "matched":
         return Decision()
     message_id = reply_to.message_id or ""
-    replayed = _replay(vehicle, message_id)
+    replayed = replay(vehicle, message_id)
     if replayed is not None:
         return replayed
     if vehicle is not None:
@@ -366,7 +358,7 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
     """Step 4, on ``provisioning.rehome.result`` (key VIN)."""
     request_id = result["request_id"]
     cause = f"rehome:{request_id}"
-    replayed = _replay(vehicle, cause)
+    replayed = replay(vehicle, cause)
     if replayed is not None:
         return replayed
     outcome = result["outcome"]

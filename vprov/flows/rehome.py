@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tables.models import RegionalVehicle, recall, remember
+from tables.models import RegionalVehicle, remember, replay
 from vprov.flows.common import Context
 from vprov.lifecycle import PROVISIONED_STATES, State
 from vprov.outputs import DELETE, Decision, Effect, Output, event
@@ -51,10 +51,9 @@ def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
            ctx: Context) -> Decision:
     """A rehome request (REGISTER or CANCEL) for this region, key VIN."""
     cause = f"{request['action'].lower()}:{request['request_id']}"
-    remembered = recall(entry, cause)  # type: ignore[arg-type]
-    if remembered is not None:
-        outputs, effects = remembered
-        return Decision(outputs=outputs, effects=effects)
+    replayed = replay(entry, cause)  # type: ignore[arg-type]
+    if replayed is not None:
+        return replayed
     if request["action"] == "CANCEL":
         return _cancel(request, entry, region, ctx)
     return _register(request, entry, region, ctx, cause)

@@ -1,0 +1,156 @@
+"""The reliability suite: the real stack harmed while a fleet goes through both flows.
+
+Quick sizes run in `make test`; the long run is `make reliability` (sizes from
+RELIABILITY_VEHICLES / RELIABILITY_HOSTILE / RELIABILITY_KILLS, report to docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import PORT_BASE, Flow
+from tests.integration.harness import (
+    BOOTSTRAP,
+    REPO,
+    Bus,
+    Fleet,
+    WorkerProcess,
+    isolated_config,
+    wait_until,
+)
+from vprov import config as config_module
+from vprov import fleet
+from vprov.admin import ensure_topics
+from vprov.config import Config
+from vprov.topics import Catalogue
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("reliability")
+    group.addoption("--rel-vehicles", type=int,
+                    default=int(os.environ.get("RELIABILITY_VEHICLES", "240")),
+                    help="vehicles per scenario")
+    group.addoption("--rel-hostile", type=int,
+                    default=int(os.environ.get("RELIABILITY_HOSTILE", "3000")),
+                    help="hostile messages in the bad-input scenario")
+    group.addoption("--rel-kills", type=int,
+                    default=int(os.environ.get("RELIABILITY_KILLS", "2")),
+                    help="SIGKILLs per role in the crash scenario")
+    group.addoption("--rel-report", default=os.environ.get("RELIABILITY_REPORT", ""),
+                    help="append each scenario's figures to this JSON Lines file")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/reliability" in str(item.fspath):
+            item.add_marker(pytest.mark.reliability)
+
+
+@dataclass
+class Sizes:
+    vehicles: int
+    hostile: int
+    kills: int
+    report: str
+
+    @property
+    def rate(self) -> float:
+        """Offered vehicles per second: well inside capacity, so harm, not load, is tested."""
+        return 40.0
+
+
+@pytest.fixture(scope="session")
+def sizes(request: pytest.FixtureRequest) -> Sizes:
+    opt = request.config.getoption
+    return Sizes(opt("--rel-vehicles"), opt("--rel-hostile"), opt("--rel-kills"),
+                 opt("--rel-report"))
+
+
+def stack(*args: str) -> None:
+    """The project's stack script, on the stack the suite runs against (same environment)."""
+    subprocess.run(["bash", str(REPO / "scripts" / "stack.sh"), *args], check=True,
+                   capture_output=True, timeout=180)
+
+
+@dataclass
+class Deployment:
+    """A deployment of its own on the shared broker, with workers started on demand."""
+
+    config_path: Path
+    config: Config
+    flow_bus: Bus
+    workdir: Path
+    procs: list[WorkerProcess] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    _port: int = PORT_BASE + 150
+
+    def worker(self, role: str, region: str | None = None) -> WorkerProcess:
+        self._port += 1
+        proc = WorkerProcess(role, self._port, self.workdir, self.config_path, region=region)
+        self.procs.append(proc)
+        return proc
+
+    def flow(self, glob: WorkerProcess, na: WorkerProcess) -> Flow:
+        return Flow(self.flow_bus, {"global": glob, "NA": na})
+
+    def fleet(self, count: int) -> list[fleet.SimVehicle]:
+        made = Fleet(tag=fleet.run_tag(str(uuid.uuid4())))
+        return [made.vehicle("NA") for _ in range(count)]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
+               ) -> Iterator[Deployment]:
+    prefix = f"r{uuid.uuid4().hex[:6]}"
+    # a generous rehome deadline: a killed regional worker must come back before it, so a
+    # failure here is a lost message, not a slow restart
+    path = isolated_config(tmp_path / f"{prefix}.toml", prefix, rehome_timeout_seconds=180)
+    config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP})
+    cat = Catalogue(config)
+    ensure_topics(BOOTSTRAP, cat.all())
+    bus = Bus(config, [cat.query_response, cat.lifecycle, cat.deadletter,
+                       cat.device_response("NA"), cat.onboarding("NA")])
+    dep = Deployment(path, config, bus, tmp_path)
+    try:
+        yield dep
+    finally:
+        for proc in dep.procs:
+            proc.stop()
+        bus.close()
+        if sizes.report and dep.figures:
+            with open(sizes.report, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"scenario": request.node.name, **dep.figures}) + "\n")
+
+
+def start_all(*procs: WorkerProcess, timeout: float = 120) -> float:
+    """Start workers and wait until each reports ready; returns the seconds it took."""
+    began = time.monotonic()
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.wait_ready(timeout)
+    return time.monotonic() - began
+
+
+def restart_after_kill(proc: WorkerProcess) -> float:
+    """SIGKILL, start again, and the seconds until it is ready (tables recovered)."""
+    proc.kill()
+    began = time.monotonic()
+    proc.start().wait_ready(180)
+    return time.monotonic() - began
+
+
+def wait_healthy(*procs: WorkerProcess, timeout: float = 120) -> None:
+    for proc in procs:
+        wait_until(lambda p=proc: (p.health() or {}).get("ready"), timeout=timeout,
+                   what=f"{proc.name} ready")
