@@ -67,6 +67,7 @@ from vprov.topics import Catalogue
 
 DEFAULT_LEVELS = "50,100,150,200,300,400"
 FINDINGS = Path(__file__).with_name("findings.md")
+PROFILE_HZ = 50  # samples per second and thread: py-spy's own CPU competes for the two cores
 
 
 class Interrupted(Exception):
@@ -112,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-rate", type=float, default=0.0,
                    help="offered load of the profiled phase (0: the highest sustained "
                         "level, else the lowest level)")
-    p.add_argument("--profile-seconds", type=float, default=20.0)
+    p.add_argument("--profile-seconds", type=float, default=30.0)
     p.add_argument("--py-spy", help="path of the py-spy executable (default: on PATH or next "
                                     "to this Python)")
     p.add_argument("--target-rate", type=float, default=300.0)
@@ -541,8 +542,8 @@ class Bench:
         spies = {}
         for name, worker in self.workers.items():
             out = self.dir / f"profile-{name}.txt"
-            spies[name] = (profiles.record(py_spy, worker.pid, a.profile_seconds + 1, out),
-                           out)
+            spies[name] = (profiles.record(py_spy, worker.pid, a.profile_seconds + 1, out,
+                                           PROFILE_HZ), out)
         time.sleep(1.0)  # py-spy attaches
         threads_before = {name: w.thread_cpu() for name, w in self.workers.items()}
         report.profile_phase = self.phase(PhaseResult(f"profile {rate:g}/s", rate, vehicles),
@@ -560,7 +561,8 @@ class Bench:
             except Exception:  # noqa: BLE001 - a hung sampler must not hang the run
                 proc.kill()
             label = "global" if name == "global" else f"regional {self.region}"
-            report.profiles.append(profiles.parse(out, label, a.profile_seconds + 1, 100))
+            report.profiles.append(profiles.parse(out, label, a.profile_seconds + 1,
+                                                  PROFILE_HZ))
 
 
 def plain(value: Any) -> Any:

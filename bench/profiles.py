@@ -39,6 +39,13 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+# The project's own entry points, by function name.
+FUNCTION_COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("one input end to end: step, table write, effects, sends (streams Shell.process)",
+     ("Shell.process",)),
+    ("rehome deadline scan, every second (streams expire_rehomes timer)", ("expire_rehomes",)),
+]
+
 # Self time only (the sampled frame itself): the event loop's own work and its system calls.
 LEAF_COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("event loop (asyncio, selectors; self time)", ("asyncio/", "selectors.py")),
@@ -54,7 +61,7 @@ def find_py_spy(explicit: str | None) -> str | None:
     return None
 
 
-def record(py_spy: str, pid: int, seconds: float, out: Path, rate: int = 100
+def record(py_spy: str, pid: int, seconds: float, out: Path, rate: int
            ) -> subprocess.Popen[bytes]:
     """Start sampling ``pid`` in the background for ``seconds``; raw (collapsed) stacks."""
     args = [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
@@ -115,8 +122,12 @@ def parse(path: Path, name: str, seconds: float, rate: int) -> Profile:
         profile.self_by_package[_package(file)] += count
         profile.self_by_function[f"{func} ({file})"] += count
         files = {file for _, file in frames}
+        funcs = {func for func, _ in frames}
         for label, prefixes in COMPONENTS:
             if any(f.startswith(prefixes) for f in files):
+                profile.components[label] += count
+        for label, names in FUNCTION_COMPONENTS:
+            if funcs.intersection(names):
                 profile.components[label] += count
         for label, prefixes in LEAF_COMPONENTS:
             if file.startswith(prefixes):
@@ -136,7 +147,7 @@ def markdown(profile: Profile, top: int = 12) -> list[str]:
               "other samples:", "",
               "| component (inclusive; overlapping) | share of working samples |", "|---|---:|"]
     lines += [f"| {label} | {profile.working_share(profile.components[label]):.1f}% |"
-              for label, _ in COMPONENTS]
+              for label, _ in FUNCTION_COMPONENTS + COMPONENTS]
     leaf = profile.components[LEAF_COMPONENTS[0][0]] - profile.waiting
     lines.append(f"| asyncio event loop itself (self time, selector excluded) | "
                  f"{profile.working_share(leaf):.1f}% |")

@@ -482,6 +482,18 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         lines += ["", "Failures by level: " + "; ".join(
             f"{rate}/s: " + ", ".join(f"{k} x{n}" for k, n in c.most_common())
             for rate, c in failures.items())]
+    if report.levels:
+        lines += ["", "CPU per completed vehicle (ms of CPU time; the whole phase, drain "
+                  "included). Two cores give 2,000 ms per second, so the total bounds the rate "
+                  "this machine can sustain:", ""]
+        rows = []
+        for o in report.levels:
+            done = max(o.result.completed, 1)
+            per = [1000 * o.usage.cpu.get(c, 0.0) / done for c in COMPONENTS]
+            rows.append([f"{o.result.rate:g}", *(f"{v:.1f}" for v in per), f"{sum(per):.1f}",
+                         f"{2000 / sum(per):.0f}" if sum(per) else "-"])
+        lines += _table(["offered v/s", "global", "NA", "broker", "Redis", "client", "total",
+                         "2,000 ms / total (v/s)"], rows)
     lag = [o for o in report.levels if o.result.send_lag]
     if lag:
         lines += ["", "Sender lag (actual − intended start, p99 per level, ms): " + ", ".join(

@@ -90,3 +90,25 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "retries": shell.retries,
         }
         return web.json(body, status=200 if ready else 503)
+
+    @app.page("/debug/consumer")
+    async def consumer_state(web: faust.web.View, request: faust.web.Request) -> Response:
+        """What the consumer holds per partition and where each agent waits: for a partition
+        that stops moving."""
+        consumer = app.consumer
+
+        def tps(items: object) -> list[str]:
+            return sorted(f"{tp.topic}:{tp.partition}" for tp in items)  # type: ignore[attr-defined]
+
+        body = {
+            "assigned": tps(consumer.assignment()),
+            "paused": tps(getattr(consumer, "_paused_partitions", set())),
+            "active": tps(getattr(consumer, "_active_partitions", None) or set()),
+            "read_offset": {f"{tp.topic}:{tp.partition}": off
+                            for tp, off in getattr(consumer, "_read_offset", {}).items()},
+            "committed_offset": {f"{tp.topic}:{tp.partition}": off
+                                 for tp, off in getattr(consumer, "_committed_offset",
+                                                        {}).items()},
+            "agents": app.agents.human_tracebacks(),
+        }
+        return web.json(body)

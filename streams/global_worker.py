@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 
+from streams import watchdog
 from streams.shell import (
     RAW,
     TABLE_TYPES,
@@ -116,6 +117,9 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
                                     topic=event.message.topic)
         return query.rehome_result(result, store.get(vin), shell.context(event)), store, vin
 
+    sources = [cat.registrations, cat.system_registrations, cat.query, cat.query_by_system,
+               cat.query_by_device, cat.vehicle_commands, cat.rehome_result]
+    watchdog.install(app, set(sources))
     agent(cat.registrations, ingest_registration)
     agent(cat.system_registrations, index_system)
     agent(cat.query, query_intake)

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from streams import watchdog
 from streams.shell import RAW, TABLE_TYPES, Shell, Step, key_text
 from streams.web import add_table_view
 from vprov.flows import provision, rehome
@@ -47,6 +48,7 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
                                     region, shell.context(event))
         return decision, vehicles, vin
 
+    watchdog.install(app, {cat.rehome(region), cat.device(region)})
     agent(cat.rehome(region), register_vehicle)
     agent(cat.device(region), provision_device)
     add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", f"vehicle in region {region}")

@@ -1,0 +1,50 @@
+"""The stalled-partition check of streams/watchdog.py, on a consumer's bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import TP
+
+from streams.watchdog import stalled_partitions
+
+P0, P1 = TP("provisioning.device.NA", 0), TP("provisioning.device.NA", 1)
+
+
+@dataclass(frozen=True)
+class Msg:
+    tp: TP
+    acked: bool = False
+
+
+@dataclass
+class Bookkeeping:
+    _read_offset: dict[TP, Any] = field(default_factory=dict)
+    _committed_offset: dict[TP, Any] = field(default_factory=dict)
+    _acked: dict[TP, list[int]] = field(default_factory=dict)
+    _unacked_messages: set[Any] = field(default_factory=set)
+    _paused_partitions: set[TP] = field(default_factory=set)
+
+
+def test_read_but_never_processed_is_stalled() -> None:
+    consumer = Bookkeeping({P0: 35, P1: 10}, {P0: 17, P1: 11})
+    assert stalled_partitions(consumer) == {P0: (17, 35)}
+
+
+def test_caught_up_partition_is_not_stalled() -> None:
+    assert stalled_partitions(Bookkeeping({P0: 10}, {P0: 11})) == {}
+
+
+def test_messages_in_flight_are_not_a_stall() -> None:
+    consumer = Bookkeeping({P0: 35}, {P0: 17}, _unacked_messages={Msg(P0)})  # type: ignore[arg-type]
+    assert stalled_partitions(consumer) == {}
+
+
+def test_acknowledged_but_not_yet_committed_is_not_a_stall() -> None:
+    assert stalled_partitions(Bookkeeping({P0: 35}, {P0: 17}, {P0: [17, 18]})) == {}
+
+
+def test_paused_and_unknown_partitions_are_left_alone() -> None:
+    consumer = Bookkeeping({P0: 35, P1: 5}, {P0: 17}, _paused_partitions={P0})
+    assert stalled_partitions(consumer) == {}
