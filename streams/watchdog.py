@@ -3,8 +3,9 @@
 Faust 0.15 can, around a rebalance, deliver messages to a stream and then drop them unprocessed
 (its queues are cleared when partitions are revoked) while its read offset has already moved past
 them: the partition then waits forever for messages it believes it has read. The watchdog looks
-for exactly that state — messages read but neither in flight, nor acknowledged, nor committed —
-and when it lasts across two checks it seeks the partition back to its committed offset. The
+for that state — messages in the partition past its committed offset, none of them in flight nor
+acknowledged — and when it lasts across two checks it seeks the partition back to its committed
+offset. The
 messages are processed again; decisions are deterministic and remembered, so that changes
 nothing but the stall.
 """
@@ -20,20 +21,20 @@ log = logging.getLogger(__name__)
 CHECK_SECONDS = 5.0
 
 
-def stalled_partitions(consumer: Any) -> dict[Any, tuple[int, int]]:
-    """Partitions whose read offset is past their committed offset with nothing in flight or
-    waiting to be committed: tp -> (committed, read)."""
+def stalled_partitions(consumer: Any, highwaters: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+    """Partitions with messages past their committed offset but nothing in flight nor waiting to
+    be committed: tp -> (committed offset, end offset)."""
     in_flight = {m.tp for m in list(consumer._unacked_messages) if not m.acked}
     paused = set(consumer._paused_partitions)
     found = {}
-    for tp, read in list(consumer._read_offset.items()):
+    for tp, end in highwaters.items():
         committed = consumer._committed_offset.get(tp)
-        if read is None or committed is None or tp in paused or tp in in_flight:
+        if committed is None or end is None or tp in paused or tp in in_flight:
             continue
         if consumer._acked.get(tp):
             continue  # processed, waiting for the next commit
-        if committed <= read:
-            found[tp] = (committed, read)
+        if committed < end:
+            found[tp] = (committed, end)
     return found
 
 
@@ -47,14 +48,17 @@ def install(app: faust.App, sources: set[str]) -> None:
             suspects.clear()
             return
         consumer = app.consumer
-        assigned = consumer.assignment()
-        now = {tp: offsets for tp, offsets in stalled_partitions(consumer).items()
-               if tp.topic in sources and tp in assigned}
-        for tp, (committed, read) in now.items():
-            if suspects.get(tp) == (committed, read):
-                log.warning("partition %s:%d stopped at offset %d with offsets up to %d read "
-                            "but never processed; seeking back to %d", tp.topic, tp.partition,
-                            committed, read, committed)
+        mine = [tp for tp in consumer.assignment() if tp.topic in sources]
+        if not mine:
+            return
+        highwaters = dict(await consumer.highwaters(*mine))
+        now = stalled_partitions(consumer, highwaters)
+        for tp, (committed, end) in now.items():
+            # the same picture five seconds apart: nothing moved although there is work
+            if suspects.get(tp) == (committed, end):
+                log.warning("partition %s:%d stopped at offset %d although it holds messages "
+                            "up to %d; seeking back to %d", tp.topic, tp.partition, committed,
+                            end - 1, committed)
                 await consumer.seek(tp, committed)
         suspects.clear()
         suspects.update(now)

@@ -27,24 +27,29 @@ class Bookkeeping:
     _paused_partitions: set[TP] = field(default_factory=set)
 
 
-def test_read_but_never_processed_is_stalled() -> None:
+def test_messages_past_the_committed_offset_with_nothing_in_flight_is_a_stall() -> None:
     consumer = Bookkeeping({P0: 35, P1: 10}, {P0: 17, P1: 11})
-    assert stalled_partitions(consumer) == {P0: (17, 35)}
+    assert stalled_partitions(consumer, {P0: 36, P1: 11}) == {P0: (17, 36)}
 
 
 def test_caught_up_partition_is_not_stalled() -> None:
-    assert stalled_partitions(Bookkeeping({P0: 10}, {P0: 11})) == {}
+    assert stalled_partitions(Bookkeeping({P0: 10}, {P0: 11}), {P0: 11}) == {}
+
+
+def test_caught_up_right_after_a_seek_is_not_stalled() -> None:
+    # after a seek Faust's read offset is the next offset, equal to the committed one
+    assert stalled_partitions(Bookkeeping({P0: 12}, {P0: 12}), {P0: 12}) == {}
 
 
 def test_messages_in_flight_are_not_a_stall() -> None:
     consumer = Bookkeeping({P0: 35}, {P0: 17}, _unacked_messages={Msg(P0)})  # type: ignore[arg-type]
-    assert stalled_partitions(consumer) == {}
+    assert stalled_partitions(consumer, {P0: 36}) == {}
 
 
 def test_acknowledged_but_not_yet_committed_is_not_a_stall() -> None:
-    assert stalled_partitions(Bookkeeping({P0: 35}, {P0: 17}, {P0: [17, 18]})) == {}
+    assert stalled_partitions(Bookkeeping({P0: 35}, {P0: 17}, {P0: [17, 18]}), {P0: 36}) == {}
 
 
 def test_paused_and_unknown_partitions_are_left_alone() -> None:
     consumer = Bookkeeping({P0: 35, P1: 5}, {P0: 17}, _paused_partitions={P0})
-    assert stalled_partitions(consumer) == {}
+    assert stalled_partitions(consumer, {P0: 36, P1: 9}) == {}
