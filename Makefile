@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test demo lint bench clean
+.PHONY: help setup up down status test demo lint bench reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: ## all tests on a fresh stack (PYTEST_ARGS=... to select)
 
 demo: ## global + NA/EU/AP workers and a simulated fleet (VEHICLES=1000)
 	scripts/demo.sh
+
+reliability: ## long reliability suite (RELIABILITY_VEHICLES=2000 ...), writes docs/reliability.md
+	scripts/reliability.sh
 
 lint: setup ## ruff check
 	$(VENV)/bin/ruff check .

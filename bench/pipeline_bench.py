@@ -248,7 +248,7 @@ class Bench:
             return
         try:
             groups = [self.cat.global_app_id, self.cat.regional_app_id(self.region),
-                      f"{self.prefix}-baseline"]
+                      *(f"{self.prefix}-baseline-{run}" for run in range(3))]
             deleted = self.broker.delete_run(self.prefix, groups)
             print(f"removed {len(deleted)} topics of {self.prefix}", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001

@@ -31,8 +31,10 @@ def stalled_partitions(consumer: Any, highwaters: dict[Any, int]) -> dict[Any, t
         committed = consumer._committed_offset.get(tp)
         if committed is None or end is None or tp in paused or tp in in_flight:
             continue
-        if consumer._acked.get(tp):
-            continue  # processed, waiting for the next commit
+        acked = consumer._acked.get(tp)
+        if acked and min(acked) <= committed:
+            continue  # processed from the committed offset on: the next commit moves it
+        # acknowledged messages past a hole are a stall too: the hole is never filled
         if committed < end:
             found[tp] = (committed, end)
     return found

@@ -50,6 +50,12 @@ def test_acknowledged_but_not_yet_committed_is_not_a_stall() -> None:
     assert stalled_partitions(Bookkeeping({P0: 35}, {P0: 17}, {P0: [17, 18]}), {P0: 36}) == {}
 
 
+def test_acknowledged_past_a_hole_is_a_stall() -> None:
+    # 9..19 were dropped, 20..45 processed: the commit can never pass offset 9
+    consumer = Bookkeeping({P0: 45}, {P0: 9}, {P0: list(range(20, 46))})
+    assert stalled_partitions(consumer, {P0: 46}) == {P0: (9, 46)}
+
+
 def test_paused_and_unknown_partitions_are_left_alone() -> None:
     consumer = Bookkeeping({P0: 35, P1: 5}, {P0: 17}, _paused_partitions={P0})
     assert stalled_partitions(consumer, {P0: 36, P1: 9}) == {}
