@@ -21,8 +21,10 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -126,8 +128,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-doc", action="store_true", help="print only; leave docs/ alone")
     p.add_argument("--note", action="append", default=[],
                    help="a sentence for the report's notes (repeatable)")
+    p.add_argument("--render", metavar="RUN_ID",
+                   help="only rewrite the doc and plots from a finished run in --out")
     p.add_argument("--keep", action="store_true",
-                   help="keep the run's topics, consumer groups and Redis keys")
+                   help="keep the run's topics, consumer groups, Redis keys and worker state")
     args = p.parse_args(argv)
     try:
         args.level_rates = [float(x) for x in args.levels.split(",") if x.strip()]
@@ -157,8 +161,7 @@ class Monitor:
         self.workers = workers
         self.peak = dict.fromkeys(workers, 0)
         self.phase_peak = dict.fromkeys(workers, 0)
-        self.trend: list[tuple[int, dict[str, int]]] = []
-        self.trend_base = 0
+        self.trend: list[tuple[int, dict[str, int]]] = []  # (vehicles in state, RSS)
         self._last_trend = 0.0
 
     def sample(self) -> dict[str, int]:
@@ -180,7 +183,7 @@ class Monitor:
         rss = self.sample()
         if phase.name == "state" and now - self._last_trend >= 2.0:
             self._last_trend = now
-            self.trend.append((self.trend_base + phase.completed, rss))
+            self.trend.append((phase.completed, rss))
 
 
 class Bench:
@@ -244,8 +247,11 @@ class Bench:
         if not hasattr(self, "cat"):
             return  # nothing was created yet
         if self.args.keep:
-            print(f"kept topics and groups with prefix {self.prefix}", file=sys.stderr)
+            print(f"kept topics and groups with prefix {self.prefix} and the state in "
+                  f"{self.dir / 'data'}", file=sys.stderr)
             return
+        # The workers' RocksDB state is large after a state load; logs and figures stay.
+        shutil.rmtree(self.dir / "data", ignore_errors=True)
         try:
             groups = [self.cat.global_app_id, self.cat.regional_app_id(self.region),
                       *(f"{self.prefix}-baseline-{run}" for run in range(3))]
@@ -459,7 +465,6 @@ class Bench:
 
         if a.state_vehicles > 0:
             time.sleep(a.pause)
-            self.monitor.trend_base = 0
             outcome = self.phase(PhaseResult("state", None, a.state_vehicles),
                                  window=a.state_window)
             time.sleep(5.0)  # let the workers settle (flushes, commits) before reading RSS
@@ -596,9 +601,34 @@ def save_json(report: RunReport, path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1))
 
 
+def write_doc(report: RunReport, doc: Path) -> None:
+    img = doc.parent / "img"
+    latency_png = img / "pipeline-latency.png"
+    rss_png = img / "pipeline-state-rss.png"
+    if report.levels:
+        plot_latency(report, latency_png)
+    has_trend = report.state is not None and bool(report.state.trend)
+    if has_trend:
+        plot_rss(report, rss_png)
+    findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else None
+    doc.write_text(markdown(
+        report,
+        os.path.relpath(latency_png, doc.parent) if report.levels else None,
+        os.path.relpath(rss_png, doc.parent) if has_trend else None,
+        findings), encoding="utf-8")
+    print(f"wrote {doc} and plots in {img}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.render:
+        # Same figures, new text (e.g. after editing bench/findings.md): no measuring.
+        with (Path(args.out) / args.render / "report.pickle").open("rb") as handle:
+            report = pickle.load(handle)
+        print(console(report))
+        write_doc(report, Path(args.doc))
+        return 0
 
     def on_term(signum: int, frame: object) -> None:
         raise Interrupted(f"signal {signum}")
@@ -619,25 +649,13 @@ def main(argv: list[str] | None = None) -> int:
     print(console(report))
     try:
         save_json(report, bench.dir / "results.json")
-    except (OSError, TypeError, ValueError) as exc:
-        print(f"could not write results.json: {exc}", file=sys.stderr)
+        with (bench.dir / "report.pickle").open("wb") as handle:
+            pickle.dump(report, handle)
+        print(f"\nraw figures: {bench.dir / 'results.json'}")
+    except (OSError, TypeError, ValueError, pickle.PicklingError) as exc:
+        print(f"could not save the figures: {exc}", file=sys.stderr)
     if not args.no_doc:
-        doc = Path(args.doc)
-        img = doc.parent / "img"
-        latency_png = img / "pipeline-latency.png"
-        rss_png = img / "pipeline-state-rss.png"
-        if report.levels:
-            plot_latency(report, latency_png)
-        if report.state is not None and report.state.trend:
-            plot_rss(report, rss_png)
-        findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else None
-        doc.write_text(markdown(
-            report,
-            os.path.relpath(latency_png, doc.parent) if report.levels else None,
-            os.path.relpath(rss_png, doc.parent) if report.state and report.state.trend
-            else None,
-            findings), encoding="utf-8")
-        print(f"\nwrote {doc} and plots in {img} (raw figures: {bench.dir / 'results.json'})")
+        write_doc(report, Path(args.doc))
     return 0
 
 

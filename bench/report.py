@@ -488,9 +488,10 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
             f"{rate}/s: " + ", ".join(f"{k} x{n}" for k, n in c.most_common())
             for rate, c in failures.items())]
     if report.levels:
-        lines += ["", "CPU per completed vehicle (ms of CPU time; the whole phase, drain "
-                  "included). Two cores give 2,000 ms per second, so the total bounds the rate "
-                  "this machine can sustain:", ""]
+        lines += ["", "CPU per completed vehicle (ms of CPU time over the whole phase, drain "
+                  "included). Two cores give 2,000 ms per second, so near saturation the total "
+                  "bounds the rate this machine can sustain; at low load fixed costs (polling, "
+                  "timers, the broker's other clients) inflate it:", ""]
         rows = []
         for o in report.levels:
             done = max(o.result.completed, 1)

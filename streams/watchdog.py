@@ -24,12 +24,14 @@ CHECK_SECONDS = 5.0
 def stalled_partitions(consumer: Any, highwaters: dict[Any, int]) -> dict[Any, tuple[int, int]]:
     """Partitions with messages past their committed offset but nothing in flight nor waiting to
     be committed: tp -> (committed offset, end offset)."""
-    in_flight = {m.tp for m in list(consumer._unacked_messages) if not m.acked}
+    # One agent serves all partitions of a topic: while it holds any message of the topic it
+    # is busy (or waiting on Redis), and untouched partitions are just waiting their turn.
+    busy_topics = {m.tp.topic for m in list(consumer._unacked_messages) if not m.acked}
     paused = set(consumer._paused_partitions)
     found = {}
     for tp, end in highwaters.items():
         committed = consumer._committed_offset.get(tp)
-        if committed is None or end is None or tp in paused or tp in in_flight:
+        if committed is None or end is None or tp in paused or tp.topic in busy_topics:
             continue
         acked = consumer._acked.get(tp)
         if acked and min(acked) <= committed:

@@ -46,6 +46,11 @@ def test_messages_in_flight_are_not_a_stall() -> None:
     assert stalled_partitions(consumer, {P0: 36}) == {}
 
 
+def test_a_busy_agent_is_not_a_stall_of_its_other_partitions() -> None:
+    consumer = Bookkeeping({P0: 35}, {P0: 17, P1: 3}, _unacked_messages={Msg(P1)})  # type: ignore[arg-type]
+    assert stalled_partitions(consumer, {P0: 36, P1: 9}) == {}
+
+
 def test_acknowledged_but_not_yet_committed_is_not_a_stall() -> None:
     assert stalled_partitions(Bookkeeping({P0: 35}, {P0: 17}, {P0: [17, 18]}), {P0: 36}) == {}
 
