@@ -14,6 +14,7 @@ import faust
 from streams import watchdog
 from streams.shell import (
     RAW,
+    TABLE_OPTIONS,
     TABLE_TYPES,
     Shell,
     Step,
@@ -56,7 +57,7 @@ class VehicleStore:
 def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     cat = shell.catalogue
     partitions = shell.config.partitions
-    tables = {"partitions": partitions, "default": None, **TABLE_TYPES}
+    tables = {"partitions": partitions, "default": None, **TABLE_TYPES, **TABLE_OPTIONS}
     registrations = app.Table("registrations", **tables)  # device_id -> Registration
     systems = app.Table("systems", **tables)  # system_id -> SystemEntry
     vehicles = app.Table("vehicles", **tables)  # VIN -> GlobalVehicle

@@ -11,7 +11,7 @@ from typing import Any
 import faust
 
 from streams import watchdog
-from streams.shell import RAW, TABLE_TYPES, Shell, Step, key_text
+from streams.shell import RAW, TABLE_OPTIONS, TABLE_TYPES, Shell, Step, key_text
 from streams.web import add_table_view
 from vprov.flows import provision, rehome
 from vprov.topics import regional_table
@@ -22,7 +22,7 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     partitions = shell.config.partitions
     # VIN -> RegionalVehicle
     vehicles = app.Table(regional_table(region), partitions=partitions, default=None,
-                         **TABLE_TYPES)
+                         **TABLE_TYPES, **TABLE_OPTIONS)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, partitions=partitions, **RAW)
