@@ -18,6 +18,9 @@ def producer(bootstrap_servers: str, **overrides: object) -> Producer:
         "linger.ms": 2,
         "enable.idempotence": True,
         "acks": "all",
+        # librdkafka's warnings (a fresh broker still loading its coordinators, and the like)
+        # are retried internally; errors are reported through delivery results
+        "log_level": 3,
     }
     settings.update(overrides)
     return Producer(settings)
