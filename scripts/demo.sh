@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end demo: local stack, one global and three regional workers, then a simulated fleet.
 # Workers and the stack are always stopped at the end. Exits with the simulator's status.
-# Env: VEHICLES (1000), WORKER_START_TIMEOUT (120 s), VPROV (the vprov command).
+# Env: VEHICLES (1000), RATE (80 vehicles/s offered), KEEP (set: leave everything running
+# until Ctrl-C, to try `vprov status` and `vprov replay`), WORKER_START_TIMEOUT (120 s),
+# VPROV (the vprov command).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -107,7 +109,12 @@ wait_healthy na 6067
 wait_healthy eu 6068
 wait_healthy ap 6069
 
-say "simulating ${VEHICLES:-1000} vehicles"
+say "simulating ${VEHICLES:-1000} vehicles at ${RATE:-80} vehicles/s"
 status=0
-"$VPROV" simulate --vehicles "${VEHICLES:-1000}" || status=$?
+"$VPROV" simulate --vehicles "${VEHICLES:-1000}" --rate "${RATE:-80}" || status=$?
+if [[ -n ${KEEP:-} ]]; then
+    say "KEEP is set: the stack and the workers stay up; try the commands above"
+    say "stop them with Ctrl-C"
+    wait
+fi
 exit "$status"
