@@ -65,8 +65,9 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
     hostile = by_name.get("test_hostile_input_interleaved_with_valid_traffic")
     if hostile:
         out += ["## Bad input", "",
-                f"{hostile['hostile_sent']} hostile messages interleaved with valid traffic "
-                f"(sent in {hostile['hostile_seconds']} s). No worker crashed or stalled, the "
+                f"{hostile['hostile_sent']} hostile messages interleaved with valid traffic; all "
+                f"of them answered or dead-lettered {hostile['hostile_seconds']} s after the "
+                "first was sent. No worker crashed or stalled, the "
                 "valid traffic finished, and the vehicles the attacks aimed at kept their "
                 "state and lifecycle unchanged.", "",
                 _row(["class", "sent", "answered (FAIL)", "dead-lettered"]),
