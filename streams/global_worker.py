@@ -13,9 +13,6 @@ import faust
 
 from streams import watchdog
 from streams.shell import (
-    RAW,
-    TABLE_OPTIONS,
-    TABLE_TYPES,
     Shell,
     Step,
     decode_internal,
@@ -56,24 +53,14 @@ class VehicleStore:
 
 def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     cat = shell.catalogue
-    partitions = shell.config.partitions
-    tables = {"partitions": partitions, "default": None, **TABLE_TYPES, **TABLE_OPTIONS}
-    registrations = app.Table("registrations", **tables)  # device_id -> Registration
-    systems = app.Table("systems", **tables)  # system_id -> SystemEntry
-    vehicles = app.Table("vehicles", **tables)  # VIN -> GlobalVehicle
-    deadlines = app.Table("rehome-deadlines", **tables)  # VIN -> {request_id, deadline_ms}
+    registrations = shell.table("registrations")  # device_id -> Registration
+    systems = shell.table("systems")  # system_id -> SystemEntry
+    vehicles = shell.table("vehicles")  # VIN -> GlobalVehicle
+    deadlines = shell.table("rehome-deadlines")  # VIN -> {request_id, deadline_ms}
     store = VehicleStore(vehicles, deadlines)
 
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, partitions=partitions, **RAW)
-
-    def agent(name: str, step: Any) -> None:
-        async def consume(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await shell.process(event, lambda event=event: step(event))
-
-        consume.__name__ = step.__name__
-        app.agent(topic(name), name=f"vprov.global.{step.__name__}")(consume)
+    def agent(topic: str, step: Any) -> None:
+        shell.agent(topic, step, name=f"vprov.global.{step.__name__}")
 
     def ingest_registration(event: faust.EventT) -> Step:
         device_id = key_text(event)

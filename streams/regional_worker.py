@@ -11,7 +11,7 @@ from typing import Any
 import faust
 
 from streams import watchdog
-from streams.shell import RAW, TABLE_OPTIONS, TABLE_TYPES, Shell, Step, key_text
+from streams.shell import Shell, Step, key_text
 from streams.web import add_table_view
 from vprov.flows import provision, rehome
 from vprov.topics import regional_table
@@ -19,20 +19,10 @@ from vprov.topics import regional_table
 
 def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     cat = shell.catalogue
-    partitions = shell.config.partitions
-    # VIN -> RegionalVehicle
-    vehicles = app.Table(regional_table(region), partitions=partitions, default=None,
-                         **TABLE_TYPES, **TABLE_OPTIONS)
+    vehicles = shell.table(regional_table(region))  # VIN -> RegionalVehicle
 
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, partitions=partitions, **RAW)
-
-    def agent(name: str, step: Any) -> None:
-        async def consume(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await shell.process(event, lambda event=event: step(event))
-
-        app.agent(topic(name), name=f"vprov.regional.{region}.{step.__name__}")(consume)
+    def agent(topic: str, step: Any) -> None:
+        shell.agent(topic, step, name=f"vprov.regional.{region}.{step.__name__}")
 
     def register_vehicle(event: faust.EventT) -> Step:
         vin = key_text(event)

@@ -135,6 +135,21 @@ class Shell:
             value = encode_internal(output.value)
         return output.topic, output.key.encode("utf-8"), value
 
+    def table(self, name: str) -> Any:
+        """A table of JSON entries keyed by the raw key, partitioned like every topic."""
+        return self.app.Table(name, partitions=self.config.partitions, default=None,
+                              **TABLE_TYPES, **TABLE_OPTIONS)
+
+    def agent(self, topic: str, step: Callable[[faust.EventT], Step], name: str) -> None:
+        """An agent that runs ``step`` on each record of ``topic``, one at a time (concurrency
+        1, so offsets are committed only behind processed records)."""
+
+        async def consume(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await self.process(event, lambda event=event: step(event))
+
+        self.app.agent(self.topic(topic), name=name)(consume)
+
     async def process(self, event: faust.EventT, step: Callable[[], Step]) -> None:
         """Decide on one input and carry the decision out."""
         try:

@@ -13,6 +13,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import redis
 
+from tests.integration.conftest import Flow
 from tests.integration.harness import REDIS_URL, WorkerProcess, wait_until
 from tests.reliability.conftest import (
     Deployment,
@@ -52,6 +53,13 @@ def assert_clean(dep: Deployment, outcome: Outcome, glob: WorkerProcess,
     assert code == 0, text
 
 
+def up(dep: Deployment) -> tuple[WorkerProcess, WorkerProcess, Flow]:
+    """A global and an NA worker, ready, and the flow that drives them."""
+    glob, na = dep.worker("global"), dep.worker("regional", "NA")
+    start_all(glob, na)
+    return glob, na, dep.flow(glob, na)
+
+
 def when(driver: FleetDriver, fraction: float, timeout: float = 300) -> None:
     wait_until(lambda: driver.progress >= fraction or driver.finished_at, timeout=timeout,
                interval=0.1, what=f"{fraction:.0%} of the fleet provisioned")
@@ -59,9 +67,7 @@ def when(driver: FleetDriver, fraction: float, timeout: float = 300) -> None:
 
 def test_sigkill_workers_at_random_moments(deployment: Deployment, sizes: Sizes) -> None:
     dep = deployment
-    glob, na = dep.worker("global"), dep.worker("regional", "NA")
-    start_all(glob, na)
-    flow = dep.flow(glob, na)
+    glob, na, flow = up(dep)
     vehicles = dep.fleet(sizes.vehicles)
     flow.register(*vehicles)
     driver = FleetDriver(flow, vehicles, sizes.rate).start()
@@ -85,9 +91,7 @@ def test_sigkill_workers_at_random_moments(deployment: Deployment, sizes: Sizes)
 
 def test_scale_out_and_back_during_a_run(deployment: Deployment, sizes: Sizes) -> None:
     dep = deployment
-    glob, na = dep.worker("global"), dep.worker("regional", "NA")
-    start_all(glob, na)
-    flow = dep.flow(glob, na)
+    glob, na, flow = up(dep)
     vehicles = dep.fleet(sizes.vehicles)
     flow.register(*vehicles)
     extra = 2 if sizes.vehicles >= 1000 else 1  # 1 -> 3 -> 1 in the long run, 1 -> 2 -> 1 quick
@@ -115,9 +119,7 @@ def test_scale_out_and_back_during_a_run(deployment: Deployment, sizes: Sizes) -
 
 def test_broker_restart_in_the_middle_of_a_run(deployment: Deployment, sizes: Sizes) -> None:
     dep = deployment
-    glob, na = dep.worker("global"), dep.worker("regional", "NA")
-    start_all(glob, na)
-    flow = dep.flow(glob, na)
+    glob, na, flow = up(dep)
     vehicles = dep.fleet(sizes.vehicles)
     flow.register(*vehicles)
     driver = FleetDriver(flow, vehicles, sizes.rate).start()
@@ -136,9 +138,7 @@ def test_broker_restart_in_the_middle_of_a_run(deployment: Deployment, sizes: Si
 
 def test_redis_outage_of_ten_seconds(deployment: Deployment, sizes: Sizes) -> None:
     dep = deployment
-    glob, na = dep.worker("global"), dep.worker("regional", "NA")
-    start_all(glob, na)
-    flow = dep.flow(glob, na)
+    glob, na, flow = up(dep)
     vehicles = dep.fleet(sizes.vehicles)
     flow.register(*vehicles)
     driver = FleetDriver(flow, vehicles, sizes.rate).start()
@@ -221,9 +221,7 @@ def hostile_messages(count: int, victims: list[fleet.SimVehicle], rng: random.Ra
 def test_hostile_input_interleaved_with_valid_traffic(deployment: Deployment,
                                                       sizes: Sizes) -> None:
     dep = deployment
-    glob, na = dep.worker("global"), dep.worker("regional", "NA")
-    start_all(glob, na)
-    flow = dep.flow(glob, na)
+    glob, na, flow = up(dep)
     cat = flow.cat
     # victims: provisioned vehicles the attacks aim at; their state must not move
     victims = dep.fleet(20)
