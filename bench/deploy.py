@@ -122,6 +122,12 @@ class Worker:
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
+    def processed(self) -> int | None:
+        """Inputs the worker has handled so far (its health page), None when unreachable."""
+        health = self.health()
+        value = health.get("processed") if health else None
+        return value if isinstance(value, int) else None
+
     def get(self, path: str) -> tuple[int, Any]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",

@@ -26,6 +26,7 @@ import random
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -153,6 +154,19 @@ def command_line(argv: list[str]) -> tuple[str, str]:
     return exact, make
 
 
+def code_revision() -> str:
+    """The commit the workers run, and whether their code differs from it (read-only git)."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "streams", "vprov", "tables", "avro_schemas"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git checkout)"
+    return f"`{head.strip()}`" + (" with uncommitted changes" if dirty.strip() else "")
+
+
 class Monitor:
     """Samples the workers' RSS (called from the load generator's loop) and fails fast when a
     worker died: a benchmark of a dead worker would only measure timeouts."""
@@ -200,6 +214,7 @@ class Bench:
         self.broker = Broker(args.bootstrap)
         self.gen: LoadGenerator | None = None
         self.next_index = 1
+        self.notes: list[str] = []  # observations for the report, made while running
         self.me = psutil.Process()
         broker_port = port_of(args.bootstrap.split(",")[0])
         redis_port = port_of(args.redis_url)
@@ -312,33 +327,47 @@ class Bench:
                     c.rehome(self.region), c.device(self.region)]
         return consumed, [c.query, c.device(self.region), c.registrations]
 
-    def wait_idle(self, timeout: float = 600.0) -> None:
-        """Until both workers' groups committed the end of every topic they consume: a phase
-        must not start while an earlier one's backlog still keeps the workers busy."""
+    def wait_idle(self, timeout: float = 900.0, quiet_seconds: float = 5.0) -> None:
+        """Until the workers have no backlog, so that no phase inherits another's.
+
+        Idle is: both consumer groups committed the end of every topic they consume, or, when
+        a commit is stuck behind processed records, neither worker's processed count moved for
+        ``quiet_seconds``. The second case is written into the report's notes."""
         consumed, _ = self.input_topics()
-        groups = {self.cat.global_app_id: [t for t in consumed if t not in
-                                           (self.cat.rehome(self.region),
-                                            self.cat.device(self.region))],
-                  self.cat.regional_app_id(self.region): [self.cat.rehome(self.region),
-                                                          self.cat.device(self.region)]}
+        regional = [self.cat.rehome(self.region), self.cat.device(self.region)]
+        groups = {self.cat.global_app_id: [t for t in consumed if t not in regional],
+                  self.cat.regional_app_id(self.region): regional}
         deadline = time.monotonic() + timeout
         said = False
+        last: tuple[int | None, ...] = ()
+        still_since = time.monotonic()
         while True:
             self.monitor.sample()
-            behind = 0
+            lag: dict[str, int] = {}
             for group, topics in groups.items():
                 ends = self.broker.end_offsets(topics)
                 done = self.broker.committed(group, topics)
-                behind += sum(max(0, ends[t] - done[t]) for t in topics)
-            if behind == 0:
+                lag.update({t: ends[t] - done[t] for t in topics if ends[t] > done[t]})
+            if not lag:
+                return
+            counts = tuple(w.processed() for w in self.workers.values())
+            now = time.monotonic()
+            if counts != last or None in counts:  # no answer from a busy worker: not quiet
+                last, still_since = counts, now
+            elif now - still_since >= quiet_seconds:
+                note = ("Committed offsets stayed behind records the workers had processed "
+                        "(idle, yet the group lagged: " + ", ".join(
+                            f"`{t}` {n:,}" for t, n in sorted(lag.items())) + ").")
+                if note not in self.notes:
+                    self.notes.append(note)
+                print(f"workers idle although their commits lag: {lag}", file=sys.stderr)
                 return
             if not said:
-                print(f"waiting for the workers to finish an earlier backlog ({behind:,} "
+                print(f"waiting for the workers to finish a backlog ({sum(lag.values()):,} "
                       "records)", file=sys.stderr)
                 said = True
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"workers still {behind:,} records behind after "
-                                   f"{timeout:.0f}s")
+            if now > deadline:
+                raise TimeoutError(f"workers still behind after {timeout:.0f}s: {lag}")
             time.sleep(1.0)
 
     def phase(self, result: PhaseResult, *, rate: float | None = None, window: int = 0
@@ -382,36 +411,34 @@ class Bench:
     def register(self, vehicles: int) -> float:
         assert self.gen is not None
         began = time.monotonic()
+        topic = self.cat.system_registrations
+        before = self.broker.end_offsets([topic])[topic]
         self.gen.register(1, vehicles, AvroSerde(registry_url=self.config.schema_registry_url))
-        self.wait_indexed(vehicles, timeout=max(300.0, vehicles / 50))
+        self.wait_indexed(vehicles, before, timeout=max(300.0, vehicles / 50))
         return time.monotonic() - began
 
-    def wait_indexed(self, vehicles: int, timeout: float) -> None:
-        """Registration is indexed once the global group has committed the registration topic's
-        end offsets and then those of the system-registrations topic it feeds."""
+    def wait_indexed(self, vehicles: int, before: int, timeout: float) -> None:
+        """Registration is ingested once the internal system-registrations topic holds one
+        record per registered device, and indexed once the workers are idle; a sample of the
+        systems is then read back over HTTP."""
         deadline = time.monotonic() + timeout
-        group = self.cat.global_app_id
-        progress = Progress("indexing registrations", total=vehicles * 4)
+        topic = self.cat.system_registrations
+        wanted = vehicles * len(fleet.make_vehicle(self.tag, 1, self.region).devices)
+        progress = Progress("indexing registrations", total=wanted)
         try:
-            done = 0
-            for topic in (self.cat.registrations, self.cat.system_registrations):
-                # Records caused by the last registrations may still sit in the worker's
-                # producer: read the end offsets once they had time to land.
-                time.sleep(2.0)
-                target = self.broker.end_offsets([topic])[topic]
-                while True:
-                    self.monitor.sample()
-                    committed = self.broker.committed(group, [topic])[topic]
-                    progress.advance(done + committed - progress.done)
-                    if committed >= target:
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"registrations not indexed after {timeout:.0f}s "
-                                           f"({committed}/{target} on {topic})")
-                    time.sleep(1.0)
-                done += target
+            while True:
+                self.monitor.sample()
+                done = self.broker.end_offsets([topic])[topic] - before
+                progress.advance(min(done, wanted) - progress.done)
+                if done >= wanted:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"registrations not ingested after {timeout:.0f}s "
+                                       f"({done:,}/{wanted:,} on {topic})")
+                time.sleep(1.0)
         finally:
             progress.close()
+        self.wait_idle(timeout=max(60.0, deadline - time.monotonic()))
         sample = random.Random(self.run_id).sample(range(1, vehicles + 1), min(20, vehicles))
         glob = self.workers["global"]
         for index in {*sample, vehicles}:
@@ -444,6 +471,7 @@ class Bench:
         )
         self.start()
         report.deployment = [
+            ("code under test", code_revision()),
             ("workers", f"`vprov worker --role global`, `vprov worker --role regional --region "
                         f"{self.region}`; one process each, web ports {a.ports}"),
             ("app prefix / topics", f"`{self.prefix}` (topics `{self.prefix}.*`, "
@@ -497,6 +525,7 @@ class Bench:
         report.rss_peak = dict(self.monitor.peak)
         report.client_cpu_seconds = sum(self.me.cpu_times()[:2]) - client_cpu0
         report.wall_seconds = time.monotonic() - began
+        report.notes += self.notes
         disturbed = [o for o in report.levels if o.usage.other_percent > 10]
         if disturbed:
             report.notes.append(

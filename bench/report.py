@@ -420,10 +420,10 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         "",
         f"1. **Registration** (not timed): every vehicle the run will use "
         f"({report.registered_vehicles:,}, two devices each: TCU primary + IVI) is registered on "
-        "the registration topic. The benchmark waits until the global worker's consumer group "
-        "has committed the end offsets of the registration topic and then of the internal "
-        "system-registrations topic (so every registration was ingested and indexed), then "
-        "checks a sample of systems over `GET /systems/{system_id}/`. "
+        "the registration topic. The benchmark waits until the global worker has written one "
+        "record per device to its internal system-registrations topic (every registration "
+        "ingested) and the workers are idle (next step), then reads a sample of systems back "
+        "over `GET /systems/{system_id}/`. "
         f"Took {report.registration_seconds:.0f} s.",
         f"2. **State load** (`--state-vehicles`, here {s['state_vehicles']:,}): vehicles are "
         f"provisioned as fast as the pipeline answers (closed loop, at most {s['state_window']} "
@@ -441,9 +441,10 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         f"{s['drain_limit']:g} s after the last vehicle started. The series ends after "
         f"{s['max_unsustained']} unsustained levels, or after a level whose backlog has not "
         f"drained {s['level_timeout']:g} s after sending stops (higher levels would only "
-        "confirm the saturation). Before every phase the benchmark waits until the workers' "
-        "consumer groups have caught up with their input topics, so no phase inherits "
-        "another's backlog.",
+        "confirm the saturation). Before every phase the benchmark waits until the workers are "
+        "idle, so no phase inherits another's backlog: their consumer groups have committed "
+        "the end of every input topic, or, if a commit stays behind, neither worker's processed "
+        "count (`/health`) moved for 5 s (noted below when it happens).",
         "5. **Records moved**: during each phase the end offsets of every topic of the "
         "deployment are read before and after. *Worker-consumed records* are the records "
         "appended to the topics the workers consume (query, the global worker's three "

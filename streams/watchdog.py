@@ -30,9 +30,11 @@ def stalled_partitions(consumer: Any, highwaters: dict[Any, int]) -> dict[Any, t
     paused = set(consumer._paused_partitions)
     found = {}
     for tp, end in highwaters.items():
-        committed = consumer._committed_offset.get(tp)
-        if committed is None or end is None or tp in paused or tp.topic in busy_topics:
+        if end is None or tp in paused or tp.topic in busy_topics:
             continue
+        # Faust keeps no committed offset for a partition the group never committed (nor for
+        # offset 0): it is then read from the beginning.
+        committed = consumer._committed_offset.get(tp) or 0
         acked = consumer._acked.get(tp)
         if acked and min(acked) <= committed:
             continue  # processed from the committed offset on: the next commit moves it

@@ -61,6 +61,12 @@ def test_acknowledged_past_a_hole_is_a_stall() -> None:
     assert stalled_partitions(consumer, {P0: 46}) == {P0: (9, 46)}
 
 
-def test_paused_and_unknown_partitions_are_left_alone() -> None:
-    consumer = Bookkeeping({P0: 35, P1: 5}, {P0: 17}, _paused_partitions={P0})
-    assert stalled_partitions(consumer, {P0: 36, P1: 9}) == {}
+def test_paused_partitions_are_left_alone() -> None:
+    consumer = Bookkeeping({P0: 35}, {P0: 17}, _paused_partitions={P0})
+    assert stalled_partitions(consumer, {P0: 36}) == {}
+
+
+def test_a_partition_never_committed_counts_from_the_beginning() -> None:
+    # nothing committed yet (Faust keeps None), messages there, nothing in flight
+    assert stalled_partitions(Bookkeeping({P1: 5}, {}), {P1: 9}) == {P1: (0, 9)}
+    assert stalled_partitions(Bookkeeping({}, {P1: None}), {P1: 0}) == {}
