@@ -99,11 +99,12 @@ def test_index_upsert_adds_the_device() -> None:
     assert decision.state == {"devices": {reg["device_id"]: reg}}
 
 
-def test_index_upsert_of_the_same_registration_changes_nothing() -> None:
+def test_index_upsert_of_the_same_registration_writes_the_same_entry_again() -> None:
+    # unchanged, but written again so that a re-delivery after a crash reaches the changelog
     reg = registration_of(vehicle(), 0)
     entry = {"devices": {reg["device_id"]: reg}}
     assert registration.index_system({"op": "upsert", "registration": dict(reg)},
-                                     entry).state is KEEP
+                                     entry).state == entry
 
 
 def test_index_upsert_replaces_a_changed_registration() -> None:

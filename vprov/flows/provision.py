@@ -114,7 +114,7 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
           entry: RegionalVehicle, region: str, ctx: Context) -> Decision:
     """Keep a secondary's request until the primary is provisioned; bounded per vehicle."""
     if any(item["message_id"] == message_id for item in entry["held"]):
-        return Decision()
+        return Decision(state=entry)  # already held; written again, see tables.models.replay
     if len(entry["held"]) >= ctx.config.max_held_requests:
         updated = copy.deepcopy(entry)
         device = updated["devices"][reply_to.device_id]

@@ -95,9 +95,9 @@ def _repeat_or_wait(
         return Decision(state=updated, outputs=[answer])
     pending = updated["pending"]
     assert pending is not None
-    if any(w["message_id"] == reply_to.message_id for w in pending["waiters"]):
-        return Decision()
-    pending["waiters"].append(reply_to_dict(reply_to))
+    if not any(w["message_id"] == reply_to.message_id for w in pending["waiters"]):
+        pending["waiters"].append(reply_to_dict(reply_to))
+    # written even when this query already waits: see tables.models.replay
     return Decision(state=updated)
 
 

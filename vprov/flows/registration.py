@@ -76,9 +76,9 @@ def index_system(command: dict[str, Any], entry: SystemEntry | None) -> Decision
     """Apply an upsert/remove to one system's device index."""
     devices = dict(entry["devices"]) if entry else {}
     if command.get("op") == "upsert":
+        # Written even when unchanged: after a crash the entry may be in the local store only,
+        # and this re-delivery is what puts it in the changelog.
         reg = command["registration"]
-        if devices.get(reg["device_id"]) == reg:
-            return Decision()
         devices[reg["device_id"]] = reg
     elif command.get("op") == "remove":
         if command.get("device_id") not in devices:
