@@ -7,6 +7,7 @@ then single keys from the environment (see ``ENV_OVERRIDES``). A bad value raise
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -246,3 +247,40 @@ def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None 
         raise ConfigError(f"configuration file {chosen} is not valid TOML: {exc}") from None
     _apply_env(doc, env)
     return from_document(doc, source=str(chosen))
+
+
+# --- writing configuration files (tests, benchmarks, deployments of their own) ---------------
+
+def defaults_document() -> dict[str, Any]:
+    """The packaged defaults as a document to edit and write with ``dumps``."""
+    return tomllib.loads(DEFAULTS_PATH.read_text(encoding="utf-8"))
+
+
+def isolate(doc: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Give a document its own consumer groups, internal topics and topic names, so that a
+    second deployment (a test session, a benchmark) can share a broker with others."""
+    doc["kafka"]["app_prefix"] = prefix
+    doc["topics"] = {name: f"{prefix}.{topic}" for name, topic in doc["topics"].items()}
+    return doc
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dumps(doc: dict[str, Any], prefix: str = "") -> str:
+    """A configuration document as TOML: tables of scalars, lists and nested tables."""
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    text = (f"[{prefix}]\n" if prefix and scalars else "") + "".join(s + "\n" for s in scalars)
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            text += "\n" + dumps(value, f"{prefix}.{key}" if prefix else key)
+    return text

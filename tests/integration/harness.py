@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
+from vprov import config as config_module
 from vprov import envelope, fleet
 from vprov.avro import AvroSerde
 from vprov.config import Config
@@ -279,38 +280,12 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
     raise TimeoutError(f"{what} not met after {timeout}s")
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def dump_toml(doc: dict[str, Any], prefix: str = "") -> str:
-    """Enough TOML for configuration files: tables of scalars, lists and nested tables."""
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    text = (f"[{prefix}]\n" if prefix and scalars else "") + "".join(s + "\n" for s in scalars)
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            text += "\n" + dump_toml(value, f"{prefix}.{key}" if prefix else key)
-    return text
-
-
 def isolated_config(path: Path, prefix: str, regions: dict[str, dict] | None = None,
                     **flow: Any) -> Path:
     """A configuration for a deployment of its own on the shared broker: its own consumer
     groups, internal topics and external topic names, so its workers meet no one else's."""
-    import tomllib
-
-    doc = tomllib.loads((REPO / "vprov" / "defaults.toml").read_text())
-    doc["kafka"]["app_prefix"] = prefix
-    doc["topics"] = {name: f"{prefix}.{topic}" for name, topic in doc["topics"].items()}
+    doc = config_module.isolate(config_module.defaults_document(), prefix)
     doc["flow"].update(flow)
     doc["regions"].update(regions or {})
-    path.write_text(dump_toml(doc))
+    path.write_text(config_module.dumps(doc))
     return path

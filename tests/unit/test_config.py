@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import tempfile
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -249,3 +250,14 @@ def test_extra_region_comes_with_its_topics(tmp_path: Path) -> None:
     cfg = config.load(write_toml(tmp_path / "vprov.toml", text), env={})
     assert set(cfg.regions) == {"NA", "EU", "AP", "SA"}
     assert cfg.region_for_country("BR") == "SA"
+
+
+def test_an_isolated_document_written_as_toml_loads_back() -> None:
+    doc = config.isolate(config.defaults_document(), "t1")
+    path = Path(tempfile.mkdtemp()) / "isolated.toml"
+    path.write_text(config.dumps(doc))
+    loaded = config.load(path, env={})
+    assert loaded.app_prefix == "t1"
+    assert loaded.topics.query == "t1.provisioning.query"
+    assert loaded.topics.rehome == "t1.provisioning.rehome.{region}"
+    assert loaded.regions == config.load(env={}).regions
