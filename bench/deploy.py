@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -35,41 +34,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 # --- configuration ------------------------------------------------------------------------------
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def dump_toml(doc: dict[str, Any], prefix: str = "") -> str:
-    """Tables of scalars, lists and nested tables: all a configuration file holds."""
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    text = (f"[{prefix}]\n" if prefix and scalars else "") + "".join(s + "\n" for s in scalars)
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            text += "\n" + dump_toml(value, f"{prefix}.{key}" if prefix else key)
-    return text
-
-
 def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, regions: tuple[str, ...],
                  partitions: int | None = None) -> Config:
     """The packaged defaults with the run's own app prefix and topic names, and only the regions
     that get a worker (topics of regions nobody serves would only load the broker)."""
-    doc = tomllib.loads((REPO / "vprov" / "defaults.toml").read_text(encoding="utf-8"))
-    doc["kafka"]["app_prefix"] = prefix
+    doc = config_module.isolate(config_module.defaults_document(), prefix)
     doc["kafka"]["bootstrap_servers"] = bootstrap
     if partitions:
         doc["kafka"]["partitions"] = partitions
     doc["redis"]["url"] = redis_url
-    doc["topics"] = {name: f"{prefix}.{topic}" for name, topic in doc["topics"].items()}
     doc["regions"] = {code: body for code, body in doc["regions"].items() if code in regions}
-    path.write_text(dump_toml(doc), encoding="utf-8")
+    path.write_text(config_module.dumps(doc), encoding="utf-8")
     # The file is complete: no environment variable may change what the workers read.
     return config_module.load(path, env={})
 

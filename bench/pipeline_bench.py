@@ -653,8 +653,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
         # Same figures, new text (e.g. after editing bench/findings.md): no measuring.
-        with (Path(args.out) / args.render / "report.pickle").open("rb") as handle:
+        run_dir = Path(args.out) / args.render
+        with (run_dir / "report.pickle").open("rb") as handle:
             report = pickle.load(handle)
+        # Summaries of the raw samples follow the current code.
+        report.profiles = [profiles.parse(run_dir / f"profile-{p.name.split()[0]}.txt",
+                                          p.name, p.seconds, p.rate) for p in report.profiles]
         print(console(report))
         write_doc(report, Path(args.doc))
         return 0

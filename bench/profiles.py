@@ -127,7 +127,8 @@ def parse(path: Path, name: str, seconds: float, rate: int) -> Profile:
             if any(f.startswith(prefixes) for f in files):
                 profile.components[label] += count
         for label, names in FUNCTION_COMPONENTS:
-            if funcs.intersection(names):
+            # nested functions are named "outer.<locals>.inner"
+            if any(f == n or f.endswith("." + n) for f in funcs for n in names):
                 profile.components[label] += count
         for label, prefixes in LEAF_COMPONENTS:
             if file.startswith(prefixes):

@@ -312,6 +312,7 @@ def console(report: RunReport) -> str:
 
 def plot_latency(report: RunReport, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -327,8 +328,12 @@ def plot_latency(report: RunReport, path: Path) -> None:
             left.axvspan(rate - 4, rate + 4, color="tab:red", alpha=0.12, lw=0)
     left.axhline(report.targets.p99_ms, color="grey", ls="--", lw=1,
                  label=f"target p99 {report.targets.p99_ms:g} ms")
-    left.axvline(report.targets.rate / 2, color="grey", ls=":", lw=1)
+    left.axvline(report.targets.rate / 2, color="grey", ls=":", lw=1,
+                 label=f"half the target rate ({report.targets.rate / 2:g}/s)")
     left.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    left.yaxis.set_major_formatter(plain)
+    left.yaxis.set_minor_formatter(plain)
     left.set_xlabel("offered load (vehicles/s)")
     left.set_ylabel("latency (ms, log scale)")
     left.set_title("Query → answer latency (red: level not sustained)")
@@ -447,8 +452,9 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         "count (`/health`) moved for 5 s (noted below when it happens).",
         "5. **Records moved**: during each phase the end offsets of every topic of the "
         "deployment are read before and after. *Worker-consumed records* are the records "
-        "appended to the topics the workers consume (query, the global worker's three "
-        "repartition topics and vehicle commands, rehome request and result, device requests): "
+        "appended to the topics the workers consume (registrations and the query, the global "
+        "worker's internal topics: system registrations, query by system, query by device, "
+        "vehicle commands; rehome request and result, device requests): "
         "each is one consume → process → produce step of a worker. Records the workers only "
         "write (answers, lifecycle events, onboarding requests, table changelogs) are counted "
         "separately.",
