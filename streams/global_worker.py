@@ -132,7 +132,9 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
             return
         now = now_ms()
         live = set()
-        for key, entry in list(deadlines.items()):
+        # a comprehension, not list(): list() asks the table for its length first, which walks
+        # every RocksDB key once more
+        for key, entry in [item for item in deadlines.items()]:
             if not entry:
                 continue
             vin = key.decode() if isinstance(key, bytes) else key
