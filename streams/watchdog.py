@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.transport.consumer import Consumer
 
 log = logging.getLogger(__name__)
 CHECK_SECONDS = 5.0
@@ -44,8 +45,30 @@ def stalled_partitions(consumer: Any, highwaters: dict[Any, int]) -> dict[Any, t
     return found
 
 
+_NO_HOLES: set[str] = set()
+_fill_holes = Consumer._add_gap
+
+
+async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+    """Faust treats offsets it did not see as processed ("gaps", meant for compaction and
+    transaction markers). On our non-compacted topics every offset is a record, so a gap means
+    records the consumer skipped: leave the hole, so the commit stops there and the watchdog
+    brings the records back, instead of committing past them."""
+    if tp.topic in _NO_HOLES:
+        log.warning("offsets %d..%d of %s:%d were skipped by the consumer; they stay "
+                    "uncommitted until processed", offset_from, offset_to - 1, tp.topic,
+                    tp.partition)
+        return
+    await _fill_holes(self, tp, offset_from, offset_to)
+
+
+Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+
+
 def install(app: faust.App, sources: set[str]) -> None:
-    """Watch the partitions of ``sources`` (the agents' input topics) on this worker."""
+    """Watch the partitions of ``sources`` (the agents' non-compacted input topics) on this
+    worker, and never let the consumer commit past records of theirs it skipped."""
+    _NO_HOLES.update(sources)
     suspects: dict[Any, tuple[int, int]] = {}
 
     @app.timer(interval=CHECK_SECONDS)
