@@ -212,7 +212,9 @@ start_kafka() {
     echo "$pid" >"$KAFKA_PID"
 
     local waited=0
-    until tail -c +"$((offset + 1))" "$KAFKA_LOG" | grep -q 'Kafka Server started'; do
+    # grep reads from a process substitution, not a pipe: with pipefail, `tail | grep -q` fails
+    # when grep stops early and tail gets SIGPIPE, on a long log (a restart)
+    until grep -q 'Kafka Server started' <(tail -c +"$((offset + 1))" "$KAFKA_LOG"); do
         if ! proc_cmdline "$pid" >/dev/null; then
             tail -n 40 "$KAFKA_LOG" >&2
             rm -f "$KAFKA_PID"
