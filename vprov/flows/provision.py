@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import copy
 from dataclasses import asdict
-from typing import Any
 
 from tables.models import RegionalVehicle, remember, replay
 from vprov import envelope
@@ -197,6 +196,3 @@ def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
         entry["global_identity_deleted"] = True
     return outputs, effects
 
-
-def held_requests(entry: RegionalVehicle | None) -> list[dict[str, Any]]:
-    return list(entry["held"]) if entry else []
