@@ -78,6 +78,17 @@ def is_ready(app: faust.App) -> bool:
     )
 
 
+def input_partitions(app: faust.App) -> int:
+    """How many partitions of input topics (changelogs aside) this worker consumes: across a
+    role's workers they add up to the role's total once a rebalance has settled."""
+    try:
+        assigned = app.consumer.assignment()
+    except Exception:  # the consumer is not started yet
+        return 0
+    changelogs = app.tables.changelog_topics
+    return sum(1 for tp in assigned if tp.topic not in changelogs)
+
+
 def _health_page(app: faust.App, shell: Shell) -> None:
     @app.page("/health")
     async def health(web: faust.web.View, request: faust.web.Request) -> Response:
@@ -85,6 +96,7 @@ def _health_page(app: faust.App, shell: Shell) -> None:
         body = {
             "app": app.conf.id,
             "ready": ready,
+            "input_partitions": input_partitions(app),
             "processed": shell.processed,
             "dead_lettered": shell.dead_lettered,
             "retries": shell.retries,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import faust
 from aiohttp.web import Response
 
@@ -32,4 +33,18 @@ def add_table_view(app: faust.App, table: Any, path: str, param: str, what: str)
         return web.json(public_view(entry))
 
     view.__name__ = f"view_{table.name.replace('-', '_')}"
-    app.page(path)(app.table_route(table=table, match_info=param)(view))
+    routed = app.table_route(table=table, match_info=param)(view)
+
+    async def owner_view(web: faust.web.View, request: faust.web.Request, **kw: Any) -> Response:
+        try:
+            return await routed(web, request, **kw)
+        except aiohttp.ClientError as exc:
+            # The owner Faust last knew left the group, or is restarting: the next rebalance
+            # settles it. 503 tells clients to retry (vprov status and replay do).
+            key = request.match_info[param]
+            return web.json({"error": f"the worker that owns {param} {key} cannot be reached "
+                             f"({exc}); the group is rebalancing, retry in a few seconds",
+                             param: key}, status=503)
+
+    owner_view.__name__ = view.__name__
+    app.page(path)(owner_view)

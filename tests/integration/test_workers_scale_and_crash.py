@@ -17,6 +17,7 @@ from tests.integration.harness import (
     Fleet,
     WorkerProcess,
     isolated_config,
+    wait_until,
 )
 from vprov import config as config_module
 from vprov import fleet
@@ -132,6 +133,17 @@ def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_resta
         for name in ("global", "global2"):
             status, entry = procs[name].get(f"/vehicles/{vehicle.vin}/")
             assert (status, entry["state"]) == (200, "REGIONAL")
+
+    # a peer killed: until the group notices, its keys answer 503 with a reason (clients
+    # retry), never a server error; afterwards the survivor answers for every key
+    procs["global2"].kill()
+    views = [procs["global"].get(f"/vehicles/{v.vin}/") for v in vehicles[:20]]
+    assert {status for status, _ in views} == {200, 503}, views
+    for status, body in views:
+        if status == 503:
+            assert "cannot be reached" in body["error"] and "retry" in body["error"], body
+    wait_until(lambda: all(procs["global"].get(f"/vehicles/{v.vin}/")[0] == 200
+                           for v in vehicles[:20]), timeout=90, what="survivor owns every key")
 
 
 @pytest.fixture

@@ -150,7 +150,16 @@ def restart_after_kill(proc: WorkerProcess) -> float:
     return time.monotonic() - began
 
 
-def wait_healthy(*procs: WorkerProcess, timeout: float = 120) -> None:
-    for proc in procs:
-        wait_until(lambda p=proc: (p.health() or {}).get("ready"), timeout=timeout,
-                   what=f"{proc.name} ready")
+def input_partitions(proc: WorkerProcess) -> int:
+    return (proc.health() or {}).get("input_partitions", 0)
+
+
+def wait_settled(role: list[WorkerProcess], total: int, timeout: float = 180) -> None:
+    """Until every worker of a role is ready and together they consume exactly its ``total``
+    input partitions: the rebalance is over and no partition is left with a gone worker."""
+    def settled() -> bool:
+        views = [p.health() or {} for p in role]
+        return (all(v.get("ready") for v in views)
+                and sum(v.get("input_partitions", 0) for v in views) == total)
+    wait_until(settled, timeout=timeout, interval=0.2,
+               what=f"{', '.join(p.name for p in role)} settled on {total} input partitions")

@@ -11,7 +11,6 @@ import time
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
 
-import pytest
 import redis
 
 from tests.integration.conftest import Flow
@@ -19,10 +18,11 @@ from tests.integration.harness import REDIS_URL, WorkerProcess, wait_until
 from tests.reliability.conftest import (
     Deployment,
     Sizes,
+    input_partitions,
     restart_after_kill,
     stack,
     start_all,
-    wait_healthy,
+    wait_settled,
 )
 from tests.reliability.driver import FleetDriver, Outcome, check_invariants
 from vprov import fleet
@@ -90,32 +90,28 @@ def test_sigkill_workers_at_random_moments(deployment: Deployment, sizes: Sizes)
     assert_clean(dep, check_invariants(flow, driver), glob, na)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: about one run in three, a rebalance while workers join and leave still leaves "
-           "one request unanswered within the run's time (Faust 0.15 drops records around "
-           "rebalances; streams/watchdog.py recovers most, not yet all). Reported as xfail or "
-           "xpass, never as a pass.",
-)
 def test_scale_out_and_back_during_a_run(deployment: Deployment, sizes: Sizes) -> None:
     dep = deployment
     glob, na, flow = up(dep)
+    totals = {"global": input_partitions(glob), "NA": input_partitions(na)}
     vehicles = dep.fleet(sizes.vehicles)
     flow.register(*vehicles)
     extra = 2 if sizes.vehicles >= 1000 else 1  # 1 -> 3 -> 1 in the long run, 1 -> 2 -> 1 quick
     driver = FleetDriver(flow, vehicles, sizes.rate).start()
     when(driver, 0.2)
-    added = [dep.worker("global") for _ in range(extra)]
-    added += [dep.worker("regional", "NA") for _ in range(extra)]
+    added_glob = [dep.worker("global") for _ in range(extra)]
+    added_na = [dep.worker("regional", "NA") for _ in range(extra)]
     began = time.monotonic()
-    start_all(*added)
-    wait_healthy(glob, na, *added)
+    start_all(*added_glob, *added_na)
+    wait_settled([glob, *added_glob], totals["global"])
+    wait_settled([na, *added_na], totals["NA"])
     settle_out = time.monotonic() - began
     when(driver, 0.6)
     began = time.monotonic()
-    for proc in added:
+    for proc in added_glob + added_na:
         proc.stop()
-    wait_healthy(glob, na)
+    wait_settled([glob], totals["global"])
+    wait_settled([na], totals["NA"])
     settle_back = time.monotonic() - began
     driver.wait(FINISH_TIMEOUT)
     dep.figures.update({"workers_per_role_max": 1 + extra,

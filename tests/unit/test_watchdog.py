@@ -15,6 +15,7 @@ P0, P1 = TP("provisioning.device.NA", 0), TP("provisioning.device.NA", 1)
 @dataclass(frozen=True)
 class Msg:
     tp: TP
+    offset: int = -1
     acked: bool = False
 
 
@@ -59,6 +60,19 @@ def test_acknowledged_past_a_hole_is_a_stall() -> None:
     # 9..19 were dropped, 20..45 processed: the commit can never pass offset 9
     consumer = Bookkeeping({P0: 45}, {P0: 9}, {P0: list(range(20, 46))})
     assert stalled_partitions(consumer, {P0: 46}) == {P0: (9, 46)}
+
+
+def test_one_dropped_record_at_the_head_is_a_stall_even_while_the_agent_is_busy() -> None:
+    # offset 9 was dropped, 10.. processed, and traffic keeps the agent busy on partition 1
+    consumer = Bookkeeping({P0: 12}, {P0: 9}, {P0: [10, 11, 12]},
+                           _unacked_messages={Msg(P1, 4)})  # type: ignore[arg-type]
+    assert stalled_partitions(consumer, {P0: 20, P1: 9}) == {P0: (9, 20)}
+
+
+def test_a_head_the_agent_still_holds_is_not_a_stall() -> None:
+    consumer = Bookkeeping({P0: 12}, {P0: 9}, {P0: [10, 11]},
+                           _unacked_messages={Msg(P0, 9)})  # type: ignore[arg-type]
+    assert stalled_partitions(consumer, {P0: 20}) == {}
 
 
 def test_paused_partitions_are_left_alone() -> None:

@@ -1,0 +1,114 @@
+"""Offsets of the input topics are committed only over records that were processed.
+
+Faust 0.15 decides what to commit from the offsets its streams acknowledged, and two of its
+rules let a commit pass a record that was never processed:
+
+- a single missing offset at the head of the acknowledged run is taken for a compacted-away
+  record (``min(acked) - committed > 1`` in ``Consumer._new_offset``; faust-streaming issue
+  #606), and no head is checked at all while the committed offset is unknown or 0;
+- offsets the fetcher jumped over are recorded as "gaps" and committed as if processed.
+
+Both are right for compacted topics, where offsets really are missing. On our non-compacted
+input topics every offset is a record, so a missing one is a record Faust dropped (it does
+around rebalances): committing past it loses a request. For those topics the commit here moves
+only over an unbroken run of acknowledged offsets that starts exactly at the committed offset;
+anything else waits, and ``streams/watchdog.py`` seeks the partition back to the hole.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faust.transport.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+_STRICT: set[str] = set()
+# Where the consumer starts a partition of a strict topic that has no committed offset: the
+# log start offset, looked up when partitions are assigned (Faust keeps None there).
+origins: dict[Any, int] = {}
+
+_faust_new_offset = Consumer._new_offset
+_faust_add_gap = Consumer._add_gap
+_faust_perform_seek = Consumer.perform_seek
+
+
+def committable(acked: list[int], head: int | None) -> tuple[int | None, list[int]]:
+    """The offset to commit for a partition whose next unprocessed offset is ``head``, given
+    its acknowledged offsets, and the offsets that commit covers (to forget them): the commit
+    moves to the end of the unbroken run that starts at ``head``, or nowhere."""
+    if head is None:
+        return None, []
+    acked.sort()
+    stale = 0
+    while stale < len(acked) and acked[stale] < head:
+        stale += 1
+    run_end = head
+    for offset in acked[stale:]:
+        if offset != run_end:
+            break
+        run_end += 1
+    if run_end == head:
+        return None, acked[:stale]
+    return run_end, acked[:stale + run_end - head]
+
+
+def head_of(consumer: Consumer, tp: Any) -> int | None:
+    """The next offset of ``tp`` that must be processed before anything is committed."""
+    committed = consumer._committed_offset.get(tp)
+    return committed if committed is not None else origins.get(tp)
+
+
+def _new_offset(self: Consumer, tp: Any) -> int | None:
+    if tp.topic not in _STRICT:
+        return _faust_new_offset(self, tp)
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    offset, covered = committable(acked, head_of(self, tp))
+    if covered:
+        del acked[:len(covered)]
+        self._acked_index[tp].difference_update(covered)
+    return offset
+
+
+async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+    if tp.topic in _STRICT:
+        log.warning("offsets %d..%d of %s:%d were skipped by the consumer; they stay "
+                    "uncommitted until processed", offset_from, offset_to - 1, tp.topic,
+                    tp.partition)
+        return
+    await _faust_add_gap(self, tp, offset_from, offset_to)
+
+
+async def _perform_seek(self: Consumer) -> None:
+    await _faust_perform_seek(self)
+    await learn_origins(self)
+
+
+async def learn_origins(consumer: Consumer) -> None:
+    """Record the log start offset of the assigned strict partitions that have no committed
+    offset: that is where the consumer starts them, and where their first commit must start."""
+    unknown = [tp for tp in consumer.assignment()
+               if tp.topic in _STRICT and consumer._committed_offset.get(tp) is None]
+    if not unknown:
+        return
+    try:
+        starts = await consumer.earliest_offsets(*unknown)
+    except Exception as exc:  # the watchdog asks again on its next check
+        log.warning("could not read the start offsets of %d partitions: %r", len(unknown), exc)
+        return
+    for tp, start in starts.items():
+        if start is not None:
+            origins[tp] = start
+
+
+Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+
+
+def protect(sources: set[str]) -> None:
+    """Apply the rule above to ``sources``: the agents' non-compacted input topics."""
+    _STRICT.update(sources)

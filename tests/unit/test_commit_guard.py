@@ -1,0 +1,75 @@
+"""The commit rule of streams/commit_guard.py for the non-compacted input topics."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from faust.transport.consumer import Consumer
+from faust.types import TP
+
+from streams import commit_guard
+from streams.commit_guard import committable
+
+STRICT = TP("test.commit-guard.strict", 0)
+COMPACTED = TP("test.commit-guard.compacted", 0)
+
+
+def test_an_unbroken_run_from_the_head_is_committed_to_its_end() -> None:
+    assert committable([12, 10, 11], 10) == (13, [10, 11, 12])
+
+
+def test_the_commit_stops_at_the_first_hole() -> None:
+    assert committable([10, 11, 13, 14], 10) == (12, [10, 11])
+
+
+def test_a_single_missing_record_at_the_head_is_never_committed_past() -> None:
+    # Faust's own rule commits 13 here, losing offset 9 (faust-streaming issue #606)
+    assert committable([10, 11, 12], 9) == (None, [])
+
+
+def test_nothing_is_committed_while_the_head_is_unknown() -> None:
+    assert committable([0, 1, 2], None) == (None, [])
+
+
+def test_offsets_below_the_head_are_forgotten_and_the_run_still_counts() -> None:
+    assert committable([3, 4, 5, 6], 5) == (7, [3, 4, 5, 6])
+    assert committable([3, 4, 7], 5) == (None, [3, 4])
+
+
+class Offsets:
+    """The consumer bookkeeping `_new_offset` reads, without a broker."""
+
+    def __init__(self, committed: dict[TP, Any], acked: dict[TP, list[int]]) -> None:
+        self._committed_offset: dict[TP, Any] = defaultdict(lambda: None, committed)
+        self._acked = defaultdict(list, acked)
+        self._acked_index = defaultdict(set, {tp: set(v) for tp, v in acked.items()})
+        self._gap: dict[TP, Any] = defaultdict(list)
+
+
+def test_a_protected_topic_is_committed_only_from_its_head() -> None:
+    commit_guard.protect({STRICT.topic})
+    consumer = Offsets({STRICT: 9}, {STRICT: [10, 11, 12]})
+    assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
+    consumer._acked[STRICT].append(9)
+    consumer._acked_index[STRICT].add(9)
+    assert Consumer._new_offset(consumer, STRICT) == 13  # type: ignore[arg-type]
+    assert consumer._acked[STRICT] == [] and consumer._acked_index[STRICT] == set()
+
+
+def test_a_never_committed_partition_starts_at_its_log_start() -> None:
+    commit_guard.protect({STRICT.topic})
+    commit_guard.origins[STRICT] = 0
+    try:
+        consumer = Offsets({}, {STRICT: [1, 2]})
+        assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
+        consumer._acked[STRICT].insert(0, 0)
+        assert Consumer._new_offset(consumer, STRICT) == 3  # type: ignore[arg-type]
+    finally:
+        commit_guard.origins.pop(STRICT)
+
+
+def test_other_topics_keep_faust_s_rule_for_compaction_holes() -> None:
+    # compaction removed offset 9: Faust's rule moves on, as it must there
+    consumer = Offsets({COMPACTED: 9}, {COMPACTED: [10, 11]})
+    assert Consumer._new_offset(consumer, COMPACTED) == 12  # type: ignore[arg-type]
