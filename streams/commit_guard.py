@@ -66,11 +66,29 @@ def _new_offset(self: Consumer, tp: Any) -> int | None:
     acked = self._acked[tp]
     if not acked:
         return None
-    offset, covered = committable(acked, head_of(self, tp))
+    head = head_of(self, tp)
+    offset, covered = committable(acked, head)
     if covered:
         del acked[:len(covered)]
         self._acked_index[tp].difference_update(covered)
+    if offset is None and head is not None and acked and acked[0] > head:
+        _report_hole(tp, head, acked[0])
     return offset
+
+
+_reported: set[tuple[Any, int]] = set()
+
+
+def _report_hole(tp: Any, head: int, first_acked: int) -> None:
+    """Once per hole: Faust's own rule would have committed past it when it is one record."""
+    if (tp, head) in _reported:
+        return
+    if len(_reported) > 10_000:
+        _reported.clear()
+    _reported.add((tp, head))
+    log.warning("%s:%d: offsets %d..%d were not processed but later ones were; the commit "
+                "waits at %d until the watchdog brings them back", tp.topic, tp.partition,
+                head, first_acked - 1, head)
 
 
 async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:

@@ -108,6 +108,26 @@ class Deployment:
         return [made.vehicle("NA") for _ in range(count)]
 
 
+# What the workers log when they keep Faust from losing records (streams/commit_guard.py and
+# streams/watchdog.py): figures of the report, so a run shows how often it happened.
+REPAIR_MARKERS = {
+    "skipped_ranges": "were skipped by the consumer",
+    "held_holes": "were not processed but later ones were",
+    "rewinds": "seeking back to",
+}
+
+
+def consumer_repairs(procs: list[WorkerProcess]) -> dict[str, int]:
+    counts = dict.fromkeys(REPAIR_MARKERS, 0)
+    for proc in procs:
+        if not proc.log_path.exists():
+            continue
+        text = proc.log_path.read_text(errors="replace")
+        for name, marker in REPAIR_MARKERS.items():
+            counts[name] += text.count(marker)
+    return counts
+
+
 @pytest.fixture
 def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
                ) -> Iterator[Deployment]:
@@ -127,6 +147,8 @@ def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
         for proc in dep.procs:
             proc.stop()
         bus.close()
+        if dep.figures:
+            dep.figures.update(consumer_repairs(dep.procs))
         if sizes.report and dep.figures:
             with open(sizes.report, "a", encoding="utf-8") as out:
                 out.write(json.dumps({"scenario": request.node.name, **dep.figures}) + "\n")
