@@ -33,6 +33,31 @@ SILENT_REGION = "ZZ"
 REHOME_TIMEOUT_SECONDS = 4
 # Web ports of the workers the tests start: PORT_BASE .. PORT_BASE + 199.
 PORT_BASE = int(os.environ.get("VPROV_TEST_PORT_BASE", "17066"))
+PORT_SPAN = 300  # the reliability suite's workers start at PORT_BASE + 151
+
+
+def ephemeral_ports() -> range:
+    """The range the kernel hands out to outgoing connections: a worker's web port inside it
+    can be taken by chance."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def check_port_base() -> None:
+    ephemeral, ours = ephemeral_ports(), range(PORT_BASE, PORT_BASE + PORT_SPAN)
+    if ours.start < ephemeral.stop and ephemeral.start < ours.stop:
+        raise pytest.UsageError(
+            f"VPROV_TEST_PORT_BASE={PORT_BASE}: the workers' web ports {PORT_BASE}.."
+            f"{PORT_BASE + PORT_SPAN - 1} overlap the ephemeral port range {ephemeral.start}.."
+            f"{ephemeral.stop - 1}, where outgoing connections can take them; pick a base below "
+            f"{ephemeral.start - PORT_SPAN} (the default is 17066)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    check_port_base()
 PORTS = {"global": PORT_BASE, "NA": PORT_BASE + 1, "EU": PORT_BASE + 2}
 
 

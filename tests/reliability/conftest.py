@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import PORT_BASE, Flow
+from tests.integration.conftest import PORT_BASE, Flow, check_port_base
 from tests.integration.harness import (
     BOOTSTRAP,
     REPO,
@@ -33,6 +33,10 @@ from vprov import fleet
 from vprov.admin import ensure_topics
 from vprov.config import Config
 from vprov.topics import Catalogue
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    check_port_base()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
