@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 _STRICT: set[str] = set()
 # Where the consumer starts a partition of a strict topic that has no committed offset: the
-# log start offset, looked up when partitions are assigned (Faust keeps None there).
+# log start offset (streams/app.py sets consumer_auto_offset_reset="earliest"), looked up when
+# partitions are assigned (Faust keeps None there).
 origins: dict[Any, int] = {}
 
 _faust_new_offset = Consumer._new_offset
