@@ -72,6 +72,8 @@ def _new_offset(self: Consumer, tp: Any) -> int | None:
     if covered:
         del acked[:len(covered)]
         self._acked_index[tp].difference_update(covered)
+    if offset is not None:
+        origins.pop(tp, None)  # from now on the committed offset is the head
     if offset is None and head is not None and acked and acked[0] > head:
         _report_hole(tp, head, acked[0])
     return offset
@@ -108,9 +110,17 @@ async def _perform_seek(self: Consumer) -> None:
 
 async def learn_origins(consumer: Consumer) -> None:
     """Record the log start offset of the assigned strict partitions that have no committed
-    offset: that is where the consumer starts them, and where their first commit must start."""
-    unknown = [tp for tp in consumer.assignment()
-               if tp.topic in _STRICT and consumer._committed_offset.get(tp) is None]
+    offset: that is where the consumer starts them, and where their first commit must start.
+    An origin is forgotten once the partition has a committed offset: while a rebalance has
+    cleared Faust's committed offsets, the head is unknown and nothing is committed."""
+    unknown = []
+    for tp in consumer.assignment():
+        if tp.topic not in _STRICT:
+            continue
+        if consumer._committed_offset.get(tp) is None:
+            unknown.append(tp)
+        else:
+            origins.pop(tp, None)
     if not unknown:
         return
     try:

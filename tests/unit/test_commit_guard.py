@@ -60,16 +60,26 @@ def test_a_protected_topic_is_committed_only_from_its_head() -> None:
 def test_a_never_committed_partition_starts_at_its_log_start() -> None:
     commit_guard.protect({STRICT.topic})
     commit_guard.origins[STRICT] = 0
-    try:
-        consumer = Offsets({}, {STRICT: [1, 2]})
-        assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
-        consumer._acked[STRICT].insert(0, 0)
-        assert Consumer._new_offset(consumer, STRICT) == 3  # type: ignore[arg-type]
-    finally:
-        commit_guard.origins.pop(STRICT)
+    consumer = Offsets({}, {STRICT: [1, 2]})
+    assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
+    consumer._acked[STRICT].insert(0, 0)
+    assert Consumer._new_offset(consumer, STRICT) == 3  # type: ignore[arg-type]
 
 
 def test_other_topics_keep_faust_s_rule_for_compaction_holes() -> None:
     # compaction removed offset 9: Faust's rule moves on, as it must there
     consumer = Offsets({COMPACTED: 9}, {COMPACTED: [10, 11]})
     assert Consumer._new_offset(consumer, COMPACTED) == 12  # type: ignore[arg-type]
+
+
+def test_the_origin_is_forgotten_once_the_partition_is_committed() -> None:
+    # later, a rebalance clears Faust's committed offsets: the old origin must not come back
+    # as the head (it would report offsets 0..N as a hole and hold the commit there)
+    commit_guard.protect({STRICT.topic})
+    commit_guard.origins[STRICT] = 0
+    consumer = Offsets({}, {STRICT: [0, 1]})
+    assert Consumer._new_offset(consumer, STRICT) == 2  # type: ignore[arg-type]
+    assert STRICT not in commit_guard.origins
+    consumer._acked[STRICT] = [7]
+    assert commit_guard.head_of(consumer, STRICT) is None  # type: ignore[arg-type]
+    assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
