@@ -1,18 +1,24 @@
 """Offsets of the input topics are committed only over records that were processed.
 
-Faust 0.15 decides what to commit from the offsets its streams acknowledged, and two of its
+Faust 0.15 decides what to commit from the offsets its streams acknowledged, and three of its
 rules let a commit pass a record that was never processed:
 
 - a single missing offset at the head of the acknowledged run is taken for a compacted-away
   record (``min(acked) - committed > 1`` in ``Consumer._new_offset``; faust-streaming issue
   #606), and no head is checked at all while the committed offset is unknown or 0;
-- offsets the fetcher jumped over are recorded as "gaps" and committed as if processed.
+- offsets the fetcher jumped over are recorded as "gaps" and committed as if processed;
+- a stream that reads a record fetched before a rebalance, or while the flow is stopped, skips
+  it and acknowledges it as if it had processed it.
 
-Both are right for compacted topics, where offsets really are missing. On our non-compacted
-input topics every offset is a record, so a missing one is a record Faust dropped (it does
-around rebalances): committing past it loses a request. For those topics the commit here moves
-only over an unbroken run of acknowledged offsets that starts exactly at the committed offset;
-anything else waits, and ``streams/watchdog.py`` seeks the partition back to the hole.
+The first two are right for compacted topics, where offsets really are missing. On our
+non-compacted input topics every offset is a record, so a missing one is a record Faust dropped
+(it does around rebalances and restarts): committing past it loses a request. For those topics:
+
+- the commit moves only over an unbroken run of acknowledged offsets that starts exactly at the
+  committed offset; anything else waits, and ``streams/watchdog.py`` seeks the partition back to
+  the hole;
+- a record acknowledged under an earlier consumer generation, or while the flow is stopped, does
+  not count as processed: it is read again from the committed offset after the rebalance.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import logging
 from typing import Any
 
 from faust.transport.consumer import Consumer
+from faust.types import Message
+from mode.utils.futures import notify
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,7 @@ origins: dict[Any, int] = {}
 _faust_new_offset = Consumer._new_offset
 _faust_add_gap = Consumer._add_gap
 _faust_perform_seek = Consumer.perform_seek
+_faust_ack = Consumer.ack
 
 
 def committable(acked: list[int], head: int | None) -> tuple[int | None, list[int]]:
@@ -103,6 +112,26 @@ async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) ->
     await _faust_add_gap(self, tp, offset_from, offset_to)
 
 
+def acknowledged_elsewhere(consumer: Consumer, message: Message) -> bool:
+    """Whether the stream may be acknowledging ``message`` without having processed it: it
+    was fetched under an earlier consumer generation, or the flow is stopped (a rebalance or a
+    shutdown is under way)."""
+    app = consumer.app
+    fetched_in = message.generation_id
+    return ((fetched_in is not None and fetched_in != app.consumer_generation_id)
+            or not app.flow_control.is_active())
+
+
+def _ack(self: Consumer, message: Message) -> bool:
+    if message.topic not in _STRICT or not acknowledged_elsewhere(self, message):
+        return _faust_ack(self, message)
+    # Settle the message, so nothing waits for it, without counting its offset as processed.
+    message.acked = True
+    self._unacked_messages.discard(message)
+    notify(self._waiting_for_ack)
+    return False
+
+
 async def _perform_seek(self: Consumer) -> None:
     await _faust_perform_seek(self)
     await learn_origins(self)
@@ -136,6 +165,7 @@ async def learn_origins(consumer: Consumer) -> None:
 Consumer._new_offset = _new_offset  # type: ignore[method-assign]
 Consumer._add_gap = _add_gap  # type: ignore[method-assign]
 Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+Consumer.ack = _ack  # type: ignore[method-assign]
 
 
 def protect(sources: set[str]) -> None:

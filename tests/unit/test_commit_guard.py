@@ -83,3 +83,66 @@ def test_the_origin_is_forgotten_once_the_partition_is_committed() -> None:
     consumer._acked[STRICT] = [7]
     assert commit_guard.head_of(consumer, STRICT) is None  # type: ignore[arg-type]
     assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
+
+
+class Flow:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+class App:
+    def __init__(self, generation: int, flowing: bool = True) -> None:
+        self.consumer_generation_id = generation
+        self.flow_control = Flow(flowing)
+
+
+def message(tp: TP, offset: int, generation: int) -> Any:
+    from faust.types import Message
+
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, [], b"k", b"v", None,
+                   generation_id=generation)
+
+
+def test_a_record_fetched_before_the_rebalance_is_not_counted_as_processed() -> None:
+    # Faust's stream skips such a record and acknowledges it: it must stay a hole
+    commit_guard.protect({STRICT.topic})
+    consumer = Offsets({STRICT: 5}, {})
+    consumer.app = App(generation=4)  # type: ignore[attr-defined]
+    consumer._unacked_messages = set()  # type: ignore[attr-defined]
+    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
+    stale = message(STRICT, 5, generation=3)
+    consumer._unacked_messages.add(stale)  # type: ignore[attr-defined]
+    assert Consumer.ack(consumer, stale) is False  # type: ignore[arg-type]
+    assert stale.acked and not consumer._unacked_messages  # type: ignore[attr-defined]
+    assert consumer._acked[STRICT] == []
+
+
+def test_a_record_acknowledged_while_the_flow_is_stopped_is_not_counted() -> None:
+    commit_guard.protect({STRICT.topic})
+    consumer = Offsets({STRICT: 5}, {})
+    consumer.app = App(generation=4, flowing=False)  # type: ignore[attr-defined]
+    consumer._unacked_messages = set()  # type: ignore[attr-defined]
+    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
+    assert Consumer.ack(consumer, message(STRICT, 5, generation=4)) is False  # type: ignore[arg-type]
+    assert consumer._acked[STRICT] == []
+
+
+class Topics:
+    def acks_enabled_for(self, topic: str) -> bool:
+        return True
+
+
+def test_a_record_processed_in_the_current_generation_counts() -> None:
+    commit_guard.protect({STRICT.topic})
+    consumer = Offsets({STRICT: 5}, {})
+    consumer.app = App(generation=4)  # type: ignore[attr-defined]
+    consumer.app.topics = Topics()  # type: ignore[attr-defined]
+    consumer._unacked_messages = set()  # type: ignore[attr-defined]
+    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
+    consumer._n_acked = 0  # type: ignore[attr-defined]
+    assert Consumer.ack(consumer, message(STRICT, 5, generation=4)) is True  # type: ignore[arg-type]
+    assert consumer._acked[STRICT] == [5]
+    assert Consumer._new_offset(consumer, STRICT) == 6  # type: ignore[arg-type]
