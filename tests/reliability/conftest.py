@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ import pytest
 from tests.integration.conftest import PORT_BASE, Flow, check_port_base
 from tests.integration.harness import (
     BOOTSTRAP,
+    REDIS_URL,
     REPO,
     Bus,
     Fleet,
@@ -80,10 +83,35 @@ def sizes(request: pytest.FixtureRequest) -> Sizes:
                  opt("--rel-report"))
 
 
+def _address(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url if "://" in url else f"//{url}")
+    return parsed.hostname or "127.0.0.1", parsed.port or 0
+
+
 def stack(*args: str) -> None:
-    """The project's stack script, on the stack the suite runs against (same environment)."""
+    """The project's stack script, on the stack the suite runs against: its ports are those of
+    KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (VPROV_RUN_DIR and KAFKA_CONTROLLER_PORT come from the
+    environment, as when the stack was started)."""
+    env = {**os.environ, "KAFKA_PORT": str(_address(BOOTSTRAP.split(",")[0])[1]),
+           "REDIS_PORT": str(_address(REDIS_URL)[1])}
     subprocess.run(["bash", str(REPO / "scripts" / "stack.sh"), *args], check=True,
-                   capture_output=True, timeout=180)
+                   capture_output=True, timeout=180, env=env)
+
+
+def listening(url: str) -> bool:
+    try:
+        with socket.create_connection(_address(url), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def assert_down(what: str, url: str) -> None:
+    """A scenario that stops a service must have stopped the one the workers use."""
+    assert not listening(url), (
+        f"{what} at {url} is still up after `scripts/stack.sh stop`: run the suite against the "
+        "stack that script manages, with the same VPROV_RUN_DIR and KAFKA_CONTROLLER_PORT as "
+        "when it was started")
 
 
 @dataclass

@@ -14,10 +14,11 @@ from contextlib import redirect_stderr, redirect_stdout
 import redis
 
 from tests.integration.conftest import Flow
-from tests.integration.harness import REDIS_URL, WorkerProcess, wait_until
+from tests.integration.harness import BOOTSTRAP, REDIS_URL, WorkerProcess, wait_until
 from tests.reliability.conftest import (
     Deployment,
     Sizes,
+    assert_down,
     input_partitions,
     restart_after_kill,
     stack,
@@ -130,6 +131,7 @@ def test_broker_restart_in_the_middle_of_a_run(deployment: Deployment, sizes: Si
     when(driver, 0.3)
     began = time.monotonic()
     stack("stop", "kafka")
+    assert_down("the broker", BOOTSTRAP)
     time.sleep(3)
     stack("up")
     dep.figures["broker_down_seconds"] = round(time.monotonic() - began, 1)
@@ -148,6 +150,7 @@ def test_redis_outage_of_ten_seconds(deployment: Deployment, sizes: Sizes) -> No
     driver = FleetDriver(flow, vehicles, sizes.rate).start()
     when(driver, 0.3)
     stack("stop", "redis")
+    assert_down("Redis", REDIS_URL)
     time.sleep(10)
     stack("up")
     driver.wait(FINISH_TIMEOUT)
