@@ -28,6 +28,7 @@ from typing import Any
 
 from faust.transport.consumer import Consumer
 from faust.types import Message
+from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,11 @@ def acknowledged_elsewhere(consumer: Consumer, message: Message) -> bool:
 def _ack(self: Consumer, message: Message) -> bool:
     if message.topic not in _STRICT or not acknowledged_elsewhere(self, message):
         return _faust_ack(self, message)
-    # Settle the message, so nothing waits for it, without counting its offset as processed.
-    message.acked = True
-    self._unacked_messages.discard(message)
+    # Settle the message, so nothing waits for it, without counting its offset as processed
+    # (under Faust's ack lock, as its own acknowledgement is).
+    with ack_lock:
+        message.acked = True
+        self._unacked_messages.discard(message)
     notify(self._waiting_for_ack)
     return False
 
