@@ -48,7 +48,8 @@ _faust_ack = Consumer.ack
 def committable(acked: list[int], head: int | None) -> tuple[int | None, list[int]]:
     """The offset to commit for a partition whose next unprocessed offset is ``head``, given
     its acknowledged offsets, and the offsets that commit covers (to forget them): the commit
-    moves to the end of the unbroken run that starts at ``head``, or nowhere."""
+    moves to the end of the unbroken run that starts at ``head``, or nowhere. ``acked`` is
+    sorted in place, so the covered offsets are its first ones."""
     if head is None:
         return None, []
     acked.sort()

@@ -122,41 +122,42 @@ def test_scale_out_and_back_during_a_run(deployment: Deployment, sizes: Sizes) -
     assert_clean(dep, check_invariants(flow, driver), glob, na)
 
 
-def test_broker_restart_in_the_middle_of_a_run(deployment: Deployment, sizes: Sizes) -> None:
-    dep = deployment
+def through_outage(
+    dep: Deployment, sizes: Sizes, service: str, url: str, down_for: float,
+) -> tuple[WorkerProcess, WorkerProcess, FleetDriver, list[fleet.SimVehicle], float]:
+    """A fleet in flight; at 30% of it the stack's ``service`` stops for ``down_for`` seconds
+    and starts again; the run goes on to its end. Returns the workers, the driver, the fleet and
+    the seconds from the stop until the service was up again."""
     glob, na, flow = up(dep)
     vehicles = dep.fleet(sizes.vehicles)
     flow.register(*vehicles)
     driver = FleetDriver(flow, vehicles, sizes.rate).start()
     when(driver, 0.3)
     began = time.monotonic()
-    stack("stop", "kafka")
-    assert_down("the broker", BOOTSTRAP)
-    time.sleep(3)
+    stack("stop", service)
+    assert_down(service, url)
+    time.sleep(down_for)
     stack("up")
-    dep.figures["broker_down_seconds"] = round(time.monotonic() - began, 1)
+    down_seconds = time.monotonic() - began
     driver.wait(FINISH_TIMEOUT)
+    dep.figures["run_seconds"] = round(driver.seconds, 1)
+    return glob, na, driver, vehicles, down_seconds
+
+
+def test_broker_restart_in_the_middle_of_a_run(deployment: Deployment, sizes: Sizes) -> None:
+    dep = deployment
+    glob, na, driver, _, down_seconds = through_outage(dep, sizes, "kafka", BOOTSTRAP, 3)
+    dep.figures["broker_down_seconds"] = round(down_seconds, 1)
     assert glob.proc and glob.proc.poll() is None, glob.log_tail()
     assert na.proc and na.proc.poll() is None, na.log_tail()
-    dep.figures["run_seconds"] = round(driver.seconds, 1)
-    assert_clean(dep, check_invariants(flow, driver), glob, na)
+    assert_clean(dep, check_invariants(driver.flow, driver), glob, na)
 
 
 def test_redis_outage_of_ten_seconds(deployment: Deployment, sizes: Sizes) -> None:
     dep = deployment
-    glob, na, flow = up(dep)
-    vehicles = dep.fleet(sizes.vehicles)
-    flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, sizes.rate).start()
-    when(driver, 0.3)
-    stack("stop", "redis")
-    assert_down("Redis", REDIS_URL)
-    time.sleep(10)
-    stack("up")
-    driver.wait(FINISH_TIMEOUT)
+    glob, na, driver, vehicles, _ = through_outage(dep, sizes, "redis", REDIS_URL, 10)
     dep.figures["redis_down_seconds"] = 10
-    dep.figures["run_seconds"] = round(driver.seconds, 1)
-    assert_clean(dep, check_invariants(flow, driver), glob, na)
+    assert_clean(dep, check_invariants(driver.flow, driver), glob, na)
     # no vehicle half-provisioned: regional identity there, global identity of the primary gone
     client = redis.Redis.from_url(REDIS_URL)
     for vehicle in vehicles:
