@@ -99,6 +99,7 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "input_partitions": input_partitions(app),
             "processed": shell.processed,
             "dead_lettered": shell.dead_lettered,
+            "forwarded": shell.forwarded,
             "retries": shell.retries,
         }
         return web.json(body, status=200 if ready else 503)

@@ -59,8 +59,14 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     deadlines = shell.table("rehome-deadlines")  # VIN -> {request_id, deadline_ms}
     store = VehicleStore(vehicles, deadlines)
 
+    routes = cat.ingress_routes()
+
     def agent(topic: str, step: Any) -> None:
-        shell.agent(topic, step, name=f"vprov.global.{step.__name__}")
+        name = f"vprov.global.{step.__name__}"
+        if topic in routes:
+            shell.ingress_agent(topic, routes[topic], step, name=name)
+        else:
+            shell.agent(topic, step, name=name)
 
     def ingest_registration(event: faust.EventT) -> Step:
         device_id = key_text(event)
@@ -108,7 +114,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     # The compacted registration topics are left out: compaction leaves holes in their offsets,
     # which the watchdog would take for a stall.
     watchdog.install(app, {cat.query, cat.query_by_system, cat.query_by_device,
-                           cat.vehicle_commands, cat.rehome_result})
+                           cat.vehicle_commands, cat.rehome_result, *routes.values()})
     agent(cat.registrations, ingest_registration)
     agent(cat.system_registrations, index_system)
     agent(cat.query, query_intake)

@@ -21,8 +21,14 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     cat = shell.catalogue
     vehicles = shell.table(regional_table(region))  # VIN -> RegionalVehicle
 
+    routes = cat.ingress_routes(region)
+
     def agent(topic: str, step: Any) -> None:
-        shell.agent(topic, step, name=f"vprov.regional.{region}.{step.__name__}")
+        name = f"vprov.regional.{region}.{step.__name__}"
+        if topic in routes:
+            shell.ingress_agent(topic, routes[topic], step, name=name)
+        else:
+            shell.agent(topic, step, name=name)
 
     def register_vehicle(event: faust.EventT) -> Step:
         vin = key_text(event)
@@ -38,7 +44,7 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
                                     region, shell.context(event))
         return decision, vehicles, vin
 
-    watchdog.install(app, {cat.rehome(region), cat.device(region)})
+    watchdog.install(app, {cat.rehome(region), cat.device(region), *routes.values()})
     agent(cat.rehome(region), register_vehicle)
     agent(cat.device(region), provision_device)
     add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", f"vehicle in region {region}")

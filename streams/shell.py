@@ -27,6 +27,7 @@ from vprov.codes import ErrorCode
 from vprov.flows.common import Context, Source, dead_letter
 from vprov.identity import IdentityRegistry, apply_effect
 from vprov.outputs import DELETE, KEEP, Decision, Output
+from vprov.partitioning import ORIGIN_HEADER, origin_value, owner, parse_origin
 from vprov.topics import Catalogue
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,13 @@ def header_value(headers: Any, name: str) -> str | None:
     return None
 
 
+def _header_items(headers: Any) -> list[tuple[str, bytes]]:
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(k, v if isinstance(v, bytes) or v is None else str(v).encode()) for k, v in items]
+
+
 def encode_internal(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
@@ -102,6 +110,9 @@ class Shell:
         self.processed = 0
         self.dead_lettered = 0
         self.retries = 0
+        self.forwarded = 0
+        # the ingress' rerouted topics: their records carry their origin in a header
+        self._rerouted: set[str] = set()
 
     def topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
@@ -117,11 +128,18 @@ class Shell:
         return Context(config=self.config, topics=self.catalogue, now_ms=record_time_ms(event))
 
     def source(self, event: faust.EventT) -> Source:
+        """Where the record came from. A record forwarded by the ingress names the record the
+        producer sent, so its answer and dead-letter ids are the ones it would have had."""
         message = event.message
+        topic, partition, offset = message.topic, message.partition, message.offset
+        if topic in self._rerouted:
+            origin = parse_origin(header_value(message.headers, ORIGIN_HEADER))
+            if origin is not None:
+                topic, partition, offset = origin
         return Source(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             key=message.key,
             authenticated=header_value(message.headers, self.config.authenticated_header),
         )
@@ -149,6 +167,41 @@ class Shell:
                 await self.process(event, lambda event=event: step(event))
 
         self.app.agent(self.topic(topic), name=name)(consume)
+
+    def ingress_agent(self, topic: str, rerouted: str, step: Callable[[faust.EventT], Step],
+                      name: str) -> None:
+        """Agents for an external input topic whose producers may partition keys their own way
+        (SPEC.md 3.7). A record on the partition that owns its key (murmur2, like the tables)
+        is processed where it is; another is forwarded once to ``rerouted``, keyed the same, and
+        processed there by the worker that owns the key's table partition. A record without a
+        key has no state to find: it is processed where it is (and answered by its flow)."""
+        partitions = self.config.partitions
+        self._rerouted.add(rerouted)
+
+        async def consume(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                message = event.message
+                if message.key is not None and owner(message.key, partitions) != \
+                        message.partition:
+                    await self._retrying(self.source(event).ref,
+                                         lambda event=event: self._forward(event, rerouted))
+                    self.forwarded += 1
+                    continue
+                await self.process(event, lambda event=event: step(event))
+
+        self.app.agent(self.topic(topic), name=name)(consume)
+        self.agent(rerouted, step, name=f"{name}.rerouted")
+
+    async def _forward(self, event: faust.EventT, rerouted: str) -> None:
+        message = event.message
+        headers = [(k, v) for k, v in _header_items(message.headers) if k != ORIGIN_HEADER]
+        headers.append((ORIGIN_HEADER,
+                        origin_value(message.topic, message.partition, message.offset)))
+        # The record keeps its timestamp: decisions take their time from it (``context``), so
+        # the answer is the same, byte for byte, on either path. (+0.5 ms: Faust truncates.)
+        timestamp = (record_time_ms(event) + 0.5) / 1000
+        await self.topic(rerouted).send(key=message.key, value=message.value,
+                                        timestamp=timestamp, headers=headers)
 
     async def process(self, event: faust.EventT, step: Callable[[], Step]) -> None:
         """Decide on one input and carry the decision out."""

@@ -106,6 +106,17 @@ class Catalogue:
     def vehicle_commands(self) -> str:
         return f"{self.global_app_id}.vehicle-commands"
 
+    # Ingress (SPEC.md 3.7): an external input topic that feeds a table, and the internal topic
+    # that carries its misrouted records to the partition owning their key.
+    def ingress_routes(self, region: str | None = None) -> dict[str, str]:
+        """For the global worker (``region`` None) or a region's worker: external input topic
+        -> its rerouted topic."""
+        if region is None:
+            app = self.global_app_id
+            return {self.query: f"{app}.rerouted.query",
+                    self.registrations: f"{app}.rerouted.registrations"}
+        return {self.device(region): f"{self.regional_app_id(region)}.rerouted.device"}
+
     def _spec(self, name: str, *, compacted: bool = False, internal: bool = False) -> TopicSpec:
         return TopicSpec(
             name=name,
@@ -134,12 +145,18 @@ class Catalogue:
         return specs
 
     def internal(self) -> list[TopicSpec]:
-        return [
+        specs = [
             self._spec(self.system_registrations, compacted=True, internal=True),
             self._spec(self.query_by_system, internal=True),
             self._spec(self.query_by_device, internal=True),
             self._spec(self.vehicle_commands, internal=True),
         ]
+        # Rerouted topics are not compacted: each record is a request to process once, and
+        # the commit guard holds their offsets like those of any request topic.
+        rerouted = list(self.ingress_routes().values())
+        for region in self._config.regions:
+            rerouted += self.ingress_routes(region).values()
+        return specs + [self._spec(name, internal=True) for name in rerouted]
 
     def changelogs(self) -> list[TopicSpec]:
         names = [changelog_topic(self.global_app_id, t) for t in GLOBAL_TABLES]
