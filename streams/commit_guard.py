@@ -19,6 +19,14 @@ non-compacted input topics every offset is a record, so a missing one is a recor
   the hole;
 - a record acknowledged under an earlier consumer generation, or while the flow is stopped, does
   not count as processed: it is read again from the committed offset after the rebalance.
+
+The compacted input topics (the registration index) get the same rule, with the one difference
+compaction needs: offsets that do not exist count as processed. Offsets the fetcher jumped over
+between two records it read are such offsets (Faust records them as gaps). A hole at the head
+(after a seek, or in a partition never committed) is not told apart by the fetcher: the
+watchdog asks the broker where the next record at or after the head is (``mark_absent``), and
+either the offsets before it are gone, or the head is a record that was dropped and is read
+again. So a record dropped in a rebalance is never committed past on these topics either.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from mode.utils.futures import notify
 log = logging.getLogger(__name__)
 
 _STRICT: set[str] = set()
+# Compacted topics under the same rule, where the fetcher's gaps count as processed.
+_COMPACTED: set[str] = set()
 # Where the consumer starts a partition of a strict topic that has no committed offset: the
 # log start offset (streams/app.py sets consumer_auto_offset_reset="earliest"), looked up when
 # partitions are assigned (Faust keeps None there).
@@ -72,10 +82,37 @@ def head_of(consumer: Consumer, tp: Any) -> int | None:
     return committed if committed is not None else origins.get(tp)
 
 
+def guarded(topic: str) -> bool:
+    return topic in _STRICT or topic in _COMPACTED
+
+
+def _absorb_gaps(consumer: Consumer, tp: Any) -> None:
+    """Count the offsets the fetcher jumped over as processed: on a compacted topic they were
+    compacted away."""
+    gaps = consumer._gap.get(tp)
+    if not gaps:
+        return
+    # Faust's gap interval for a jump from offset r to offset n is [r + 1, n + 1): it ends with
+    # the record that was read, which is processed (or not) like any other.
+    absent = [o for interval in gaps for o in range(interval.begin, interval.end - 1)]
+    gaps.clear()
+    add_processed(consumer, tp, absent)
+
+
+def add_processed(consumer: Consumer, tp: Any, offsets: list[int] | range) -> None:
+    """Count ``offsets`` as processed (offsets known not to exist)."""
+    index = consumer._acked_index[tp]
+    fresh = [o for o in offsets if o not in index]
+    consumer._acked[tp].extend(fresh)
+    index.update(fresh)
+
+
 def _new_offset(self: Consumer, tp: Any) -> int | None:
-    if tp.topic not in _STRICT:
+    if not guarded(tp.topic):
         return _faust_new_offset(self, tp)
     acked = self._acked[tp]
+    if tp.topic in _COMPACTED:
+        _absorb_gaps(self, tp)
     if not acked:
         return None
     head = head_of(self, tp)
@@ -106,6 +143,7 @@ def _report_hole(tp: Any, head: int, first_acked: int) -> None:
 
 
 async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+    # On a compacted topic Faust's gap bookkeeping is right: _new_offset absorbs it.
     if tp.topic in _STRICT:
         log.warning("offsets %d..%d of %s:%d were skipped by the consumer; they stay "
                     "uncommitted until processed", offset_from, offset_to - 1, tp.topic,
@@ -125,7 +163,7 @@ def acknowledged_elsewhere(consumer: Consumer, message: Message) -> bool:
 
 
 def _ack(self: Consumer, message: Message) -> bool:
-    if message.topic not in _STRICT or not acknowledged_elsewhere(self, message):
+    if not guarded(message.topic) or not acknowledged_elsewhere(self, message):
         return _faust_ack(self, message)
     # Settle the message, so nothing waits for it, without counting its offset as processed
     # (under Faust's ack lock, as its own acknowledgement is).
@@ -148,7 +186,7 @@ async def learn_origins(consumer: Consumer) -> None:
     cleared Faust's committed offsets, the head is unknown and nothing is committed."""
     unknown = []
     for tp in consumer.assignment():
-        if tp.topic not in _STRICT:
+        if not guarded(tp.topic):
             continue
         if consumer._committed_offset.get(tp) is None:
             unknown.append(tp)
@@ -172,6 +210,12 @@ Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
 Consumer.ack = _ack  # type: ignore[method-assign]
 
 
-def protect(sources: set[str]) -> None:
-    """Apply the rule above to ``sources``: the agents' non-compacted input topics."""
+def protect(sources: set[str], compacted: set[str] | frozenset[str] = frozenset()) -> None:
+    """Apply the rule above to ``sources`` (the agents' non-compacted input topics) and to
+    ``compacted`` (their compacted input topics)."""
     _STRICT.update(sources)
+    _COMPACTED.update(compacted)
+
+
+def is_compacted(topic: str) -> bool:
+    return topic in _COMPACTED

@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from streams import watchdog
+from streams.offset_probe import OffsetProbe
 from streams.shell import (
     Shell,
     Step,
@@ -111,10 +112,12 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
                                     topic=event.message.topic)
         return query.rehome_result(result, store.get(vin), shell.context(event)), store, vin
 
-    # The compacted registration topics are left out: compaction leaves holes in their offsets,
-    # which the watchdog would take for a stall.
+    # The compacted registration topics are guarded too: the index must never lose a record;
+    # the probe tells their compaction holes from dropped records.
     watchdog.install(app, {cat.query, cat.query_by_system, cat.query_by_device,
-                           cat.vehicle_commands, cat.rehome_result, *routes.values()})
+                           cat.vehicle_commands, cat.rehome_result, *routes.values()},
+                     compacted={cat.registrations, cat.system_registrations},
+                     probe=OffsetProbe(shell.config.bootstrap_servers))
     agent(cat.registrations, ingest_registration)
     agent(cat.system_registrations, index_system)
     agent(cat.query, query_intake)

@@ -23,6 +23,7 @@ from typing import Any
 import faust
 
 from streams import commit_guard
+from streams.offset_probe import OffsetProbe, absent_before
 
 log = logging.getLogger(__name__)
 CHECK_SECONDS = 5.0
@@ -53,10 +54,16 @@ def stalled_partitions(consumer: Any, highwaters: dict[Any, int]) -> dict[Any, t
     return found
 
 
-def install(app: faust.App, sources: set[str]) -> None:
-    """Watch the partitions of ``sources`` (the agents' non-compacted input topics) on this
-    worker, and never let the consumer commit past records of theirs it skipped."""
-    commit_guard.protect(sources)
+def install(app: faust.App, sources: set[str], compacted: set[str] | None = None,
+            probe: OffsetProbe | None = None) -> None:
+    """Watch the partitions of ``sources`` (the agents' non-compacted input topics) and of
+    ``compacted`` (their compacted ones, which need ``probe``) on this worker, and never let
+    the consumer commit past records of theirs it skipped."""
+    compacted = compacted or set()
+    if compacted and probe is None:
+        raise ValueError("watching compacted topics needs an OffsetProbe")
+    commit_guard.protect(sources, compacted)
+    watched = sources | compacted
     suspects: dict[Any, int] = {}
 
     @app.timer(interval=CHECK_SECONDS)
@@ -65,14 +72,23 @@ def install(app: faust.App, sources: set[str]) -> None:
             suspects.clear()
             return
         consumer = app.consumer
-        mine = [tp for tp in consumer.assignment() if tp.topic in sources]
+        mine = [tp for tp in consumer.assignment() if tp.topic in watched]
         if not mine:
             return
         if any(commit_guard.head_of(consumer, tp) is None for tp in mine):
             await commit_guard.learn_origins(consumer)
         highwaters = dict(await consumer.highwaters(*mine))
         now = stalled_partitions(consumer, highwaters)
-        for tp, (head, end) in now.items():
+        for tp, (head, end) in list(now.items()):
+            if tp.topic in compacted:
+                assert probe is not None
+                found = await probe.next_offset_async(tp.topic, tp.partition, head)
+                absent = absent_before(head, found, end)
+                if absent is not None:
+                    # compacted away, not dropped: nothing to read again
+                    commit_guard.add_processed(consumer, tp, absent)
+                    del now[tp]
+                    continue
             # the head did not move in a whole check interval although it has to
             if suspects.get(tp) == head:
                 log.warning("partition %s:%d stopped at offset %d although it holds records "

@@ -10,6 +10,7 @@ from faust.types import TP
 
 from streams import commit_guard
 from streams.commit_guard import committable
+from streams.offset_probe import END, UNKNOWN, absent_before
 
 STRICT = TP("test.commit-guard.strict", 0)
 COMPACTED = TP("test.commit-guard.compacted", 0)
@@ -146,3 +147,60 @@ def test_a_record_processed_in_the_current_generation_counts() -> None:
     assert Consumer.ack(consumer, message(STRICT, 5, generation=4)) is True  # type: ignore[arg-type]
     assert consumer._acked[STRICT] == [5]
     assert Consumer._new_offset(consumer, STRICT) == 6  # type: ignore[arg-type]
+
+
+# --- compacted topics (the registration index) -------------------------------------------------
+
+INDEX = TP("test.commit-guard.index", 0)
+
+
+def gaps(*spans: tuple[int, int]) -> Any:
+    from intervaltree import IntervalTree
+
+    return IntervalTree.from_tuples(spans)
+
+
+def test_on_a_compacted_topic_offsets_the_fetcher_jumped_over_count_as_processed() -> None:
+    # read 10, then 14 (11..13 compacted away): Faust records the gap [11, 15), which ends
+    # with the record 14 itself; 14 counts only once it is acknowledged
+    commit_guard.protect(set(), {INDEX.topic})
+    consumer = Offsets({INDEX: 10}, {INDEX: [10]})
+    consumer._gap[INDEX] = gaps((11, 15))
+    assert Consumer._new_offset(consumer, INDEX) == 14  # type: ignore[arg-type]
+    consumer._committed_offset[INDEX] = 14  # as Faust records a successful commit
+    assert Consumer._new_offset(consumer, INDEX) is None  # type: ignore[arg-type]
+    consumer._acked[INDEX].append(14)
+    consumer._acked_index[INDEX].add(14)
+    assert Consumer._new_offset(consumer, INDEX) == 15  # type: ignore[arg-type]
+
+
+def test_on_a_compacted_topic_a_hole_at_the_head_is_held_until_the_broker_says() -> None:
+    # Faust's rule would commit 13 here whether offset 9 was compacted away or dropped
+    commit_guard.protect(set(), {INDEX.topic})
+    consumer = Offsets({INDEX: 9}, {INDEX: [10, 11, 12]})
+    assert Consumer._new_offset(consumer, INDEX) is None  # type: ignore[arg-type]
+    # the broker's next record at or after 9 is 10: offset 9 is gone
+    absent = absent_before(9, 10, end=13)
+    assert absent == range(9, 10)
+    commit_guard.add_processed(consumer, INDEX, absent)  # type: ignore[arg-type]
+    assert Consumer._new_offset(consumer, INDEX) == 13  # type: ignore[arg-type]
+
+
+def test_a_record_at_the_head_is_a_drop_not_a_compaction_hole() -> None:
+    assert absent_before(9, 9, end=13) is None
+    assert absent_before(9, UNKNOWN, end=13) is None
+
+
+def test_no_record_left_after_the_head_means_the_rest_was_compacted_away() -> None:
+    assert absent_before(9, END, end=13) == range(9, 13)
+
+
+def test_on_a_compacted_topic_a_stale_acknowledgement_is_not_counted_either() -> None:
+    commit_guard.protect(set(), {INDEX.topic})
+    consumer = Offsets({INDEX: 5}, {})
+    consumer.app = App(generation=4)  # type: ignore[attr-defined]
+    consumer._unacked_messages = set()  # type: ignore[attr-defined]
+    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
+    stale = message(INDEX, 5, generation=3)
+    assert Consumer.ack(consumer, stale) is False  # type: ignore[arg-type]
+    assert consumer._acked[INDEX] == []
