@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from vprov.topics import TopicSpec
 
@@ -12,22 +16,186 @@ class BrokerUnavailable(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class ObservedTopic:
+    """What the broker says about an existing topic."""
+
+    partitions: int
+    cleanup_policy: str  # as Kafka reports it: "delete", "compact" or "compact,delete"
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in (p.strip() for p in self.cleanup_policy.split(","))
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    spec: TopicSpec
+    found: ObservedTopic
+
+    @property
+    def partitions_differ(self) -> bool:
+        return self.found.partitions != self.spec.partitions
+
+    @property
+    def compaction_differs(self) -> bool:
+        return self.found.compacted != self.spec.compacted
+
+
+class TopicMismatch(RuntimeError):
+    """Existing topics disagree with the catalogue; the message says which and how to fix."""
+
+    def __init__(self, message: str, mismatches: list[Mismatch]) -> None:
+        super().__init__(message)
+        self.mismatches = mismatches
+
+
+def compare_topics(specs: Iterable[TopicSpec], observed: Mapping[str, ObservedTopic]
+                   ) -> list[Mismatch]:
+    """The existing topics (``observed``, by name) whose partition count or compaction differs
+    from their spec. Topics absent from ``observed`` do not exist yet and cannot disagree."""
+    found = [Mismatch(spec, observed[spec.name]) for spec in specs if spec.name in observed]
+    return [m for m in found if m.partitions_differ or m.compaction_differs]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _policy(compacted: bool) -> str:
+    return "compact" if compacted else "delete"
+
+
+def _recreate_reason(m: Mismatch) -> str | None:
+    """Why only deleting and re-creating the topic fixes it, or None when altering it does."""
+    if m.found.partitions > m.spec.partitions:
+        return "Kafka cannot remove partitions"
+    if m.partitions_differ and m.spec.compacted:
+        # A compacted topic is state read by key: added partitions would strand its keys.
+        return "it holds state, and adding partitions would move its keys"
+    if m.compaction_differs and not m.spec.compacted:
+        return ("changing cleanup.policy may not be enough, as records compaction already "
+                "removed would look lost to the offset guard")
+    return None
+
+
+def _fix(m: Mismatch, bootstrap_servers: str) -> str:
+    name, expected = m.spec.name, m.spec.partitions
+    recreate = (f"delete it with `kafka-topics.sh --bootstrap-server {bootstrap_servers} "
+                f"--delete --topic {name}` and re-create it with `vprov topics create`")
+    reason = _recreate_reason(m)
+    if reason:
+        return f"{reason}: {recreate}"
+    if m.partitions_differ:  # fewer partitions on a topic that holds no state
+        return (f"`kafka-topics.sh --bootstrap-server {bootstrap_servers} --alter --topic {name} "
+                f"--partitions {expected}` (adding partitions moves keys: records already in it "
+                f"stay on their old partition), or {recreate}")
+    return (f"`kafka-configs.sh --bootstrap-server {bootstrap_servers} --alter --entity-type "
+            f"topics --entity-name {name} --add-config cleanup.policy=compact`")
+
+
+def mismatch_message(mismatches: list[Mismatch], observed: Mapping[str, ObservedTopic],
+                     bootstrap_servers: str) -> str:
+    """What was found and expected of each mismatched topic, and how to fix it. ``observed`` is
+    every existing topic of the deployment, to tell whether setting the configured partition
+    count to theirs is a fix too."""
+    expected = mismatches[0].spec.partitions
+    verb = "does" if len(mismatches) == 1 else "do"
+    lines = [f"{_plural(len(mismatches), 'topic')} of this deployment {verb} not match its "
+             "configuration. Faust co-partitions every topic, so each table lookup needs all of "
+             f"them to have kafka.partitions = {expected} partitions, and cleanup.policy=compact "
+             "on the compacted ones only:"]
+    for m in mismatches:
+        found, wanted = [], []
+        if m.partitions_differ:
+            found.append(_plural(m.found.partitions, "partition"))
+            wanted.append(_plural(m.spec.partitions, "partition"))
+        if m.compaction_differs:
+            found.append(f"cleanup.policy={m.found.cleanup_policy}")
+            wanted.append(f"cleanup.policy={_policy(m.spec.compacted)}")
+        lines.append(f"  {m.spec.name}: found {' and '.join(found)}, "
+                     f"expected {' and '.join(wanted)}")
+        lines.append(f"    fix: {_fix(m, bootstrap_servers)}")
+    counts = {t.partitions for t in observed.values()}
+    if any(m.partitions_differ for m in mismatches) and len(counts) == 1:
+        (count,) = counts
+        lines.append(f"Or keep the topics: all {_plural(len(observed), 'existing topic')} of "
+                     f"this deployment have {count} partitions, so setting kafka.partitions = "
+                     f"{count} (or VPROV_PARTITIONS={count}) matches their partition counts.")
+    if any(m.spec.compacted and _recreate_reason(m) for m in mismatches):
+        lines.append("Deleting a compacted topic deletes the state it holds: stop the workers "
+                     "first, clear their --data-dir, and publish the registrations again with "
+                     "`vprov register` once the topics are re-created.")
+    return "\n".join(lines)
+
+
 def admin_client(bootstrap_servers: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000})
 
 
-def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout: float = 30.0
-                  ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names it created. Idempotent."""
-    admin = admin_client(bootstrap_servers)
+def _list_topics(admin: AdminClient, bootstrap_servers: str, timeout: float
+                 ) -> dict[str, int]:
+    """Partition count of every topic on the broker (0 while a new topic has no metadata)."""
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
+        metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise BrokerUnavailable(
             f"cannot reach Kafka at {bootstrap_servers} ({exc}); start it with `make up` or "
             "set KAFKA_BOOTSTRAP_SERVERS"
         ) from None
-    missing = [s for s in specs if s.name not in existing]
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def _observe(admin: AdminClient, partitions: Mapping[str, int], names: Iterable[str],
+             timeout: float) -> dict[str, ObservedTopic]:
+    """Partition count and cleanup.policy of those ``names`` that exist."""
+    wanted = sorted({n for n in names if partitions.get(n)})  # the broker refuses repeats
+    if not wanted:
+        return {}
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in wanted],
+                                     request_timeout=timeout)
+    observed = {}
+    for resource, future in futures.items():
+        try:
+            entries = future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue  # deleted since it was listed
+            raise
+        observed[resource.name] = ObservedTopic(partitions[resource.name],
+                                                entries["cleanup.policy"].value or "")
+    return observed
+
+
+def check_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout: float = 30.0
+                 ) -> list[Mismatch]:
+    """The existing topics of ``specs`` that disagree with them (nothing is changed)."""
+    admin = admin_client(bootstrap_servers)
+    partitions = _list_topics(admin, bootstrap_servers, timeout)
+    return compare_topics(specs, _observe(admin, partitions, (s.name for s in specs), timeout))
+
+
+def _raise_on_mismatch(specs: list[TopicSpec], observed: dict[str, ObservedTopic],
+                       bootstrap_servers: str) -> None:
+    mismatches = compare_topics(specs, observed)
+    if mismatches:
+        raise TopicMismatch(mismatch_message(mismatches, observed, bootstrap_servers), mismatches)
+
+
+def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout: float = 30.0,
+                  check: bool = True) -> list[str]:
+    """Create the topics that do not exist yet; returns the names it created. Idempotent.
+
+    With ``check``, existing topics whose partition count or compaction differs from their spec
+    raise ``TopicMismatch`` — before anything is created, so that matching the configuration to
+    the existing topics remains a fix."""
+    admin = admin_client(bootstrap_servers)
+    partitions = _list_topics(admin, bootstrap_servers, timeout)
+    names = [s.name for s in specs]
+    if check:
+        _raise_on_mismatch(specs, _observe(admin, partitions, names, timeout),
+                           bootstrap_servers)
+    missing = [s for s in specs if s.name not in partitions]
     if not missing:
         return []
     futures = admin.create_topics(
@@ -36,6 +204,7 @@ def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout: float
         operation_timeout=timeout,
     )
     created = []
+    raced = []
     for name, future in futures.items():
         try:
             future.result()
@@ -43,4 +212,20 @@ def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout: float
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+            raced.append(name)
+    if check and raced:
+        # Someone else created these meanwhile, perhaps with other settings.
+        _raise_on_mismatch(specs, _observe_settled(admin, bootstrap_servers, names, raced,
+                                                   timeout), bootstrap_servers)
     return created
+
+
+def _observe_settled(admin: AdminClient, bootstrap_servers: str, names: list[str],
+                     raced: list[str], timeout: float) -> dict[str, ObservedTopic]:
+    """Observe ``names`` once the metadata of the ``raced`` topics has arrived (or up to 5 s)."""
+    deadline = time.monotonic() + min(timeout, 5.0)
+    while True:
+        partitions = _list_topics(admin, bootstrap_servers, timeout)
+        if all(partitions.get(n) for n in raced) or time.monotonic() >= deadline:
+            return _observe(admin, partitions, names, timeout)
+        time.sleep(0.2)

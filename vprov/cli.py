@@ -20,7 +20,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from streams import global_worker, regional_worker
     from streams.app import WorkerOptions, create_app
-    from vprov.admin import ensure_topics
+    from vprov.admin import TopicMismatch, ensure_topics
     from vprov.topics import Catalogue
 
     config = _load_config(args)
@@ -30,7 +30,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
                   f"{', '.join(config.regions)})", file=sys.stderr)
             return 2
         config.region(args.region)  # fails with the list of regions when unknown
-    ensure_topics(config.bootstrap_servers, Catalogue(config).all())
+    try:
+        ensure_topics(config.bootstrap_servers, Catalogue(config).all())
+    except TopicMismatch as exc:  # Faust would start and look tables up in the wrong partitions
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
     options = WorkerOptions(role=args.role, region=args.region, web_port=args.web_port,
                             web_host=args.web_host, data_dir=Path(args.data_dir))
     app, shell = create_app(config, options)
@@ -43,12 +47,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from vprov.admin import ensure_topics
+    from vprov.admin import TopicMismatch, ensure_topics
     from vprov.topics import Catalogue
 
     config = _load_config(args)
     specs = Catalogue(config).all()
-    created = ensure_topics(config.bootstrap_servers, specs)
+    try:
+        created = ensure_topics(config.bootstrap_servers, specs)
+    except TopicMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
     for spec in specs:
         mark = "created" if spec.name in created else "exists"
         print(f"{mark:8} {spec.name} (partitions={spec.partitions}"
