@@ -10,6 +10,10 @@ Open loop (a load level): vehicle i starts at t0 + i/rate whatever the answers d
 latencies are measured from that intended start, so a late client or a slow pipeline shows up as
 latency instead of silently lowering the offered load. Closed loop (the state phase): at most
 ``window`` vehicles in flight, as fast as the pipeline answers.
+
+With a ``misrouted`` share, that share of the vehicles (chosen by ``misroute.is_misrouted``)
+send their query and device requests to an explicit partition that does not own their key, as a
+producer with another partitioner would; the others go through the murmur2 producer.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
+from misroute import is_misrouted, wrong_partition
 
 from vprov import fleet
 from vprov.avro import AvroSerde
@@ -71,6 +76,8 @@ class PhaseResult:
     vehicle_latency_in_order: list[float] = field(default_factory=list)
     send_lag: list[float] = field(default_factory=list)  # actual - intended start (open loop)
     dead_letters: int = 0
+    misrouted: float = 0.0  # share of vehicles whose requests went to a wrong partition
+    misrouted_records: int = 0  # records the client sent to a partition not owning their key
 
     @property
     def window(self) -> float:
@@ -125,6 +132,8 @@ class LoadGenerator:
         self.phase: PhaseResult | None = None
         self._base = 0
         self._inflight: dict[int, fleet.SimVehicle] = {}
+        self._partition_counts: dict[str, int] = {}
+        self._misrouted: list[bool] = []
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -146,13 +155,30 @@ class LoadGenerator:
         reader.assign(assignment)
         return reader
 
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+    def _produce(self, topic: str, key: bytes, value: bytes, partition: int | None = None
+                 ) -> None:
+        # no partition argument: the producer's murmur2 partitioner picks the key's owner
+        explicit = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self.producer.produce(topic, key=key, value=value)
+                self.producer.produce(topic, key=key, value=value, **explicit)
                 return
             except BufferError:  # local queue full: serve it and try again
                 self.producer.poll(0.01)
+
+    def partitions(self, topic: str) -> int:
+        if topic not in self._partition_counts:
+            meta = self.producer.list_topics(topic, timeout=10).topics[topic]
+            self._partition_counts[topic] = len(meta.partitions)
+        return self._partition_counts[topic]
+
+    def _partition(self, topic: str, key: bytes, i: int) -> int | None:
+        """The explicit partition of vehicle ``i``'s record, or None for the owner."""
+        if not self._misrouted[i]:
+            return None
+        assert self.phase is not None
+        self.phase.misrouted_records += 1
+        return wrong_partition(key, self._base + i, self.partitions(topic))
 
     def vehicle(self, index: int) -> fleet.SimVehicle:
         return fleet.make_vehicle(self.tag, index, self.region)
@@ -192,6 +218,7 @@ class LoadGenerator:
         self._devices_at = [UNSET] * n
         self._answered = [0] * n  # bit 0 query, bit 1+k device k
         self._resolved = [False] * n
+        self._misrouted = [is_misrouted(first + i, phase.misrouted) for i in range(n)]
         phase.vehicle_latency_in_order = [UNSET] * n
         self._open = 0
         self._done = 0
@@ -250,7 +277,9 @@ class LoadGenerator:
         if self.phase is not None and self.phase.rate:
             self.phase.send_lag.append(now - intended)
         raw = fleet.query(vehicle, f"{self.tag}-{index}-q", int(time.time()))
-        self._produce(self.catalogue.query, vehicle.vin.encode(), raw)
+        key = vehicle.vin.encode()
+        topic = self.catalogue.query
+        self._produce(topic, key, raw, self._partition(topic, key, i))
 
     def _on_message(self, msg: Message, received: float) -> None:
         if msg.error() is not None or msg.value() is None:
@@ -297,11 +326,12 @@ class LoadGenerator:
         index = self._base + i
         vehicle = self._inflight.get(index) or self.vehicle(index)
         topic = self.catalogue.device(self.region)
+        key = vehicle.vin.encode()
         now_s = int(time.time())
         self._devices_at[i] = time.monotonic()
         for k, device in enumerate(vehicle.devices):  # the primary is device 0: first
             raw = fleet.device_provision(vehicle, device, f"{self.tag}-{index}-d{k}", now_s)
-            self._produce(topic, vehicle.vin.encode(), raw)
+            self._produce(topic, key, raw, self._partition(topic, key, i))
 
     def _resolve(self, i: int, at: float, failed: bool) -> None:
         phase = self.phase

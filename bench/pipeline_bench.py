@@ -3,8 +3,9 @@
 Starts a global worker and one regional worker of a deployment of its own (own app prefix,
 topics, state directory under bench/out/), registers every vehicle it will use, optionally loads
 ``--state-vehicles`` vehicles as fast as the pipeline takes them, then runs open-loop load levels
-and reports sustained vehicles/s, latency percentiles, worker CPU and peak RSS, and a
-consume -> produce relay baseline on the same broker. Writes docs/benchmarks.md and a plot.
+and reports sustained vehicles/s, latency percentiles, worker CPU and peak RSS, one phase per
+``--misrouted`` share (the cost of the ingress' forwarding hop), and a consume -> produce relay
+baseline on the same broker. Writes docs/benchmarks.md and plots.
 
     make up && make bench BENCH_ARGS="--levels 50,100,150,200,300,400 --seconds 15"
     .venv/bin/python bench/pipeline_bench.py --state-vehicles 100000 --profile
@@ -51,6 +52,7 @@ from loadgen import LoadGenerator, PhaseResult, summary_ms
 from relay import run_baseline
 from report import (
     MB,
+    IngressPhase,
     Outcome,
     RunReport,
     StateLoad,
@@ -58,6 +60,7 @@ from report import (
     Usage,
     console,
     markdown,
+    plot_ingress,
     plot_latency,
     plot_rss,
 )
@@ -105,6 +108,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-unsustained", type=int, default=2,
                    help="skip the remaining (higher) levels after this many unsustained ones")
     p.add_argument("--pause", type=float, default=3.0, help="idle seconds between phases")
+    p.add_argument("--misrouted", default="0,1",
+                   help="shares of misrouted device-facing records, one paced phase each after "
+                        "the levels (empty: no such phase)")
+    p.add_argument("--ingress-rate", type=float, default=0.0,
+                   help="offered vehicles/s of the misrouted phases (0: the highest sustained "
+                        "level, else the lowest level)")
     p.add_argument("--baseline-records", type=int, default=0,
                    help="records for the relay baseline (0: the reference level's count)")
     p.add_argument("--region", default="NA", help="the regional worker's region")
@@ -137,10 +146,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.level_rates = [float(x) for x in args.levels.split(",") if x.strip()]
         args.web_ports = [int(x) for x in args.ports.split(",")]
+        args.misrouted_shares = [float(x) for x in args.misrouted.split(",") if x.strip()]
     except ValueError:
-        p.error("--levels and --ports take comma-separated numbers")
+        p.error("--levels, --ports and --misrouted take comma-separated numbers")
     if len(args.web_ports) != 2 or any(r <= 0 for r in args.level_rates):
         p.error("--ports takes two ports; --levels positive rates")
+    if any(not 0 <= x <= 1 for x in args.misrouted_shares) or args.ingress_rate < 0:
+        p.error("--misrouted takes shares between 0 and 1; --ingress-rate a rate (0: default)")
     return args
 
 
@@ -324,8 +336,29 @@ class Bench:
         c = self.cat
         consumed = [c.registrations, c.system_registrations, c.query, c.query_by_system,
                     c.query_by_device, c.vehicle_commands, c.rehome_result,
-                    c.rehome(self.region), c.device(self.region)]
+                    *c.ingress_routes().values(),
+                    c.rehome(self.region), c.device(self.region),
+                    *c.ingress_routes(self.region).values()]
         return consumed, [c.query, c.device(self.region), c.registrations]
+
+    def regional_topics(self) -> list[str]:
+        """The topics the regional worker's consumer group reads."""
+        return [self.cat.rehome(self.region), self.cat.device(self.region),
+                *self.cat.ingress_routes(self.region).values()]
+
+    def forwarded(self) -> dict[str, int | None]:
+        """Each worker's ``forwarded`` counter (/health); None when it does not answer."""
+        counts: dict[str, int | None] = {}
+        for name, worker in self.workers.items():
+            value = None
+            for _ in range(3):  # a busy worker may miss the 2 s timeout once
+                health = worker.health()
+                if health is not None:
+                    value = health.get("forwarded")
+                    break
+                time.sleep(0.5)
+            counts[name] = value if isinstance(value, int) else None
+        return counts
 
     def wait_idle(self, timeout: float = 900.0, quiet_seconds: float = 5.0) -> None:
         """Until the workers have no backlog, so that no phase inherits another's.
@@ -334,7 +367,7 @@ class Bench:
         a commit is stuck behind processed records, neither worker's processed count moved for
         ``quiet_seconds``. The second case is written into the report's notes."""
         consumed, _ = self.input_topics()
-        regional = [self.cat.rehome(self.region), self.cat.device(self.region)]
+        regional = self.regional_topics()
         groups = {self.cat.global_app_id: [t for t in consumed if t not in regional],
                   self.cat.regional_app_id(self.region): regional}
         deadline = time.monotonic() + timeout
@@ -375,6 +408,7 @@ class Bench:
         assert self.gen is not None
         self.wait_idle()
         topics = [s.name for s in self.cat.all()]
+        forwarded_before = self.forwarded()
         before_offsets = self.broker.end_offsets(topics)
         self.monitor.start_phase()
         before = self.cpu_snapshot()
@@ -385,13 +419,18 @@ class Bench:
         after = self.cpu_snapshot()
         self.monitor.sample()
         after_offsets = self.broker.end_offsets(topics)
+        forwarded_after = self.forwarded()
         records = {t: after_offsets[t] - before_offsets[t] for t in topics}
         consumed_topics, client_topics = self.input_topics()
         consumed = sum(records[t] for t in consumed_topics)
         produced = sum(n for t, n in records.items() if t not in client_topics)
+        forwarded: dict[str, int | None] = {}
+        for name, start in forwarded_before.items():
+            end = forwarded_after.get(name)
+            forwarded[name] = end - start if start is not None and end is not None else None
         return Outcome(result=result, usage=self.usage(before, after), records=records,
                        consumed=consumed, produced=produced,
-                       rss_peak=dict(self.monitor.phase_peak))
+                       rss_peak=dict(self.monitor.phase_peak), forwarded=forwarded)
 
     def judge(self, outcome: Outcome) -> None:
         r = outcome.result
@@ -465,7 +504,9 @@ class Bench:
                       "state_vehicles": a.state_vehicles, "state_window": a.state_window,
                       "drain_limit": a.drain_limit, "min_completion": a.min_completion,
                       "level_timeout": a.level_timeout,
-                      "max_unsustained": a.max_unsustained},
+                      "max_unsustained": a.max_unsustained,
+                      "misrouted": a.misrouted_shares,
+                      "ingress_rate_given": bool(a.ingress_rate)},
             targets=Targets(a.target_rate, a.target_p99_ms, a.target_rss_mb, a.target_state),
             notes=list(a.note),
         )
@@ -485,7 +526,10 @@ class Bench:
         level_vehicles = [max(1, round(rate * a.seconds)) for rate in a.level_rates]
         profile_vehicles = round(max(a.level_rates + [a.profile_rate]) * a.profile_seconds) \
             if a.profile else 0
-        total = a.state_vehicles + sum(level_vehicles) + profile_vehicles
+        # The ingress rate may be chosen after the levels: register for the highest it can be.
+        ingress_vehicles = len(a.misrouted_shares) * max(
+            1, round(max(a.level_rates + [a.ingress_rate]) * a.seconds))
+        total = a.state_vehicles + sum(level_vehicles) + profile_vehicles + ingress_vehicles
         report.registered_vehicles = total
         report.registration_seconds = self.register(total)
         print(f"registered {total:,} vehicles in {report.registration_seconds:.0f} s",
@@ -517,6 +561,8 @@ class Bench:
                   f"{q['p99']:.0f} ms, sustained: {outcome.sustained} {outcome.verdict}",
                   file=sys.stderr)
 
+        if a.misrouted_shares:
+            self.ingress(report)
         time.sleep(a.pause)
         self.baseline(report)
         if a.profile:
@@ -526,14 +572,45 @@ class Bench:
         report.client_cpu_seconds = sum(self.me.cpu_times()[:2]) - client_cpu0
         report.wall_seconds = time.monotonic() - began
         report.notes += self.notes
-        disturbed = [o for o in report.levels if o.usage.other_percent > 10]
+        disturbed = [(f"{o.result.rate:g}/s", o) for o in report.levels]
+        disturbed += [(f"misrouted share {p.share:g}", p.outcome) for p in report.ingress]
+        disturbed = [(name, o) for name, o in disturbed if o.usage.other_percent > 10]
         if disturbed:
             report.notes.append(
                 "Processes outside the benchmark used more than 10% of a core during "
-                + ", ".join(f"{o.result.rate:g}/s ({o.usage.other_percent:.0f}%)"
-                            for o in disturbed)
-                + ": figures of those levels are disturbed by other work on the machine.")
+                + ", ".join(f"{name} ({o.usage.other_percent:.0f}%)" for name, o in disturbed)
+                + ": figures of those phases are disturbed by other work on the machine.")
         return report
+
+    def ingress(self, report: RunReport) -> None:
+        """One paced phase per misrouted share: what the ingress' forwarding hop costs."""
+        a = self.args
+        if self.config.partitions < 2:
+            report.ingress_note = ("Not run: with one partition per topic no record can be "
+                                   "misrouted.")
+            print(report.ingress_note, file=sys.stderr)
+            return
+        rate = a.ingress_rate or report.sustained_rate or min(a.level_rates)
+        report.ingress_rate = rate
+        vehicles = max(1, round(rate * a.seconds))
+        routes = self.cat.ingress_routes()
+        routes.update(self.cat.ingress_routes(self.region))
+        report.deployment.append(
+            ("ingress phases", f"misrouted shares {a.misrouted} at {rate:g} vehicles/s, "
+                               f"{a.seconds:g} s each"))
+        for share in a.misrouted_shares:
+            time.sleep(a.pause)
+            result = PhaseResult(f"misrouted {share:g}", rate, vehicles, misrouted=share)
+            outcome = self.phase(result, rate=rate)
+            self.judge(outcome)
+            phase = IngressPhase(share, outcome, sorted(routes.values()))
+            report.ingress.append(phase)
+            q = summary_ms(result.query_latency)
+            print(f"misrouted share {share:g} at {rate:g}/s: achieved "
+                  f"{result.achieved_rate:.1f}/s, query p99 {q['p99']:.0f} ms, worker CPU "
+                  f"{phase.worker_cpu_ms_per_vehicle:.1f} ms/vehicle, forwarded "
+                  f"{phase.forwarded_total:,} ({result.misrouted_records:,} sent misrouted), "
+                  f"sustained: {outcome.sustained} {outcome.verdict}", file=sys.stderr)
 
     def baseline(self, report: RunReport) -> None:
         ref = report.reference_level()
@@ -617,10 +694,24 @@ def plain(value: Any) -> Any:
 
 def save_json(report: RunReport, path: Path) -> None:
     doc = plain(report)
+    cost = report.ingress_cost()
     doc["summary"] = plain({
         "verdicts": report.verdicts(),
         "ratio": report.ratio,
+        "vehicles_per_1000_relay_records": report.vehicles_per_krecords,
         "closed_loop_ratio": report.closed_loop_ratio,
+        "ingress": [{"share": p.share, "sustained": p.outcome.sustained,
+                     "achieved": p.outcome.result.achieved_rate,
+                     "query_ms": summary_ms(p.outcome.result.query_latency),
+                     "vehicle_ms": summary_ms(p.outcome.result.vehicle_latency),
+                     "cpu_ms_per_vehicle": {w: p.outcome.cpu_ms_per_vehicle(w)
+                                            for w in ("global", "regional")},
+                     "consumed_per_vehicle": p.outcome.per_vehicle(p.outcome.consumed),
+                     "forwarded": p.outcome.forwarded,
+                     "forwarded_total": p.forwarded_total,
+                     "misrouted_sent": p.outcome.result.misrouted_records}
+                    for p in report.ingress],
+        "extra_worker_cpu_ms_per_forwarded_record": cost[2] if cost else None,
         "levels": [{"rate": o.result.rate, "sustained": o.sustained,
                     "achieved": o.result.achieved_rate,
                     "query_ms": summary_ms(o.result.query_latency),
@@ -634,8 +725,11 @@ def write_doc(report: RunReport, doc: Path) -> None:
     img = doc.parent / "img"
     latency_png = img / "pipeline-latency.png"
     rss_png = img / "pipeline-state-rss.png"
+    ingress_png = img / "pipeline-ingress.png"
     if report.levels:
         plot_latency(report, latency_png)
+    if report.ingress:
+        plot_ingress(report, ingress_png)
     has_trend = report.state is not None and bool(report.state.trend)
     if has_trend:
         plot_rss(report, rss_png)
@@ -644,7 +738,8 @@ def write_doc(report: RunReport, doc: Path) -> None:
         report,
         os.path.relpath(latency_png, doc.parent) if report.levels else None,
         os.path.relpath(rss_png, doc.parent) if has_trend else None,
-        findings), encoding="utf-8")
+        findings,
+        os.path.relpath(ingress_png, doc.parent) if report.ingress else None), encoding="utf-8")
     print(f"wrote {doc} and plots in {img}")
 
 
@@ -656,6 +751,11 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.out) / args.render
         with (run_dir / "report.pickle").open("rb") as handle:
             report = pickle.load(handle)
+        # A run saved before a field existed: give it the field's default.
+        for f in dataclasses.fields(RunReport):
+            if f.name not in vars(report):
+                setattr(report, f.name, f.default_factory()  # type: ignore[misc]
+                        if f.default_factory is not dataclasses.MISSING else f.default)
         # Summaries of the raw samples follow the current code.
         report.profiles = [profiles.parse(run_dir / f"profile-{p.name.split()[0]}.txt",
                                           p.name, p.seconds, p.rate) for p in report.profiles]

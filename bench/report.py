@@ -16,6 +16,7 @@ from relay import BaselineResult
 
 MB = 1_000_000
 COMPONENTS = ("global", "regional", "broker", "redis", "client")
+WORKERS = ("global", "regional")
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Outcome:
     rss_peak: dict[str, int]
     sustained: bool = False
     verdict: str = ""
+    # the workers' ``forwarded`` counters (/health) after minus before; None: no answer
+    forwarded: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def consumed_rate(self) -> float:
@@ -61,6 +64,43 @@ class Outcome:
 
     def per_vehicle(self, count: int) -> float:
         return count / self.result.vehicles if self.result.vehicles else 0.0
+
+    def cpu_ms_per_vehicle(self, name: str) -> float:
+        """CPU milliseconds of ``name`` per completed vehicle, over the whole phase."""
+        return 1000 * self.usage.cpu.get(name, 0.0) / max(self.result.completed, 1)
+
+
+@dataclass
+class IngressPhase:
+    """A paced phase with a share of misrouted device-facing records."""
+
+    share: float
+    outcome: Outcome
+    rerouted_topics: list[str]
+
+    @property
+    def forwarded(self) -> dict[str, int | None]:
+        return self.outcome.forwarded
+
+    @property
+    def forwarded_total(self) -> int:
+        """Records the ingress forwarded: the /health counters, or, when a worker did not
+        answer, the records appended to the rerouted topics (one per forward)."""
+        if self.forwarded and all(v is not None for v in self.forwarded.values()):
+            return sum(v or 0 for v in self.forwarded.values())
+        return self.rerouted_records
+
+    @property
+    def rerouted_records(self) -> int:
+        return sum(self.outcome.records.get(t, 0) for t in self.rerouted_topics)
+
+    @property
+    def forwarded_per_vehicle(self) -> float:
+        return self.forwarded_total / max(self.outcome.result.completed, 1)
+
+    @property
+    def worker_cpu_ms_per_vehicle(self) -> float:
+        return sum(self.outcome.cpu_ms_per_vehicle(w) for w in WORKERS)
 
 
 @dataclass
@@ -128,6 +168,9 @@ class RunReport:
     profiles: list[Profile] = field(default_factory=list)
     thread_cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # % of a core
     profile_note: str = ""
+    ingress: list[IngressPhase] = field(default_factory=list)
+    ingress_rate: float | None = None
+    ingress_note: str = ""
     rss_peak: dict[str, int] = field(default_factory=dict)
     client_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -152,6 +195,35 @@ class RunReport:
         if ref is None or self.baseline is None or self.baseline.rate <= 0:
             return None
         return ref.consumed_rate / self.baseline.rate
+
+    def highest_sustained_level(self) -> Outcome | None:
+        return max((o for o in self.levels if o.sustained),
+                   key=lambda o: o.result.rate or 0.0, default=None)
+
+    @property
+    def vehicles_per_krecords(self) -> float | None:
+        """Sustained vehicles/s per 1,000 relay records/s: the highest sustained level's
+        achieved rate against what the broker relays on the same machine."""
+        best = self.highest_sustained_level()
+        if best is None or self.baseline is None or self.baseline.rate <= 0:
+            return None
+        return 1000 * best.result.achieved_rate / self.baseline.rate
+
+    def ingress_cost(self) -> tuple[IngressPhase, IngressPhase, float, dict[str, float]] | None:
+        """(lowest-share phase, highest-share phase, extra worker CPU ms per forwarded record,
+        the same per worker): the difference in worker CPU per vehicle between the two phases
+        over the difference in forwarded records per vehicle. None without two phases that
+        forwarded different amounts."""
+        if len(self.ingress) < 2:
+            return None
+        low = min(self.ingress, key=lambda p: p.share)
+        high = max(self.ingress, key=lambda p: p.share)
+        extra_forwards = high.forwarded_per_vehicle - low.forwarded_per_vehicle
+        if extra_forwards <= 0:
+            return None
+        per_worker = {w: (high.outcome.cpu_ms_per_vehicle(w) - low.outcome.cpu_ms_per_vehicle(w))
+                      / extra_forwards for w in WORKERS}
+        return low, high, sum(per_worker.values()), per_worker
 
     @property
     def closed_loop_ratio(self) -> float | None:
@@ -288,6 +360,8 @@ def console(report: RunReport) -> str:
                 f"{r.ended_at - r.started_at:.0f} s ({r.achieved_rate:.1f} vehicles/s closed "
                 "loop); RSS after: " + ", ".join(f"{k} {_mb(v)} MB"
                                                   for k, v in s.rss_after.items())]
+    out += ingress_console(report)
+    out.append("")
     out.append("peak RSS: " + ", ".join(f"{k} {_mb(v)} MB" for k, v in report.rss_peak.items()))
     if report.baseline is not None:
         b = report.baseline
@@ -297,6 +371,7 @@ def console(report: RunReport) -> str:
         if report.ratio is not None:
             out.append(f"pipeline / baseline = {report.ratio:.3f} "
                        f"({report.baseline_reference})")
+        out.append(vehicles_per_krecords_line(report))
         if report.closed_loop_ratio is not None:
             out.append(f"pipeline / baseline, closed-loop state load = "
                        f"{report.closed_loop_ratio:.3f}")
@@ -306,6 +381,79 @@ def console(report: RunReport) -> str:
     for v in report.verdicts():
         out.append(f"target {v.name}: {v.mark} - {v.detail}")
     return "\n".join(out)
+
+
+def vehicles_per_krecords_line(report: RunReport) -> str:
+    value = report.vehicles_per_krecords
+    best = report.highest_sustained_level()
+    if value is None or best is None or report.baseline is None:
+        return ("sustained vehicles/s per 1,000 relay records/s: not available (no level "
+                "sustained)" if report.baseline is not None else
+                "sustained vehicles/s per 1,000 relay records/s: not available (no baseline)")
+    return (f"sustained vehicles/s per 1,000 relay records/s = {value:.2f} (the "
+            f"{best.result.rate:g} vehicles/s level achieved {best.result.achieved_rate:.1f} "
+            f"vehicles/s; the relay moved {report.baseline.rate:,.0f} records/s)")
+
+
+def ingress_rows(report: RunReport) -> list[list[str]]:
+    rows = []
+    for p in report.ingress:
+        o = p.outcome
+        r = o.result
+        q = summary_ms(r.query_latency)
+        v = summary_ms(r.vehicle_latency)
+        forwarded = "/".join("?" if p.forwarded.get(w) is None else f"{p.forwarded[w]:,}"
+                             for w in WORKERS)
+        rows.append([
+            f"{p.share:g}", f"{r.rate:g}", f"{r.vehicles:,}",
+            f"{o.per_vehicle(r.misrouted_records):.2f}",
+            f"{r.achieved_rate:.1f}", "yes" if o.sustained else f"no ({o.verdict})",
+            _ms(q["p50"]), _ms(q["p99"]), _ms(v["p99"]),
+            f"{o.cpu_ms_per_vehicle('global'):.2f}", f"{o.cpu_ms_per_vehicle('regional'):.2f}",
+            f"{p.worker_cpu_ms_per_vehicle:.2f}",
+            f"{o.per_vehicle(o.consumed):.2f}", f"{p.forwarded_per_vehicle:.2f}", forwarded,
+            _pct(o.usage.other_percent),
+        ])
+    return rows
+
+
+INGRESS_HEADER = [
+    "misrouted share", "offered v/s", "vehicles", "misrouted records sent/vehicle",
+    "achieved v/s", "sustained", "query p50 ms", "query p99 ms", "vehicle p99 ms",
+    "CPU global ms/vehicle", "CPU NA ms/vehicle", "CPU workers ms/vehicle",
+    "worker-consumed records/vehicle", "forwarded/vehicle", "forwarded (global/NA)",
+    "CPU other",
+]
+
+
+def ingress_cost_line(report: RunReport) -> str:
+    cost = report.ingress_cost()
+    if cost is None:
+        return ("Extra worker CPU per misrouted record: not available (it needs two shares "
+                "that forwarded different numbers of records).")
+    low, high, total, per_worker = cost
+    return (f"Extra worker CPU per misrouted record: {1000 * total:,.0f} µs "
+            f"(global {1000 * per_worker['global']:,.0f} µs, NA "
+            f"{1000 * per_worker['regional']:,.0f} µs): worker CPU per vehicle "
+            f"{high.worker_cpu_ms_per_vehicle:.2f} ms at share {high.share:g} against "
+            f"{low.worker_cpu_ms_per_vehicle:.2f} ms at share {low.share:g}, over "
+            f"{high.forwarded_per_vehicle - low.forwarded_per_vehicle:.2f} more records "
+            "forwarded per vehicle")
+
+
+def ingress_console(report: RunReport) -> list[str]:
+    if not report.ingress:
+        return [f"ingress: {report.ingress_note}"] if report.ingress_note else []
+    out = ["", f"ingress: misrouted share at {report.ingress_rate:g} vehicles/s offered"]
+    short = ["share", "achieved", "sustained", "q p50", "q p99", "veh p99", "CPU g ms",
+             "CPU NA ms", "rec/veh", "fwd/veh", "other"]
+    out.append("  ".join(f"{h:>9}" for h in short))
+    for p, row in zip(report.ingress, ingress_rows(report), strict=True):
+        cells = [row[0], row[4], "yes" if p.outcome.sustained else "no", row[6], row[7], row[8],
+                 row[9], row[10], row[12], row[13], row[15]]
+        out.append("  ".join(f"{c:>9}" for c in cells))
+    out.append(ingress_cost_line(report))
+    return out
 
 
 # --- plots --------------------------------------------------------------------------------------
@@ -386,10 +534,114 @@ def plot_rss(report: RunReport, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_ingress(report: RunReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = sorted(report.ingress, key=lambda p: p.share)
+    shares = [p.share for p in phases]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 4))
+    left.plot(shares, [p.outcome.result.achieved_rate for p in phases], "o-", color="tab:green",
+              label="achieved")
+    left.axhline(report.ingress_rate or 0, color="grey", lw=1, label="offered")
+    left.set_ylim(0, (report.ingress_rate or 1) * 1.15)
+    left.set_ylabel("vehicles/s")
+    left.set_title("Throughput")
+    for q, style in (("p50", "o-"), ("p99", "^-")):
+        middle.plot(shares, [summary_ms(p.outcome.result.query_latency)[q] for p in phases],
+                    style, label=f"query {q}")
+    middle.plot(shares, [summary_ms(p.outcome.result.vehicle_latency)["p99"] for p in phases],
+                "s--", label="vehicle p99")
+    middle.set_ylim(bottom=0)
+    middle.set_ylabel("ms")
+    middle.set_title("Latency")
+    for name, label in (("global", "global"), ("regional", "NA")):
+        right.plot(shares, [p.outcome.cpu_ms_per_vehicle(name) for p in phases], "o-",
+                   label=label)
+    right.plot(shares, [p.worker_cpu_ms_per_vehicle for p in phases], "s-", color="black",
+               label="both workers")
+    right.set_ylim(bottom=0)
+    right.set_ylabel("CPU ms per completed vehicle")
+    right.set_title("Worker CPU")
+    for ax in (left, middle, right):
+        ax.set_xlabel("misrouted share of device-facing records")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Ingress forwarding, run {report.run_id} ({report.ingress_rate:g} vehicles/s "
+                 f"offered, {report.settings['seconds']:g} s per share)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # --- docs/benchmarks.md -------------------------------------------------------------------------
 
+def ingress_markdown(report: RunReport, ingress_png: str | None) -> list[str]:
+    lines = ["", "## Ingress: misrouted share", ""]
+    if not report.ingress:
+        return lines + [report.ingress_note or "Not run (`--misrouted ''`)."]
+    seconds = report.settings["seconds"]
+    lines += [f"One open-loop phase per share at {report.ingress_rate:g} vehicles/s offered, "
+              f"{seconds:g} s each, after the load levels (Method, step 5). The share is of the "
+              "vehicles whose `PROVISION_QUERY` and `DEVICE_PROVISION` records the client "
+              "sends to a partition that does not own their key; registrations stay on their "
+              "owner partitions in this benchmark. CPU is per completed vehicle over the whole "
+              "phase, drain included.", ""]
+    if ingress_png:
+        lines += [f"![throughput, latency and worker CPU against the misrouted share]"
+                  f"({ingress_png})", ""]
+    lines += _table(INGRESS_HEADER, ingress_rows(report))
+    lines += ["", ingress_cost_line(report) + "."]
+    mismatched = [p for p in report.ingress
+                  if p.forwarded_total != p.outcome.result.misrouted_records]
+    if mismatched:
+        lines += ["", "Forwarded records differ from the misrouted records the client sent at "
+                  "share " + ", ".join(
+                      f"{p.share:g} ({p.forwarded_total:,} forwarded, "
+                      f"{p.outcome.result.misrouted_records:,} sent)" for p in mismatched)
+                  + ": a vehicle that failed or was not answered sends no device requests, a "
+                  "redelivered record is forwarded again."]
+    failures = {f"{p.share:g}": p.outcome.result.failures for p in report.ingress
+                if p.outcome.result.failures}
+    if failures:
+        lines += ["", "Failures by share: " + "; ".join(
+            f"{share}: " + ", ".join(f"{k} x{n}" for k, n in c.most_common())
+            for share, c in failures.items())]
+    return lines
+
+def ingress_method(report: RunReport) -> str:
+    s = report.settings
+    shares = s.get("misrouted")
+    if not shares:
+        how = "not run in this run"
+    else:
+        rate = (f"{report.ingress_rate:g} vehicles/s" if report.ingress_rate else "-")
+        how = (f"here {', '.join(f'{x:g}' for x in shares)}; `--ingress-rate`, here {rate}"
+               + ("" if s.get("ingress_rate_given") else
+                  ": the highest sustained level, else the lowest level"))
+    return (
+        f"5. **Ingress: misrouted share** (`--misrouted`, {how}): after the load levels and "
+        "before the baseline, one open-loop phase per share at that rate, as long as a level "
+        "(`--seconds`) and judged like one. For "
+        "that share of the vehicles (picked by a seeded hash of the vehicle's index: runs "
+        "repeat, and a vehicle misrouted at one share is misrouted at every higher one) the "
+        "client produces the `PROVISION_QUERY` and both `DEVICE_PROVISION` records with an "
+        "explicit partition that does not own the VIN under murmur2, as a producer with another "
+        "partitioner would; the other vehicles' records go through the murmur2 producer. "
+        "Registrations stay on their owner partitions (all are produced by the murmur2 "
+        "producer before the first phase). The workers' ingress forwards each misrouted record "
+        "once, through a rerouted "
+        "topic, to the partition owning its key; *forwarded* is the difference of the workers' "
+        "`forwarded` counters (`/health`) over the phase. **Extra CPU per misrouted record** = "
+        "(both workers' CPU per completed vehicle at the highest share − at the lowest) / "
+        "(records forwarded per vehicle at the highest share − at the lowest).")
+
+
 def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
-             findings: str | None) -> str:
+             findings: str | None, ingress_png: str | None = None) -> str:
     s = report.settings
     t = report.targets
     lines = [
@@ -450,19 +702,22 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         "idle, so no phase inherits another's backlog: their consumer groups have committed "
         "the end of every input topic, or, if a commit stays behind, neither worker's processed "
         "count (`/health`) moved for 5 s (noted below when it happens).",
-        "5. **Records moved**: during each phase the end offsets of every topic of the "
+        ingress_method(report),
+        "6. **Records moved**: during each phase the end offsets of every topic of the "
         "deployment are read before and after. *Worker-consumed records* are the records "
         "appended to the topics the workers consume (registrations and the query, the global "
         "worker's internal topics: system registrations, query by system, query by device, "
-        "vehicle commands; rehome request and result, device requests): "
+        "vehicle commands; rehome request and result, device requests; the rerouted topics that "
+        "carry misrouted registrations, queries and device requests to their owner partition): "
         "each is one consume → process → produce step of a worker. Records the workers only "
         "write (answers, lifecycle events, onboarding requests, table changelogs) are counted "
         "separately.",
-        "6. **Baseline**, in the same run and on the same broker: a minimal confluent-kafka "
+        "7. **Baseline**, in the same run and on the same broker: a minimal confluent-kafka "
         "relay (a separate process, consumer group + the project's producer settings: acks=all, "
         "idempotence) consumes N records and produces each to another topic, three times (a "
         "new consumer group each time; the median counts). N is the number "
-        "of records the workers consumed over all load levels (the same amount of work); the "
+        "of records the workers consumed over all load levels (the same amount of work; the "
+        "ingress phases are not counted); the "
         "records are the pipeline's own query and device messages (similar sizes). The relay's "
         "rate is N over the time from its first record read to the last delivery (steady "
         "state, as the workers were running already; its start-up from partition assignment "
@@ -471,12 +726,14 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         "level that moved the most records) / relay records per second: both count one "
         "consume-and-produce step per record. The levels are paced, so the pipeline figure is "
         "what it sustained, not an unpaced maximum; the closed-loop state load gives the "
-        "unpaced figure.",
-        "7. **CPU** per phase: CPU seconds of each worker process, the broker, Redis and the "
+        "unpaced figure. **Sustained vehicles/s per 1,000 relay records/s** = achieved "
+        "vehicles/s of the highest sustained level / relay records/s × 1,000: the pipeline's "
+        "throughput in units of what the same broker and machine relay.",
+        "8. **CPU** per phase: CPU seconds of each worker process, the broker, Redis and the "
         "benchmark client (all its threads), as a share of one core over the phase; *other* "
         "is every other process on the machine (on a shared machine: other people's work). "
         "The broker and Redis may also be serving other clients.",
-        "8. **Peak RSS**: each worker process (and its children) sampled every 0.5 s for the "
+        "9. **Peak RSS**: each worker process (and its children) sampled every 0.5 s for the "
         "whole run.",
         "",
         "## Results by load level",
@@ -522,6 +779,7 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
                 lines.append(f"- `{topic}`: {first.per_vehicle(count):.2f}")
         lines += ["", f"Workers wrote {first.per_vehicle(first.produced):.1f} records and "
                   f"consumed {first.per_vehicle(first.consumed):.1f} per vehicle."]
+    lines += ingress_markdown(report, ingress_png)
     lines += ["", "## Baseline: consume → produce relay", ""]
     if report.baseline is not None:
         b = report.baseline
@@ -536,6 +794,16 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         ratio = report.ratio
         lines += ["", f"**Pipeline / baseline = {ratio:.3f}**" if ratio is not None else
                   "Ratio not available.", "", report.baseline_reference + "."]
+        per_k = report.vehicles_per_krecords
+        best = report.highest_sustained_level()
+        if per_k is not None and best is not None:
+            lines += ["", f"**Sustained vehicles/s per 1,000 relay records/s = {per_k:.2f}**",
+                      "", f"The highest sustained level ({best.result.rate:g} vehicles/s) "
+                      f"achieved {best.result.achieved_rate:.1f} vehicles/s; the relay moved "
+                      f"{b.rate:,.0f} records/s."]
+        else:
+            lines += ["", "Sustained vehicles/s per 1,000 relay records/s: not available (no "
+                      "level sustained)."]
         if report.closed_loop_ratio is not None:
             lines += ["", f"Closed-loop state load against the same baseline: "
                       f"{report.closed_loop_ratio:.3f}."]
