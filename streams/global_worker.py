@@ -81,7 +81,8 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     def index_system(event: faust.EventT) -> Step:
         system_id = key_text(event)
         decision = registration.index_system(decode_internal(event.message.value),
-                                             systems.get(system_id))
+                                             systems.get(system_id), shell.context(event),
+                                             shell.source(event).ref)
         return decision, systems, system_id
 
     def query_intake(event: faust.EventT) -> Step:

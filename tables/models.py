@@ -28,9 +28,11 @@ class Registration(TypedDict):
 
 
 class SystemEntry(TypedDict):
-    """Table ``systems`` (global, key system_id): every registered device of one system."""
+    """Table ``systems`` (global, key system_id): every registered device of one system, and
+    the VIN bound to it once a query has bound one."""
 
     devices: dict[str, Registration]
+    vin: NotRequired[str]
 
 
 class PendingRehome(TypedDict):

@@ -2,7 +2,10 @@
 
 The vehicle moves REGISTERED -> REGIONAL on the global side; each of its devices then moves
 REGIONAL -> PROVISIONED or ACTIVE in its region. QRY_FAIL and PROV_FAIL are the failure states;
-a vehicle or device in one of them may try again. Everything else is refused with error 5000.
+a vehicle or device in one of them may try again. A device registered after its vehicle was
+rehomed joins it in REGIONAL (its first event has no previous state); a device moved to another
+system leaves it: REMOVED, from any device state, and it may join again later. Everything else
+is refused with error 5000.
 The workers and the audit replay both fold events through ``transition``.
 """
 
@@ -20,6 +23,7 @@ class State(StrEnum):
     ACTIVE = "ACTIVE"
     QRY_FAIL = "QRY_FAIL"
     PROV_FAIL = "PROV_FAIL"
+    REMOVED = "REMOVED"  # a device that left its vehicle (moved to another system)
 
 
 # Answer state that the query response reports while the device still has to provision.
@@ -30,11 +34,15 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.REGISTERED: frozenset({State.REGIONAL, State.QRY_FAIL}),
     State.QRY_FAIL: frozenset({State.REGIONAL, State.QRY_FAIL}),
     # device, regional side (a device starts REGIONAL when its vehicle is rehomed)
-    State.REGIONAL: frozenset({State.PROVISIONED, State.ACTIVE, State.PROV_FAIL}),
-    State.PROV_FAIL: frozenset({State.PROVISIONED, State.ACTIVE}),
-    State.PROVISIONED: frozenset(),
-    State.ACTIVE: frozenset(),
+    State.REGIONAL: frozenset({State.PROVISIONED, State.ACTIVE, State.PROV_FAIL, State.REMOVED}),
+    State.PROV_FAIL: frozenset({State.PROVISIONED, State.ACTIVE, State.REMOVED}),
+    State.PROVISIONED: frozenset({State.REMOVED}),
+    State.ACTIVE: frozenset({State.REMOVED}),
+    State.REMOVED: frozenset({State.REGIONAL}),  # joins again
 }
+
+# The state a device joins a rehomed vehicle in (its join event has no previous state).
+JOINED = State.REGIONAL
 
 PROVISIONED_STATES = frozenset({State.PROVISIONED, State.ACTIVE})
 

@@ -7,7 +7,8 @@ checks the real rules; then it compares the end state with the tables the worker
 
 Folding: vehicle-level events (``device_id`` null) move the vehicle, starting at REGISTERED;
 device events move that device, starting at REGIONAL (a region registers every device REGIONAL
-when the vehicle is rehomed there).
+when the vehicle is rehomed there). A device event without a previous state and in REGIONAL is
+a device joining the rehomed vehicle late; REMOVED is a device that left it.
 """
 
 from __future__ import annotations
@@ -24,38 +25,11 @@ from confluent_kafka import KafkaError, TopicPartition
 from vprov.avro import serde_from_config
 from vprov.config import Config
 from vprov.kafka_clients import consumer
-from vprov.lifecycle import State, TransitionRefused, transition
+from vprov.lifecycle import JOINED, State, TransitionRefused, transition
+from vprov.partitioning import owner
 from vprov.topics import Catalogue
 
 # --- reading the topic ----------------------------------------------------------------------------
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 hash (the Java client's default partitioner), as a signed 32-bit int."""
-    m = 0x5BD1E995
-    length = len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    whole = length - length % 4
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = length % 4
-    if tail:
-        for j in range(tail - 1, -1, -1):
-            h ^= data[whole + j] << (8 * j)
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition a keyed record lands on (producers here and in the workers use murmur2)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class LifecycleUnavailable(RuntimeError):
@@ -81,7 +55,7 @@ def read_lifecycle(config: Config, vins: Iterable[str] | None = None,
         count = len(meta.partitions)
         partitions = sorted(meta.partitions)
         if keys is not None:
-            partitions = sorted({partition_for(k, count) for k in keys})
+            partitions = sorted({owner(k, count) for k in keys})
         ends: dict[int, int] = {}
         starts: dict[int, int] = {}
         for p in partitions:
@@ -221,6 +195,18 @@ def fold(vin: str, events: list[dict[str, Any]], from_start: bool = True) -> Fol
             folded.last_vehicle_sequence = seq
             continue
         folded.regions.add(event["partition"])
+        if event.get("previous_state") is None and event["state"] == JOINED:
+            # a device registered after the vehicle was rehomed joins it
+            if folded.devices.get(device_id, State.REMOVED.value) != State.REMOVED:
+                folded.problems.append(Problem(
+                    vin, "order", f"#{seq} device {device_id} joins although it is part of the "
+                    f"vehicle ({folded.devices[device_id]})"))
+            elif from_start and folded.vehicle_state != State.REGIONAL:
+                folded.problems.append(Problem(
+                    vin, "order", f"#{seq} device {device_id} joins while the vehicle is "
+                    f"{folded.vehicle_state}, not REGIONAL"))
+            folded.devices[device_id] = JOINED.value
+            continue
         if device_id in folded.devices:
             current: str | None = folded.devices[device_id]
         elif from_start or folded.vehicle_state is not None:
@@ -266,6 +252,11 @@ def compare(folded: Folded, global_view: dict[str, Any] | None,
     for device_id in sorted(set(table_devices) | set(folded.devices)):
         told = folded.devices.get(device_id, State.REGIONAL.value)
         held = table_devices.get(device_id)
+        if told == State.REMOVED:
+            if held is not None:
+                problems.append(Problem(vin, "mismatch", f"device {device_id}: events say it "
+                                        f"left the vehicle, {where} table has it {held}"))
+            continue
         if held is None:
             problems.append(Problem(vin, "mismatch", f"device {device_id}: events end in {told}, "
                                     f"{where} has no such device"))

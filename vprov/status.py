@@ -190,8 +190,12 @@ def _event_line(event: dict[str, Any]) -> str:
     when = event["occurred_at"]
     stamp = when.isoformat(timespec="milliseconds") if isinstance(when, datetime) else str(when)
     subject = event["device_id"] or "vehicle"
+    # a device registered after its vehicle was rehomed joins it: its first event has no
+    # previous state
+    joined = event["device_id"] and event["previous_state"] is None
+    before = "(joined)" if joined else event["previous_state"] or "-"
     line = (f"    #{event['sequence']:<3} {stamp}  {event['partition']:<6} {subject:<19} "
-            f"{event['previous_state'] or '-'} -> {event['state']}")
+            f"{before} -> {event['state']}")
     if event.get("error_code"):
         line += f"  (error {event['error_code']})"
     return line

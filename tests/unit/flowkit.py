@@ -166,12 +166,15 @@ class Flow:
 
     # inputs from outside
     def register(self, sim: SimVehicle, *, home_region: str | None = None,
-                 devices: Iterable[int] | None = None) -> None:
-        """Publish ``sim``'s registrations (all devices, or those at ``devices``)."""
+                 devices: Iterable[int] | None = None) -> list[Output]:
+        """Publish ``sim``'s registrations (all devices, or those at ``devices``); returns
+        every record that followed."""
         records = fleet.registrations(sim)
+        outputs: list[Output] = []
         for index in (range(len(records)) if devices is None else devices):
             record = to_record({**records[index], "home_region": home_region}, self.now_ms)
-            self.ingest(record["device_id"], record)
+            outputs += self.ingest(record["device_id"], record)
+        return outputs
 
     def ingest(self, device_id: str, record: dict[str, Any] | None) -> list[Output]:
         if record is not None:
@@ -279,8 +282,9 @@ class Flow:
             value = json_copy(output.value)
             key = output.key
             if output.topic == cat.system_registrations:
+                ref = self.source(output.topic, key.encode(), None).ref
                 return self._step(self.systems, key,
-                                  lambda entry: registration.index_system(value, entry))
+                                  lambda entry: registration.index_system(value, entry, ctx, ref))
             if output.topic == cat.query_by_system:
                 return self._step(self.systems, key,
                                   lambda entry: query.match_system(value, entry, ctx),

@@ -57,9 +57,10 @@ def test_query_runs_every_hop_and_answers_with_the_regional_endpoint() -> None:
     out = flow.query(ask(flow, sim, "q-1"))
 
     cat = flow.topics
+    # the bind tells the system's index the VIN (late registrations then join the vehicle)
     assert [o.topic for o in out] == [
-        cat.query_by_system, cat.vehicle_commands, cat.rehome("NA"), cat.rehome_result,
-        cat.lifecycle, cat.query_response,
+        cat.query_by_system, cat.vehicle_commands, cat.rehome("NA"), cat.system_registrations,
+        cat.rehome_result, cat.lifecycle, cat.query_response,
     ]
     answer = only_reply(out)
     assert answer["status"] == "SUCCESS"

@@ -10,7 +10,12 @@ from flowkit import Flow, context, registration_of, vehicle
 from vprov import fleet
 from vprov.flows import registration
 from vprov.identity import GLOBAL_SCOPE
-from vprov.outputs import DELETE, KEEP, Effect
+from vprov.outputs import DELETE, KEEP, Decision, Effect
+
+
+def index(command: dict[str, Any], entry: Any) -> Decision:
+    """The index step on one record of the system-registrations topic."""
+    return registration.index_system(command, entry, context(), "system-registrations:0:1")
 
 
 def record(index: int = 0, vehicle_index: int = 1, **changes: Any) -> dict[str, Any]:
@@ -95,7 +100,7 @@ def test_tombstone_for_an_unknown_device_does_nothing() -> None:
 
 def test_index_upsert_adds_the_device() -> None:
     reg = registration_of(vehicle(), 0)
-    decision = registration.index_system({"op": "upsert", "registration": reg}, None)
+    decision = index({"op": "upsert", "registration": reg}, None)
     assert decision.state == {"devices": {reg["device_id"]: reg}}
 
 
@@ -103,7 +108,7 @@ def test_index_upsert_of_the_same_registration_writes_the_same_entry_again() -> 
     # unchanged, but written again so that a re-delivery after a crash reaches the changelog
     reg = registration_of(vehicle(), 0)
     entry = {"devices": {reg["device_id"]: reg}}
-    assert registration.index_system({"op": "upsert", "registration": dict(reg)},
+    assert index({"op": "upsert", "registration": dict(reg)},
                                      entry).state == entry
 
 
@@ -111,7 +116,7 @@ def test_index_upsert_replaces_a_changed_registration() -> None:
     reg = registration_of(vehicle(), 0)
     changed = {**reg, "ecu_type": "IVI"}
     entry = {"devices": {reg["device_id"]: reg}}
-    decision = registration.index_system({"op": "upsert", "registration": changed}, entry)
+    decision = index({"op": "upsert", "registration": changed}, entry)
     assert decision.state == {"devices": {reg["device_id"]: changed}}
     assert entry["devices"][reg["device_id"]] == reg  # the input entry is left alone
 
@@ -120,13 +125,13 @@ def test_index_remove_keeps_the_other_devices() -> None:
     sim = vehicle()
     first, second = registration_of(sim, 0), registration_of(sim, 1)
     entry = {"devices": {first["device_id"]: first, second["device_id"]: second}}
-    decision = registration.index_system({"op": "remove", "device_id": first["device_id"]}, entry)
+    decision = index({"op": "remove", "device_id": first["device_id"]}, entry)
     assert decision.state == {"devices": {second["device_id"]: second}}
 
 
 def test_index_remove_of_the_last_device_deletes_the_entry() -> None:
     reg = registration_of(vehicle(), 0)
-    decision = registration.index_system({"op": "remove", "device_id": reg["device_id"]},
+    decision = index({"op": "remove", "device_id": reg["device_id"]},
                                          {"devices": {reg["device_id"]: reg}})
     assert decision.state is DELETE
 
@@ -138,7 +143,7 @@ def test_index_remove_of_the_last_device_deletes_the_entry() -> None:
 ])
 def test_index_commands_that_change_nothing(command: dict[str, Any]) -> None:
     reg = registration_of(vehicle(), 0)
-    assert registration.index_system(command, {"devices": {reg["device_id"]: reg}}).state is KEEP
+    assert index(command, {"devices": {reg["device_id"]: reg}}).state is KEEP
 
 
 # --- through the driver ------------------------------------------------------------------------

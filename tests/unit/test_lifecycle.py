@@ -30,6 +30,11 @@ ALLOWED = [
     ("REGIONAL", "PROV_FAIL", "device provisioning fails"),
     ("PROV_FAIL", "PROVISIONED", "retried provisioning succeeds"),
     ("PROV_FAIL", "ACTIVE", "retried provisioning succeeds into ACTIVE"),
+    ("REGIONAL", "REMOVED", "a device moved to another system before provisioning"),
+    ("PROV_FAIL", "REMOVED", "a failed device moved to another system"),
+    ("PROVISIONED", "REMOVED", "a provisioned device moved to another system"),
+    ("ACTIVE", "REMOVED", "an active device moved to another system"),
+    ("REMOVED", "REGIONAL", "a device that left joins (again) a rehomed vehicle"),
 ]
 
 REFUSED = [
@@ -84,10 +89,10 @@ def test_every_pair_outside_the_allowed_table_is_refused() -> None:
         assert can_transition(current, target) == ((current, target) in allowed), (current, target)
 
 
-def test_provisioned_states_are_the_final_ones() -> None:
+def test_provisioned_states_are_left_only_by_removal() -> None:
     assert frozenset({State.PROVISIONED, State.ACTIVE}) == PROVISIONED_STATES
     for final in PROVISIONED_STATES:
-        assert not any(can_transition(final, s) for s in State)
+        assert [s for s in State if can_transition(final, s)] == [State.REMOVED]
 
 
 def test_refusal_is_a_value_error() -> None:

@@ -6,16 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from vprov.replay import (
     compare,
     dedupe,
     fold,
     histories,
-    murmur2,
     parse_since,
-    partition_for,
 )
 
 VIN = "1HGCM82633A004352"
@@ -179,19 +175,29 @@ def test_histories_group_by_vin_and_order_by_sequence() -> None:
     assert [e["sequence"] for e in grouped[VIN]] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536),
-     (b"abc", 479470107)],
-)
-def test_murmur2_matches_the_kafka_partitioner(key: bytes, expected: int) -> None:
-    assert murmur2(key) == expected
-
-
-def test_partition_for_is_in_range() -> None:
-    assert {partition_for(f"k{i}".encode(), 8) for i in range(200)} == set(range(8))
-
-
 def test_since_without_zone_is_utc() -> None:
     assert parse_since("2026-01-01T00:00:00") == parse_since("2026-01-01T00:00:00+00:00") \
         == 1767225600000
+
+
+def test_a_device_that_joins_late_and_one_that_leaves_fold_cleanly() -> None:
+    late = "ADAS-000000000004"
+    history = [event(1, "REGIONAL", "REGISTERED"), event(2, "PROVISIONED", "REGIONAL", TCU),
+               event(3, "REGIONAL", None, late), event(4, "PROVISIONED", "REGIONAL", late),
+               event(5, "REMOVED", "REGIONAL", IVI)]
+    folded = fold(VIN, history)
+    assert folded.problems == []
+    assert folded.devices == {TCU: "PROVISIONED", late: "PROVISIONED", IVI: "REMOVED"}
+    regional = {"devices": {TCU: {"state": "PROVISIONED"}, late: {"state": "PROVISIONED"}},
+                "sequence": 5}
+    assert compare(folded, {"state": "REGIONAL", "sequence": 1}, regional, "NA") == []
+    # the table still holding the device that left is a mismatch
+    regional["devices"][IVI] = {"state": "REGIONAL"}
+    assert [p.kind for p in compare(folded, {"state": "REGIONAL", "sequence": 1}, regional,
+                                    "NA")] == ["mismatch"]
+
+
+def test_a_join_of_a_device_already_in_the_vehicle_is_reported() -> None:
+    history = [event(1, "REGIONAL", "REGISTERED"), event(2, "PROVISIONED", "REGIONAL", TCU),
+               event(3, "REGIONAL", None, TCU)]
+    assert [p.kind for p in fold(VIN, history).problems] == ["order"]

@@ -8,7 +8,9 @@ The query meets three keys, so it travels in hops (docs/architecture.md):
    A device the system does not list goes to ``match_device`` (key device_id) to tell
    "under another system" (13108) from "not registered" (13111).
 3. ``vehicle_command`` (key VIN): bind the VIN, pick the home region, ask the region to register
-   the vehicle (``rehome``), hold the query until the region answers or the deadline passes.
+   the vehicle (``rehome``), hold the query until the region answers or the deadline passes;
+   tell the system's index the VIN (``bind``). Later registration changes arrive here as
+   ``join``/``leave`` commands and reach the vehicle's region the same way.
 4. ``rehome_result`` (key VIN): REGIONAL and the answer, or QRY_FAIL and an undo.
 """
 
@@ -285,6 +287,8 @@ def vehicle_command(
     kind = command.get("kind")
     if kind == "deadline":
         return _deadline(command, vehicle, ctx)
+    if kind in ("join", "leave"):
+        return _membership(command, vehicle, ctx)
     reply_to = reply_to_from(command["reply_to"])
     query = command["query"]
     if kind == "match_failed":
@@ -301,12 +305,17 @@ def vehicle_command(
         if answered is not None:
             return answered
     bound = _bind(command, vehicle)
+    # The index learns the VIN: devices indexed later, or since the match, join the vehicle.
+    bind = internal(ctx.topics.system_registrations, bound["system_id"],
+                    {"op": "bind", "vin": bound["vin"],
+                     "devices": [d["device_id"] for d in bound["devices"]]})
     primary = next((d for d in bound["devices"] if d["device_id"] == query["device_id"]), None)
     region = choose_region(query, primary, ctx.config)
     if region is None:
         detail = f"region_code {query['region_code']} (country {query['country_code']})"
         failed, outputs = _fail_vehicle(ctx, bound, ErrorCode.REGION_NOT_FOUND, detail,
                                         message_id, [reply_to])
+        outputs.append(bind)
         remember(failed, message_id, outputs, [])  # type: ignore[arg-type]
         return Decision(state=failed, outputs=outputs)
     request_id = derive_id("rehome", bound["vin"], message_id)
@@ -322,8 +331,74 @@ def vehicle_command(
     request = _rehome_request(ctx, bound, "REGISTER", request_id, region, message_id, deadline_ms)
     # Remembered under the query's id: a re-delivered query re-sends the request, which the
     # region recognises by its request_id.
-    remember(bound, message_id, [request], [])  # type: ignore[arg-type]
-    return Decision(state=bound, outputs=[request])
+    remember(bound, message_id, [request, bind], [])  # type: ignore[arg-type]
+    return Decision(state=bound, outputs=[request, bind])
+
+
+def _membership(command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context
+                ) -> Decision:
+    """A device registered to the vehicle's system after the bind joins it; one moved to
+    another system leaves it. A rehomed vehicle (or one being rehomed) hears of it in its
+    region, through the rehome topic, keyed by VIN like the REGISTER before it."""
+    if vehicle is None:
+        return Decision()
+    cause = command["command_id"]
+    replayed = replay(vehicle, cause)
+    if replayed is not None:
+        return replayed
+    device_id = command["device_id"]
+    current = next((d for d in vehicle["devices"] if d["device_id"] == device_id), None)
+    others = [d for d in vehicle["devices"] if d["device_id"] != device_id]
+    if command["kind"] == "join":
+        reg = command["registration"]
+        if reg["system_id"] != vehicle["system_id"]:
+            return Decision()  # moved on since: its leave follows
+        # The vehicle keeps its primary: a late device joins as a secondary.
+        joined = {**reg, "primary": device_id == vehicle["primary_device_id"]}
+        if current == joined:
+            return Decision()  # part of the vehicle already (bound with it, or joined before)
+        devices = sorted([*others, joined], key=lambda d: d["device_id"])
+        change: Registration | None = joined  # type: ignore[assignment]
+    else:
+        if current is None:
+            return Decision()
+        devices, change = others, current
+    updated = copy.deepcopy(vehicle)
+    updated["devices"] = devices  # type: ignore[typeddict-item]
+    pending = vehicle["pending"]
+    region = vehicle["region"] if vehicle["state"] == State.REGIONAL else \
+        (pending["region"] if pending else None)
+    outputs: list[Output] = []
+    if region is not None:
+        outputs.append(_membership_request(ctx, updated, command["kind"].upper(), change,
+                                           region, cause))
+    remember(updated, cause, outputs, [])  # type: ignore[arg-type]
+    return Decision(state=updated, outputs=outputs)
+
+
+def _membership_request(ctx: Context, vehicle: GlobalVehicle, action: str, device: Any,
+                        region: str, cause: str) -> Output:
+    value = {
+        "request_id": derive_id(action.lower(), cause),
+        "action": action,
+        "vin": vehicle["vin"],
+        "system_id": vehicle["system_id"],
+        "sub_system_id": vehicle["sub_system_id"],
+        "region": region,
+        "country_code": vehicle["country_code"] or "",
+        "primary_device_id": vehicle["primary_device_id"],
+        "devices": [{
+            "device_id": device["device_id"],
+            "ecu_type": device["ecu_type"],
+            "primary": device["primary"],
+            "certificate_fingerprint": device["certificate_fingerprint"],
+        }],
+        "cause_message_id": cause,
+        "sequence": vehicle["sequence"],
+        "requested_at": ctx.now_ms,
+        "deadline_at": ctx.now_ms,
+    }
+    return event(ctx.topics.rehome(region), vehicle["vin"], "RehomeRequest", value)
 
 
 def _waiters(vehicle: GlobalVehicle) -> list[ReplyTo]:

@@ -3,6 +3,11 @@
 On REGISTER the region stores the vehicle and all its devices (each device REGIONAL), creates the
 primary's identity in the regional gateway, and confirms. On CANCEL, sent when the global side
 gave up on that request, it removes what it stored, so no half-registered vehicle stays behind.
+
+JOIN adds a device registered after the vehicle was bound (REGIONAL, with a lifecycle event
+that has no previous state), and provisions the requests it held for that device. LEAVE removes
+a device that moved to another system (REMOVED) and revokes its identity in the region's
+gateway. Both are remembered under their request id, so a re-delivery repeats, never redoes.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import copy
 from typing import Any
 
 from tables.models import RegionalVehicle, remember, replay
-from vprov.flows.common import Context
-from vprov.lifecycle import PROVISIONED_STATES, State
+from vprov.flows.common import Context, lifecycle_event
+from vprov.lifecycle import JOINED, PROVISIONED_STATES, State
 from vprov.outputs import DELETE, Decision, Effect, Output, event
 
 
@@ -56,6 +61,8 @@ def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
         return replayed
     if request["action"] == "CANCEL":
         return _cancel(request, entry, region, ctx)
+    if request["action"] in ("JOIN", "LEAVE"):
+        return _membership(request, entry, region, ctx, cause)
     return _register(request, entry, region, ctx, cause)
 
 
@@ -107,3 +114,44 @@ def _cancel(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
     undo = Effect("delete_identity", region, entry["primary_device_id"])
     return Decision(state=DELETE, effects=[undo],
                     outputs=[_result(ctx, request, region, "CANCELLED")])
+
+
+def _membership(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
+                ctx: Context, cause: str) -> Decision:
+    if entry is None or not request["devices"]:
+        return Decision()  # not (or no longer) rehomed here: the vehicle's REGISTER carries it
+    device = request["devices"][0]
+    device_id = device["device_id"]
+    current = entry["devices"].get(device_id)
+    updated = copy.deepcopy(entry)
+    outputs: list[Output] = []
+    effects: list[Effect] = []
+    if request["action"] == "JOIN":
+        if current is not None and \
+                current["certificate_fingerprint"] == device["certificate_fingerprint"]:
+            remember(updated, cause, [], [])
+            return Decision(state=updated)  # part of the vehicle here already
+        updated["sequence"] = entry["sequence"] + 1
+        updated["devices"][device_id] = {
+            "ecu_type": device["ecu_type"],
+            "primary": device_id == entry["primary_device_id"],
+            "certificate_fingerprint": device["certificate_fingerprint"],
+            "state": JOINED.value,
+        }
+        outputs.append(lifecycle_event(
+            ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=device_id,
+            partition=region, state=JOINED, previous_state=None, error_code=None,
+            cause=request["request_id"], sequence=updated["sequence"]))
+    else:
+        if current is None:
+            remember(updated, cause, [], [])
+            return Decision(state=updated)
+        del updated["devices"][device_id]
+        updated["sequence"] = entry["sequence"] + 1
+        outputs.append(lifecycle_event(
+            ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=device_id,
+            partition=region, state=State.REMOVED, previous_state=current["state"],
+            error_code=None, cause=request["request_id"], sequence=updated["sequence"]))
+        effects.append(Effect("delete_identity", region, device_id))
+    remember(updated, cause, outputs, effects)
+    return Decision(state=updated, outputs=outputs, effects=effects)
