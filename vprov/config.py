@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vprov.envelope import VERSIONS
+
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 LIFECYCLE_TARGETS = ("PROVISIONED", "ACTIVE")
 # Shapes of region and country codes, for configuration and for messages alike.
@@ -196,6 +198,12 @@ def from_document(doc: dict[str, Any], source: str = "<document>") -> Config:
                 f"ecu_types.{ecu_type}={state!r}: expected one of {', '.join(LIFECYCLE_TARGETS)}"
             )
     versions = _get(doc, "messages", "supported_versions", list)
+    # Only versions the decoder and the encoder know: an answer is written in the request's.
+    if not versions or any(v not in VERSIONS for v in versions):
+        raise ConfigError(
+            f"messages.supported_versions={versions!r}: expected a non-empty list of "
+            f"{', '.join(VERSIONS)}"
+        )
     return Config(
         bootstrap_servers=_get(doc, "kafka", "bootstrap_servers", str),
         app_prefix=_app_prefix(_get(doc, "kafka", "app_prefix", str)),

@@ -93,7 +93,8 @@ def registrations(vehicle: SimVehicle) -> list[dict]:
 
 
 def query(vehicle: SimVehicle, message_id: str, now: int, *, region: str | None = None,
-          body_encoding_type: int = 0, **overrides: object) -> bytes:
+          body_encoding_type: int = 0, version: str = envelope.VERSION,
+          bag_spelling: str = envelope.BAG_SNAKE, **overrides: object) -> bytes:
     primary = vehicle.primary
     body = {
         "system_id": vehicle.system_id,
@@ -110,12 +111,13 @@ def query(vehicle: SimVehicle, message_id: str, now: int, *, region: str | None 
         message_type=envelope.PROVISION_QUERY, message_id=message_id,
         system_id=vehicle.system_id, sub_system_id=vehicle.sub_system_id, vin=vehicle.vin,
         device_id=primary.device_id, ecu_type=primary.ecu_type, body=body, now=now,
-        body_encoding_type=body_encoding_type,
+        body_encoding_type=body_encoding_type, version=version, bag_spelling=bag_spelling,
     )
 
 
 def device_provision(vehicle: SimVehicle, device: SimDevice, message_id: str, now: int, *,
-                     body_encoding_type: int = 0, **overrides: object) -> bytes:
+                     body_encoding_type: int = 0, version: str = envelope.VERSION,
+                     bag_spelling: str = envelope.BAG_SNAKE, **overrides: object) -> bytes:
     body = {
         "system_id": vehicle.system_id,
         "sub_system_id": vehicle.sub_system_id,
@@ -137,5 +139,5 @@ def device_provision(vehicle: SimVehicle, device: SimDevice, message_id: str, no
         message_type=envelope.DEVICE_PROVISION, message_id=message_id,
         system_id=vehicle.system_id, sub_system_id=vehicle.sub_system_id, vin=vehicle.vin,
         device_id=device.device_id, ecu_type=device.ecu_type, body=body, now=now,
-        body_encoding_type=body_encoding_type,
+        body_encoding_type=body_encoding_type, version=version, bag_spelling=bag_spelling,
     )

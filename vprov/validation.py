@@ -1,7 +1,11 @@
 """The validation rules for inbound device messages (SPEC.md sections 3, 4 and 6), in one place.
 
 ``decode_request`` turns raw bytes into a ``Request`` or a ``Rejection`` and never raises on any
-input. The first failing check answers, in this order:
+input. It reads what deployed edge software sends (SPEC.md 3.6, docs/wire-format.md): envelope
+v1 or v2, the property bag spelt ``property_bag``/``body_encoding_type`` or
+``propertyBag``/``bodyEncodingType``, time in epoch seconds or milliseconds, and the quirks of the
+published DEVICE_PROVISION sample; it normalises them and refuses only what the flow cannot use.
+The first failing check answers, in this order:
 
 1. size: more than ``config.max_payload_bytes`` bytes -> 1413.
 2. JSON: not UTF-8, not JSON, NaN/Infinity, a number too large for a float, an integer too long
@@ -11,24 +15,36 @@ input. The first failing check answers, in this order:
 3. envelope, in the table's order (absent, null and blank strings count as missing; a value of the
    wrong type or outside its alphabet is a field violation, 13122):
    message_id 1002 -> correlation_id (optional) -> version 1409 (missing or not in
-   ``config.supported_versions``) -> system_id 1001 -> sub_system_id, vin (optional) ->
-   device_id 1003 -> ecu_type 1004 -> source_id 1005 (must be ``c2c-edge``: only
-   device-to-cloud messages are decoded here) -> target_id 1006 -> message_type 1007 ->
-   time 1008 (an integer, not a bool; outside 0..2**63-1 is 13122) -> ttl (optional, default -1;
-   -1 or 0..2**63-1, else 13122) -> status 10001 -> property_bag 13114 (missing, null, not an
-   object, or no body_encoding_type) -> body_encoding_type 13127 (not an integer; a bool is not)
-   / 13126 (not 0 or 1).
+   ``config.supported_versions``; "v1" and "v2" exist) -> system_id 1001 -> sub_system_id, vin
+   (optional) -> device_id 1003 -> ecu_type 1004 (v1; optional in v2) -> source_id 1005 (must be
+   ``c2c-edge``: only device-to-cloud messages are decoded here) -> target_id 1006 ->
+   message_type 1007 (a name, or in either version an integer code, translated: 1
+   PROVISION_QUERY, 3 PROVISION_QUERY_RESPONSE, 4 DEVICE_PROVISION, 6 DEVICE_PROVISION_RESPONSE;
+   an unknown code fails step 5; neither a string nor an integer, a bool included, is 13122) ->
+   time 1008 (an integer, not a bool; outside 0..2**63-1 is 13122; at or above
+   ``MILLISECONDS_FROM`` it is milliseconds and kept as seconds) -> ttl (optional, default -1;
+   -1 or 0..2**63-1, else 13122) -> status 10001 (v1; optional in v2) -> property bag 13114
+   (under ``property_bag`` or ``propertyBag``: both given and different is 13122; missing, null,
+   not an object, or no encoding under either ``body_encoding_type`` or ``bodyEncodingType``) ->
+   body encoding 13127 (not an integer; a bool is not) / 13126 (not 0 or 1).
    The header VIN is not checked on its own ("body rules apply"): a bad one disagrees with the
    valid body VIN and ends in 13130.
-4. expiry: ttl != -1 and now > time + ttl -> 10003.
+4. expiry: ttl != -1 and now > time + ttl (seconds) -> 10003.
 5. message type: not ``expected_type`` -> 13115.
 6. body decoding -> 10000: body missing or null; encoding 0 and not an object; encoding 1 and not
    a string of strict base64 (standard alphabet, padded, no whitespace) of a UTF-8 JSON object
    (same JSON rules as step 2). Then an empty object -> 13118.
 7. body fields, in SPEC order (section 3.1 or 3.3; see ``_query_body`` and ``_device_body``).
+   Normalised on the way: a blank or absent body device id is the envelope's; region and country
+   codes are read in any case (ASCII) and kept upper-case, their shape still checked (13122); a
+   chipset id blank or absent is None (not assigned yet), a given one must be an identifier and
+   unique; a numeric program_sku_id becomes a string.
 8. header/body agreement -> 13130: system_id, sub_system_id, vin, device_id, ecu_type, each
    compared where the header has it. sub_system_id is not in the SPEC's list, but a response
    copies it, so a header naming another sub-system is refused rather than echoed.
+
+The ``ReplyTo`` of a request, and of a rejection where it can be told, carries the request's
+version and bag spelling so that the answer is written in the same dialect.
 
 Who sent the message (section 6) needs the vehicle's state, so it is a separate check:
 ``check_sender``.
@@ -46,9 +62,14 @@ from typing import Any, TypeGuard
 from vprov.codes import ErrorCode
 from vprov.config import COUNTRY_CODE, REGION_CODE, Config
 from vprov.envelope import (
+    BAG_CAMEL,
+    BAG_SNAKE,
     DEVICE_PROVISION,
+    MESSAGE_TYPE_NAMES,
     PROVISION_QUERY,
     SOURCE_EDGE,
+    VERSION,
+    VERSION_2,
     Chipset,
     DeviceProvision,
     Envelope,
@@ -71,6 +92,9 @@ MAX_LEN: dict[str, int] = {
     "chipset_id": 64,
 }
 MAX_INT64 = 2**63 - 1  # time and ttl travel on in Avro longs
+# A time at or above this is epoch milliseconds, below it epoch seconds. As seconds it would be
+# the year 5138; as milliseconds it is 1973-03-03: no real message is ambiguous.
+MILLISECONDS_FROM = 10**11
 
 _VIN = re.compile(f"[{VIN_ALPHABET}]{{{VIN_LENGTH}}}").fullmatch
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]+").fullmatch
@@ -211,6 +235,42 @@ def _int64(value: int, field: str, low: int) -> int:
     raise _Fail(_E.FIELD_VIOLATION, f"{field}: out of range")
 
 
+def _one_of(snake: object, camel: object, field: str) -> object:
+    """A value that may come under its snake-case or its camelCase name; both given: they agree.
+
+    Compared with their types: 1 and true are equal in Python, not in JSON.
+    """
+    if snake is None:
+        return camel
+    if camel is not None and (type(snake) is not type(camel) or snake != camel):
+        raise _Fail(_E.FIELD_VIOLATION, f"{field}: the two spellings differ")
+    return snake
+
+
+def _bag_spelling(doc: dict[str, Any]) -> str:
+    """The key the request's property bag came under; snake case unless only camelCase is used."""
+    if doc.get(BAG_SNAKE) is None and doc.get(BAG_CAMEL) is not None:
+        return BAG_CAMEL
+    return BAG_SNAKE
+
+
+def _message_type(value: object) -> str:
+    """The type's name: a string as given, an integer code translated (either version may use
+    either form). An unknown code keeps its digits, so the type check answers it with 13115."""
+    if type(value) is int:  # not bool
+        return MESSAGE_TYPE_NAMES.get(value) or str(value)
+    if type(value) is str and value.strip():
+        return value
+    if _blank(value):
+        raise _Fail(_E.MESSAGE_TYPE_MISSING, "message_type")
+    raise _Fail(_E.FIELD_VIOLATION, "message_type: not a string or an integer code")
+
+
+def _seconds(time: int) -> int:
+    """Epoch seconds from a time in seconds or in milliseconds (see ``MILLISECONDS_FROM``)."""
+    return time // 1000 if time >= MILLISECONDS_FROM else time
+
+
 def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
     get = doc.get
     message_id = _identifier(
@@ -222,6 +282,7 @@ def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
     version = get("version")
     if type(version) is not str or version not in config.supported_versions:
         raise _Fail(_E.VERSION_UNSUPPORTED, "version")
+    v1 = version == VERSION  # v2 has no ecu_type or status in its header (nor a vin)
     system_id = _identifier(
         get("system_id"), "system_id", _E.SYSTEM_ID_MISSING, MAX_LEN["system_id"]
     )
@@ -236,12 +297,17 @@ def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
     device_id = _identifier(
         get("device_id"), "device_id", _E.DEVICE_ID_MISSING, MAX_LEN["device_id"]
     )
-    ecu_type = _identifier(get("ecu_type"), "ecu_type", _E.ECU_TYPE_MISSING, MAX_LEN["ecu_type"])
+    if v1:
+        ecu_type = _identifier(
+            get("ecu_type"), "ecu_type", _E.ECU_TYPE_MISSING, MAX_LEN["ecu_type"]
+        )
+    else:
+        ecu_type = _optional_identifier(get("ecu_type"), "ecu_type", MAX_LEN["ecu_type"])
     source_id = _text(get("source_id"), "source_id", _E.SOURCE_ID_MISSING)
     if source_id != SOURCE_EDGE:
         raise _Fail(_E.FIELD_VIOLATION, f"source_id: must be {SOURCE_EDGE}")
     target_id = _text(get("target_id"), "target_id", _E.TARGET_ID_MISSING)
-    message_type = _text(get("message_type"), "message_type", _E.MESSAGE_TYPE_MISSING)
+    message_type = _message_type(get("message_type"))
     time = get("time")
     if type(time) is not int:  # also refuses bool, an int subclass
         raise _Fail(_E.TIME_MISSING, "time")
@@ -253,11 +319,20 @@ def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
         raise _Fail(_E.FIELD_VIOLATION, "ttl: not an integer")
     else:
         _int64(ttl, "ttl", -1)
-    status = _text(get("status"), "status", _E.STATUS_MISSING)
-    bag = get("property_bag")
-    if type(bag) is not dict or bag.get("body_encoding_type") is None:
+    status = get("status")
+    if v1:
+        status = _text(status, "status", _E.STATUS_MISSING)
+    elif _blank(status):
+        status = None
+    elif type(status) is not str:
+        raise _Fail(_E.FIELD_VIOLATION, "status: not a string")
+    bag = _one_of(get(BAG_SNAKE), get(BAG_CAMEL), BAG_SNAKE)
+    if type(bag) is not dict:
         raise _Fail(_E.PROPERTY_BAG_MISSING, "property_bag.body_encoding_type")
-    encoding = bag["body_encoding_type"]
+    field = "property_bag.body_encoding_type"
+    encoding = _one_of(bag.get("body_encoding_type"), bag.get("bodyEncodingType"), field)
+    if encoding is None:
+        raise _Fail(_E.PROPERTY_BAG_MISSING, "property_bag.body_encoding_type")
     if type(encoding) is not int:
         raise _Fail(_E.BODY_ENCODING_NOT_INTEGER, "property_bag.body_encoding_type")
     if encoding != 0 and encoding != 1:
@@ -274,11 +349,12 @@ def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
         source_id=source_id,
         target_id=target_id,
         message_type=message_type,
-        time=time,
+        time=_seconds(time),
         ttl=ttl,
         status=status,
         body_encoding_type=encoding,
         property_bag=bag,
+        bag_spelling=_bag_spelling(doc),
     )
 
 
@@ -318,12 +394,15 @@ def _either(first: object, second: object, conflict: str) -> object:
     return first
 
 
-def _body_device_id(body: dict[str, Any], missing: ErrorCode) -> str:
-    # deviceId (3.1) and device_id (3.3) are both accepted in both messages.
+def _body_device_id(body: dict[str, Any], envelope: Envelope) -> str:
+    """deviceId (3.1) and device_id (3.3) are both accepted in both messages. Blank or absent in
+    the body (the published sample sends ""), the envelope's device id stands."""
     value = _either(
         body.get("deviceId"), body.get("device_id"), "body.deviceId: differs from device_id"
     )
-    return _identifier(value, "body.device_id", missing, MAX_LEN["device_id"])
+    if _blank(value):
+        return envelope.device_id
+    return _identifier(value, "body.device_id", _E.FIELD_VIOLATION, MAX_LEN["device_id"])
 
 
 def _ecu_type(value: object, config: Config, missing: ErrorCode) -> str:
@@ -331,6 +410,17 @@ def _ecu_type(value: object, config: Config, missing: ErrorCode) -> str:
     if ecu_type not in config.ecu_states:
         raise _Fail(_E.FIELD_VIOLATION, f"body.ecu_type: unknown ECU type {ecu_type}")
     return ecu_type
+
+
+def _code(value: object, shape: Callable[[str], object]) -> str | None:
+    """A region or country code in any case, upper-cased; None when it has not the shape.
+
+    ASCII only before upper-casing: str.upper() maps "ß" to "SS" and "ı" to "I".
+    """
+    if type(value) is not str or not value.isascii():
+        return None
+    code = value.upper()
+    return code if shape(code) else None
 
 
 def _region_info(
@@ -341,17 +431,20 @@ def _region_info(
     region, country = info.get("region_code"), info.get("country_code")
     if _blank(region):
         raise _Fail(region_missing, "body.region_info.region_code")
-    if type(region) is not str or not _REGION_CODE(region):
-        raise _Fail(_E.FIELD_VIOLATION, "body.region_info.region_code: 2-8 capitals or digits")
+    region = _code(region, _REGION_CODE)
+    if region is None:
+        raise _Fail(_E.FIELD_VIOLATION, "body.region_info.region_code: 2-8 letters or digits")
     if _blank(country):
         raise _Fail(country_missing, "body.region_info.country_code")
-    if type(country) is not str or not _COUNTRY_CODE(country):
+    country = _code(country, _COUNTRY_CODE)
+    if country is None:
         raise _Fail(_E.FIELD_VIOLATION, "body.region_info.country_code: ISO 3166 alpha-2")
     return region, country
 
 
-def _query_body(body: dict[str, Any], config: Config) -> ProvisionQuery:
-    """SPEC 3.1, in its order; every field is mandatory (13129), except the VIN's own 13101."""
+def _query_body(body: dict[str, Any], envelope: Envelope, config: Config) -> ProvisionQuery:
+    """SPEC 3.1, in its order; every field is mandatory (13129), except the VIN's own 13101 and
+    the device id, which defaults to the envelope's."""
     missing = _E.QUERY_FIELD_MISSING
     get = body.get
     system_id = _identifier(get("system_id"), "body.system_id", missing, MAX_LEN["system_id"])
@@ -361,7 +454,7 @@ def _query_body(body: dict[str, Any], config: Config) -> ProvisionQuery:
     vin = get("vin")
     if not is_valid_vin(vin):
         raise _Fail(_E.QUERY_VIN_INVALID, "body.vin")
-    device_id = _body_device_id(body, missing)
+    device_id = _body_device_id(body, envelope)
     ecu_type = _ecu_type(get("ecu_type"), config, missing)
     primary = get("primary")
     if primary is None:
@@ -394,7 +487,7 @@ def _optional(value: object, kind: type, field: str, default: Any = None) -> Any
     return value
 
 
-# Chipset's optional text fields, in its constructor's order after ``id``.
+# Chipset's optional text fields, in its constructor's order after ``id``; program_sku_id last.
 _CHIPSET_TEXT = ("name", "type", "state", "version", "sw_version", "hw_version", "program_sku_id")
 
 
@@ -410,13 +503,20 @@ def _chipsets(value: object, count: int) -> tuple[Chipset, ...]:
         if type(item) is not dict:
             raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}]: not an object")
         chip_id = item.get("id")
-        if not is_valid_identifier(chip_id, max_len):
-            field = f"body.chipsets[{index}].id"
-            raise _identifier_failure(chip_id, field, _E.FIELD_VIOLATION, max_len)
-        if chip_id in seen:
+        if _blank(chip_id):
+            chip_id = None  # not assigned yet: onboarding gives it one
+        elif not is_valid_identifier(chip_id, max_len):
+            raise _Fail(
+                _E.FIELD_VIOLATION,
+                f"body.chipsets[{index}].id: {IDENTIFIER_ALPHABET} only, at most {max_len}",
+            )
+        elif chip_id in seen:
             raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].id: duplicate {chip_id}")
-        seen.add(chip_id)
+        else:
+            seen.add(chip_id)
         text = [item.get(key) for key in _CHIPSET_TEXT]
+        if type(text[-1]) is int:  # program_sku_id: the published sample sends a number
+            text[-1] = str(text[-1])
         for key, found in zip(_CHIPSET_TEXT, text, strict=True):
             if found is not None and type(found) is not str:
                 raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].{key}: not a string")
@@ -424,9 +524,10 @@ def _chipsets(value: object, count: int) -> tuple[Chipset, ...]:
     return tuple(chipsets)
 
 
-def _device_body(body: dict[str, Any], config: Config) -> DeviceProvision:
-    """SPEC 3.3, in its order. system_id and device_id missing answer as in the envelope
-    (1001/1003), and so does ecu_type (1004), taken from device_info or else the top level.
+def _device_body(body: dict[str, Any], envelope: Envelope, config: Config) -> DeviceProvision:
+    """SPEC 3.3, in its order. system_id missing answers as in the envelope (1001), and so does
+    ecu_type (1004), taken from device_info or else the top level; a blank device_id is the
+    envelope's.
     """
     get = body.get
     system_id = _identifier(
@@ -444,7 +545,7 @@ def _device_body(body: dict[str, Any], config: Config) -> DeviceProvision:
     vehicle_info = get("vehicle_info")
     if type(vehicle_info) is not dict:
         raise _Fail(_E.VEHICLE_INFO_MISSING, "body.vehicle_info")
-    device_id = _body_device_id(body, _E.DEVICE_ID_MISSING)
+    device_id = _body_device_id(body, envelope)
     info = _optional(get("device_info"), dict, "body.device_info", {})
     ecu_type = _ecu_type(
         _either(info.get("ecu_type"), get("ecu_type"), "body.ecu_type: differs in device_info"),
@@ -491,7 +592,8 @@ def _device_body(body: dict[str, Any], config: Config) -> DeviceProvision:
     )
 
 
-_BODY_PARSERS: dict[str, Callable[[dict[str, Any], Config], ProvisionQuery | DeviceProvision]] = {
+_BodyParser = Callable[[dict[str, Any], Envelope, Config], ProvisionQuery | DeviceProvision]
+_BODY_PARSERS: dict[str, _BodyParser] = {
     PROVISION_QUERY: _query_body,
     DEVICE_PROVISION: _device_body,
 }
@@ -532,8 +634,13 @@ def _rejected_reply_to(doc: object, body: dict[str, Any] | None) -> ReplyTo | No
     """Whom to answer about a rejected message: None when no usable device id is known."""
     if type(doc) is not dict:
         return None
-    bag = doc.get("property_bag")
-    encoding = bag.get("body_encoding_type") if type(bag) is dict else None
+    bag_spelling = _bag_spelling(doc)
+    bag = doc.get(bag_spelling)
+    encoding = None
+    if type(bag) is dict:
+        encoding = bag.get("body_encoding_type")
+        if encoding is None:
+            encoding = bag.get("bodyEncodingType")
     if type(encoding) is not int or encoding not in (0, 1):
         encoding = 0
     if body is None:
@@ -556,6 +663,10 @@ def _rejected_reply_to(doc: object, body: dict[str, Any] | None) -> ReplyTo | No
         device_id=device_id,
         ecu_type=_first_known("ecu_type", doc.get("ecu_type"), nested_ecu, body.get("ecu_type")),
         body_encoding_type=encoding,
+        # Answered in v2 when the request says so, even where v2 is not supported (1409): a
+        # device that writes v2 reads v2.
+        version=VERSION_2 if doc.get("version") == VERSION_2 else VERSION,
+        bag_spelling=bag_spelling,
     )
 
 
@@ -595,7 +706,7 @@ def decode_request(
         if envelope.message_type != expected_type:
             raise _Fail(_E.WRONG_MESSAGE_TYPE, f"message_type: expected {expected_type}")
         body = _decode_body(doc, envelope.body_encoding_type)
-        parsed = parse_body(body, config)
+        parsed = parse_body(body, envelope, config)
         _check_agreement(envelope, parsed)
     except _Fail as fail:
         return Rejection(code=fail.code, detail=fail.detail, reply_to=_rejected_reply_to(doc, body))
@@ -605,7 +716,9 @@ def decode_request(
         sub_system_id=parsed.sub_system_id,
         vin=parsed.vin,
         device_id=envelope.device_id,
-        ecu_type=envelope.ecu_type,
+        ecu_type=parsed.ecu_type,  # the header's when it has one (they agree), v2's from the body
         body_encoding_type=envelope.body_encoding_type,
+        version=envelope.version,
+        bag_spelling=envelope.bag_spelling,
     )
     return Request(envelope=envelope, body=parsed, reply_to=reply_to)

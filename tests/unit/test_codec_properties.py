@@ -2,7 +2,8 @@
 
 Whatever the bytes, ``decode_request`` yields a ``Request`` or a ``Rejection`` whose code is in the
 one table; an answerable rejection can be answered; a valid message built with ``build_request``
-decodes to exactly the fields it was built from.
+(v1 or v2, either bag spelling, time in seconds or milliseconds, the published quirks of
+SPEC.md 3.6) decodes to exactly the fields it was built from, normalised.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vprov.config import load
 from vprov.envelope import (
     DEVICE_PROVISION,
     PROVISION_QUERY,
+    PROVISION_QUERY_RESPONSE,
     Chipset,
     DeviceProvision,
     Envelope,
@@ -68,8 +70,12 @@ def check(result: object) -> None:
         error = None
     assert is_valid_identifier(reply_to.device_id, MAX_LEN["device_id"])
     assert reply_to.body_encoding_type in (0, 1)
+    assert reply_to.version in ("v1", "v2")
+    assert reply_to.bag_spelling in ("property_bag", "propertyBag")
+    # A type with a v2 code: the answer may be in v2.
     answer = build_response(
-        reply_to, message_type="ANSWER", message_id="a", now=NOW, body={"k": "v"}, error=error
+        reply_to, message_type=PROVISION_QUERY_RESPONSE, message_id="a", now=NOW,
+        body={"k": "v"}, error=error,
     )
     assert parse_response(answer)["body"] == {"k": "v"}
 
@@ -115,12 +121,27 @@ JSON_VALUES = st.recursive(
 )
 FLAT_OBJECTS = st.dictionaries(st.text(max_size=8), LEAVES, max_size=4)
 EDGY_STRINGS = st.sampled_from(
-    ["", " ", "\t", "x" * 200, "a b", "é", "\x00", "TCU\n", "1" * 18, "v1", "c2c-edge", "ÿ" * 3]
+    ["", " ", "\t", "x" * 200, "a b", "é", "\x00", "TCU\n", "1" * 18, "v1", "v2", "c2c-edge",
+     "ÿ" * 3]
 )
 CHIPSETS = st.fixed_dictionaries(
     {"id": identifiers(MAX_LEN["chipset_id"])},
-    optional={key: st.none() | st.text(max_size=10) for key in CHIPSET_TEXT},
+    optional={
+        **{key: st.none() | st.text(max_size=10) for key in CHIPSET_TEXT},
+        "program_sku_id": st.none() | st.text(max_size=10) | st.integers(-(10**20), 10**20),
+    },
 )
+
+
+def wire_case(code: str, lower: bool) -> str:
+    return code.lower() if lower else code
+
+
+def expected_chipset(chip: dict[str, Any]) -> Chipset:
+    text = [chip.get(key) for key in CHIPSET_TEXT]
+    if type(text[-1]) is int:
+        text[-1] = str(text[-1])
+    return Chipset(chip["id"].strip() and chip["id"] or None, *text)
 
 
 @st.composite
@@ -133,7 +154,11 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
     device_id = draw(identifiers(MAX_LEN["device_id"]))
     ecu_type = draw(ECU_TYPES)
     region_code, country_code = draw(REGIONS), draw(COUNTRIES)
-    region_info = {"region_code": region_code, "country_code": country_code}
+    lower = draw(st.booleans())  # codes are case-insensitive and stored upper-case
+    region_info = {"region_code": wire_case(region_code, lower),
+                   "country_code": wire_case(country_code, lower)}
+    # A blank body device id: the envelope's stands (the published sample sends "").
+    body_device_id = draw(st.sampled_from([device_id, device_id, ""]))
     lifecycle = draw(st.sampled_from([{}, {"lifecyclestate": "X"}, {"lifecycyclestate": "Y"}]))
     body: dict[str, Any]
     expected: ProvisionQuery | DeviceProvision
@@ -143,7 +168,7 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
             "system_id": system_id,
             "sub_system_id": sub_system_id,
             "vin": vin,
-            spelling: device_id,
+            spelling: body_device_id,
             "ecu_type": ecu_type,
             "primary": True,
             "region_info": region_info,
@@ -154,6 +179,9 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
         )
     else:
         chipsets = draw(st.lists(CHIPSETS, max_size=4, unique_by=lambda chip: chip["id"]))
+        for chip in chipsets:  # blanking some keeps the given ones unique
+            if draw(st.booleans()):
+                chip["id"] = draw(st.sampled_from(["", " "]))
         vehicle_info = draw(FLAT_OBJECTS)
         primary = draw(st.booleans())
         ecu_model, ecu_make = draw(st.none() | st.text(max_size=8)), draw(st.none() | st.text())
@@ -173,7 +201,7 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
             "sub_system_id": sub_system_id,
             "vin": vin,
             "vehicle_info": vehicle_info,
-            "device_id": device_id,
+            "device_id": body_device_id,
             "device_info": {
                 "ecu_model": ecu_model,
                 "ecu_make": ecu_make,
@@ -197,9 +225,7 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
             ecu_make=ecu_make,
             vehicle_info=vehicle_info,
             chipsets_count=len(chipsets),
-            chipsets=tuple(
-                Chipset(chip["id"], *(chip.get(key) for key in CHIPSET_TEXT)) for chip in chipsets
-            ),
+            chipsets=tuple(expected_chipset(chip) for chip in chipsets),
             region_code=region_code,
             country_code=country_code,
             sim_info=optional.get("SIMInfo", {}),
@@ -207,7 +233,10 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
             configuration=optional.get("configuration", {}),
             privacy_flag=optional.get("privacyFlag", False),
         )
-    time = draw(st.integers(0, NOW))
+    in_ms = draw(st.booleans())
+    # Milliseconds below 10**11 (before 1973) read as seconds: not drawn, see MILLISECONDS_FROM.
+    time = draw(st.integers(10**8 if in_ms else 0, NOW))
+    sent_time = time * 1000 + draw(st.integers(0, 999)) if in_ms else time
     ttl = draw(st.just(-1) | st.integers(NOW - time, MAX_INT64))
     return {
         "kind": kind,
@@ -219,8 +248,11 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
         "ecu_type": ecu_type,
         "body": body,
         "time": time,
+        "sent_time": sent_time,
         "ttl": ttl,
         "encoding": draw(st.sampled_from([0, 1])),
+        "version": draw(st.sampled_from(["v1", "v2"])),
+        "bag_spelling": draw(st.sampled_from(["property_bag", "propertyBag"])),
         "expected": expected,
     }
 
@@ -235,9 +267,11 @@ def build(m: dict[str, Any]) -> bytes:
         device_id=m["device_id"],
         ecu_type=m["ecu_type"],
         body=m["body"],
-        now=m["time"],
+        now=m.get("sent_time", m["time"]),
         ttl=m["ttl"],
         body_encoding_type=m["encoding"],
+        version=m.get("version", "v1"),
+        bag_spelling=m.get("bag_spelling", "property_bag"),
     )
 
 
@@ -279,7 +313,11 @@ def test_random_json_values(value: Any) -> None:
 
 
 @examples(1500)
-@given(st.fixed_dictionaries({}, optional=dict.fromkeys(ENVELOPE_KEYS, JSON_VALUES | EDGY_STRINGS)))
+@given(
+    st.fixed_dictionaries(
+        {}, optional=dict.fromkeys((*ENVELOPE_KEYS, "propertyBag"), JSON_VALUES | EDGY_STRINGS)
+    )
+)
 def test_random_values_under_envelope_names(doc: dict[str, Any]) -> None:
     decode_any(json.dumps(doc).encode())
 
@@ -290,27 +328,31 @@ def test_valid_message_round_trips(m: dict[str, Any]) -> None:
     result = decode_request(build(m), expected_type=m["kind"], config=CONFIG, now=NOW)
     assert isinstance(result, Request), result
     assert result.body == m["expected"]
+    v1 = m["version"] == "v1"
+    encoding_key = "body_encoding_type" if m["bag_spelling"] == "property_bag" else (
+        "bodyEncodingType")
     assert result.envelope == Envelope(
         message_id=m["message_id"],
         correlation_id=None,
-        version="v1",
+        version=m["version"],
         system_id=m["system_id"],
         sub_system_id=m["sub_system_id"],
-        vin=m["vin"],
+        vin=m["vin"] if v1 else None,
         device_id=m["device_id"],
-        ecu_type=m["ecu_type"],
+        ecu_type=m["ecu_type"] if v1 else None,
         source_id="c2c-edge",
         target_id="c2c-cloud",
         message_type=m["kind"],
         time=m["time"],
         ttl=m["ttl"],
-        status="SUBMIT",
+        status="SUBMIT" if v1 else None,
         body_encoding_type=m["encoding"],
-        property_bag={"body_encoding_type": m["encoding"]},
+        property_bag={encoding_key: m["encoding"]},
+        bag_spelling=m["bag_spelling"],
     )
     assert result.reply_to == ReplyTo(
         m["message_id"], m["system_id"], m["sub_system_id"], m["vin"], m["device_id"],
-        m["ecu_type"], m["encoding"],
+        m["ecu_type"], m["encoding"], m["version"], m["bag_spelling"],
     )  # fmt: skip
     check(result)
 
@@ -336,9 +378,10 @@ def test_one_field_mutated_removed_or_retyped(m: dict[str, Any], data: st.DataOb
     else:
         target[last] = data.draw(JSON_VALUES)
     # The mutated message is sent as encoding 1 too, unless the mutation was to the bag itself.
-    if m["encoding"] == 1 and path[0] != "property_bag" and isinstance(doc.get("body"), dict):
+    bag = m["bag_spelling"]
+    if m["encoding"] == 1 and path[0] != bag and isinstance(doc.get("body"), dict):
         doc["body"] = base64.b64encode(json.dumps(doc["body"]).encode()).decode()
-        doc["property_bag"] = {"body_encoding_type": 1}
+        doc[bag] = {"body_encoding_type" if bag == "property_bag" else "bodyEncodingType": 1}
     decode_any(json.dumps(doc).encode())
 
 
@@ -371,7 +414,8 @@ def test_deep_nesting(m: dict[str, Any], depth: int, opener: str, where: str) ->
     if where == "whole":
         decode_any(nested.encode())
         return
-    doc = json.loads(build({**m, "encoding": 1 if where == "base64 body" else 0}))
+    doc = json.loads(build({**m, "encoding": 1 if where == "base64 body" else 0,
+                            "bag_spelling": "property_bag"}))
     marker = '"__nested__"'
     if where == "base64 body":
         doc["body"] = base64.b64encode(f'{{"deep":{nested}}}'.encode()).decode()
@@ -392,7 +436,7 @@ def test_deep_nesting(m: dict[str, Any], depth: int, opener: str, where: str) ->
     ),
 )  # fmt: skip
 def test_odd_numbers(m: dict[str, Any], field: str, number: str) -> None:
-    doc = json.loads(build({**m, "encoding": 0}))
+    doc = json.loads(build({**m, "encoding": 0, "bag_spelling": "property_bag"}))
     target = doc["property_bag"] if field == "body_encoding_type" else doc
     if field in ("chipsets_count", "primary"):
         target = doc["body"]
@@ -403,7 +447,8 @@ def test_odd_numbers(m: dict[str, Any], field: str, number: str) -> None:
 @examples(500)
 @given(valid_messages(), st.sampled_from(ENVELOPE_KEYS[:1] + ENVELOPE_KEYS[2:]), JSON_VALUES)
 def test_duplicate_keys_are_refused(m: dict[str, Any], key: str, value: Any) -> None:
-    raw = build({**m, "encoding": 0})
+    # v1 with the snake-case bag: every key of ENVELOPE_KEYS is in the message, so a duplicate.
+    raw = build({**m, "encoding": 0, "version": "v1", "bag_spelling": "property_bag"})
     duplicated = raw[:-1] + f',"{key}":{json.dumps(value)}}}'.encode()
     for kind in KINDS:
         result = decode_request(duplicated, expected_type=kind, config=CONFIG, now=NOW)

@@ -51,7 +51,7 @@ def test_defaults_map_ecu_types_to_lifecycle_states() -> None:
 def test_defaults_of_the_flow_and_messages() -> None:
     cfg = config.load(env={})
     assert cfg.max_payload_bytes == 64 * 1024
-    assert cfg.supported_versions == ("v1",)
+    assert cfg.supported_versions == ("v1", "v2")
     assert cfg.authenticated_header == "authenticated-device-id"
     assert cfg.require_authenticated_header is False
     assert cfg.delete_global_identity is True
@@ -210,6 +210,10 @@ BAD_DOCS: list[Any] = [
     pytest.param(_set("flow", "max_held_requests", 0), "flow.max_held_requests",
                  id="no room for held requests"),
     pytest.param(_set("homing", "by_country", 1), "homing.by_country", id="int for a bool"),
+    pytest.param(_set("messages", "supported_versions", ["v1", "v3"]),
+                 "messages.supported_versions", id="an envelope version nobody can read"),
+    pytest.param(_set("messages", "supported_versions", []), "messages.supported_versions",
+                 id="no envelope version at all"),
 ]
 
 
@@ -219,6 +223,11 @@ def test_bad_document_names_the_bad_key(edit: Callable[[dict[str, Any]], Any], n
     with pytest.raises(ConfigError) as error:
         config.from_document(doc(edit))
     assert named in str(error.value)
+
+
+def test_v2_can_be_switched_off() -> None:
+    cfg = config.from_document(doc(_set("messages", "supported_versions", ["v1"])))
+    assert cfg.supported_versions == ("v1",)
 
 
 def test_country_in_two_regions_names_both() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import pytest
@@ -23,6 +24,7 @@ from vprov.envelope import (
     parse_response,
     query_response_body,
 )
+from vprov.flows.common import reply_to_dict, reply_to_from
 from vprov.validation import decode_request
 
 NOW = 1_700_000_123
@@ -289,3 +291,167 @@ def test_built_request_decodes_and_its_answer_correlates(encoding: int) -> None:
     assert (answer["device_id"], answer["ecu_type"], answer["vin"]) == ("IVI-1", "IVI", VIN)
     assert answer["property_bag"]["body_encoding_type"] == encoding
     assert answer["body"] == {"lifecycyclestate": "PROVISIONED"}
+
+
+# --- the request's dialect: version and property bag spelling (SPEC.md 3.6) -----------------
+
+
+def dialect(version: str = "v1", bag: str = "property_bag", encoding: int = 0) -> ReplyTo:
+    return dataclasses.replace(reply_to(encoding), version=version, bag_spelling=bag)
+
+
+def test_reply_to_stored_before_the_dialect_fields_still_loads() -> None:
+    old = {
+        "message_id": "req-42", "system_id": "c2c-sys-00000001",
+        "sub_system_id": "c2c-sub-00000001", "vin": VIN, "device_id": "TCU-0000000001",
+        "ecu_type": "TCU", "body_encoding_type": 1,
+    }  # fmt: skip
+    loaded = reply_to_from(old)
+    assert (loaded.version, loaded.bag_spelling) == ("v1", "property_bag")
+    v2 = dialect("v2", "propertyBag")
+    assert reply_to_from(reply_to_dict(v2)) == v2
+
+
+@pytest.mark.parametrize(
+    ("message_type", "code", "body"),
+    [
+        (PROVISION_QUERY_RESPONSE, 3, query_response_body(ENDPOINT, "PROVISION_PENDING_REGIONAL")),
+        (DEVICE_PROVISION_RESPONSE, 6, device_response_body("PROVISIONED")),
+    ],
+)
+def test_v2_answer_has_an_integer_type_and_no_vin_ecu_type_or_status(
+    message_type: str, code: int, body: dict
+) -> None:
+    raw = build_response(
+        dialect("v2", "propertyBag"), message_type=message_type, message_id="resp-1", now=NOW,
+        body=body,
+    )
+    assert json.loads(raw) == {
+        "message_id": "resp-1",
+        "correlation_id": "req-42",
+        "version": "v2",
+        "system_id": "c2c-sys-00000001",
+        "sub_system_id": "c2c-sub-00000001",
+        "device_id": "TCU-0000000001",
+        "source_id": "c2c-cloud",
+        "target_id": "c2c-edge",
+        "message_type": code,
+        "time": NOW,
+        "ttl": -1,
+        "propertyBag": {"bodyEncodingType": 0},
+        "body": body,
+    }
+
+
+def test_v2_failure_carries_the_outcome_in_the_bag_and_the_body() -> None:
+    raw = build_response(
+        dialect("v2", "propertyBag", encoding=1), message_type=DEVICE_PROVISION_RESPONSE,
+        message_id="resp-2", now=NOW, body=device_response_body("PROV_FAIL"),
+        error=(13123, "device not found in this region"),
+    )
+    doc = parse_response(raw)
+    assert "status" not in doc and "vin" not in doc and "ecu_type" not in doc
+    assert doc["propertyBag"] == {
+        "bodyEncodingType": 1,
+        "errorCode": 13123,
+        "errorMessage": "device not found in this region",
+    }
+    assert doc["body"] == {"lifecycyclestate": "PROV_FAIL"}
+
+
+def test_v1_answer_with_the_camel_case_bag() -> None:
+    raw = build_response(
+        dialect("v1", "propertyBag"), message_type=PROVISION_QUERY_RESPONSE, message_id="r",
+        now=NOW, body=query_response_body("", "QRY_FAIL"), error=(13103, "not registered"),
+    )
+    doc = json.loads(raw)
+    assert "property_bag" not in doc
+    assert doc["propertyBag"] == {
+        "bodyEncodingType": 0, "errorCode": 13103, "errorMessage": "not registered"
+    }
+    assert (doc["version"], doc["message_type"], doc["status"]) == (
+        "v1", PROVISION_QUERY_RESPONSE, "FAIL"
+    )
+    assert (doc["vin"], doc["ecu_type"]) == (VIN, "TCU")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message_type"),
+    [
+        ({"version": "v3"}, PROVISION_QUERY_RESPONSE),
+        ({"bag_spelling": "PropertyBag"}, PROVISION_QUERY_RESPONSE),
+        ({"version": "v2"}, "SOMETHING_ELSE"),
+    ],
+)
+def test_an_answer_in_an_unknown_dialect_is_refused(changes: dict, message_type: str) -> None:
+    with pytest.raises(ValueError):
+        build_response(
+            dataclasses.replace(reply_to(), **changes), message_type=message_type,
+            message_id="m", now=NOW, body={},
+        )
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("bag", ["property_bag", "propertyBag"])
+@pytest.mark.parametrize("encoding", [0, 1])
+def test_parse_response_reads_both_versions_and_spellings(
+    version: str, bag: str, encoding: int
+) -> None:
+    raw = build_response(
+        dialect(version, bag, encoding), message_type=PROVISION_QUERY_RESPONSE, message_id="m",
+        now=NOW, body=query_response_body("", "QRY_FAIL"), error=(13103, "not registered"),
+    )
+    doc = parse_response(raw)
+    assert doc["body"] == query_response_body("", "QRY_FAIL")
+    assert bag in doc
+    normal = parse_response(raw, normalise=True)
+    assert normal["property_bag"] == {
+        "body_encoding_type": encoding, "error_code": 13103, "error_message": "not registered"
+    }
+    assert "propertyBag" not in normal
+    assert normal["message_type"] == PROVISION_QUERY_RESPONSE
+    assert normal["body"] == doc["body"]
+
+
+@pytest.mark.parametrize("encoding", [0, 1])
+@pytest.mark.parametrize("bag", ["property_bag", "propertyBag"])
+def test_built_v2_request_decodes_and_is_answered_in_v2(encoding: int, bag: str) -> None:
+    body = {
+        "system_id": "c2c-sys-00000001",
+        "sub_system_id": "c2c-sub-00000001",
+        "vin": VIN,
+        "deviceId": "TCU-1",
+        "ecu_type": "TCU",
+        "primary": True,
+        "region_info": {"region_code": "na", "country_code": "us"},
+    }
+    raw = build_request(
+        message_type=PROVISION_QUERY, message_id="m-9", system_id="c2c-sys-00000001",
+        sub_system_id="c2c-sub-00000001", vin=VIN, device_id="TCU-1", ecu_type="TCU", body=body,
+        now=NOW * 1000, body_encoding_type=encoding, version="v2", bag_spelling=bag,
+    )
+    sent = json.loads(raw)
+    assert (sent["version"], sent["message_type"]) == ("v2", 1)
+    assert not {"vin", "ecu_type", "status"} & set(sent)
+    assert sent[bag] == {"body_encoding_type" if bag == "property_bag" else "bodyEncodingType":
+                         encoding}
+    request = decode_request(raw, expected_type=PROVISION_QUERY, config=load(env={}), now=NOW)
+    assert isinstance(request, Request)
+    assert request.envelope.time == NOW
+    assert (request.body.region_code, request.body.country_code) == ("NA", "US")
+    answer = parse_response(
+        build_response(
+            request.reply_to, message_type=PROVISION_QUERY_RESPONSE, message_id="a-9", now=NOW,
+            body=query_response_body(ENDPOINT, "PROVISION_PENDING_REGIONAL"),
+        )
+    )
+    assert (answer["version"], answer["message_type"], answer["correlation_id"]) == ("v2", 3, "m-9")
+    assert bag in answer and "vin" not in answer
+
+
+def test_build_request_writes_an_integer_type_as_given() -> None:
+    raw = build_request(
+        message_type=301, message_id="m", system_id="s", sub_system_id="u", vin=VIN,
+        device_id="d", ecu_type="TCU", body={"a": 1}, now=NOW, version="v2",
+    )
+    assert json.loads(raw)["message_type"] == 301

@@ -467,3 +467,72 @@ def test_cancel_after_a_device_was_provisioned_keeps_the_vehicle() -> None:
                                                 "request_id": request_id, "devices": []})
     assert flow.deliver(cancel) == []
     assert flow.snapshot() == before
+
+
+# --- wire compatibility (SPEC.md 3.6): the published sample's shape and envelope v2 ----------
+
+
+def published_shape(sim: SimVehicle, index: int) -> dict[str, Any]:
+    """Body overrides giving the published DEVICE_PROVISION sample's quirks."""
+    device = sim.devices[index]
+    chipsets = [{**chip, "id": "", "state": "UNREGISTERED", "program_sku_id": 667}
+                for chip in device.chipsets]
+    return {
+        "device_id": "",
+        "device_info": {"ecu_model": "base-a", "ecu_make": "", "ecu_type": device.ecu_type,
+                        "primary": device.primary},
+        "chipsets": chipsets,
+        "region_info": {"region_code": "na", "country_code": sim.country.lower()},
+    }
+
+
+def test_published_sample_shape_provisions_and_onboards_chipsets_without_ids() -> None:
+    flow, sim = homed()
+    out = send(flow, sim, 0, "p-1", **published_shape(sim, 0))
+    answer = only_reply(out)
+    assert answer["status"] == "SUCCESS"
+    assert answer["device_id"] == sim.primary.device_id  # the envelope's
+    # Through the Avro serde: the schema's non-null chipset id carries "" for "not yet".
+    [request] = events(out, "ChipsetOnboardingRequest")
+    assert [c["id"] for c in request["chipsets"]] == ["", ""]
+    assert {c["program_sku_id"] for c in request["chipsets"]} == {"667"}
+    details = entry(flow, sim)["devices"][sim.primary.device_id]["details"]
+    assert [c["id"] for c in details["chipsets"]] == [None, None]
+    assert details["ecu_make"] == ""
+
+
+@pytest.mark.parametrize("bag", ["propertyBag", "property_bag"])
+def test_v2_request_is_answered_in_v2_with_its_bag_spelling(bag: str) -> None:
+    flow, sim = homed()
+    raw = fleet.device_provision(sim, sim.primary, "p-1", flow.now_s * 1000, version="v2",
+                                 bag_spelling=bag, body_encoding_type=1)
+    out = flow.provision(raw, NA, key=sim.vin.encode())
+    [answer] = [envelope.parse_response(o.value.encode()) for o in out if o.kind == "reply"]
+    assert (answer["version"], answer["message_type"]) == ("v2", 6)
+    assert not {"vin", "ecu_type", "status"} & set(answer)
+    other = "property_bag" if bag == "propertyBag" else "propertyBag"
+    assert bag in answer and other not in answer
+    assert answer["body"] == {"lifecycyclestate": "PROVISIONED"}
+    assert device_state(flow, sim, 0) == "PROVISIONED"
+
+
+def test_v2_failure_is_answered_in_v2_with_the_code_in_the_bag() -> None:
+    flow, sim = homed()
+    raw = fleet.device_provision(sim, sim.primary, "p-1", flow.now_s, version="v2",
+                                 bag_spelling="propertyBag", chipsets_count=5)
+    out = flow.provision(raw, NA, key=sim.vin.encode())
+    [answer] = [envelope.parse_response(o.value.encode()) for o in out if o.kind == "reply"]
+    assert (answer["version"], answer["message_type"]) == ("v2", 6)
+    assert answer["propertyBag"]["errorCode"] == 11008
+    assert answer["body"] == {"lifecycyclestate": "PROV_FAIL"}
+
+
+def test_held_v2_secondary_is_answered_in_v2_when_the_primary_succeeds() -> None:
+    flow, sim = homed()
+    raw = fleet.device_provision(sim, sim.devices[1], "p-2", flow.now_s, version="v2",
+                                 bag_spelling="propertyBag")
+    assert flow.provision(raw, NA, key=sim.vin.encode()) == []
+    out = send(flow, sim, 0, "p-1")
+    answers = {a["correlation_id"]: a for a in replies(out)}
+    assert (answers["p-1"]["version"], answers["p-2"]["version"]) == ("v1", "v2")
+    assert answers["p-2"]["message_type"] == 6 and "propertyBag" in answers["p-2"]

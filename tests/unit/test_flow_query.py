@@ -637,3 +637,42 @@ def test_vin_whose_only_query_failed_can_be_claimed_by_another_system() -> None:
     flow.register(rival)
     out = flow.query(ask(flow, rival, "q-rival"))
     assert only_reply(out)["status"] == "SUCCESS"
+
+
+# --- wire compatibility (SPEC.md 3.6): envelope v2 and the camelCase bag -------------------
+
+
+@pytest.mark.parametrize("bag", ["propertyBag", "property_bag"])
+def test_v2_query_is_answered_in_v2_after_the_region_confirms(bag: str) -> None:
+    flow, sim = Flow(), vehicle()
+    flow.register(sim)
+    raw = ask(flow, sim, "q-1", version="v2", bag_spelling=bag,
+              region_info={"region_code": "na", "country_code": sim.country.lower()})
+    out = flow.query(raw, key=sim.vin.encode())
+    answer = only_reply(out)  # built from the reply-to kept in the table while the region works
+    assert (answer["version"], answer["message_type"], answer["correlation_id"]) == (
+        "v2", 3, "q-1")
+    assert not {"vin", "ecu_type", "status"} & set(answer)
+    assert bag in answer
+    assert answer["body"]["iot_gateway_endpoint"] == NA_ENDPOINT
+    stored = flow.vehicles[sim.vin]
+    assert (stored["state"], stored["region"], stored["country_code"]) == (
+        "REGIONAL", "NA", sim.country)
+
+
+def test_v2_query_refused_is_answered_in_v2() -> None:
+    flow, sim = Flow(), vehicle()
+    flow.register(sim)
+    raw = ask(flow, sim, "q-1", version="v2", bag_spelling="propertyBag", primary=False)
+    answer = only_reply(flow.query(raw, key=sim.vin.encode()))
+    assert (answer["version"], answer["message_type"]) == ("v2", 3)
+    assert answer["propertyBag"]["errorCode"] == 13122
+    assert answer["body"]["lifecyclestate"] == "QRY_FAIL"
+
+
+def test_camel_case_v1_query_repeated_is_answered_again_in_its_spelling() -> None:
+    flow, sim = Flow(), vehicle()
+    flow.homed(sim)
+    answer = only_reply(flow.query(ask(flow, sim, "q-2", bag_spelling="propertyBag")))
+    assert (answer["version"], answer["status"]) == ("v1", "SUCCESS")
+    assert answer["propertyBag"] == {"bodyEncodingType": 0}

@@ -194,7 +194,9 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
     ("correlation_id not an identifier -> 13122", Q, message(env={"correlation_id": "a b"}),
      E.FIELD_VIOLATION),
     ("version missing -> 1409", Q, message(env={"version": DROP}), E.VERSION_UNSUPPORTED),
-    ("version unsupported -> 1409", Q, message(env={"version": "v2"}), E.VERSION_UNSUPPORTED),
+    ("version unsupported -> 1409", Q, message(env={"version": "v3"}), E.VERSION_UNSUPPORTED),
+    ("version in another case -> 1409", Q, message(env={"version": "V1"}),
+     E.VERSION_UNSUPPORTED),
     ("version not a string -> 1409", Q, message(env={"version": 1}), E.VERSION_UNSUPPORTED),
     ("system_id missing -> 1001", Q, message(env={"system_id": DROP}), E.SYSTEM_ID_MISSING),
     ("system_id blank -> 1001", Q, message(env={"system_id": ""}), E.SYSTEM_ID_MISSING),
@@ -290,8 +292,6 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
      E.QUERY_FIELD_MISSING),
     ("query without sub_system_id -> 13129", Q, message(body={"sub_system_id": DROP}),
      E.QUERY_FIELD_MISSING),
-    ("query without deviceId -> 13129", Q, message(body={"deviceId": DROP}),
-     E.QUERY_FIELD_MISSING),
     ("query without ecu_type -> 13129", Q, message(body={"ecu_type": DROP}),
      E.QUERY_FIELD_MISSING),
     ("query without primary -> 13129", Q, message(body={"primary": DROP}),
@@ -323,8 +323,12 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
      message(env={"sub_system_id": DROP}, body={"sub_system_id": "s" * 24}), E.FIELD_VIOLATION),
     ("query with deviceId and device_id disagreeing -> 13122", Q,
      message(body={"device_id": IVI}), E.FIELD_VIOLATION),
-    ("query with a lowercase region code -> 13122", Q,
-     message(body={"region_info.region_code": "na"}), E.FIELD_VIOLATION),
+    ("query with a region code of a wrong shape -> 13122", Q,
+     message(body={"region_info.region_code": "n-a"}), E.FIELD_VIOLATION),
+    ("query with a region code that upper-cases to a valid one only in Unicode -> 13122", Q,
+     message(body={"region_info.region_code": "ßa"}), E.FIELD_VIOLATION),
+    ("query with a region code starting with a digit -> 13122", Q,
+     message(body={"region_info.region_code": "1a"}), E.FIELD_VIOLATION),
     ("query with a three-letter country code -> 13122", Q,
      message(body={"region_info.country_code": "USA"}), E.FIELD_VIOLATION),
     ("query with a numeric region code -> 13122", Q,
@@ -344,8 +348,8 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
      message(D, body={"vehicle_info": DROP}), E.VEHICLE_INFO_MISSING),
     ("device provisioning with vehicle_info not an object -> 13117", D,
      message(D, body={"vehicle_info": "SUV"}), E.VEHICLE_INFO_MISSING),
-    ("device provisioning without device_id -> 1003", D, message(D, body={"device_id": DROP}),
-     E.DEVICE_ID_MISSING),
+    ("device provisioning with a device_id outside the alphabet -> 13122", D,
+     message(D, body={"device_id": "TCU#1"}), E.FIELD_VIOLATION),
     ("device provisioning without any ecu_type -> 1004", D,
      message(D, body={"device_info.ecu_type": DROP}), E.ECU_TYPE_MISSING),
     ("device provisioning with an unknown ECU type -> 13122", D,
@@ -373,8 +377,14 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
      message(D, body={"chipsets": {"id": "chip-1"}}), E.FIELD_VIOLATION),
     ("device provisioning with a chipset that is not an object -> 13122", D,
      message(D, body={"chipsets.1": "chip-2"}), E.FIELD_VIOLATION),
-    ("device provisioning with a chipset without id -> 13122", D,
-     message(D, body={"chipsets.1.id": DROP}), E.FIELD_VIOLATION),
+    ("device provisioning with a chipset id a number -> 13122", D,
+     message(D, body={"chipsets.1.id": 7}), E.FIELD_VIOLATION),
+    ("device provisioning with a chipset id longer than 64 -> 13122", D,
+     message(D, body={"chipsets.1.id": "c" * 65}), E.FIELD_VIOLATION),
+    ("device provisioning with a program_sku_id a boolean -> 13122", D,
+     message(D, body={"chipsets.0.program_sku_id": True}), E.FIELD_VIOLATION),
+    ("device provisioning with a program_sku_id a float -> 13122", D,
+     message(D, body={"chipsets.0.program_sku_id": 667.5}), E.FIELD_VIOLATION),
     ("device provisioning with a chipset id outside the alphabet -> 13122", D,
      message(D, body={"chipsets.1.id": "chip 2"}), E.FIELD_VIOLATION),
     ("device provisioning with two chipsets of one id -> 13122", D,
@@ -387,8 +397,12 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
      message(D, body={"region_info.region_code": DROP}), E.REGION_CODE_MISSING),
     ("device provisioning without country_code -> 13120", D,
      message(D, body={"region_info.country_code": DROP}), E.COUNTRY_CODE_MISSING),
-    ("device provisioning with a lowercase country code -> 13122", D,
-     message(D, body={"region_info.country_code": "us"}), E.FIELD_VIOLATION),
+    ("device provisioning with a country code with a digit -> 13122", D,
+     message(D, body={"region_info.country_code": "u5"}), E.FIELD_VIOLATION),
+    ("device provisioning with a non-ASCII country code -> 13122", D,
+     message(D, body={"region_info.country_code": "ÇA"}), E.FIELD_VIOLATION),
+    ("device provisioning with a three-letter lowercase country code -> 13122", D,
+     message(D, body={"region_info.country_code": "can"}), E.FIELD_VIOLATION),
     ("device provisioning with SIMInfo a list -> 13122", D, message(D, body={"SIMInfo": []}),
      E.FIELD_VIOLATION),
     ("device provisioning with communication_channel an object -> 13122", D,
@@ -651,6 +665,298 @@ def test_bytearray_memoryview_and_str_are_accepted_as_raw() -> None:
     for variant in (bytearray(raw), memoryview(raw), raw.decode()):
         assert isinstance(decode(variant), Request)  # type: ignore[arg-type]
     assert decode(None).code == E.NOT_JSON  # type: ignore[arg-type, union-attr]
+
+
+# --- wire compatibility: what deployed edge software sends (SPEC.md 3.6) ---------------------
+
+V2_CODES = {Q: 1, D: 4}
+
+
+def message_v2(
+    kind: str = Q, *, env: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
+    encoding: int = 0, bag: str = "propertyBag",
+) -> bytes:
+    """A valid v2 message: integer message type, no vin, ecu_type or status in the header."""
+    doc = json.loads(message(kind, body=body, encoding=encoding))
+    for key in ("vin", "ecu_type", "status"):
+        del doc[key]
+    doc.update(version="v2", message_type=V2_CODES[kind])
+    if bag == "propertyBag":
+        del doc["property_bag"]
+        doc["propertyBag"] = {"bodyEncodingType": encoding}
+    apply(doc, env or {})
+    return json.dumps(doc).encode()
+
+
+def camel(raw: bytes) -> bytes:
+    """The same message with its property bag spelt propertyBag/bodyEncodingType."""
+    doc = json.loads(raw)
+    encoding = doc.pop("property_bag")["body_encoding_type"]
+    doc["propertyBag"] = {"bodyEncodingType": encoding}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("rule", "kind", "raw"),
+    named(
+        ("query with a blank body deviceId takes the envelope's", Q,
+         message(body={"deviceId": ""})),
+        ("query without any body device id takes the envelope's", Q,
+         message(body={"deviceId": DROP})),
+        ("device provisioning with a blank body device_id takes the envelope's", D,
+         message(D, body={"device_id": ""})),
+        ("device provisioning with a whitespace body device_id takes the envelope's", D,
+         message(D, body={"device_id": "  "})),
+        ("device provisioning without a body device id takes the envelope's", D,
+         message(D, body={"device_id": DROP})),
+        ("v2 query with a blank body device id", Q, message_v2(body={"deviceId": ""})),
+    ),
+)
+def test_blank_body_device_id_is_the_envelopes(rule: str, kind: str, raw: bytes) -> None:
+    request = accepted(raw, kind)
+    assert request.body.device_id == request.envelope.device_id == TCU
+    assert request.reply_to.device_id == TCU
+
+
+def test_body_device_id_naming_another_device_still_disagrees() -> None:
+    assert rejected(message(D, body={"device_id": IVI}), D).code == E.HEADER_BODY_MISMATCH
+    assert rejected(message(body={"deviceId": IVI}), Q).code == E.HEADER_BODY_MISMATCH
+
+
+@pytest.mark.parametrize(
+    ("region", "country", "stored"),
+    [
+        ("na", "ca", ("NA", "CA")),
+        ("Na", "Ca", ("NA", "CA")),
+        ("eu", "de", ("EU", "DE")),
+        ("NA", "us", ("NA", "US")),
+        ("a1", "US", ("A1", "US")),
+    ],
+)
+@pytest.mark.parametrize("kind", [Q, D])
+def test_region_and_country_codes_are_case_insensitive_and_stored_upper_case(
+    kind: str, region: str, country: str, stored: tuple[str, str]
+) -> None:
+    raw = message(kind, body={"region_info": {"region_code": region, "country_code": country}})
+    body = accepted(raw, kind).body
+    assert (body.region_code, body.country_code) == stored
+
+
+@pytest.mark.parametrize("country", ["ß", "ı" + "t", "Ｕｓ", "u", ""])
+def test_country_codes_that_only_unicode_would_upper_case_are_refused(country: str) -> None:
+    raw = message(D, body={"region_info.country_code": country})
+    code = E.COUNTRY_CODE_MISSING if not country else E.FIELD_VIOLATION
+    assert rejected(raw, D).code == code
+
+
+@pytest.mark.parametrize(
+    ("sku", "stored"), [(667, "667"), ("667", "667"), (0, "0"), (-3, "-3"), ("SKU-1", "SKU-1"),
+                        (None, None)],
+)
+def test_program_sku_id_number_or_string_is_stored_as_a_string(sku: Any, stored: Any) -> None:
+    body = accepted(message(D, body={"chipsets.0.program_sku_id": sku}), D).body
+    assert isinstance(body, DeviceProvision)
+    assert body.chipsets[0].program_sku_id == stored
+
+
+@pytest.mark.parametrize("blank", ["", "   ", None, DROP])
+def test_chipset_without_an_id_yet_is_accepted_as_none(blank: Any) -> None:
+    body = accepted(message(D, body={"chipsets.0.id": blank, "chipsets.1.id": blank}), D).body
+    assert isinstance(body, DeviceProvision)
+    assert [chip.id for chip in body.chipsets] == [None, None]
+    assert body.chipsets[0].name == "modem"
+
+
+def test_chipset_ids_that_are_given_must_still_be_unique() -> None:
+    raw = message(D, body={"chipsets.0.id": "", "chipsets.1.id": "chip-1"})
+    body = accepted(raw, D).body
+    assert isinstance(body, DeviceProvision)
+    assert [chip.id for chip in body.chipsets] == [None, "chip-1"]
+    dup = message(D, body={"chipsets_count": 3, "chipsets.1.id": "chip-1"})
+    doc = json.loads(dup)
+    doc["body"]["chipsets"].append({"id": ""})
+    assert rejected(json.dumps(doc).encode(), D).code == E.FIELD_VIOLATION
+
+
+@pytest.mark.parametrize(
+    ("rule", "kind", "raw"),
+    named(
+        ("status SUCCESS on a request", D, message(D, env={"status": "SUCCESS"})),
+        ("ecu_make blank", D, message(D, body={"device_info.ecu_make": ""})),
+        ("ttl absent", D, message(D, env={"ttl": DROP})),
+        ("camelCase property bag", Q, camel(message())),
+        ("camelCase property bag with a base64 body", D, camel(message(D, encoding=1))),
+        ("both bag spellings, agreeing", Q,
+         message(env={"propertyBag": {"body_encoding_type": 0}})),
+        ("bodyEncodingType inside property_bag", Q,
+         message(env={"property_bag": {"bodyEncodingType": 0}})),
+        ("both encoding spellings, agreeing", Q,
+         message(env={"property_bag.bodyEncodingType": 0})),
+        ("v1 with an integer message type code", Q, message(env={"message_type": 1})),
+    ),
+)
+def test_tolerated_variant(rule: str, kind: str, raw: bytes) -> None:
+    accepted(raw, kind)
+
+
+@pytest.mark.parametrize(
+    ("rule", "raw", "code"),
+    named(
+        ("both bag spellings, disagreeing -> 13122",
+         message(env={"propertyBag": {"body_encoding_type": 1}}), E.FIELD_VIOLATION),
+        ("both encoding spellings, disagreeing -> 13122",
+         message(env={"property_bag.bodyEncodingType": 1}), E.FIELD_VIOLATION),
+        ("encoding spellings 0 and false -> 13122",
+         message(env={"property_bag.bodyEncodingType": False}), E.FIELD_VIOLATION),
+        ("camelCase bag without an encoding -> 13114",
+         message(env={"property_bag": DROP, "propertyBag": {}}), E.PROPERTY_BAG_MISSING),
+        ("camelCase bag not an object -> 13114",
+         message(env={"property_bag": DROP, "propertyBag": "1"}), E.PROPERTY_BAG_MISSING),
+        ("bodyEncodingType a string -> 13127",
+         message(env={"property_bag": DROP, "propertyBag": {"bodyEncodingType": "1"}}),
+         E.BODY_ENCODING_NOT_INTEGER),
+        ("bodyEncodingType 2 -> 13126",
+         message(env={"property_bag": DROP, "propertyBag": {"bodyEncodingType": 2}}),
+         E.BODY_ENCODING_UNSUPPORTED),
+    ),
+)
+def test_property_bag_spellings_refused(rule: str, raw: bytes, code: ErrorCode) -> None:
+    assert rejected(raw).code == code
+
+
+@pytest.mark.parametrize(
+    ("sent", "seconds"),
+    [
+        (NOW - 10, NOW - 10),
+        ((NOW - 10) * 1000, NOW - 10),
+        ((NOW - 10) * 1000 + 999, NOW - 10),
+        (10**11 - 1, 10**11 - 1),  # the largest value read as seconds
+        (10**11, 10**8),  # the smallest read as milliseconds
+        (0, 0),
+    ],
+)
+def test_time_in_seconds_or_milliseconds_is_kept_in_seconds(sent: int, seconds: int) -> None:
+    assert accepted(message(env={"time": sent})).envelope.time == seconds
+
+
+def test_ttl_counts_seconds_whatever_the_unit_of_time() -> None:
+    fresh = message(env={"time": (NOW - 60) * 1000, "ttl": 60})
+    assert accepted(fresh).envelope.time == NOW - 60
+    stale = message(env={"time": (NOW - 61) * 1000, "ttl": 60})
+    assert rejected(stale).code == E.MESSAGE_EXPIRED
+
+
+@pytest.mark.parametrize("kind", [Q, D])
+@pytest.mark.parametrize("encoding", [0, 1])
+@pytest.mark.parametrize("bag", ["propertyBag", "property_bag"])
+def test_v2_message_parses_like_v1(kind: str, encoding: int, bag: str) -> None:
+    v2 = accepted(message_v2(kind, encoding=encoding, bag=bag), kind)
+    v1 = accepted(message(kind, encoding=encoding), kind)
+    assert v2.body == v1.body
+    envelope = v2.envelope
+    assert (envelope.version, envelope.message_type) == ("v2", kind)
+    assert (envelope.vin, envelope.ecu_type, envelope.status) == (None, None, None)
+    assert envelope.bag_spelling == bag
+    assert v2.reply_to == dataclasses.replace(v1.reply_to, version="v2", bag_spelling=bag)
+    assert (v2.reply_to.vin, v2.reply_to.ecu_type) == (VIN, "TCU")  # from the body
+
+
+@pytest.mark.parametrize(
+    ("rule", "kind", "raw"),
+    named(
+        ("v2 with a vin, ecu_type and status in the header anyway", Q,
+         message_v2(env={"vin": VIN, "ecu_type": "TCU", "status": "SUBMIT"})),
+        ("v2 with the message type by name", D,
+         message_v2(D, env={"message_type": DEVICE_PROVISION})),
+        ("v2 with the snake-case bag", Q, message_v2(bag="property_bag")),
+        ("v2 with time in milliseconds", Q, message_v2(env={"time": (NOW - 10) * 1000})),
+        ("v2 with a blank status", Q, message_v2(env={"status": ""})),
+    ),
+)
+def test_v2_variant(rule: str, kind: str, raw: bytes) -> None:
+    accepted(raw, kind)
+
+
+@pytest.mark.parametrize(
+    ("rule", "kind", "raw", "code"),
+    named(
+        ("v2 PROVISION_QUERY_RESPONSE code on the query topic -> 13115", Q,
+         message_v2(env={"message_type": 3}), E.WRONG_MESSAGE_TYPE),
+        ("v2 DEVICE_PROVISION code on the query topic -> 13115", Q,
+         message_v2(env={"message_type": 4}), E.WRONG_MESSAGE_TYPE),
+        ("v2 PROVISION_QUERY code on the device topic -> 13115", D,
+         message_v2(D, env={"message_type": 1}), E.WRONG_MESSAGE_TYPE),
+        ("v2 unknown code -> 13115", Q, message_v2(env={"message_type": 301}),
+         E.WRONG_MESSAGE_TYPE),
+        ("v2 code 0 (INVALID) -> 13115", Q, message_v2(env={"message_type": 0}),
+         E.WRONG_MESSAGE_TYPE),
+        ("v2 huge code -> 13115", Q, message_v2(env={"message_type": 2**70}),
+         E.WRONG_MESSAGE_TYPE),
+        ("v2 code as a numeric string -> 13115", Q, message_v2(env={"message_type": "1"}),
+         E.WRONG_MESSAGE_TYPE),
+        ("v2 message type a boolean -> 13122", Q, message_v2(env={"message_type": True}),
+         E.FIELD_VIOLATION),
+        ("v2 message type a float -> 13122", Q, message_v2(env={"message_type": 1.0}),
+         E.FIELD_VIOLATION),
+        ("v2 message type missing -> 1007", Q, message_v2(env={"message_type": DROP}),
+         E.MESSAGE_TYPE_MISSING),
+        ("v2 device_id missing -> 1003", Q, message_v2(env={"device_id": DROP}),
+         E.DEVICE_ID_MISSING),
+        ("v2 query without a body ecu_type -> 13129", Q,
+         message_v2(body={"ecu_type": DROP}), E.QUERY_FIELD_MISSING),
+        ("v2 device provisioning without any ecu_type -> 1004", D,
+         message_v2(D, body={"device_info.ecu_type": DROP}), E.ECU_TYPE_MISSING),
+        ("v2 device provisioning with an unknown ECU type -> 13122", D,
+         message_v2(D, body={"device_info.ecu_type": "TOASTER"}), E.FIELD_VIOLATION),
+        ("v2 query with a bad vin -> 13101", Q, message_v2(body={"vin": "vin-100"}),
+         E.QUERY_VIN_INVALID),
+        ("v2 header ecu_type disagreeing with the body -> 13130", Q,
+         message_v2(env={"ecu_type": "IVI"}), E.HEADER_BODY_MISMATCH),
+        ("v2 header ecu_type outside the alphabet -> 13122", Q,
+         message_v2(env={"ecu_type": "T C U"}), E.FIELD_VIOLATION),
+        ("v2 status not a string -> 13122", Q, message_v2(env={"status": 1}),
+         E.FIELD_VIOLATION),
+        ("v2 chipsets count disagreeing -> 11008", D,
+         message_v2(D, body={"chipsets_count": 3}), E.CHIPSETS_COUNT_MISMATCH),
+        ("v1 still needs ecu_type in the header -> 1004", Q,
+         message(env={"ecu_type": DROP}), E.ECU_TYPE_MISSING),
+        ("v1 still needs status -> 10001", Q, message(env={"status": DROP}), E.STATUS_MISSING),
+        ("v1 unknown integer code -> 13115", Q, message(env={"message_type": 2}),
+         E.WRONG_MESSAGE_TYPE),
+    ),
+)
+def test_v2_rule(rule: str, kind: str, raw: bytes, code: ErrorCode) -> None:
+    assert rejected(raw, kind).code == code
+
+
+def test_v2_can_be_switched_off_by_configuration() -> None:
+    v1_only = dataclasses.replace(CONFIG, supported_versions=("v1",))
+    result = decode(message_v2(), config=v1_only)
+    assert isinstance(result, Rejection) and result.code == E.VERSION_UNSUPPORTED
+    # answered in v2 and in the request's bag spelling all the same
+    assert result.reply_to is not None
+    assert (result.reply_to.version, result.reply_to.bag_spelling) == ("v2", "propertyBag")
+
+
+@pytest.mark.parametrize(
+    ("raw", "version", "bag", "encoding"),
+    [
+        (message(body={"primary": False}), "v1", "property_bag", 0),
+        (camel(message(body={"primary": False}, encoding=1)), "v1", "propertyBag", 1),
+        (message_v2(body={"primary": False}, encoding=1), "v2", "propertyBag", 1),
+        (message_v2(body={"primary": False}, bag="property_bag"), "v2", "property_bag", 0),
+        (message_v2(env={"message_type": 99}), "v2", "propertyBag", 0),
+        (message(env={"version": "v9"}), "v1", "property_bag", 0),
+    ],
+)
+def test_rejection_answers_in_the_requests_version_and_spelling(
+    raw: bytes, version: str, bag: str, encoding: int
+) -> None:
+    reply_to = rejected(raw).reply_to
+    assert reply_to is not None
+    assert (reply_to.version, reply_to.bag_spelling) == (version, bag)
+    assert reply_to.body_encoding_type == encoding
+    assert (reply_to.vin, reply_to.ecu_type) == (VIN, "TCU")
 
 
 # --- whom a rejection answers ----------------------------------------------------------------

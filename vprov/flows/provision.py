@@ -16,7 +16,7 @@ from dataclasses import asdict
 from tables.models import RegionalVehicle, remember, replay
 from vprov import envelope
 from vprov.codes import ErrorCode
-from vprov.envelope import DeviceProvision, Rejection, ReplyTo
+from vprov.envelope import Chipset, DeviceProvision, Rejection, ReplyTo
 from vprov.flows.common import (
     Context,
     Source,
@@ -147,6 +147,12 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
     return Decision(state=updated)
 
 
+def _onboarding_chipset(chipset: Chipset) -> dict:
+    """A chipset for the onboarding record, whose Avro ``id`` is a non-null string: a chipset
+    without an id yet (None) goes as "", as devices send it, rather than a new schema version."""
+    return {**asdict(chipset), "id": chipset.id or ""}
+
+
 def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
                entry: RegionalVehicle, region: str, ctx: Context
                ) -> tuple[list[Output], list[Effect]]:
@@ -185,7 +191,7 @@ def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
             "device_id": body.device_id,
             "ecu_type": body.ecu_type,
             "region": region,
-            "chipsets": [asdict(c) for c in body.chipsets],
+            "chipsets": [_onboarding_chipset(c) for c in body.chipsets],
             "cause_message_id": message_id,
             "requested_at": ctx.now_ms,
         }),

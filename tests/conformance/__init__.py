@@ -1,0 +1,1 @@
+"""Published message shapes as fixtures (index.json) and their loader (corpus.py)."""
