@@ -209,7 +209,9 @@ class Flow:
 
 
 def error_code(record: Record) -> int | None:
-    return record.value["property_bag"].get("error_code")
+    """The answer's error code, whichever property-bag spelling it was answered in."""
+    bag = record.value.get("property_bag") or record.value.get("propertyBag") or {}
+    return bag.get("error_code", bag.get("errorCode"))
 
 
 @pytest.fixture
