@@ -17,39 +17,18 @@ from streams.shell import (
     Shell,
     Step,
     decode_internal,
-    encode_internal,
     key_text,
-    now_ms,
 )
+from streams.stores import DeadlineIndexedStore, deadline_timer
 from streams.web import add_table_view
 from vprov.flows import query, registration
 
-DEADLINE_SCAN_SECONDS = 1.0
 
-
-class VehicleStore:
-    """The ``vehicles`` table plus its index of pending rehome deadlines, written together so
-    the index never disagrees with the vehicle entries."""
-
-    def __init__(self, vehicles: Any, deadlines: Any) -> None:
-        self.vehicles = vehicles
-        self.deadlines = deadlines
-
-    def get(self, vin: str) -> Any:
-        return self.vehicles.get(vin) if vin else None
-
-    def __setitem__(self, vin: str, entry: dict[str, Any]) -> None:
-        self.vehicles[vin] = entry
-        pending = entry.get("pending")
-        if pending:
-            self.deadlines[vin] = {"request_id": pending["request_id"],
-                                   "deadline_ms": pending["deadline_ms"]}
-        elif self.deadlines.get(vin) is not None:
-            self.deadlines.pop(vin, None)
-
-    def pop(self, vin: str, default: Any = None) -> Any:
-        self.deadlines.pop(vin, None)
-        return self.vehicles.pop(vin, default)
+def rehome_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
+    pending = entry.get("pending")
+    if not pending:
+        return None
+    return {"request_id": pending["request_id"], "deadline_ms": pending["deadline_ms"]}
 
 
 def register(app: faust.App, shell: Shell) -> dict[str, Any]:
@@ -58,7 +37,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     systems = shell.table("systems")  # system_id -> SystemEntry
     vehicles = shell.table("vehicles")  # VIN -> GlobalVehicle
     deadlines = shell.table("rehome-deadlines")  # VIN -> {request_id, deadline_ms}
-    store = VehicleStore(vehicles, deadlines)
+    store = DeadlineIndexedStore(vehicles, deadlines, rehome_deadline)
 
     routes = cat.ingress_routes()
 
@@ -132,30 +111,9 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     add_table_view(app, registrations, "/registrations/{device_id}/", "device_id",
                    "registered device")
 
-    announced: set[tuple[str, str]] = set()
-
-    @app.timer(interval=DEADLINE_SCAN_SECONDS)
-    async def expire_rehomes() -> None:
-        """Tables change only inside a stream, so the timer asks the vehicle's own partition to
-        decide: it sends a deadline command keyed by VIN."""
-        if app.rebalancing:
-            return
-        now = now_ms()
-        live = set()
-        # a comprehension, not list(): list() asks the table for its length first, which walks
-        # every RocksDB key once more
-        for key, entry in [item for item in deadlines.items()]:
-            if not entry:
-                continue
-            vin = key.decode() if isinstance(key, bytes) else key
-            marker = (vin, entry["request_id"])
-            live.add(marker)
-            if entry["deadline_ms"] <= now and marker not in announced:
-                announced.add(marker)
-                command = {"kind": "deadline", "request_id": entry["request_id"]}
-                await shell.topic(cat.vehicle_commands).send(key=vin.encode(),
-                                                             value=encode_internal(command))
-        announced.intersection_update(live)
+    deadline_timer(app, shell, deadlines, cat.vehicle_commands,
+                   lambda entry: {"kind": "deadline", "request_id": entry["request_id"]},
+                   name="expire_rehomes")
 
     return {"registrations": registrations, "systems": systems, "vehicles": vehicles,
             "deadlines": deadlines}

@@ -1,7 +1,9 @@
 """Agents of a regional worker: vehicle registration (rehome) and device provisioning.
 
 A regional worker serves one region: it reads only that region's topics and keeps that region's
-table, so regions stay isolated.
+tables, so regions stay isolated. Requests held for devices whose registration has not joined
+the vehicle yet have a deadline; a timer asks the vehicle's partition to answer them when it
+passes (``provision.expire_holds``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,23 @@ from typing import Any
 import faust
 
 from streams import watchdog
-from streams.shell import Shell, Step, key_text
+from streams.shell import Shell, Step, decode_internal, key_text
+from streams.stores import DeadlineIndexedStore, deadline_timer
 from streams.web import add_table_view
 from vprov.flows import provision, rehome
-from vprov.topics import regional_table
+from vprov.topics import regional_holds_table, regional_table
+
+
+def hold_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
+    deadline = provision.earliest_hold_deadline(entry)  # type: ignore[arg-type]
+    return None if deadline is None else {"deadline_ms": deadline}
 
 
 def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     cat = shell.catalogue
     vehicles = shell.table(regional_table(region))  # VIN -> RegionalVehicle
+    holds = shell.table(regional_holds_table(region))  # VIN -> {deadline_ms}
+    store = DeadlineIndexedStore(vehicles, holds, hold_deadline)
 
     routes = cat.ingress_routes(region)
 
@@ -34,18 +44,29 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
         vin = key_text(event)
         request = shell.serde.decode("RehomeRequest", event.message.value,
                                      topic=event.message.topic)
-        decision = rehome.handle(request, vehicles.get(vin), region, shell.context(event))
-        return decision, vehicles, vin
+        decision = rehome.handle(request, store.get(vin), region, shell.context(event))
+        return decision, store, vin
 
     def provision_device(event: faust.EventT) -> Step:
         vin = key_text(event)
-        entry = vehicles.get(vin) if vin else None
-        decision = provision.handle(event.message.value or b"", shell.source(event), entry,
-                                    region, shell.context(event))
-        return decision, vehicles, vin
+        decision = provision.handle(event.message.value or b"", shell.source(event),
+                                    store.get(vin), region, shell.context(event))
+        return decision, store, vin
 
-    watchdog.install(app, {cat.rehome(region), cat.device(region), *routes.values()})
+    def vehicle_command(event: faust.EventT) -> Step:
+        vin = key_text(event)
+        command = decode_internal(event.message.value)
+        if command.get("kind") != "hold-deadline":
+            raise ValueError(f"unknown regional command {command.get('kind')!r}")
+        decision = provision.expire_holds(store.get(vin), region, shell.context(event))
+        return decision, store, vin
+
+    commands = cat.regional_commands(region)
+    watchdog.install(app, {cat.rehome(region), cat.device(region), commands, *routes.values()})
     agent(cat.rehome(region), register_vehicle)
     agent(cat.device(region), provision_device)
+    agent(commands, vehicle_command)
+    deadline_timer(app, shell, holds, commands, lambda entry: {"kind": "hold-deadline"},
+                   name=f"expire_holds_{region}")
     add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", f"vehicle in region {region}")
     return {"vehicles": vehicles}

@@ -31,6 +31,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "REDIS_URL": ("redis", "url", str),
     "SCHEMA_REGISTRY_URL": ("schema_registry", "url", str),
     "VPROV_REHOME_TIMEOUT_SECONDS": ("flow", "rehome_timeout_seconds", float),
+    "VPROV_JOIN_WAIT_SECONDS": ("flow", "join_wait_seconds", float),
     "VPROV_DELETE_GLOBAL_IDENTITY": ("flow", "delete_global_identity", bool),
     "VPROV_REQUIRE_AUTH_HEADER": ("messages", "require_authenticated_header", bool),
     "VPROV_HOMING_BY_COUNTRY": ("homing", "by_country", bool),
@@ -78,6 +79,7 @@ class Config:
     rehome_timeout_seconds: float
     delete_global_identity: bool
     max_held_requests: int
+    join_wait_seconds: float
     identity_backoff_max_seconds: float
     homing_by_country: bool
     regions: dict[str, Region]
@@ -229,6 +231,10 @@ def from_document(doc: dict[str, Any], source: str = "<document>") -> Config:
         delete_global_identity=_get(doc, "flow", "delete_global_identity", bool),
         max_held_requests=int(
             _positive("flow.max_held_requests", _get(doc, "flow", "max_held_requests", int))
+        ),
+        join_wait_seconds=float(
+            _positive("flow.join_wait_seconds",
+                      _get(doc, "flow", "join_wait_seconds", (int, float)))
         ),
         identity_backoff_max_seconds=float(
             _positive(

@@ -19,6 +19,11 @@ def regional_table(region: str) -> str:
     return f"regional-vehicles-{region}"
 
 
+def regional_holds_table(region: str) -> str:
+    """VIN -> the earliest deadline of the requests it holds for devices not joined yet."""
+    return f"regional-hold-deadlines-{region}"
+
+
 def changelog_topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
 
@@ -106,6 +111,10 @@ class Catalogue:
     def vehicle_commands(self) -> str:
         return f"{self.global_app_id}.vehicle-commands"
 
+    def regional_commands(self, region: str) -> str:
+        """A regional worker's own commands to a vehicle's partition (its hold deadlines)."""
+        return f"{self.regional_app_id(region)}.vehicle-commands"
+
     # Ingress (SPEC.md 3.7): an external input topic that feeds a table, and the internal topic
     # that carries its misrouted records to the partition owning their key.
     def ingress_routes(self, region: str | None = None) -> dict[str, str]:
@@ -153,15 +162,16 @@ class Catalogue:
         ]
         # Rerouted topics are not compacted: each record is a request to process once, and
         # the commit guard holds their offsets like those of any request topic.
-        rerouted = list(self.ingress_routes().values())
+        plain = list(self.ingress_routes().values())
         for region in self._config.regions:
-            rerouted += self.ingress_routes(region).values()
-        return specs + [self._spec(name, internal=True) for name in rerouted]
+            plain += [*self.ingress_routes(region).values(), self.regional_commands(region)]
+        return specs + [self._spec(name, internal=True) for name in plain]
 
     def changelogs(self) -> list[TopicSpec]:
         names = [changelog_topic(self.global_app_id, t) for t in GLOBAL_TABLES]
-        names += [changelog_topic(self.regional_app_id(r), regional_table(r))
-                  for r in self._config.regions]
+        for r in self._config.regions:
+            names += [changelog_topic(self.regional_app_id(r), table)
+                      for table in (regional_table(r), regional_holds_table(r))]
         return [self._spec(name, compacted=True, internal=True) for name in names]
 
     def all(self) -> list[TopicSpec]:

@@ -31,6 +31,8 @@ from vprov.topics import Catalogue
 # A region no worker serves: queries homed there time out (13105).
 SILENT_REGION = "ZZ"
 REHOME_TIMEOUT_SECONDS = 4
+# How long a request from a device the region does not know waits for a late join.
+JOIN_WAIT_SECONDS = 4
 # Web ports of the workers the tests start: PORT_BASE .. PORT_BASE + 199.
 PORT_BASE = int(os.environ.get("VPROV_TEST_PORT_BASE", "17066"))
 PORT_SPAN = 300  # the reliability suite's workers start at PORT_BASE + 151
@@ -76,6 +78,7 @@ def write_test_config(path: Path) -> Path:
         regions={SILENT_REGION: {"gateway_endpoint": "mqtts://zz.iot.vprov.example:8883",
                                  "countries": []}},
         rehome_timeout_seconds=REHOME_TIMEOUT_SECONDS,
+        join_wait_seconds=JOIN_WAIT_SECONDS,
     )
 
 

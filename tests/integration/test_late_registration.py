@@ -5,9 +5,10 @@ leaves it."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 
-from tests.integration.conftest import Flow, error_code
+from tests.integration.conftest import JOIN_WAIT_SECONDS, Flow, error_code
 from tests.integration.harness import Fleet
 from vprov import fleet
 from vprov.partitioning import owner
@@ -106,9 +107,43 @@ def test_a_device_moved_to_another_system_leaves_its_old_vehicle(
     joined = events_of(flow, new.vin, 2)[1]
     assert (joined["device_id"], joined["previous_state"], joined["state"]) == \
         (moving.device_id, None, "REGIONAL")
-    # relayed by the old vehicle's primary: not part of that vehicle any more
+    # relayed by the old vehicle's primary: not part of that vehicle any more (it waits for a
+    # join that does not come, then gets 13123)
     refused = flow.provision(old, moving, headers={"authenticated-device-id":
                                                    old.devices[0].device_id})
     assert error_code(refused) == 13123
     assert flow.provision(new, new.devices[0]).value["status"] == "SUCCESS"
     assert flow.provision(moved, moving).value["status"] == "SUCCESS"
+
+
+def test_a_request_that_comes_before_its_registration_is_held_until_the_join(
+        flow: Flow, fleet_: Fleet) -> None:
+    vehicle = fleet_.vehicle("NA")
+    tcu, ivi = vehicle.devices
+    flow.register(dataclasses.replace(vehicle, devices=(tcu,)))
+    assert flow.query(vehicle).value["status"] == "SUCCESS"
+    assert flow.provision(vehicle, tcu).value["status"] == "SUCCESS"
+    early = flow.send_provision(vehicle, ivi, headers={"authenticated-device-id": ivi.device_id})
+    held = flow.bus.settle(flow.cat.device_response("NA"),
+                           lambda r: r.value.get("correlation_id") == early, seconds=1)
+    assert held == []
+    register_device(flow, vehicle, 1)
+    answer = flow.answer(early, flow.cat.device_response("NA"))
+    assert answer.value["status"] == "SUCCESS"
+    events = events_of(flow, vehicle.vin, 4)
+    assert [(e["device_id"], e["previous_state"], e["state"]) for e in events[2:]] == \
+        [(ivi.device_id, None, "REGIONAL"), (ivi.device_id, "REGIONAL", "PROVISIONED")]
+
+
+def test_a_device_that_never_joins_is_answered_13123_when_the_hold_expires(
+        flow: Flow, fleet_: Fleet) -> None:
+    vehicle = fleet_.vehicle("NA")
+    tcu, ivi = vehicle.devices
+    flow.register(dataclasses.replace(vehicle, devices=(tcu,)))
+    assert flow.query(vehicle).value["status"] == "SUCCESS"
+    sent = time.monotonic()
+    answer = flow.provision(vehicle, ivi, headers={"authenticated-device-id": ivi.device_id})
+    waited = time.monotonic() - sent
+    assert error_code(answer) == 13123
+    assert "not part of vehicle" in answer.value["property_bag"]["error_message"]
+    assert waited >= JOIN_WAIT_SECONDS - 0.5  # held, not refused at once

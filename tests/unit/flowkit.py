@@ -209,6 +209,12 @@ class Flow:
         return self._run(lambda: self._consume(
             Output("internal", self.topics.vehicle_commands, vin, command)))
 
+    def expire_holds(self, region: str, vin: str) -> list[Output]:
+        """The regional hold deadline for ``vin`` (the timer's command)."""
+        table = self.regional[region]
+        return self._run(lambda: self._step(
+            table, vin, lambda entry: provision.expire_holds(entry, region, self.context())))
+
     def result(self, value: dict[str, Any]) -> list[Output]:
         """A RehomeResult arriving at the global side."""
         return self._run(lambda: self._consume(

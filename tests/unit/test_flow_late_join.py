@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from flowkit import (
+    CONFIG,
     Flow,
     error_code,
     lifecycle,
     only_reply,
     rehome_requests,
+    replies,
+    stranger,
     vehicle,
 )
 
@@ -114,7 +117,39 @@ def test_a_device_moved_to_another_system_leaves_its_old_vehicle() -> None:
     assert ivi.device_id in flow.regional["NA"][new.vin]["devices"]
     assert any(e.op == "delete_identity" and e.scope == "NA" and e.device_id == ivi.device_id
                for e in flow.effects)
-    # the old vehicle no longer accepts it: not one of its devices, whoever relays it
-    assert error_code(provision(flow, old, 1, "d-again")) == 1401
-    assert error_code(provision(flow, old, 1, "d-relayed",
-                                authenticated=old.primary.device_id)) == 13123
+    # the old vehicle no longer knows it: its request waits for a join that never comes, then
+    # is answered 13123
+    raw = fleet.device_provision(old, ivi, "d-again", flow.now_s)
+    assert replies(flow.provision(raw, "NA", authenticated=ivi.device_id)) == []
+    flow.advance(CONFIG.join_wait_seconds)
+    assert error_code(only_reply(flow.expire_holds("NA", old.vin))) == 13123
+    assert flow.regional["NA"][old.vin]["held"] == []
+    # sent again, it gets the same answer
+    assert error_code(only_reply(flow.provision(raw, "NA", authenticated=ivi.device_id))) == \
+        13123
+
+
+def test_a_request_before_the_join_is_provisioned_by_the_join() -> None:
+    flow, sim = Flow(), vehicle()
+    flow.register(sim, devices=[0])
+    flow.query(fleet.query(sim, "q-1", flow.now_s), authenticated=sim.primary.device_id)
+    assert provision(flow, sim, 0, "d-0")["status"] == "SUCCESS"
+    ivi = sim.devices[1]
+    raw = fleet.device_provision(sim, ivi, "d-early", flow.now_s)
+    assert replies(flow.provision(raw, "NA", authenticated=ivi.device_id)) == []  # held
+    assert flow.regional["NA"][sim.vin]["held"][0]["device_id"] == ivi.device_id
+    out = flow.register(sim, devices=[1])
+    answer = only_reply(out)
+    assert (answer["correlation_id"], answer["status"]) == ("d-early", "SUCCESS")
+    assert [(e["device_id"], e["previous_state"], e["state"]) for e in lifecycle(out)] == [
+        (ivi.device_id, None, "REGIONAL"), (ivi.device_id, "REGIONAL", "PROVISIONED")]
+    assert flow.regional["NA"][sim.vin]["held"] == []
+
+
+def test_a_spoofed_sender_for_an_unknown_device_is_refused_at_once() -> None:
+    flow, sim = Flow(), vehicle()
+    flow.homed(sim)
+    other = vehicle(2)
+    raw = fleet.device_provision(sim, stranger(sim), "d-spoof", flow.now_s)
+    answer = only_reply(flow.provision(raw, "NA", authenticated=other.primary.device_id))
+    assert error_code(answer) == 1401

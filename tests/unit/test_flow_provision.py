@@ -277,10 +277,6 @@ def _not_rehomed_here(flow: Flow, sim: SimVehicle) -> list[Any]:
     return send(flow, sim, 0, "p-1", region="EU")
 
 
-def _device_not_in_vehicle(flow: Flow, sim: SimVehicle) -> list[Any]:
-    return send(flow, sim, stranger(sim), "p-1")
-
-
 def _other_system(flow: Flow, sim: SimVehicle) -> list[Any]:
     claimant = dataclasses.replace(sim, system_id="sys-other0001", sub_system_id="sub-other0001")
     return send(flow, claimant, 0, "p-1")
@@ -307,7 +303,6 @@ def _key_differs(flow: Flow, sim: SimVehicle) -> list[Any]:
 
 REFUSALS: list[Any] = [
     pytest.param(_not_rehomed_here, 13123, id="vehicle not rehomed in this region → 13123"),
-    pytest.param(_device_not_in_vehicle, 13123, id="device not part of the vehicle → 13123"),
     pytest.param(_other_system, 13128, id="system differs from the vehicle's → 13128"),
     pytest.param(_outsider_header, 1401,
                  id="authenticated header not a device of the vehicle → 1401"),
@@ -330,6 +325,25 @@ def test_refused_provisioning_is_answered_and_changes_nothing(attempt: Any, code
     assert [o for o in out if o.kind != "reply"] == []
     assert flow.snapshot() == before
     assert len(flow.effects) == before_effects
+
+
+def test_a_device_not_part_of_the_vehicle_waits_for_a_join_then_gets_13123() -> None:
+    # its registration may still join the vehicle (SPEC 2.1): held, not refused at once
+    flow, sim = homed()
+    before = flow.snapshot()
+    assert send(flow, sim, stranger(sim), "p-1") == []
+    flow.advance(CONFIG.join_wait_seconds - 1)
+    assert flow.expire_holds(NA, sim.vin) == []  # not yet
+    flow.advance(1)
+    out = flow.expire_holds(NA, sim.vin)
+    answer = only_reply(out)
+    assert error_code(answer) == 13123
+    assert (answer["status"], answer["correlation_id"]) == ("FAIL", "p-1")
+    assert [o for o in out if o.kind != "reply"] == []
+    after = flow.snapshot()
+    for snap in (before, after):  # nothing changed but the answer's memo
+        snap["regional"][NA][sim.vin].pop("memo")
+    assert after == before
 
 
 def test_secondary_through_the_primarys_connection_is_allowed() -> None:

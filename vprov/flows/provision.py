@@ -5,6 +5,11 @@ moves it to PROVISIONED (or the ECU type's configured state), emits the lifecycl
 the device and hands it to chipset onboarding. The primary goes first: a secondary that arrives
 earlier is held in the vehicle's entry and provisioned in the same step as the primary. Once the
 primary is provisioned its identity is deleted from the global gateway (configurable).
+
+A request from a device the region does not know yet may come before its registration has
+joined the vehicle (registration and first boot are not ordered, SPEC.md 2.1). It is held too,
+for ``flow.join_wait_seconds``: a JOIN of that device provisions it (``release``), else the
+deadline answers it 13123 (``expire_holds``). Never dropped.
 """
 
 from __future__ import annotations
@@ -71,19 +76,21 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
         return fail(ErrorCode.HEADER_BODY_MISMATCH, "record key differs from the body's vin")
     if entry is None:
         return fail(ErrorCode.DEVICE_NOT_IN_REGION, f"vin {body.vin} is not rehomed to {region}")
+    device = entry["devices"].get(body.device_id)
     denied = check_sender(source.authenticated, allowed_device_ids=set(entry["devices"]),
                           config=ctx.config)
-    if denied is not None:
+    # A device not (yet) part of the vehicle speaking for itself may be waiting for its late
+    # registration: it is authorized, or not, once that joins (held below).
+    if denied is not None and not (device is None and source.authenticated == body.device_id):
         return fail(ErrorCode.NOT_AUTHORIZED, denied)
     replayed = replay(entry, message_id)  # type: ignore[arg-type]
     if replayed is not None:
         return replayed
     if entry["system_id"] != body.system_id:
         return fail(ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM, f"vin {body.vin}")
-    device = entry["devices"].get(body.device_id)
     if device is None:
-        return fail(ErrorCode.DEVICE_NOT_IN_REGION,
-                    f"device_id {body.device_id} is not part of vehicle {body.vin}")
+        return _hold(raw, source, message_id, reply_to, entry, region, ctx,
+                     until_ms=ctx.now_ms + int(ctx.config.join_wait_seconds * 1000))
     if device["state"] in PROVISIONED_STATES:
         return fail(ErrorCode.DEVICE_ALREADY_PROVISIONED, f"device_id {body.device_id}")
     if device["ecu_type"] != body.ecu_type:
@@ -110,10 +117,20 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
 
 
 def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
-          entry: RegionalVehicle, region: str, ctx: Context) -> Decision:
-    """Keep a secondary's request until the primary is provisioned; bounded per vehicle."""
+          entry: RegionalVehicle, region: str, ctx: Context,
+          until_ms: int | None = None) -> Decision:
+    """Keep a secondary's request until the primary is provisioned, or (``until_ms`` given) an
+    unknown device's request until its registration joins; bounded per vehicle."""
     if any(item["message_id"] == message_id for item in entry["held"]):
         return Decision(state=entry)  # already held; written again, see tables.models.replay
+    if until_ms is not None and len(entry["held"]) >= ctx.config.max_held_requests:
+        outputs = [_fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
+                         f"device_id {reply_to.device_id} is not part of vehicle "
+                         f"{entry['vin']}, and {ctx.config.max_held_requests} requests already "
+                         "wait in this vehicle", source)]
+        updated = copy.deepcopy(entry)
+        remember(updated, message_id, outputs, [])
+        return Decision(state=updated, outputs=outputs)
     if len(entry["held"]) >= ctx.config.max_held_requests:
         updated = copy.deepcopy(entry)
         device = updated["devices"][reply_to.device_id]
@@ -133,7 +150,7 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
         remember(updated, message_id, outputs, [])
         return Decision(state=updated, outputs=outputs)
     updated = copy.deepcopy(entry)
-    updated["held"].append({
+    item = {
         "message_id": message_id,
         "raw": base64.b64encode(raw).decode("ascii"),
         "source": {
@@ -143,8 +160,67 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
             "key": None,
             "authenticated": source.authenticated,
         },
-    })
+    }
+    if until_ms is not None:
+        item.update(device_id=reply_to.device_id, until_ms=until_ms)
+    updated["held"].append(item)
     return Decision(state=updated)
+
+
+def earliest_hold_deadline(entry: RegionalVehicle | None) -> int | None:
+    """When the first request held for a device that has not joined runs out (None: none)."""
+    deadlines = [item["until_ms"] for item in (entry or {}).get("held", ()) if "until_ms" in item]
+    return min(deadlines) if deadlines else None
+
+
+def release(entry: RegionalVehicle, device_id: str, region: str, ctx: Context) -> Decision:
+    """The device has joined the vehicle: decide again on the requests held for it (in the order
+    they came). Applied to ``entry`` as given; the caller writes the returned state."""
+    mine = [item for item in entry["held"] if item.get("device_id") == device_id]
+    if not mine:
+        return Decision(state=entry)
+    updated = copy.deepcopy(entry)
+    updated["held"] = [item for item in entry["held"] if item.get("device_id") != device_id]
+    outputs: list[Output] = []
+    effects: list[Effect] = []
+    for item in mine:
+        step = handle(base64.b64decode(item["raw"]), Source(**item["source"]), updated, region,
+                      ctx)
+        if step.changes_state:
+            updated = step.state
+        outputs += step.outputs
+        effects += step.effects
+    return Decision(state=updated, outputs=outputs, effects=effects)
+
+
+def expire_holds(entry: RegionalVehicle | None, region: str, ctx: Context) -> Decision:
+    """The hold deadline: requests of devices that never joined are answered 13123 (and
+    remembered, so a re-sent request gets the same answer)."""
+    if entry is None:
+        return Decision()
+    expired = [item for item in entry["held"] if item.get("until_ms", ctx.now_ms + 1)
+               <= ctx.now_ms]
+    if not expired:
+        return Decision()
+    updated = copy.deepcopy(entry)
+    updated["held"] = [item for item in entry["held"] if item not in expired]
+    outputs: list[Output] = []
+    for item in expired:
+        raw = base64.b64decode(item["raw"])
+        source = Source(**item["source"])
+        parsed = decode_request(raw, expected_type=envelope.DEVICE_PROVISION, config=ctx.config,
+                                now=ctx.now_s)
+        reply_to = parsed.reply_to
+        if reply_to is None:  # held only after decoding: cannot happen, but never drop it
+            answer = dead_letter(ctx, source, raw, ErrorCode.DEVICE_NOT_IN_REGION, "hold expired")
+        else:
+            answer = _fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
+                           f"device_id {item['device_id']} is not part of vehicle "
+                           f"{entry['vin']} (no registration joined it within "
+                           f"{ctx.config.join_wait_seconds:g}s)", source)
+        remember(updated, item["message_id"], [answer], [])
+        outputs.append(answer)
+    return Decision(state=updated, outputs=outputs)
 
 
 def _onboarding_chipset(chipset: Chipset) -> dict:

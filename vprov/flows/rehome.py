@@ -16,6 +16,7 @@ import copy
 from typing import Any
 
 from tables.models import RegionalVehicle, remember, replay
+from vprov.flows import provision
 from vprov.flows.common import Context, lifecycle_event
 from vprov.lifecycle import JOINED, PROVISIONED_STATES, State
 from vprov.outputs import DELETE, Decision, Effect, Output, event
@@ -142,6 +143,11 @@ def _membership(request: dict[str, Any], entry: RegionalVehicle | None, region: 
             ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=device_id,
             partition=region, state=JOINED, previous_state=None, error_code=None,
             cause=request["request_id"], sequence=updated["sequence"]))
+        # its requests that came before the join are decided now
+        released = provision.release(updated, device_id, region, ctx)
+        updated = released.state  # type: ignore[assignment]
+        outputs += released.outputs
+        effects += released.effects
     else:
         if current is None:
             remember(updated, cause, [], [])
