@@ -458,6 +458,15 @@ def ingress_console(report: RunReport) -> list[str]:
 
 # --- plots --------------------------------------------------------------------------------------
 
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_latency(report: RunReport, path: Path) -> None:
     import matplotlib
     import matplotlib.ticker
@@ -503,10 +512,7 @@ def plot_latency(report: RunReport, path: Path) -> None:
     right.legend(fontsize=8)
     fig.suptitle(f"Pipeline benchmark {report.run_id} ({report.machine.logical_cpus} cores, "
                  f"{report.settings['seconds']:g} s per level)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_rss(report: RunReport, path: Path) -> None:
@@ -528,10 +534,7 @@ def plot_rss(report: RunReport, path: Path) -> None:
     ax.set_title("Worker RSS while loading state")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_ingress(report: RunReport, path: Path) -> None:
@@ -571,10 +574,7 @@ def plot_ingress(report: RunReport, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"Ingress forwarding, run {report.run_id} ({report.ingress_rate:g} vehicles/s "
                  f"offered, {report.settings['seconds']:g} s per share)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # --- docs/benchmarks.md -------------------------------------------------------------------------

@@ -252,7 +252,12 @@ def _fail_vehicle(
 
 
 def _rehome_request(ctx: Context, vehicle: GlobalVehicle, action: str, request_id: str,
-                    region: str, cause: str, deadline_ms: int) -> Output:
+                    region: str, cause: str, deadline_ms: int,
+                    devices: list[Any] | None = None) -> Output:
+    """A request to the region: REGISTER carries the vehicle's devices, JOIN and LEAVE the one
+    in ``devices``, CANCEL none."""
+    if devices is None:
+        devices = vehicle["devices"] if action == "REGISTER" else []
     value = {
         "request_id": request_id,
         "action": action,
@@ -269,8 +274,8 @@ def _rehome_request(ctx: Context, vehicle: GlobalVehicle, action: str, request_i
                 "primary": d["primary"],
                 "certificate_fingerprint": d["certificate_fingerprint"],
             }
-            for d in vehicle["devices"]
-        ] if action == "REGISTER" else [],
+            for d in devices
+        ],
         "cause_message_id": cause,
         # the sequence the REGIONAL event will carry; the region numbers on from it
         "sequence": vehicle["sequence"] + 1,
@@ -370,35 +375,11 @@ def _membership(command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Con
         (pending["region"] if pending else None)
     outputs: list[Output] = []
     if region is not None:
-        outputs.append(_membership_request(ctx, updated, command["kind"].upper(), change,
-                                           region, cause))
+        action = command["kind"].upper()
+        outputs.append(_rehome_request(ctx, updated, action, derive_id(action.lower(), cause),
+                                       region, cause, ctx.now_ms, devices=[change]))
     remember(updated, cause, outputs, [])  # type: ignore[arg-type]
     return Decision(state=updated, outputs=outputs)
-
-
-def _membership_request(ctx: Context, vehicle: GlobalVehicle, action: str, device: Any,
-                        region: str, cause: str) -> Output:
-    value = {
-        "request_id": derive_id(action.lower(), cause),
-        "action": action,
-        "vin": vehicle["vin"],
-        "system_id": vehicle["system_id"],
-        "sub_system_id": vehicle["sub_system_id"],
-        "region": region,
-        "country_code": vehicle["country_code"] or "",
-        "primary_device_id": vehicle["primary_device_id"],
-        "devices": [{
-            "device_id": device["device_id"],
-            "ecu_type": device["ecu_type"],
-            "primary": device["primary"],
-            "certificate_fingerprint": device["certificate_fingerprint"],
-        }],
-        "cause_message_id": cause,
-        "sequence": vehicle["sequence"],
-        "requested_at": ctx.now_ms,
-        "deadline_at": ctx.now_ms,
-    }
-    return event(ctx.topics.rehome(region), vehicle["vin"], "RehomeRequest", value)
 
 
 def _waiters(vehicle: GlobalVehicle) -> list[ReplyTo]:
