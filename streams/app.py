@@ -100,6 +100,7 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "processed": shell.processed,
             "dead_lettered": shell.dead_lettered,
             "forwarded": shell.forwarded,
+            "local_state_discarded": shell.local_state_discarded,
             "retries": shell.retries,
         }
         return web.json(body, status=200 if ready else 503)

@@ -111,6 +111,7 @@ class Shell:
         self.dead_lettered = 0
         self.retries = 0
         self.forwarded = 0
+        self.local_state_discarded = 0  # table partitions restored afresh at start
         # the ingress' rerouted topics: their records carry their origin in a header
         self._rerouted: set[str] = set()
 

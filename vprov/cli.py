@@ -16,12 +16,8 @@ def _load_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from faust import Worker
-
-    from streams import global_worker, regional_worker
-    from streams.app import WorkerOptions, create_app
-    from vprov.admin import TopicMismatch, ensure_topics
-    from vprov.topics import Catalogue
+    from streams.app import WorkerOptions
+    from streams.run import run_worker
 
     config = _load_config(args)
     if args.role == "regional":
@@ -30,20 +26,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
                   f"{', '.join(config.regions)})", file=sys.stderr)
             return 2
         config.region(args.region)  # fails with the list of regions when unknown
-    try:
-        ensure_topics(config.bootstrap_servers, Catalogue(config).all())
-    except TopicMismatch as exc:  # Faust would start and look tables up in the wrong partitions
-        print(f"error: {exc}", file=sys.stderr)
-        return 4
     options = WorkerOptions(role=args.role, region=args.region, web_port=args.web_port,
                             web_host=args.web_host, data_dir=Path(args.data_dir))
-    app, shell = create_app(config, options)
-    if args.role == "global":
-        global_worker.register(app, shell)
-    else:
-        regional_worker.register(app, shell, args.region)
-    Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
-    return 0
+    return run_worker(config, options, args.loglevel)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:

@@ -1,0 +1,161 @@
+"""A worker's RocksDB state is a cache of its changelog topics; the changelog is the truth.
+
+Before Faust opens the tables, each local table partition is checked against its changelog on
+the broker. Local state that cannot belong to that changelog is discarded, and Faust restores
+the partition from the changelog as it does on a new machine:
+
+- the persisted offset (the last changelog record the local state includes) is at or beyond the
+  changelog's end: the topic was re-created or truncated (a rebuilt cluster, a restore);
+- the changelog's topic id differs from the one recorded beside the state: the topic was deleted
+  and created again, whatever its offsets now say.
+
+Faust 0.15 would instead stop with ``ConsistencyError`` in the first case and silently keep
+stale entries in the second. Kafka Streams treats a corrupted task the same way: wipe the local
+store, restore from the changelog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps the persisted offset
+IDS_FILE = "changelog-topic-ids.json"
+
+
+@dataclass(frozen=True)
+class Stale:
+    table: str
+    partition: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.table}[{self.partition}]: {self.reason}"
+
+
+def stale_partitions(persisted: Mapping[tuple[str, int], int | None],
+                     ends: Mapping[tuple[str, int], int],
+                     recorded_ids: Mapping[str, str], current_ids: Mapping[str, str]
+                     ) -> list[Stale]:
+    """The local table partitions to discard. ``persisted``: (table, partition) -> the offset
+    the local state was persisted at (None: no offset, nothing applied yet); ``ends``: the
+    changelog's end offset of each; ``recorded_ids``/``current_ids``: table -> changelog topic
+    id when the state was written / now."""
+    found = []
+    for (table, partition), offset in sorted(persisted.items()):
+        recorded, current = recorded_ids.get(table), current_ids.get(table)
+        if recorded is not None and current is not None and recorded != current:
+            found.append(Stale(table, partition, "its changelog topic was deleted and created "
+                                                 "again (the topic id changed)"))
+            continue
+        end = ends.get((table, partition))
+        if offset is not None and end is not None and offset >= end:
+            found.append(Stale(table, partition, f"the state was persisted at changelog offset "
+                                                 f"{offset}, the changelog ends at {end}"))
+    return found
+
+
+def partition_dir(tables_dir: Path, table: str, partition: int) -> Path:
+    return tables_dir / f"{table}-{partition}.db"
+
+
+def local_partitions(tables_dir: Path, table: str) -> list[int]:
+    found = []
+    for path in tables_dir.glob(f"{table}-*.db"):
+        suffix = path.name[len(table) + 1:-3]
+        if suffix.isdigit():
+            found.append(int(suffix))
+    return sorted(found)
+
+
+def read_persisted_offset(path: Path) -> int | None:
+    """The offset Faust persisted in one table partition's RocksDB (read-only)."""
+    import rocksdict
+
+    db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
+                         access_type=rocksdict.AccessType.read_only())
+    try:
+        value = db.get(OFFSET_KEY)
+    finally:
+        db.close()
+    return int(value) if value is not None else None
+
+
+def reconcile(bootstrap_servers: str, tables_dir: Path, changelogs: Mapping[str, str],
+              timeout: float = 30.0) -> list[Stale]:
+    """Check every local partition of ``changelogs`` (table -> changelog topic) against the
+    broker, discard the stale ones, record the topic ids; returns what was discarded."""
+    if not tables_dir.exists():
+        tables_dir.mkdir(parents=True, exist_ok=True)
+    current_ids, ends = _broker_facts(bootstrap_servers, changelogs,
+                                      {t: local_partitions(tables_dir, t) for t in changelogs},
+                                      timeout)
+    ids_path = tables_dir / IDS_FILE
+    recorded: dict[str, str] = {}
+    if ids_path.exists():
+        try:
+            recorded = json.loads(ids_path.read_text())
+        except ValueError:
+            recorded = {}
+    persisted = {}
+    for table in changelogs:
+        for partition in local_partitions(tables_dir, table):
+            try:
+                persisted[(table, partition)] = read_persisted_offset(
+                    partition_dir(tables_dir, table, partition))
+            except Exception as exc:  # noqa: BLE001 - unreadable local state is stale too
+                log.warning("local state %s[%d] cannot be read (%s); it is restored from the "
+                            "changelog", table, partition, exc)
+                persisted[(table, partition)] = None
+                _discard(tables_dir, [Stale(table, partition, "unreadable")])
+    stale = stale_partitions(persisted, ends, recorded, current_ids)
+    if stale:
+        log.warning("local state disagrees with the changelog for %d table partitions; "
+                    "discarding them and restoring from the changelog: %s", len(stale),
+                    "; ".join(str(s) for s in stale))
+        _discard(tables_dir, stale)
+    ids_path.write_text(json.dumps(current_ids, sort_keys=True))
+    return stale
+
+
+def _discard(tables_dir: Path, stale: Iterable[Stale]) -> None:
+    for item in stale:
+        shutil.rmtree(partition_dir(tables_dir, item.table, item.partition), ignore_errors=True)
+
+
+def _broker_facts(bootstrap_servers: str, changelogs: Mapping[str, str],
+                  partitions: Mapping[str, list[int]], timeout: float
+                  ) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
+    """Topic ids of the changelogs, and the end offsets of the locally held partitions."""
+    from confluent_kafka import Consumer, TopicCollection, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+    topics = sorted(set(changelogs.values()))
+    described = admin.describe_topics(TopicCollection(topics), request_timeout=timeout)
+    ids = {}
+    for table, topic in changelogs.items():
+        try:
+            ids[table] = str(described[topic].result(timeout).topic_id)
+        except Exception:  # noqa: BLE001 - a missing topic: the worker creates it; no id yet
+            continue
+    reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "vprov-local-state",
+                       "enable.auto.commit": False, "log_level": 3})
+    ends = {}
+    try:
+        for table, topic in changelogs.items():
+            if table not in ids:
+                continue
+            for partition in partitions.get(table, []):
+                _, high = reader.get_watermark_offsets(TopicPartition(topic, partition),
+                                                       timeout=timeout)
+                ends[(table, partition)] = high
+    finally:
+        reader.close()
+    return ids, ends
