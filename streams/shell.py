@@ -51,6 +51,7 @@ TABLE_OPTIONS = {
 }
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RETRY_MAX_SECONDS = 5.0
+RETRY_REPORT_SECONDS = 30.0
 
 # What one input step returns: the decision, and the table and key its state belongs to.
 Step = tuple[Decision, Any, "str | None"]
@@ -223,14 +224,25 @@ class Shell:
         self.processed += 1
 
     async def _retrying(self, what: str, action: Callable[[], Any]) -> None:
+        """Run ``action`` until it succeeds. An outage is reported in one line when it starts,
+        at most every ``RETRY_REPORT_SECONDS`` while it lasts, and once when it is over."""
         delay = 0.1
+        failures = 0
+        reported = 0.0
         while True:
             try:
                 await action()
+                if failures:
+                    log.warning("carrying out %s succeeded after %d retries", what, failures)
                 return
-            except Exception:  # noqa: BLE001 - infrastructure: retry, never skip the input
+            except Exception as exc:  # noqa: BLE001 - infrastructure: retry, never skip the input
                 self.retries += 1
-                log.exception("carrying out %s failed; retrying in %.1fs", what, delay)
+                failures += 1
+                now = time.monotonic()
+                if failures == 1 or now - reported >= RETRY_REPORT_SECONDS:
+                    reported = now
+                    log.warning("carrying out %s failed (%s: %s); retrying every %.0fs at most",
+                                what, type(exc).__name__, exc, RETRY_MAX_SECONDS)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
