@@ -194,7 +194,26 @@ def test_query_failure_is_answered_and_binds_nothing(
     assert answer["property_bag"]["error_message"]
     assert rehome_requests(out) == []
     assert lifecycle(out) == []
-    assert flow.vehicles == {}
+    # nothing bound; at most the answer is remembered under the VIN (see the next test)
+    assert all(v["system_id"] is None and v["state"] == "REGISTERED" and v["pending"] is None
+               for v in flow.vehicles.values())
+
+
+def test_a_match_delivered_again_after_the_index_caught_up_keeps_the_first_answer() -> None:
+    # the match step failed (system not indexed yet), then is delivered again after a crash,
+    # when the registrations are indexed: the query must keep its first answer (SPEC 5)
+    flow, sim = Flow(), vehicle()
+    flow.paused.add(flow.topics.query_by_system)
+    flow.query(ask(flow, sim, "q-1"))
+    [match] = flow.parked
+    first = only_reply(flow.release())
+    assert error_code(first) == 13103
+    flow.register(sim)
+    again = only_reply(flow.deliver(match))
+    assert again == first
+    assert flow.vehicles[sim.vin]["system_id"] is None  # not bound
+    # a new query (new message id) is matched and succeeds
+    assert only_reply(flow.query(ask(flow, sim, "q-2")))["status"] == "SUCCESS"
 
 
 def test_authenticated_header_naming_the_querying_device_is_accepted() -> None:

@@ -203,19 +203,30 @@ def choose_region(
     return None
 
 
-def _bind(command: dict[str, Any], vehicle: GlobalVehicle | None) -> GlobalVehicle:
-    query = command["query"]
-    devices = sorted(command["devices"], key=lambda d: d["device_id"])
-    base: GlobalVehicle = copy.deepcopy(vehicle) if vehicle else {  # type: ignore[assignment]
-        "vin": query["vin"],
+def _unbound(vin: str) -> GlobalVehicle:
+    """The entry of a VIN no system is bound to (yet): REGISTERED, only answers remembered."""
+    return {  # type: ignore[typeddict-item]
+        "vin": vin,
         "state": State.REGISTERED.value,
         "sequence": 0,
+        "system_id": None,
+        "sub_system_id": None,
+        "primary_device_id": None,
+        "devices": [],
+        "country_code": None,
         "region": None,
         "gateway_endpoint": None,
         "request_id": None,
+        "pending": None,
         "error_code": None,
         "memo": {},
     }
+
+
+def _bind(command: dict[str, Any], vehicle: GlobalVehicle | None) -> GlobalVehicle:
+    query = command["query"]
+    devices = sorted(command["devices"], key=lambda d: d["device_id"])
+    base = copy.deepcopy(vehicle) if vehicle else _unbound(query["vin"])
     base.update({
         "system_id": query["system_id"],
         "sub_system_id": query["sub_system_id"],
@@ -296,15 +307,20 @@ def vehicle_command(
         return _membership(command, vehicle, ctx)
     reply_to = reply_to_from(command["reply_to"])
     query = command["query"]
-    if kind == "match_failed":
-        code = ErrorCode(command["code"])
-        return Decision(outputs=[_fail(ctx, reply_to, code, command.get("detail"))])
-    if kind != "matched":
+    if kind not in ("match_failed", "matched"):
         return Decision()
     message_id = reply_to.message_id or ""
     replayed = replay(vehicle, message_id)
     if replayed is not None:
         return replayed
+    if kind == "match_failed":
+        # Remembered under the VIN even when nothing is bound to it: the match step may be
+        # re-delivered after a crash and, the index having caught up meanwhile, match. The
+        # query must keep its first answer (SPEC 5), so that match replays this one.
+        answer = _fail(ctx, reply_to, ErrorCode(command["code"]), command.get("detail"))
+        updated = copy.deepcopy(vehicle) if vehicle is not None else _unbound(query["vin"])
+        remember(updated, message_id, [answer], [])  # type: ignore[arg-type]
+        return Decision(state=updated, outputs=[answer])
     if vehicle is not None:
         answered = _repeat_or_wait(ctx, ProvisionQuery(**query), reply_to, vehicle)
         if answered is not None:
