@@ -1,7 +1,8 @@
 """The reliability suite: the real stack harmed while a fleet goes through both flows.
 
 Quick sizes run in `make test`; the long run is `make reliability` (sizes from
-RELIABILITY_VEHICLES / RELIABILITY_HOSTILE / RELIABILITY_KILLS, report to docs/reliability.md).
+RELIABILITY_VEHICLES / RELIABILITY_HOSTILE / RELIABILITY_KILLS / RELIABILITY_REGISTRATION_RUNS,
+report to docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rel-kills", type=int,
                     default=int(os.environ.get("RELIABILITY_KILLS", "2")),
                     help="SIGKILLs per role in the crash scenario")
+    group.addoption("--rel-registration-runs", type=int,
+                    default=int(os.environ.get("RELIABILITY_REGISTRATION_RUNS", "1")),
+                    help="runs of the registration crash scenario (a fresh fleet each)")
     group.addoption("--rel-report", default=os.environ.get("RELIABILITY_REPORT", ""),
                     help="append each scenario's figures to this JSON Lines file")
 
@@ -69,6 +73,7 @@ class Sizes:
     hostile: int
     kills: int
     report: str
+    registration_runs: int = 1
 
     @property
     def rate(self) -> float:
@@ -80,7 +85,7 @@ class Sizes:
 def sizes(request: pytest.FixtureRequest) -> Sizes:
     opt = request.config.getoption
     return Sizes(opt("--rel-vehicles"), opt("--rel-hostile"), opt("--rel-kills"),
-                 opt("--rel-report"))
+                 opt("--rel-report"), opt("--rel-registration-runs"))
 
 
 def _address(url: str) -> tuple[str, int]:

@@ -77,6 +77,7 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
             out.append(_row([kind, counts["sent"], counts["answered"],
                              counts["dead_lettered"]]))
         out.append("")
+    out += registration_section(by_name.get("test_registration_crash_repeated"))
     repairs = [(name, row) for name, row in by_name.items() if "rewinds" in row]
     if repairs:
         out += ["## Records the consumer dropped, and how they came back", "",
@@ -93,6 +94,45 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
                              row["held_holes"], row["rewinds"]]))
         out.append("")
     return "\n".join(out)
+
+
+def registration_section(row: dict[str, Any] | None) -> list[str]:
+    """The registration crash scenario: one line per run."""
+    if not row or not row.get("runs"):
+        return []
+    runs = row["runs"]
+    every = [r for r in runs if r["devices_provisioned"] == r["devices"]]
+    out = ["## Registrations not indexed yet, crashes in both bursts", "",
+           f"{len(runs)} run{'' if len(runs) == 1 else 's'} on one deployment, each on a "
+           f"fresh fleet: {row['registered_vehicles_per_run']} vehicles registered (TCU "
+           "primary + IVI) and not waited for; a few seconds later one query each for "
+           f"{row['vehicles_per_run']} of them in a burst, the global worker SIGKILLed a third "
+           "of the way in and restarted; then every device's DEVICE_PROVISION in a burst, the "
+           "regional worker SIGKILLed in the middle and restarted. A query answered 13103 or "
+           "13111 (registrations not indexed yet) is asked again with a new message id, as a "
+           "device would; nothing else is re-sent.", "",
+           f"Queried vehicles the index had complete when the query burst began: "
+           f"{row.get('indexed_before_queries', '?')} of {row['vehicles']}. "
+           f"Runs with every invariant holding: {row.get('runs_clean', '?')} of {len(runs)}. "
+           f"Devices provisioned in every run: {len(every)} of {len(runs)} runs "
+           f"({row['devices_provisioned']} of {row['devices']} devices). Late registrations "
+           f"that joined a bound vehicle (lifecycle events without a previous state): "
+           f"{row['joins']} (after the primary was provisioned: "
+           f"{row['joins_after_primary_provisioned']}). Queries asked again: "
+           f"{row['query_retries']} (for "
+           f"{row['vehicles_retried']} vehicles). Restart until ready: median "
+           f"{row['recovery_seconds_median']} s, max {row['recovery_seconds_max']} s.", "",
+           _row(["run", "indexed before queries", "devices provisioned", "query retries",
+                 "joins", "restart global s", "restart regional s", "slowest device answer s",
+                 "lost", "conflicting", "audit"]),
+           _row(["---"] * 11)]
+    for r in runs:
+        out.append(_row([r["run"], f"{r.get('indexed_before_queries', '?')}/{r['vehicles']}",
+                         f"{r['devices_provisioned']}/{r['devices']}",
+                         r["query_retries"], r["joins"], r["global_restart_seconds"],
+                         r["regional_restart_seconds"], r["device_answer_seconds_max"],
+                         r["lost_answers"], r["conflicting_answers"], r["audit"]]))
+    return [*out, ""]
 
 
 def main(argv: list[str]) -> int:

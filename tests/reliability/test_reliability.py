@@ -1,5 +1,6 @@
 """Crash, scaling, broker restart, Redis outage and bad input, each on a fleet in flight; after
-each, the same invariants (tests/reliability/driver.py) and the audit `vprov replay --verify`."""
+each, the same invariants (tests/reliability/driver.py) and the audit `vprov replay --verify`.
+The registration crash scenario (tests/reliability/registration_crash.py) is repeated."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tests.reliability.conftest import (
     wait_settled,
 )
 from tests.reliability.driver import FleetDriver, Outcome, check_invariants
+from tests.reliability.registration_crash import run_once
 from vprov import fleet
 from vprov.cli import main
 from vprov.identity import identity_key
@@ -310,3 +312,49 @@ def test_hostile_input_interleaved_with_valid_traffic(deployment: Deployment,
     new_events = [r for r in flow.bus.records(cat.lifecycle)[events_before:]
                   if r.key in {v.vin for v in victims}]
     assert new_events == [], "a rejected message changed a victim's lifecycle"
+
+
+def test_registration_crash_repeated(deployment: Deployment, sizes: Sizes) -> None:
+    """Registrations not waited for, a query burst with the global worker killed in it, a device
+    burst with the regional worker killed in it: every device of every queried vehicle ends
+    provisioned. Repeated on fresh fleets (RELIABILITY_REGISTRATION_RUNS), one deployment."""
+    dep = deployment
+    glob, na, flow = up(dep)
+    runs: list[dict] = []
+    failed: dict[int, list[str]] = {}
+    dep.figures["runs"] = runs
+    for index in range(sizes.registration_runs):
+        result = run_once(dep, flow, glob, na, index)
+        code, text = audit(dep, glob, na)
+        result.figures["audit"] = "clean" if code == 0 else "PROBLEMS"
+        if code != 0:
+            result.problems.append(f"vprov replay --verify: {text[-1500:]}")
+        result.figures["clean"] = not result.problems
+        runs.append(result.figures)
+        if result.problems:
+            failed[index + 1] = result.problems
+        summarize_registration_runs(dep, runs)
+        for proc in (glob, na):
+            assert proc.proc and proc.proc.poll() is None, proc.log_tail()
+    assert not failed, "\n".join(f"run {n}: {p}" for n, ps in failed.items() for p in ps)
+
+
+def summarize_registration_runs(dep: Deployment, runs: list[dict]) -> None:
+    """The report row: the invariants summed over the runs, and the figures of each run."""
+    total = {key: sum(r[key] for r in runs) for key in (
+        "vehicles", "provisioned", "devices", "devices_provisioned", "lost_answers",
+        "conflicting_answers", "duplicate_events", "lifecycle_records", "query_retries",
+        "vehicles_retried", "joins", "joins_after_primary_provisioned",
+        "indexed_before_queries")}
+    restarts = [r[k] for r in runs for k in ("global_restart_seconds",
+                                             "regional_restart_seconds")]
+    dep.figures.update(total)
+    dep.figures.update({
+        "registration_runs": len(runs),
+        "runs_clean": sum(1 for r in runs if r["clean"]),
+        "registered_vehicles_per_run": runs[0]["registered_vehicles"],
+        "vehicles_per_run": runs[0]["vehicles"],
+        "recovery_seconds_median": round(statistics.median(restarts), 2),
+        "recovery_seconds_max": round(max(restarts), 2),
+        "audit": "clean" if all(r["audit"] == "clean" for r in runs) else "PROBLEMS",
+    })
