@@ -1,22 +1,87 @@
-"""Start a worker: check the topics, reconcile local state with the changelogs, run Faust."""
+"""Start a worker: wait for Kafka and Redis, check the topics, reconcile local state with the
+changelogs, run Faust."""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from streams import global_worker, regional_worker
 from streams.app import WorkerOptions, create_app
 from streams.local_state import reconcile
+from vprov import reach
 from vprov.admin import TopicMismatch, ensure_topics
 from vprov.config import Config
 from vprov.topics import Catalogue
+
+log = logging.getLogger(__name__)
+WAIT_SECONDS = 5.0  # between attempts to reach Kafka and Redis at start, and between reports
+
+
+class NotReadyPage:
+    """``GET /health`` (any path) -> 503 with why the worker is not ready, on the worker's web
+    port while it waits for its infrastructure (Faust's own web server is not up yet)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.reason = "starting"
+        page = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+                body = json.dumps({"ready": False, "reason": page.reason}).encode()
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass  # probes every second would fill the log
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def wait_for_infrastructure(config: Config, options: WorkerOptions) -> None:
+    """Return once Kafka and Redis answer; until then say why in one line every few seconds,
+    and answer /health with it."""
+    page: NotReadyPage | None = None
+    try:
+        while True:
+            try:
+                reach.kafka_of(config, WAIT_SECONDS)
+                reach.redis_of(config, WAIT_SECONDS)
+                return
+            except reach.Unreachable as exc:
+                log.warning("not ready: %s; trying again in %.0f s", exc, WAIT_SECONDS)
+                if page is None:
+                    try:
+                        page = NotReadyPage(options.web_host, options.web_port)
+                    except OSError as bind:  # the port is taken: Faust will say so later
+                        log.warning("cannot serve /health on %s:%d while waiting: %s",
+                                    options.web_host, options.web_port, bind)
+                if page is not None:
+                    page.reason = str(exc)
+                time.sleep(WAIT_SECONDS)
+    finally:
+        if page is not None:
+            page.close()
 
 
 def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
     """Run until stopped; the exit code when it cannot start."""
     from faust import Worker
 
+    wait_for_infrastructure(config, options)
     try:
         ensure_topics(config.bootstrap_servers, Catalogue(config).all())
     except TopicMismatch as exc:  # Faust would start and look tables up in the wrong partitions

@@ -9,11 +9,16 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from vprov.kafka_log import librdkafka_logger
+from vprov.reach import Unreachable, kafka_reason, kafka_setting
 from vprov.topics import TopicSpec
 
 
-class BrokerUnavailable(RuntimeError):
-    pass
+class BrokerUnavailable(Unreachable):
+    """No answer from Kafka: ``cannot reach Kafka at ADDRESS (SETTING): REASON``."""
+
+    def __init__(self, bootstrap_servers: str, reason: str, setting: str | None = None) -> None:
+        super().__init__("Kafka", bootstrap_servers, setting or kafka_setting(), reason)
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,9 @@ def mismatch_message(mismatches: list[Mismatch], observed: Mapping[str, Observed
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000})
+    # librdkafka's log lines go through Python logging, de-duplicated (vprov.kafka_log)
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000,
+                        "logger": librdkafka_logger()})
 
 
 def _list_topics(admin: AdminClient, bootstrap_servers: str, timeout: float
@@ -139,10 +146,7 @@ def _list_topics(admin: AdminClient, bootstrap_servers: str, timeout: float
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerUnavailable(
-            f"cannot reach Kafka at {bootstrap_servers} ({exc}); start it with `make up` or "
-            "set KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
+        raise BrokerUnavailable(bootstrap_servers, kafka_reason(exc.args[0], timeout)) from None
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 

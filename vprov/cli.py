@@ -1,4 +1,10 @@
-"""``vprov``: the one entry point for operators."""
+"""``vprov``: the one entry point for operators.
+
+Exit codes: 0 done; 1 done, with problems to look at (lines skipped, an unknown VIN, audit
+differences, vehicles that failed); 2 a bad option or configuration; 3 Kafka, Redis or a worker
+could not be reached (one ``error: cannot reach ...`` line on stderr); 4 existing topics that
+do not match the configuration.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ import sys
 from pathlib import Path
 
 from vprov import config as config_module
+from vprov import reach
 from vprov.config import Config, ConfigError
+
+EXIT_UNREACHABLE = 3
 
 
 def _load_config(args: argparse.Namespace) -> Config:
@@ -37,6 +46,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     specs = Catalogue(config).all()
+    reach.kafka_of(config, args.connect_timeout)
     try:
         created = ensure_topics(config.bootstrap_servers, specs)
     except TopicMismatch as exc:
@@ -50,6 +60,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaError, Message
+
     from vprov.avro import serde_from_config
     from vprov.kafka_clients import producer
     from vprov.progress import Progress
@@ -59,11 +71,18 @@ def cmd_register(args: argparse.Namespace) -> int:
     config = _load_config(args)
     topic = Catalogue(config).registrations
     serde = serde_from_config(config)
-    out = producer(config.bootstrap_servers)
     path = Path(args.file)
     if not path.exists():
         print(f"{path}: no such file", file=sys.stderr)
         return 2
+    reach.kafka_of(config, args.connect_timeout)
+    out = producer(config.bootstrap_servers)
+    failures: list[str] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(err.str())
+
     lines = path.read_text(encoding="utf-8").splitlines()
     progress = Progress("registering", total=len(lines))
     published = 0
@@ -73,13 +92,26 @@ def cmd_register(args: argparse.Namespace) -> int:
             bad += 1
             print(f"{path}:{item}: skipped", file=sys.stderr)
         else:
-            out.produce(topic, key=item["device_id"].encode(),
-                        value=serde.encode("DeviceRegistration", item, topic=topic))
+            value = serde.encode("DeviceRegistration", item, topic=topic)
+            while True:
+                try:
+                    out.produce(topic, key=item["device_id"].encode(), value=value,
+                                on_delivery=delivered)
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    out.poll(0.1)
             out.poll(0)
             published += 1
         progress.advance()
-    out.flush(30)
+    flush_seconds = 30
+    undelivered = out.flush(flush_seconds) + len(failures)
     progress.close()
+    if undelivered:  # the broker was lost on the way
+        why = failures[0] if failures else f"not confirmed within {flush_seconds} s"
+        print(f"error: {undelivered} of {published} registrations were not delivered to "
+              f"{topic} by Kafka at {config.bootstrap_servers} "
+              f"({reach.kafka_setting(config)}): {why}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     print(f"published {published} registrations to {topic}; {bad} lines skipped")
     return 0 if bad == 0 else 1
 
@@ -97,14 +129,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         invalid=args.invalid, duplicates=args.duplicates, shuffle=args.shuffle,
         timeout=args.timeout, global_url=args.global_url, seed=args.seed,
     )
-    return run_cli(_load_config(args), options, args.json, sys.stdout, sys.stderr)
+    return run_cli(_load_config(args), options, args.json, sys.stdout, sys.stderr,
+                   connect_timeout=args.connect_timeout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from vprov import status
 
     return status.run(_load_config(args), args.vin, args.global_url, args.region_url,
-                      args.json, args.events, sys.stdout, sys.stderr)
+                      args.json, args.events, sys.stdout, sys.stderr,
+                      connect_timeout=args.connect_timeout)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -112,7 +146,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     return replay.run(_load_config(args), args.vin, args.since, args.verify, args.global_url,
                       args.region_url, args.quiet, args.json, sys.stdout, sys.stderr,
-                      timeout=args.timeout)
+                      timeout=args.timeout, connect_timeout=args.connect_timeout)
 
 
 def _worker_urls(parser: argparse.ArgumentParser) -> None:
@@ -125,12 +159,34 @@ def _worker_urls(parser: argparse.ArgumentParser) -> None:
                         help=f"a regional worker's web address; repeatable (defaults: {defaults})")
 
 
+def _seconds(text: str) -> float:
+    try:
+        return reach.seconds(text, "--connect-timeout")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _common_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """-v and --connect-timeout, before the command or after it (``vprov -v replay`` and
+    ``vprov replay -v``): a command's parser leaves them alone unless they are given there."""
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if top else argparse.SUPPRESS,
+                        help="also show librdkafka's log lines (each distinct line once a minute)")
+    parser.add_argument("--connect-timeout", type=_seconds, metavar="SECONDS",
+                        default=None if top else argparse.SUPPRESS,
+                        help="how long Kafka, Redis and the workers may take to answer before "
+                        f"the command gives up with exit code {EXIT_UNREACHABLE} (default: "
+                        f"${reach.CONNECT_TIMEOUT_ENV} or {reach.DEFAULT_CONNECT_TIMEOUT:g})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vprov.status import DEFAULT_GLOBAL_URL
 
-    parser = argparse.ArgumentParser(prog="vprov", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vprov", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="configuration file (default: $VPROV_CONFIG or the "
                         "packaged defaults)")
+    _common_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run a stream worker")
@@ -146,10 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create every topic (idempotent)")
     create.set_defaults(func=cmd_topics)
+    _common_options(create)
 
     register = sub.add_parser("register", help="publish device registrations (JSON Lines)")
     register.add_argument("file")
     register.set_defaults(func=cmd_register)
+    _common_options(register)
 
     simulate = sub.add_parser("simulate", help="simulate a fleet's edge software end to end")
     simulate.add_argument("--vehicles", type=int, default=100)
@@ -172,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, help="seed of the random choices")
     simulate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     simulate.set_defaults(func=cmd_simulate)
+    _common_options(simulate)
 
     status = sub.add_parser("status", help="one vehicle: its records and recent lifecycle events")
     status.add_argument("vin")
@@ -179,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--events", type=int, default=10, help="events to show (default 10)")
     status.add_argument("--json", action="store_true", help="print the combined JSON")
     status.set_defaults(func=cmd_status)
+    _common_options(status)
 
     replay = sub.add_parser("replay", help="lifecycle histories from the topic; --verify audits "
                             "them against the state machine and the tables")
@@ -193,25 +253,57 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to read the topic (default 60)")
     replay.set_defaults(func=cmd_replay)
+    _common_options(replay)
     return parser
 
 
+def _kafka_address(args: argparse.Namespace) -> tuple[str, str]:
+    """The bootstrap servers and the setting that chose them, for a late Kafka error."""
+    try:
+        config = _load_config(args)
+    except ConfigError:
+        return "the configured bootstrap servers", reach.kafka_setting()
+    return config.bootstrap_servers, reach.kafka_setting(config)
+
+
+def _infrastructure_error(args: argparse.Namespace, exc: Exception) -> str | None:
+    """The one line for an exception that says Kafka, Redis or a worker failed; None for any
+    other exception. Covers what the commands do not catch themselves: BrokerUnavailable and
+    WorkerUnreachable (both Unreachable), a broker lost after the checks (KafkaException), a
+    lifecycle topic that cannot be read."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if isinstance(exc, reach.Unreachable):
+        return str(exc)
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return reach.kafka_failure(exc.args[0], *_kafka_address(args))
+    from vprov.replay import LifecycleUnavailable
+
+    if isinstance(exc, LifecycleUnavailable):
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from vprov import kafka_log
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    kafka_log.configure(verbose=args.verbose)
     try:
+        if args.func is not cmd_worker:  # a worker keeps to its own timeouts
+            args.connect_timeout = reach.connect_timeout(args.connect_timeout)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # the broker being down is the common case; say how to fix it
-        from vprov.admin import BrokerUnavailable
-
-        if isinstance(exc, BrokerUnavailable):
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-        raise
+    except Exception as exc:  # Kafka, Redis or a worker missing: one line, no traceback
+        line = _infrastructure_error(args, exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

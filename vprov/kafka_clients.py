@@ -1,7 +1,8 @@
 """confluent-kafka clients for the command-line tools (register, simulate, replay, status).
 
 Producers use the murmur2 partitioner, the same as the Java clients and the workers, so a record
-keyed by VIN lands on the partition that holds that VIN's state.
+keyed by VIN lands on the partition that holds that VIN's state. librdkafka's log lines go
+through Python logging, de-duplicated (``vprov.kafka_log``; shown by ``vprov -v``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import uuid
 
 from confluent_kafka import Consumer, Producer
+
+from vprov.kafka_log import librdkafka_logger
 
 
 def producer(bootstrap_servers: str, **overrides: object) -> Producer:
@@ -21,6 +24,7 @@ def producer(bootstrap_servers: str, **overrides: object) -> Producer:
         # librdkafka's warnings (a fresh broker still loading its coordinators, and the like)
         # are retried internally; errors are reported through delivery results
         "log_level": 3,
+        "logger": librdkafka_logger(),
     }
     settings.update(overrides)
     return Producer(settings)
@@ -35,6 +39,7 @@ def consumer(bootstrap_servers: str, group_id: str | None = None, **overrides: o
         "auto.offset.reset": "earliest",
         "enable.auto.commit": group_id is not None,
         "enable.partition.eof": True,
+        "logger": librdkafka_logger(),
     }
     settings.update(overrides)
     return Consumer(settings)

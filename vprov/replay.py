@@ -22,11 +22,13 @@ from typing import Any, TextIO
 
 from confluent_kafka import KafkaError, TopicPartition
 
+from vprov import reach
 from vprov.avro import serde_from_config
 from vprov.config import Config
 from vprov.kafka_clients import consumer
 from vprov.lifecycle import JOINED, State, TransitionRefused, transition
 from vprov.partitioning import owner
+from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.topics import Catalogue
 
 # --- reading the topic ----------------------------------------------------------------------------
@@ -302,12 +304,13 @@ def format_history(vin: str, events: list[dict[str, Any]]) -> str:
 
 
 def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls: dict[str, str],
-           from_start: bool) -> list[Problem]:
-    """Fold every history and compare it with the workers' tables (HTTP views)."""
+           from_start: bool, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> list[Problem]:
+    """Fold every history and compare it with the workers' tables (HTTP views; ``timeout``:
+    seconds per request)."""
     from vprov.status import WorkerViews  # status imports this module
 
     problems: list[Problem] = []
-    global_views = WorkerViews(global_url)
+    global_views = WorkerViews(global_url, timeout=timeout)
     regional_views: dict[str, WorkerViews] = {}
     try:
         for vin, events in by_vin.items():
@@ -322,7 +325,8 @@ def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls
                                             f"--region-url {region}=http://host:port"))
                     continue
                 if region not in regional_views:
-                    regional_views[region] = WorkerViews(region_urls[region], role=region)
+                    regional_views[region] = WorkerViews(region_urls[region], role=region,
+                                                         timeout=timeout)
                 regional_view = regional_views[region].vehicle(vin)
             problems += compare(folded, global_view, regional_view, region)
     finally:
@@ -334,16 +338,26 @@ def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls
 
 def run(config: Config, vins: list[str] | None, since: str | None, do_verify: bool,
         global_url: str, region_pairs: list[str] | None, quiet: bool, as_json: bool,
-        out: TextIO, err: TextIO, timeout: float = 60.0) -> int:
-    """The ``vprov replay`` command; returns the exit code."""
-    from vprov.status import WorkerUnreachable, jsonable, parse_region_urls
+        out: TextIO, err: TextIO, timeout: float = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> int:
+    """The ``vprov replay`` command; returns the exit code (3: Kafka, or with ``do_verify`` a
+    worker, does not answer within ``connect_timeout``, or the topic cannot be read)."""
+    from vprov.status import check_worker, jsonable, parse_region_urls
 
     try:
         since_ms = parse_since(since) if since else None
         region_urls = parse_region_urls(region_pairs, config)
+        # before reading anything: Kafka, and for --verify the global worker (a region's
+        # worker is asked once a history needs it)
+        reach.kafka_of(config, connect_timeout)
+        if do_verify:
+            check_worker(global_url, connect_timeout)
     except ValueError as exc:
         print(f"error: {exc}", file=err)
         return 2
+    except Unreachable as exc:
+        print(f"error: {exc}", file=err)
+        return 3
     try:
         raw = read_lifecycle(config, vins=vins, since_ms=since_ms, timeout=timeout)
     except LifecycleUnavailable as exc:
@@ -362,8 +376,9 @@ def run(config: Config, vins: list[str] | None, since: str | None, do_verify: bo
     problems: list[Problem] = []
     if do_verify:
         try:
-            problems = verify(by_vin, global_url, region_urls, from_start=since_ms is None)
-        except WorkerUnreachable as exc:
+            problems = verify(by_vin, global_url, region_urls, from_start=since_ms is None,
+                              timeout=connect_timeout)
+        except Unreachable as exc:  # WorkerUnreachable
             print(f"error: {exc}", file=err)
             return 3
     summary = {

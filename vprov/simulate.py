@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from vprov import envelope, fleet
+from vprov import envelope, fleet, reach
 from vprov.admin import ensure_topics
 from vprov.avro import serde_from_config
 from vprov.codes import ErrorCode
@@ -39,8 +39,9 @@ from vprov.config import Config
 from vprov.kafka_clients import consumer, producer
 from vprov.lifecycle import PROVISION_PENDING_REGIONAL
 from vprov.progress import Progress
+from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.registration_file import to_record
-from vprov.status import DEFAULT_GLOBAL_URL, WorkerViews
+from vprov.status import DEFAULT_GLOBAL_URL, WorkerViews, check_worker
 from vprov.topics import Catalogue
 
 # Invalid message kinds, with the code each must be answered with.
@@ -640,16 +641,32 @@ class Simulator:
             self.progress.close()
 
 
-def run_cli(config: Config, options: SimOptions, json_path: str | None, out: TextIO,
-            err: TextIO) -> int:
-    """The ``vprov simulate`` command; returns the exit code."""
-    from vprov.status import WorkerUnreachable
+def check_reachable(config: Config, options: SimOptions, timeout: float) -> None:
+    """``Unreachable`` unless Kafka, Redis (the workers need it to answer) and the global
+    worker each answer within ``timeout``."""
+    reach.kafka_of(config, timeout)
+    reach.redis_of(config, timeout)
+    check_worker(options.global_url, timeout)
 
+
+def run_cli(config: Config, options: SimOptions, json_path: str | None, out: TextIO,
+            err: TextIO, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> int:
+    """The ``vprov simulate`` command; returns the exit code (2: a bad option, 3: Kafka, Redis
+    or the global worker does not answer within ``connect_timeout``)."""
     try:
-        report = Simulator(config, options, progress_stream=err).run()
-    except (SimulationError, WorkerUnreachable) as exc:
+        simulator = Simulator(config, options, progress_stream=err)  # checks the options
+        check_reachable(config, options, connect_timeout)  # before anything is sent
+    except (SimulationError, ValueError) as exc:  # ValueError: --global-url is no http URL
         print(f"error: {exc}", file=err)
-        return 2 if isinstance(exc, SimulationError) else 3
+        return 2
+    except Unreachable as exc:
+        print(f"error: {exc}", file=err)
+        return 3
+    try:
+        report = simulator.run()
+    except (SimulationError, Unreachable) as exc:  # a worker lost on the way: WorkerUnreachable
+        print(f"error: {exc}", file=err)
+        return 3 if isinstance(exc, Unreachable) else 2
     print(report.format_text(), file=out)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as handle:

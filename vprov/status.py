@@ -14,8 +14,10 @@ import urllib.parse
 from datetime import datetime
 from typing import Any
 
+from vprov import reach
 from vprov.config import Config
 from vprov.lifecycle import State
+from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.validation import is_valid_vin
 
 DEFAULT_GLOBAL_URL = "http://127.0.0.1:6066"
@@ -25,18 +27,34 @@ DEFAULT_REGION_URLS = {"NA": "http://127.0.0.1:6067", "EU": "http://127.0.0.1:60
 RETRY_STATUSES = (502, 503, 504)  # a worker rebalancing or forwarding to a restarting peer
 
 
-class WorkerUnreachable(RuntimeError):
-    """No answer from a worker's web port; the message names the URL and how to fix it."""
+def worker_setting(url: str, role: str = "global") -> str:
+    """The option that chose a worker's URL (``role``: global or a region code)."""
+    if role == "global":
+        return reach.option_setting("--global-url", url, DEFAULT_GLOBAL_URL)
+    option = f"--region-url {role}=URL"
+    return reach.option_setting(option, url, DEFAULT_REGION_URLS.get(role))
+
+
+class WorkerUnreachable(Unreachable):
+    """No answer from a worker's web port; the message names the URL, the option that chose it
+    and how to start one."""
 
     def __init__(self, url: str, reason: str, role: str = "global") -> None:
         start = ("vprov worker --role global" if role == "global"
                  else f"vprov worker --role regional --region {role}")
-        super().__init__(
-            f"cannot reach the {role} worker at {url} ({reason}); start the workers with "
-            f"`make demo` or `{start} --web-port <port>`, or point --"
-            f"{'global-url' if role == 'global' else 'region-url'} at a running one"
-        )
+        url = url.rstrip("/")
+        super().__init__(f"the {role} worker", url, worker_setting(url, role), reason,
+                         f"start the workers with `make demo` or `{start} --web-port <port>`")
         self.url = url
+
+
+def check_worker(url: str, timeout: float, role: str = "global") -> None:
+    """WorkerUnreachable unless the worker at ``url`` answers HTTP within ``timeout``;
+    ValueError when ``url`` is not http://host:port."""
+    try:
+        reach.http(url, f"the {role} worker", timeout, worker_setting(url, role))
+    except Unreachable as exc:
+        raise WorkerUnreachable(url, exc.reason, role) from None
 
 
 class WorkerViews:
@@ -70,7 +88,8 @@ class WorkerViews:
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 if attempt == 2:
-                    raise WorkerUnreachable(self.base_url, str(exc) or type(exc).__name__,
+                    raise WorkerUnreachable(self.base_url,
+                                            reach.os_reason(exc, self._timeout, self._host),
                                             self.role) from None
         try:
             return status, json.loads(raw) if raw else None
@@ -139,15 +158,16 @@ class UnknownVin(LookupError):
 
 
 def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[str, str],
-                   events: int = 10, lifecycle_timeout: float = 10.0) -> dict[str, Any]:
+                   events: int = 10, lifecycle_timeout: float = 10.0,
+                   timeout: float = DEFAULT_CONNECT_TIMEOUT) -> dict[str, Any]:
     """The combined view of ``vin``: global record, regional record, recent events.
 
     Raises UnknownVin when the global table has no record, WorkerUnreachable when a worker
-    does not answer.
+    does not answer (``timeout``: seconds per request).
     """
     from vprov.replay import dedupe, read_lifecycle  # replay imports this module
 
-    views = WorkerViews(global_url)
+    views = WorkerViews(global_url, timeout=timeout)
     try:
         global_record = views.vehicle(vin)
         if global_record is None:
@@ -163,7 +183,7 @@ def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[
         if regional_url is None:
             note = f"no URL for region {region}: pass --region-url {region}=http://host:port"
         else:
-            regional_views = WorkerViews(regional_url, role=region)
+            regional_views = WorkerViews(regional_url, role=region, timeout=timeout)
             try:
                 regional = regional_views.vehicle(vin)
             finally:
@@ -228,15 +248,22 @@ def format_status(doc: dict[str, Any]) -> str:
 
 
 def run(config: Config, vin: str, global_url: str, region_pairs: list[str] | None,
-        as_json: bool, events: int, out: Any, err: Any) -> int:
-    """The ``vprov status`` command; returns the exit code."""
+        as_json: bool, events: int, out: Any, err: Any,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> int:
+    """The ``vprov status`` command; returns the exit code (3: Kafka or a worker does not
+    answer within ``connect_timeout``)."""
     if not is_valid_vin(vin):
         print(f"{vin!r} is not a VIN (17 characters: digits and capitals except I, O, Q)",
               file=err)
         return 2
     try:
         urls = parse_region_urls(region_pairs, config)
-        doc = vehicle_status(config, vin, global_url, urls, events=events)
+        # what every status needs, before anything else; a region's worker only when the
+        # vehicle is there
+        reach.kafka_of(config, connect_timeout)
+        check_worker(global_url, connect_timeout)
+        doc = vehicle_status(config, vin, global_url, urls, events=events,
+                             timeout=connect_timeout)
     except ValueError as exc:
         print(f"error: {exc}", file=err)
         return 2
@@ -244,7 +271,7 @@ def run(config: Config, vin: str, global_url: str, region_pairs: list[str] | Non
         print(f"unknown VIN {vin}: the global worker at {global_url} has no record of it "
               "(never queried, or another deployment)", file=err)
         return 1
-    except WorkerUnreachable as exc:
+    except Unreachable as exc:  # Kafka, or a worker (WorkerUnreachable)
         print(f"error: {exc}", file=err)
         return 3
     if as_json:

@@ -1,0 +1,113 @@
+"""librdkafka's log lines through Python logging: each distinct line once per interval, quiet
+unless -v."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from vprov import kafka_log
+from vprov.kafka_log import RepeatFilter, librdkafka_logger, repeat_key
+
+CONNECT = ("[thrd:127.0.0.1:9092/bootstrap]: 127.0.0.1:9092/bootstrap: Connect to "
+           "ipv4#127.0.0.1:9092 failed: Connection refused (after {ms}ms in state CONNECT)")
+
+
+def record(text: str, name: str = "rdkafka#consumer-2", level: int = logging.ERROR
+           ) -> logging.LogRecord:
+    # confluent-kafka logs (format, facility, client name, line)
+    return logging.LogRecord(kafka_log.LOGGER_NAME, level, __file__, 1, "%s [%s] %s",
+                             ("FAIL", name, text), None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_repeated_line_passes_once_per_interval_and_counts_what_was_held_back() -> None:
+    clock = Clock()
+    flt = RepeatFilter(interval=60, clock=clock)
+    assert flt.filter(record(CONNECT.format(ms=0)))
+    for ms in (0, 1, 12, 3):
+        clock.now += 1
+        assert not flt.filter(record(CONNECT.format(ms=ms)))
+    clock.now += 60
+    again = record(CONNECT.format(ms=0))
+    assert flt.filter(again)
+    assert again.getMessage().endswith("(4 repeats held back)")
+    clock.now += 1
+    assert not flt.filter(record(CONNECT.format(ms=0)))
+
+
+def test_without_an_interval_each_distinct_line_passes_once_for_good() -> None:
+    clock = Clock()
+    flt = RepeatFilter(interval=None, clock=clock)
+    assert flt.filter(record("a"))
+    clock.now += 1e6
+    assert not flt.filter(record("a"))
+
+
+def test_distinct_lines_and_levels_pass() -> None:
+    flt = RepeatFilter(clock=Clock())
+    assert flt.filter(record(CONNECT.format(ms=0)))
+    assert flt.filter(record(CONNECT.format(ms=0).replace("9092", "9093")))
+    assert flt.filter(record(CONNECT.format(ms=0), level=logging.WARNING))
+    assert flt.filter(record("Disconnected"))
+
+
+def test_the_same_event_from_two_clients_is_one_line() -> None:
+    flt = RepeatFilter(clock=Clock())
+    assert flt.filter(record(CONNECT.format(ms=0), name="rdkafka#producer-1"))
+    assert not flt.filter(record(CONNECT.format(ms=7), name="rdkafka#producer-3"))
+
+
+def test_repeat_key_drops_what_varies_between_repeats() -> None:
+    assert repeat_key("FAIL [rdkafka#producer-12] x (after 10009ms, 3 identical error(s) "
+                      "suppressed)") == repeat_key("FAIL [rdkafka#producer-1] x (after 3ms, "
+                                                   "1 identical error(s) suppressed)")
+    assert repeat_key("127.0.0.1:9092") == "127.0.0.1:9092"
+
+
+def test_the_filter_remembers_a_bounded_number_of_lines() -> None:
+    flt = RepeatFilter(max_keys=3, clock=Clock())
+    for n in range(10):
+        assert flt.filter(record(f"line {n}"))
+    assert flt.filter(record("line 0"))  # forgotten: shown again
+    assert not flt.filter(record("line 9"))
+
+
+@pytest.fixture
+def restore_level() -> Iterator[logging.Logger]:
+    logger = librdkafka_logger()
+    level = logger.level
+    yield logger
+    logger.setLevel(level)
+
+
+def test_quiet_unless_verbose(restore_level: logging.Logger) -> None:
+    logger = librdkafka_logger()
+    assert logger is librdkafka_logger()
+    assert sum(isinstance(f, RepeatFilter) for f in logger.filters) == 1
+    kafka_log.configure(verbose=False)
+    assert not logger.isEnabledFor(logging.CRITICAL)
+    kafka_log.configure(verbose=True)
+    assert logger.isEnabledFor(logging.DEBUG)
+
+
+def test_every_client_gets_the_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vprov import admin, kafka_clients
+
+    seen: list[dict[str, object]] = []
+    monkeypatch.setattr(kafka_clients, "Producer", lambda conf: seen.append(conf))
+    monkeypatch.setattr(kafka_clients, "Consumer", lambda conf: seen.append(conf))
+    monkeypatch.setattr(admin, "AdminClient", lambda conf: seen.append(conf))
+    kafka_clients.producer("127.0.0.1:1")
+    kafka_clients.consumer("127.0.0.1:1")
+    admin.admin_client("127.0.0.1:1")
+    assert [conf["logger"] for conf in seen] == [librdkafka_logger()] * 3
