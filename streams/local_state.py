@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +139,26 @@ def _broker_facts(bootstrap_servers: str, changelogs: Mapping[str, str],
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
-    topics = sorted(set(changelogs.values()))
-    described = admin.describe_topics(TopicCollection(topics), request_timeout=timeout)
-    ids = {}
-    for table, topic in changelogs.items():
-        try:
-            ids[table] = str(described[topic].result(timeout).topic_id)
-        except Exception:  # noqa: BLE001 - a missing topic: the worker creates it; no id yet
-            continue
+    deadline = time.monotonic() + timeout
+    ids: dict[str, str] = {}
+    # the worker has just created missing topics: their metadata may take a moment to appear
+    while True:
+        wanted = sorted({t for table, t in changelogs.items() if table not in ids})
+        described = admin.describe_topics(TopicCollection(wanted), request_timeout=timeout)
+        for table, topic in changelogs.items():
+            if table in ids:
+                continue
+            try:
+                ids[table] = str(described[topic].result(timeout).topic_id)
+            except Exception:  # noqa: BLE001 - not there yet; asked again below
+                continue
+        if len(ids) == len(changelogs) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    missing = sorted(set(changelogs) - set(ids))
+    if missing:
+        log.warning("changelog topics of %s not found on the broker; their local state is "
+                    "kept unchecked", ", ".join(missing))
     reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "vprov-local-state",
                        "enable.auto.commit": False, "log_level": 3})
     ends = {}
@@ -153,9 +167,27 @@ def _broker_facts(bootstrap_servers: str, changelogs: Mapping[str, str],
             if table not in ids:
                 continue
             for partition in partitions.get(table, []):
-                _, high = reader.get_watermark_offsets(TopicPartition(topic, partition),
-                                                       timeout=timeout)
-                ends[(table, partition)] = high
+                ends[(table, partition)] = _end_offset(reader, TopicPartition(topic, partition),
+                                                       deadline)
     finally:
         reader.close()
     return ids, ends
+
+
+def _end_offset(reader: Any, tp: Any, deadline: float) -> int:
+    """The partition's end offset; a topic created a moment ago may not have a leader yet
+    (the worker creates missing topics just before), so retriable errors are retried."""
+    from confluent_kafka import KafkaException
+
+    while True:
+        try:
+            _, high = reader.get_watermark_offsets(tp, timeout=max(0.5,
+                                                                   deadline - time.monotonic()))
+            return int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if time.monotonic() >= deadline or not (error.retriable() or error.name() in (
+                    "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE",
+                    "UNKNOWN_TOPIC_OR_PART")):
+                raise
+            time.sleep(0.2)
