@@ -17,6 +17,7 @@ from streams.local_state import reconcile
 from vprov import reach
 from vprov.admin import TopicMismatch, ensure_topics
 from vprov.config import Config
+from vprov.kafka_log import ClientRepeatFilter
 from vprov.topics import Catalogue
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,15 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
     """Run until stopped; the exit code when it cannot start."""
     from faust import Worker
 
+    class QuietWorker(Worker):
+        """Faust's worker, whose log shows each of the Kafka client's repeated errors (a broker
+        away) once per 30 s instead of several times a second."""
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            for handler in logger.handlers:
+                handler.addFilter(ClientRepeatFilter(("aiokafka",)))
+
     wait_for_infrastructure(config, options)
     try:
         ensure_topics(config.bootstrap_servers, Catalogue(config).all())
@@ -97,5 +107,5 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
                   for table in app.tables.values()}
     shell.local_state_discarded = len(reconcile(config.bootstrap_servers,
                                                 Path(app.conf.tabledir), changelogs))
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    QuietWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     return 0

@@ -67,6 +67,42 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class ClientRepeatFilter(logging.Filter):
+    """Lets each distinct message of some loggers (those named by ``prefixes`` and their
+    children) through once per ``interval`` seconds; others pass. For handlers that also carry
+    everything else: a worker's Kafka client logs each failed connection attempt while a broker
+    is away, several a second. Records are never changed (other handlers format them too)."""
+
+    def __init__(self, prefixes: tuple[str, ...], interval: float = 30.0,
+                 max_keys: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval = interval
+        self.max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._shown: OrderedDict[str, float] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is the formatter's to report
+            return True
+        key = f"{record.name}:{record.levelno}:{repeat_key(text)}"
+        now = self._clock()
+        with self._lock:
+            shown = self._shown.get(key)
+            if shown is not None and now - shown < self.interval:
+                return False
+            self._shown[key] = now
+            self._shown.move_to_end(key)
+            while len(self._shown) > self.max_keys:
+                self._shown.popitem(last=False)
+        return True
+
+
 def librdkafka_logger() -> logging.Logger:
     """The logger every confluent-kafka client gets as its ``logger`` setting."""
     logger = logging.getLogger(LOGGER_NAME)

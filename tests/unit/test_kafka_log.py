@@ -111,3 +111,24 @@ def test_every_client_gets_the_logger(monkeypatch: pytest.MonkeyPatch) -> None:
     kafka_clients.consumer("127.0.0.1:1")
     admin.admin_client("127.0.0.1:1")
     assert [conf["logger"] for conf in seen] == [librdkafka_logger()] * 3
+
+
+def test_the_client_filter_quiets_repeats_of_the_named_loggers_only() -> None:
+    from vprov.kafka_log import ClientRepeatFilter
+
+    now = [0.0]
+    quiet = ClientRepeatFilter(("aiokafka",), interval=30.0, clock=lambda: now[0])
+
+    def record(name: str, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg,
+                                 (("127.0.0.1", 9092),), None)
+
+    failed = "Unable connect to node with id 1: Connect call failed %s"
+    assert quiet.filter(record("aiokafka.conn", failed)) is True
+    assert [quiet.filter(record("aiokafka.conn", failed)) for _ in range(100)] == [False] * 100
+    assert quiet.filter(record("streams.shell", failed)) is True  # other loggers pass
+    assert quiet.filter(record("streams.shell", failed)) is True
+    now[0] = 31.0
+    shown = record("aiokafka.conn", failed)
+    assert quiet.filter(shown) is True  # again after the interval
+    assert shown.getMessage().endswith("('127.0.0.1', 9092)")  # records are never changed
