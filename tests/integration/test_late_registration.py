@@ -32,12 +32,18 @@ def register_device(flow: Flow, vehicle: fleet.SimVehicle, index: int) -> None:
     flow.bus.flush()
 
 
+def regional_with_primary_only(flow: Flow, fleet_: Fleet) -> fleet.SimVehicle:
+    """A two-device vehicle of which only the primary is registered, queried: REGIONAL."""
+    vehicle = fleet_.vehicle("NA")
+    flow.register(dataclasses.replace(vehicle, devices=(vehicle.primary,)))
+    assert flow.query(vehicle).value["status"] == "SUCCESS"
+    return vehicle
+
+
 def test_a_device_registered_after_its_vehicle_is_regional_provisions(
         flow: Flow, fleet_: Fleet) -> None:
-    vehicle = fleet_.vehicle("NA")
+    vehicle = regional_with_primary_only(flow, fleet_)
     tcu, ivi = vehicle.devices
-    flow.register(dataclasses.replace(vehicle, devices=(tcu,)))
-    assert flow.query(vehicle).value["status"] == "SUCCESS"
     events_of(flow, vehicle.vin, 1)
 
     register_device(flow, vehicle, 1)
@@ -118,10 +124,8 @@ def test_a_device_moved_to_another_system_leaves_its_old_vehicle(
 
 def test_a_request_that_comes_before_its_registration_is_held_until_the_join(
         flow: Flow, fleet_: Fleet) -> None:
-    vehicle = fleet_.vehicle("NA")
+    vehicle = regional_with_primary_only(flow, fleet_)
     tcu, ivi = vehicle.devices
-    flow.register(dataclasses.replace(vehicle, devices=(tcu,)))
-    assert flow.query(vehicle).value["status"] == "SUCCESS"
     assert flow.provision(vehicle, tcu).value["status"] == "SUCCESS"
     early = flow.send_provision(vehicle, ivi, headers={"authenticated-device-id": ivi.device_id})
     held = flow.bus.settle(flow.cat.device_response("NA"),
@@ -137,10 +141,8 @@ def test_a_request_that_comes_before_its_registration_is_held_until_the_join(
 
 def test_a_device_that_never_joins_is_answered_13123_when_the_hold_expires(
         flow: Flow, fleet_: Fleet) -> None:
-    vehicle = fleet_.vehicle("NA")
+    vehicle = regional_with_primary_only(flow, fleet_)
     tcu, ivi = vehicle.devices
-    flow.register(dataclasses.replace(vehicle, devices=(tcu,)))
-    assert flow.query(vehicle).value["status"] == "SUCCESS"
     sent = time.monotonic()
     answer = flow.provision(vehicle, ivi, headers={"authenticated-device-id": ivi.device_id})
     waited = time.monotonic() - sent

@@ -9,54 +9,20 @@ stack. Commands run as subprocesses, so librdkafka's own output would be seen to
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import ports
 from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO
 
 VIN = "1HGCM82633A004352"
 
 
-def closed_port() -> int:
-    """A port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    server.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 @dataclass
@@ -111,7 +77,7 @@ WORKER_COMMANDS = ["simulate", "status", "replay --verify"]
 
 @pytest.mark.parametrize("name", KAFKA_COMMANDS)
 def test_kafka_on_a_closed_port(name: str, config_path: Path, tmp_path: Path) -> None:
-    port = closed_port()
+    port = ports.closed_port()
     run = vprov(config_path, "--connect-timeout", "3", *command(name, tmp_path),
                 env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
     assert_one_line(run, f"error: cannot reach Kafka at 127.0.0.1:{port} "
@@ -120,7 +86,7 @@ def test_kafka_on_a_closed_port(name: str, config_path: Path, tmp_path: Path) ->
 
 
 def test_redis_on_a_closed_port(config_path: Path, tmp_path: Path) -> None:
-    port = closed_port()
+    port = ports.closed_port()
     run = vprov(config_path, "--connect-timeout", "3", *command("simulate", tmp_path),
                 env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     assert_one_line(run, f"error: cannot reach Redis at redis://127.0.0.1:{port}/0 (REDIS_URL): "
@@ -131,7 +97,7 @@ def test_redis_on_a_closed_port(config_path: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", WORKER_COMMANDS)
 def test_the_global_worker_on_a_closed_port(name: str, config_path: Path,
                                             tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{ports.closed_port()}"
     run = vprov(config_path, *command(name, tmp_path), "--global-url", url,
                 "--connect-timeout", "3")
     assert_one_line(run, f"error: cannot reach the global worker at {url} (--global-url): "
@@ -141,7 +107,7 @@ def test_the_global_worker_on_a_closed_port(name: str, config_path: Path,
 
 def test_with_the_default_timeout(config_path: Path, tmp_path: Path) -> None:
     # the issue's case: `vprov replay --verify` with the broker down
-    port = closed_port()
+    port = ports.closed_port()
     run = vprov(config_path, *command("replay --verify", tmp_path),
                 env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
     assert_one_line(run, f"error: cannot reach Kafka at 127.0.0.1:{port} "

@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+from tests import ports
 from tests.integration.conftest import PORT_BASE
 from tests.integration.harness import BOOTSTRAP, WorkerProcess, isolated_config, wait_until
 
@@ -23,12 +24,6 @@ def waiting_page(worker: WorkerProcess) -> dict | None:
     except OSError:
         return None
     return body if status == 503 and isinstance(body, dict) and "reason" in body else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Forwarder:
@@ -67,7 +62,7 @@ class Forwarder:
 
 
 def test_a_worker_waits_for_kafka_says_why_and_starts_when_it_answers(tmp_path: Path) -> None:
-    port = free_port()
+    port = ports.closed_port()
     host, broker_port = BOOTSTRAP.split(",")[0].rsplit(":", 1)
     path = isolated_config(tmp_path / "vprov.toml", f"w{uuid.uuid4().hex[:6]}")
     worker = WorkerProcess("global", WEB_PORT, tmp_path, path,
@@ -96,7 +91,7 @@ def test_a_worker_waits_for_kafka_says_why_and_starts_when_it_answers(tmp_path: 
 
 
 def test_a_worker_waits_for_redis_and_says_so(tmp_path: Path) -> None:
-    port = free_port()
+    port = ports.closed_port()
     path = isolated_config(tmp_path / "vprov.toml", f"w{uuid.uuid4().hex[:6]}")
     worker = WorkerProcess("regional", WEB_PORT + 1, tmp_path, path, region="NA",
                            extra_env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"})

@@ -5,52 +5,17 @@ answer)."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from tests import ports
 from vprov import cli, config, reach
 from vprov.admin import BrokerUnavailable
 from vprov.reach import Unreachable
 from vprov.status import WorkerUnreachable
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
-
 
 # --- the messages --------------------------------------------------------------------------------
 
@@ -153,7 +118,7 @@ def test_the_timeout_is_the_option_else_the_variable_else_10() -> None:
 
 
 def test_closed_ports_are_refused_at_once() -> None:
-    port = closed_port()
+    port = ports.closed_port()
     began = time.monotonic()
     with pytest.raises(Unreachable) as kafka:
         reach.kafka(f"127.0.0.1:{port}", 5, "KAFKA_BOOTSTRAP_SERVERS")
@@ -171,7 +136,7 @@ def test_closed_ports_are_refused_at_once() -> None:
 
 
 def test_two_bootstrap_servers_both_refused() -> None:
-    a, b = closed_port(), closed_port()
+    a, b = ports.closed_port(), ports.closed_port()
     with pytest.raises(Unreachable, match="connection refused$"):
         reach.kafka(f"127.0.0.1:{a},127.0.0.1:{b}", 5, "S")
 
