@@ -6,10 +6,13 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test demo lint bench reliability clean
+.PHONY: help prereqs setup up down status test demo lint bench reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+prereqs: ## check the system tools the stack needs (as root on Debian: install them)
+	@scripts/prereqs.sh
 
 setup: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
@@ -18,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $@
 
-up: ## start the local Kafka broker and Redis (.run/)
+up: prereqs ## start the local Kafka broker and Redis (.run/)
 	scripts/stack.sh up
 
 down: ## stop them; data and logs stay in .run/
@@ -27,19 +30,19 @@ down: ## stop them; data and logs stay in .run/
 status: ## show what runs
 	scripts/stack.sh status
 
-test: ## all tests on a fresh stack (PYTEST_ARGS=... to select)
+test: prereqs ## all tests on a fresh stack (PYTEST_ARGS=... to select)
 	scripts/test.sh $(PYTEST_ARGS)
 
-demo: ## global + NA/EU/AP workers and a simulated fleet (VEHICLES=1000)
+demo: prereqs ## global + NA/EU/AP workers and a simulated fleet (VEHICLES=1000)
 	scripts/demo.sh
 
-reliability: ## long reliability suite (RELIABILITY_VEHICLES=2000 ...), writes docs/reliability.md
+reliability: prereqs ## long reliability suite (RELIABILITY_VEHICLES=2000 ...), writes docs/reliability.md
 	scripts/reliability.sh
 
 lint: setup ## ruff check
 	$(VENV)/bin/ruff check .
 
-bench: setup up ## pipeline benchmark on the local stack (BENCH_ARGS=...)
+bench: prereqs setup up ## pipeline benchmark on the local stack (BENCH_ARGS=...)
 	$(VENV)/bin/python bench/pipeline_bench.py $(BENCH_ARGS)
 
 clean: down ## stop the stack and remove .run/
