@@ -116,6 +116,45 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0 if bad == 0 else 1
 
 
+def cmd_deadletter(args: argparse.Namespace) -> int:
+    from vprov import deadletter
+    from vprov.replay import parse_since
+
+    config = _load_config(args)
+    try:
+        since_ms = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    selection = deadletter.Selection(
+        ids=frozenset(getattr(args, "ids", None) or ()), code=args.code,
+        source_topic=args.source_topic, since_ms=since_ms)
+    if args.action == "redrive" and selection.empty and not args.all:
+        print("error: vprov deadletter redrive needs --id, --code, --source-topic, --since or "
+              "--all (it re-publishes what it selects)", file=sys.stderr)
+        return 2
+    reach.kafka_of(config, args.connect_timeout)
+    letters = deadletter.select(deadletter.read(config, since_ms, args.timeout), selection)
+    if args.action == "list":
+        for letter in letters:
+            print(deadletter.line(letter))
+        print(f"{len(letters)} dead letters", file=sys.stderr)
+        return 0
+    if args.action == "show":
+        for letter in letters:
+            print(deadletter.details(letter))
+        return 0 if letters else 1
+    if not letters:
+        print("no dead letter matches", file=sys.stderr)
+        return 1
+    sent = deadletter.redrive(config, letters, args.dry_run, sys.stdout, args.timeout)
+    if sent < len(letters):
+        print(f"error: {len(letters) - sent} of {len(letters)} records were not delivered",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return 0
+
+
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -254,6 +293,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to read the topic (default 60)")
     replay.set_defaults(func=cmd_replay)
     _common_options(replay)
+
+    dead = sub.add_parser("deadletter", help="list, show or redrive dead letters")
+    dead_sub = dead.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "one line per dead letter"),
+                         ("show", "dead letters whole, their payload decoded where possible"),
+                         ("redrive", "re-publish the selected records to their source topic")):
+        cmd = dead_sub.add_parser(action, help=text)
+        cmd.set_defaults(func=cmd_deadletter)
+        if action in ("show", "redrive"):
+            cmd.add_argument("--id", dest="ids", action="append", metavar="DEAD_LETTER_ID",
+                             help="a dead letter's id; repeatable")
+        cmd.add_argument("--code", type=int, help="only this error code")
+        cmd.add_argument("--source-topic", help="only records that came from this topic")
+        cmd.add_argument("--since", help="only dead letters since this ISO-8601 time")
+        cmd.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds to read the dead-letter topic to its end")
+        if action == "redrive":
+            cmd.add_argument("--dry-run", action="store_true",
+                             help="say what would be re-published, publish nothing")
+            cmd.add_argument("--all", action="store_true",
+                             help="redrive every dead letter (no other selection needed)")
+        _common_options(cmd)
     return parser
 
 
@@ -278,8 +339,9 @@ def _infrastructure_error(args: argparse.Namespace, exc: Exception) -> str | Non
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return reach.kafka_failure(exc.args[0], *_kafka_address(args))
     from vprov.replay import LifecycleUnavailable
+    from vprov.topic_reader import TopicUnreadable
 
-    if isinstance(exc, LifecycleUnavailable):
+    if isinstance(exc, LifecycleUnavailable | TopicUnreadable):
         return str(exc)
     return None
 

@@ -14,21 +14,16 @@ a device joining the rehomed vehicle late; REMOVED is a device that left it.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from confluent_kafka import KafkaError, TopicPartition
-
 from vprov import reach
-from vprov.avro import serde_from_config
 from vprov.config import Config
-from vprov.kafka_clients import consumer
 from vprov.lifecycle import JOINED, State, TransitionRefused, transition
-from vprov.partitioning import owner
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
+from vprov.topic_reader import TopicUnreadable, read_topic
 from vprov.topics import Catalogue
 
 # --- reading the topic ----------------------------------------------------------------------------
@@ -46,55 +41,13 @@ def read_lifecycle(config: Config, vins: Iterable[str] | None = None,
     ``since_ms``: start each partition at the first record at or after that time.
     """
     topic = Catalogue(config).lifecycle
-    serde = serde_from_config(config)
-    keys = {v.encode() for v in vins} if vins is not None else None
-    reader = consumer(config.bootstrap_servers, **{"enable.partition.eof": False})
+    keys = [v.encode() for v in vins] if vins is not None else None
     try:
-        meta = reader.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise LifecycleUnavailable(f"topic {topic} is not readable "
-                                       f"({meta.error if meta else 'missing'})")
-        count = len(meta.partitions)
-        partitions = sorted(meta.partitions)
-        if keys is not None:
-            partitions = sorted({owner(k, count) for k in keys})
-        ends: dict[int, int] = {}
-        starts: dict[int, int] = {}
-        for p in partitions:
-            low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            ends[p], starts[p] = high, low
-        if since_ms is not None:
-            found = reader.offsets_for_times(
-                [TopicPartition(topic, p, since_ms) for p in partitions], timeout=timeout)
-            for tp in found:
-                # -1: nothing at or after that time in this partition
-                starts[tp.partition] = tp.offset if tp.offset >= 0 else ends[tp.partition]
-        todo = {p for p in partitions if starts[p] < ends[p]}
-        reader.assign([TopicPartition(topic, p, starts[p]) for p in sorted(todo)])
-        events: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.2):
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        raise LifecycleUnavailable(f"reading {topic}: {msg.error()}")
-                    continue
-                p = msg.partition()
-                if msg.offset() >= ends[p] - 1:
-                    todo.discard(p)
-                if msg.offset() >= ends[p] or msg.value() is None:
-                    continue
-                if keys is not None and msg.key() not in keys:
-                    continue
-                try:
-                    events.append(serde.decode("LifecycleEvent", msg.value(), topic=topic))
-                except Exception:  # noqa: BLE001 - a foreign record must not stop the audit
-                    events.append({"undecodable": f"{topic}:{p}:{msg.offset()}"})
-        if todo:
-            raise LifecycleUnavailable(f"reading {topic} did not reach its end within {timeout:g}s")
-        return events
-    finally:
-        reader.close()
+        records = read_topic(config, topic, "LifecycleEvent", keys, since_ms, timeout)
+    except TopicUnreadable as exc:
+        raise LifecycleUnavailable(str(exc)) from None
+    return [r.value if r.value is not None else
+            {"undecodable": f"{r.topic}:{r.partition}:{r.offset}"} for r in records]
 
 
 # --- folding (pure) ------------------------------------------------------------------------------
