@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
@@ -204,3 +206,57 @@ def test_on_a_compacted_topic_a_stale_acknowledgement_is_not_counted_either() ->
     stale = message(INDEX, 5, generation=3)
     assert Consumer.ack(consumer, stale) is False  # type: ignore[arg-type]
     assert consumer._acked[INDEX] == []
+
+
+# --- the producer buffer's flush before a commit ----------------------------------------------
+
+
+class SlowBuffer:
+    """A producer buffer whose sender hands one record on every 0.25 s."""
+
+    def __init__(self, records: int) -> None:
+        self.pending = records
+        self.state = "running"
+        self.message_sent = asyncio.Event()
+
+    @property
+    def size(self) -> int:
+        return self.pending
+
+    async def send_slowly(self) -> None:
+        while self.pending:
+            await asyncio.sleep(0.25)
+            self.pending -= 1
+            self.message_sent.set()
+
+
+def test_faust_s_own_flush_returns_with_records_still_in_the_buffer() -> None:
+    from faust.transport.producer import ProducerBuffer
+
+    async def run() -> int:
+        buffer = SlowBuffer(3)
+        sender = asyncio.ensure_future(buffer.send_slowly())
+        await ProducerBuffer.flush_atmost(buffer, None)  # type: ignore[arg-type]
+        left = buffer.size
+        await sender
+        return left
+
+    assert asyncio.run(run()) == 3  # the defect the repair exists for
+
+
+def test_the_flush_before_a_commit_waits_until_the_buffer_is_empty() -> None:
+    async def run() -> int:
+        buffer = SlowBuffer(3)
+        sender = asyncio.ensure_future(buffer.send_slowly())
+        await commit_guard.flush_buffer(buffer)
+        await sender
+        return buffer.size
+
+    assert asyncio.run(run()) == 0
+
+
+def test_the_flush_fails_when_the_buffer_stopped_with_records_in_it() -> None:
+    buffer = SlowBuffer(2)
+    buffer.state = "stopping"
+    with pytest.raises(RuntimeError):
+        asyncio.run(commit_guard.flush_buffer(buffer))
