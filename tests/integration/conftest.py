@@ -220,3 +220,21 @@ def error_code(record: Record) -> int | None:
 @pytest.fixture
 def flow(bus: Bus, workers: dict[str, WorkerProcess]) -> Flow:
     return Flow(bus, workers)
+
+
+@pytest.fixture
+def broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands run in-process load the configuration from the environment."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+
+
+def run_vprov(config_path: Path, capsys: pytest.CaptureFixture[str], *args: str
+              ) -> tuple[int, str, str]:
+    """``vprov --config config_path ARGS`` in this process: exit code, stdout, stderr."""
+    from vprov.cli import main
+
+    capsys.readouterr()
+    code = main(["--config", str(config_path), *args])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -9,25 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Flow
-from tests.integration.harness import BOOTSTRAP, REDIS_URL, Fleet
+from tests.integration.conftest import Flow, run_vprov
+from tests.integration.harness import Fleet
 from vprov import fleet
-from vprov.cli import main
 from vprov.ids import derive_id
 
-
-@pytest.fixture(autouse=True)
-def _broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
-
-
-def vprov(config_path: Path, capsys: pytest.CaptureFixture[str], *args: str
-          ) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--config", str(config_path), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("broker_env")
 
 
 def test_a_dead_letter_of_the_workers_is_listed_and_shown(
@@ -39,12 +26,12 @@ def test_a_dead_letter_of_the_workers_is_listed_and_shown(
     [letter] = flow.bus.wait(flow.cat.deadletter, lambda r: r.value["payload"] == marker)
     letter_id = letter.value["dead_letter_id"]
 
-    code, out, _ = vprov(config_path, capsys, "deadletter", "list", "--code", "13113",
+    code, out, _ = run_vprov(config_path, capsys, "deadletter", "list", "--code", "13113",
                          "--source-topic", topic)
     assert code == 0
     [row] = [line for line in out.splitlines() if line.startswith(letter_id)]
     assert "13113" in row and f"{topic}:" in row and "key=1HGCM82633A004352" in row
-    code, out, _ = vprov(config_path, capsys, "deadletter", "show", "--id", letter_id)
+    code, out, _ = run_vprov(config_path, capsys, "deadletter", "show", "--id", letter_id)
     assert code == 0
     assert f"dead letter {letter_id}" in out and marker.decode() in out
 
@@ -70,21 +57,21 @@ def test_a_redriven_request_provisions_the_device_once(
     flow.bus.flush()
     flow.bus.wait(flow.cat.deadletter, lambda r: r.value["dead_letter_id"] == letter_id)
 
-    code, out, _ = vprov(config_path, capsys, "deadletter", "redrive", "--id", letter_id,
+    code, out, _ = run_vprov(config_path, capsys, "deadletter", "redrive", "--id", letter_id,
                          "--dry-run")
     assert code == 0 and f"would redrive {letter_id} -> {topic}" in out
     answers = flow.cat.device_response("NA")
     assert flow.bus.settle(answers, lambda r: r.value.get("correlation_id") == message_id,
                            seconds=2) == []
 
-    code, out, _ = vprov(config_path, capsys, "deadletter", "redrive", "--id", letter_id)
+    code, out, _ = run_vprov(config_path, capsys, "deadletter", "redrive", "--id", letter_id)
     assert code == 0 and f"redrive {letter_id} -> {topic}" in out
     first = flow.answer(message_id, answers)
     assert first.value["status"] == "SUCCESS"
     assert first.value["body"]["lifecycyclestate"] == "PROVISIONED"
 
     # redriven again: the same answer, no second provisioning
-    assert vprov(config_path, capsys, "deadletter", "redrive", "--id", letter_id)[0] == 0
+    assert run_vprov(config_path, capsys, "deadletter", "redrive", "--id", letter_id)[0] == 0
     again = flow.answer(message_id, answers, count=2)
     assert again.value == first.value
     events = flow.bus.settle(flow.cat.lifecycle, lambda r: r.key == vehicle.vin, seconds=2)

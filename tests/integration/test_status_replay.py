@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import PORT_BASE, PORTS, Flow
+from tests.integration.conftest import PORT_BASE, PORTS, Flow, run_vprov
 from tests.integration.harness import (
     BOOTSTRAP,
     REDIS_URL,
@@ -24,7 +24,6 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import fleet
-from vprov.cli import main
 from vprov.config import Config
 from vprov.simulate import Report, SimOptions, Simulator
 
@@ -35,11 +34,7 @@ SECOND_GLOBAL_PORT = PORT_BASE + 150  # a second global worker, started by one t
 STATES = {"TCU": "PROVISIONED", "IVI": "PROVISIONED", "REFRIGERATOR": "ACTIVE"}
 
 
-@pytest.fixture(autouse=True)
-def _broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the commands run in-process load the configuration from the environment
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+pytestmark = pytest.mark.usefixtures("broker_env")
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +47,12 @@ def provisioned(workers: dict[str, WorkerProcess], config: Config) -> Report:
     return report
 
 
-def vprov(config_path: Path, capsys: pytest.CaptureFixture[str], *args: str
-          ) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["--config", str(config_path), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_status_shows_the_vehicle_its_region_devices_and_events(
     provisioned: Report, config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = provisioned.vehicles[0]
     vin = run.sim.vin
-    code, out, _ = vprov(config_path, capsys, "status", vin, "--global-url", GLOBAL_URL,
+    code, out, _ = run_vprov(config_path, capsys, "status", vin, "--global-url", GLOBAL_URL,
                          *REGION_ARGS)
     assert code == 0
     assert f"vehicle {vin}: REGIONAL" in out
@@ -84,7 +71,7 @@ def test_status_json_combines_both_records_and_the_events(
     provisioned: Report, config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = provisioned.vehicles[1]
-    code, out, _ = vprov(config_path, capsys, "status", run.sim.vin, "--json", "--global-url",
+    code, out, _ = run_vprov(config_path, capsys, "status", run.sim.vin, "--json", "--global-url",
                          GLOBAL_URL, *REGION_ARGS)
     assert code == 0
     doc = json.loads(out)
@@ -116,7 +103,8 @@ def test_status_names_the_url_and_the_fix_when_no_worker_answers(
     config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = "http://127.0.0.1:9"
-    code, out, err = vprov(config_path, capsys, "status", "1HGCM82633A004352", "--global-url", url)
+    code, out, err = run_vprov(config_path, capsys, "status", "1HGCM82633A004352",
+                               "--global-url", url)
     assert code == 3
     assert url in err and "make demo" in err
     assert out == ""
@@ -127,7 +115,7 @@ def test_replay_verify_passes_on_a_clean_run(
 ) -> None:
     vins = [v.sim.vin for v in provisioned.vehicles]
     args = [arg for vin in vins for arg in ("--vin", vin)]
-    code, out, err = vprov(config_path, capsys, "replay", *args, "--verify", "--global-url",
+    code, out, err = run_vprov(config_path, capsys, "replay", *args, "--verify", "--global-url",
                            GLOBAL_URL, *REGION_ARGS)
     assert code == 0, out + err
     assert f"{len(vins)} vehicles, {4 * len(vins)} events" in out
@@ -168,7 +156,7 @@ def test_replay_verify_reports_a_gap_and_a_state_the_table_does_not_have(
         bus.send(topic, ghost.vin, bus.serde.encode("LifecycleEvent", record, topic=topic))
     bus.flush()
 
-    code, out, err = vprov(config_path, capsys, "replay", "--vin", vehicle.vin, "--vin",
+    code, out, err = run_vprov(config_path, capsys, "replay", "--vin", vehicle.vin, "--vin",
                            ghost.vin, "--verify", "--global-url", GLOBAL_URL, *REGION_ARGS)
     assert code == 1, out + err
     problems = [line for line in out.splitlines() if line.startswith("PROBLEM")]
@@ -182,7 +170,7 @@ def test_replay_verify_reports_a_gap_and_a_state_the_table_does_not_have(
     assert len([p for p in problems if vehicle.vin in p]) == 2, problems
     assert "5 problems" in out
 
-    code, out, _ = vprov(config_path, capsys, "replay", "--vin", vehicle.vin, "--json",
+    code, out, _ = run_vprov(config_path, capsys, "replay", "--vin", vehicle.vin, "--json",
                          "--verify", "--global-url", GLOBAL_URL, *REGION_ARGS)
     assert code == 1
     doc = json.loads(out)
@@ -222,7 +210,7 @@ def test_status_is_answered_by_a_global_worker_that_does_not_own_the_key(
         for run in provisioned.vehicles:
             owner = owned[run.sim.vin]
             other = next(port for port in urls if port != owner)
-            code, out, err = vprov(config_path, capsys, "status", run.sim.vin, "--json",
+            code, out, err = run_vprov(config_path, capsys, "status", run.sim.vin, "--json",
                                    "--global-url", urls[other], *REGION_ARGS)
             assert code == 0, err
             doc = json.loads(out)
