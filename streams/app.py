@@ -9,6 +9,7 @@ import faust
 from aiohttp.web import Response
 
 from streams.shell import Shell
+from streams.transport import FetchSettings, consumer_of, install
 from vprov.avro import serde_from_config
 from vprov.config import Config
 from vprov.identity import RedisIdentityRegistry
@@ -48,7 +49,7 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         web_port=options.web_port,
         web_bind=options.web_host,
         web_host=options.web_host,
-        producer_linger_ms=1,
+        producer_linger=config.producer_linger_ms / 1000.0,
         producer_acks=-1,
         broker_commit_every=500,
         broker_commit_interval=1.0,
@@ -61,6 +62,10 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         stream_wait_empty=True,
         topic_disable_leader=True,
     )
+    # Faust's consumer and producer with the commit guard (streams/commit_guard.py), and the
+    # fetch settings Faust does not expose
+    install(app, FetchSettings(min_bytes=config.fetch_min_bytes,
+                               max_wait_ms=config.fetch_max_wait_ms))
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
     shell = Shell(app, catalogue, config, serde_from_config(config), registry)
     _health_page(app, shell)
@@ -109,20 +114,10 @@ def _health_page(app: faust.App, shell: Shell) -> None:
     async def consumer_state(web: faust.web.View, request: faust.web.Request) -> Response:
         """What the consumer holds per partition and where each agent waits: for a partition
         that stops moving."""
-        consumer = app.consumer
-
-        def tps(items: object) -> list[str]:
-            return sorted(f"{tp.topic}:{tp.partition}" for tp in items)  # type: ignore[attr-defined]
-
+        consumer = consumer_of(app)
         body = {
-            "assigned": tps(consumer.assignment()),
-            "paused": tps(getattr(consumer, "_paused_partitions", set())),
-            "active": tps(getattr(consumer, "_active_partitions", None) or set()),
-            "read_offset": {f"{tp.topic}:{tp.partition}": off
-                            for tp, off in getattr(consumer, "_read_offset", {}).items()},
-            "committed_offset": {f"{tp.topic}:{tp.partition}": off
-                                 for tp, off in getattr(consumer, "_committed_offset",
-                                                        {}).items()},
+            "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()),
+            **consumer.positions(),
             "agents": app.agents.human_tracebacks(),
         }
         return web.json(body)

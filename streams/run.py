@@ -13,6 +13,7 @@ from pathlib import Path
 
 from streams import global_worker, regional_worker
 from streams.app import WorkerOptions, create_app
+from streams.faust_contract import UnsupportedFaust
 from streams.local_state import reconcile
 from vprov import reach
 from vprov.admin import TopicMismatch, ensure_topics
@@ -97,7 +98,11 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
     except TopicMismatch as exc:  # Faust would start and look tables up in the wrong partitions
         print(f"error: {exc}", file=sys.stderr)
         return 4
-    app, shell = create_app(config, options)
+    try:
+        app, shell = create_app(config, options)
+    except UnsupportedFaust as exc:  # a Faust release the commit guard was not written for
+        print(f"error: {exc}", file=sys.stderr)
+        return 5
     if options.role == "global":
         global_worker.register(app, shell)
     else:

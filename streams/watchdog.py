@@ -22,27 +22,29 @@ from typing import Any
 
 import faust
 
-from streams import commit_guard
+from streams.commit_guard import GuardedConsumer
 from streams.offset_probe import OffsetProbe, absent_before
+from streams.transport import consumer_of, transport_of
 
 log = logging.getLogger(__name__)
 CHECK_SECONDS = 5.0
 
 
-def stalled_partitions(consumer: Any, highwaters: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+def stalled_partitions(consumer: GuardedConsumer,
+                       highwaters: dict[Any, int]) -> dict[Any, tuple[int, int]]:
     """Partitions that cannot move on by themselves: tp -> (head, end offset)."""
-    in_flight = [m for m in list(consumer._unacked_messages) if not m.acked]
+    in_flight = consumer.in_flight()
     # One agent serves all partitions of a topic: while it holds any message of the topic it
     # is busy (or waiting on Redis), and untouched partitions are just waiting their turn.
     busy_topics = {m.tp.topic for m in in_flight}
     held = {(m.tp, m.offset) for m in in_flight}
-    paused = set(consumer._paused_partitions)
+    paused = consumer.paused()
     found = {}
     for tp, end in highwaters.items():
         if end is None or tp in paused:
             continue
-        head = commit_guard.head_of(consumer, tp) or 0
-        acked = consumer._acked.get(tp)
+        head = consumer.head(tp) or 0
+        acked = consumer.acked_offsets(tp)
         if acked:
             # The agent takes a partition's records in order: an acknowledged record past an
             # unacknowledged head that the agent does not hold means the head was dropped.
@@ -62,7 +64,7 @@ def install(app: faust.App, sources: set[str], compacted: set[str] | None = None
     compacted = compacted or set()
     if compacted and probe is None:
         raise ValueError("watching compacted topics needs an OffsetProbe")
-    commit_guard.protect(sources, compacted)
+    transport_of(app).guarded.protect(sources, compacted)
     watched = sources | compacted
     suspects: dict[Any, int] = {}
 
@@ -71,12 +73,12 @@ def install(app: faust.App, sources: set[str], compacted: set[str] | None = None
         if app.rebalancing or app.tables.recovery.in_recovery:
             suspects.clear()
             return
-        consumer = app.consumer
+        consumer = consumer_of(app)
         mine = [tp for tp in consumer.assignment() if tp.topic in watched]
         if not mine:
             return
-        if any(commit_guard.head_of(consumer, tp) is None for tp in mine):
-            await commit_guard.learn_origins(consumer)
+        if any(consumer.head(tp) is None for tp in mine):
+            await consumer.learn_origins()
         highwaters = dict(await consumer.highwaters(*mine))
         now = stalled_partitions(consumer, highwaters)
         for tp, (head, end) in list(now.items()):
@@ -86,7 +88,7 @@ def install(app: faust.App, sources: set[str], compacted: set[str] | None = None
                 absent = absent_before(head, found, end)
                 if absent is not None:
                     # compacted away, not dropped: nothing to read again
-                    commit_guard.add_processed(consumer, tp, absent)
+                    consumer.add_processed(tp, absent)
                     del now[tp]
                     continue
             # the head did not move in a whole check interval although it has to

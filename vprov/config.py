@@ -69,6 +69,9 @@ class Config:
     app_prefix: str
     partitions: int
     replication_factor: int
+    fetch_min_bytes: int
+    fetch_max_wait_ms: int
+    producer_linger_ms: int
     redis_url: str
     schema_registry_url: str
     max_payload_bytes: int
@@ -145,6 +148,12 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
+def _within(name: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value!r}: must be between {low} and {high}")
+    return value
+
+
 def _app_prefix(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", value):
         raise ConfigError(f"kafka.app_prefix={value!r}: use lowercase letters, digits and '-'")
@@ -213,6 +222,13 @@ def from_document(doc: dict[str, Any], source: str = "<document>") -> Config:
         replication_factor=int(
             _positive("kafka.replication_factor", _get(doc, "kafka", "replication_factor", int))
         ),
+        fetch_min_bytes=int(
+            _positive("kafka.fetch_min_bytes", _get(doc, "kafka", "fetch_min_bytes", int))
+        ),
+        fetch_max_wait_ms=_within("kafka.fetch_max_wait_ms",
+                                  _get(doc, "kafka", "fetch_max_wait_ms", int), 0, 60_000),
+        producer_linger_ms=_within("kafka.producer_linger_ms",
+                                   _get(doc, "kafka", "producer_linger_ms", int), 0, 1000),
         redis_url=_get(doc, "redis", "url", str),
         schema_registry_url=_get(doc, "schema_registry", "url", str),
         max_payload_bytes=int(

@@ -1,21 +1,35 @@
-"""The commit rule of streams/commit_guard.py for the non-compacted input topics."""
+"""The commit rules of streams/commit_guard.py, on a real consumer of a real Faust app (no
+broker): records are acknowledged the way a stream does, and the offset to commit is asked of
+Faust's own commit selection."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from streams import commit_guard
-from streams.commit_guard import committable
+from streams.commit_guard import DrainingProducer, committable, drain_buffer
 from streams.offset_probe import END, UNKNOWN, absent_before
+from tests.unit.guardkit import (
+    commit,
+    deliver,
+    event_loop,
+    guarded_app,
+    process,
+    set_committed,
+)
 
 STRICT = TP("test.commit-guard.strict", 0)
-COMPACTED = TP("test.commit-guard.compacted", 0)
+OTHER = TP("test.commit-guard.other", 0)
+INDEX = TP("test.commit-guard.index", 0)  # compacted
+
+
+@pytest.fixture(autouse=True)
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    with event_loop() as loop:
+        yield loop
 
 
 def test_an_unbroken_run_from_the_head_is_committed_to_its_end() -> None:
@@ -40,152 +54,123 @@ def test_offsets_below_the_head_are_forgotten_and_the_run_still_counts() -> None
     assert committable([3, 4, 7], 5) == (None, [3, 4])
 
 
-class Offsets:
-    """The consumer bookkeeping `_new_offset` reads, without a broker."""
-
-    def __init__(self, committed: dict[TP, Any], acked: dict[TP, list[int]]) -> None:
-        self._committed_offset: dict[TP, Any] = defaultdict(lambda: None, committed)
-        self._acked = defaultdict(list, acked)
-        self._acked_index = defaultdict(set, {tp: set(v) for tp, v in acked.items()})
-        self._gap: dict[TP, Any] = defaultdict(list)
-
-
 def test_a_protected_topic_is_committed_only_from_its_head() -> None:
-    commit_guard.protect({STRICT.topic})
-    consumer = Offsets({STRICT: 9}, {STRICT: [10, 11, 12]})
-    assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
-    consumer._acked[STRICT].append(9)
-    consumer._acked_index[STRICT].add(9)
-    assert Consumer._new_offset(consumer, STRICT) == 13  # type: ignore[arg-type]
-    assert consumer._acked[STRICT] == [] and consumer._acked_index[STRICT] == set()
+    _, consumer = guarded_app(strict=[STRICT.topic])
+    set_committed(consumer, {STRICT: 9})
+    process(consumer, STRICT, [10, 11, 12])
+    assert commit(consumer, STRICT) is None
+    process(consumer, STRICT, [9])
+    assert commit(consumer, STRICT) == 13
+    assert consumer.acked_offsets(STRICT) == []
+
+
+def test_offsets_the_fetcher_jumped_over_stay_uncommitted_on_a_protected_topic() -> None:
+    _, consumer = guarded_app(strict=[STRICT.topic])
+    set_committed(consumer, {STRICT: 10})
+    process(consumer, STRICT, [10])
+    # Faust's fetcher read 10, then 14: it records 11..13 as a gap
+    asyncio.get_event_loop().run_until_complete(consumer._add_gap(STRICT, 11, 14))
+    process(consumer, STRICT, [14])
+    assert commit(consumer, STRICT) == 11
 
 
 def test_a_never_committed_partition_starts_at_its_log_start() -> None:
-    commit_guard.protect({STRICT.topic})
-    commit_guard.origins[STRICT] = 0
-    consumer = Offsets({}, {STRICT: [1, 2]})
-    assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
-    consumer._acked[STRICT].insert(0, 0)
-    assert Consumer._new_offset(consumer, STRICT) == 3  # type: ignore[arg-type]
+    _, consumer = guarded_app(strict=[STRICT.topic])
+    consumer.origins[STRICT] = 0
+    process(consumer, STRICT, [1, 2])
+    assert commit(consumer, STRICT) is None
+    process(consumer, STRICT, [0])
+    assert commit(consumer, STRICT) == 3
 
 
 def test_other_topics_keep_faust_s_rule_for_compaction_holes() -> None:
     # compaction removed offset 9: Faust's rule moves on, as it must there
-    consumer = Offsets({COMPACTED: 9}, {COMPACTED: [10, 11]})
-    assert Consumer._new_offset(consumer, COMPACTED) == 12  # type: ignore[arg-type]
+    _, consumer = guarded_app(strict=[STRICT.topic], unguarded=[OTHER.topic])
+    set_committed(consumer, {OTHER: 9})
+    process(consumer, OTHER, [10, 11])
+    assert commit(consumer, OTHER) == 12
 
 
 def test_the_origin_is_forgotten_once_the_partition_is_committed() -> None:
     # later, a rebalance clears Faust's committed offsets: the old origin must not come back
     # as the head (it would report offsets 0..N as a hole and hold the commit there)
-    commit_guard.protect({STRICT.topic})
-    commit_guard.origins[STRICT] = 0
-    consumer = Offsets({}, {STRICT: [0, 1]})
-    assert Consumer._new_offset(consumer, STRICT) == 2  # type: ignore[arg-type]
-    assert STRICT not in commit_guard.origins
-    consumer._acked[STRICT] = [7]
-    assert commit_guard.head_of(consumer, STRICT) is None  # type: ignore[arg-type]
-    assert Consumer._new_offset(consumer, STRICT) is None  # type: ignore[arg-type]
+    _, consumer = guarded_app(strict=[STRICT.topic])
+    consumer.origins[STRICT] = 0
+    process(consumer, STRICT, [0, 1])
+    assert commit(consumer, STRICT) == 2
+    assert STRICT not in consumer.origins
+    consumer._committed_offset.pop(STRICT)  # as Faust does when the partition is revoked
+    process(consumer, STRICT, [7])
+    assert consumer.head(STRICT) is None
+    assert commit(consumer, STRICT) is None
 
 
-class Flow:
-    def __init__(self, active: bool) -> None:
-        self.active = active
-
-    def is_active(self) -> bool:
-        return self.active
-
-
-class App:
-    def __init__(self, generation: int, flowing: bool = True) -> None:
-        self.consumer_generation_id = generation
-        self.flow_control = Flow(flowing)
-
-
-def message(tp: TP, offset: int, generation: int) -> Any:
-    from faust.types import Message
-
-    return Message(tp.topic, tp.partition, offset, 0.0, 0, [], b"k", b"v", None,
-                   generation_id=generation)
+def test_the_guard_state_belongs_to_one_consumer() -> None:
+    _, first = guarded_app(strict=[STRICT.topic])
+    _, second = guarded_app(unguarded=[STRICT.topic])
+    first.origins[STRICT] = 0
+    assert second.head(STRICT) is None
+    set_committed(second, {STRICT: 9})
+    process(second, STRICT, [10])
+    assert commit(second, STRICT) == 11  # Faust's rule: the second app does not guard it
 
 
 def test_a_record_fetched_before_the_rebalance_is_not_counted_as_processed() -> None:
     # Faust's stream skips such a record and acknowledges it: it must stay a hole
-    commit_guard.protect({STRICT.topic})
-    consumer = Offsets({STRICT: 5}, {})
-    consumer.app = App(generation=4)  # type: ignore[attr-defined]
-    consumer._unacked_messages = set()  # type: ignore[attr-defined]
-    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
-    stale = message(STRICT, 5, generation=3)
-    consumer._unacked_messages.add(stale)  # type: ignore[attr-defined]
-    assert Consumer.ack(consumer, stale) is False  # type: ignore[arg-type]
-    assert stale.acked and not consumer._unacked_messages  # type: ignore[attr-defined]
-    assert consumer._acked[STRICT] == []
+    app, consumer = guarded_app(strict=[STRICT.topic])
+    app.consumer_generation_id = 4
+    set_committed(consumer, {STRICT: 5})
+    stale = deliver(consumer, STRICT, 5, generation=3)
+    assert stale.ack(consumer) is False
+    assert stale.acked and stale not in consumer.in_flight()
+    assert consumer.acked_offsets(STRICT) == []
+    assert commit(consumer, STRICT) is None
 
 
 def test_a_record_acknowledged_while_the_flow_is_stopped_is_not_counted() -> None:
-    commit_guard.protect({STRICT.topic})
-    consumer = Offsets({STRICT: 5}, {})
-    consumer.app = App(generation=4, flowing=False)  # type: ignore[attr-defined]
-    consumer._unacked_messages = set()  # type: ignore[attr-defined]
-    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
-    assert Consumer.ack(consumer, message(STRICT, 5, generation=4)) is False  # type: ignore[arg-type]
-    assert consumer._acked[STRICT] == []
-
-
-class Topics:
-    def acks_enabled_for(self, topic: str) -> bool:
-        return True
+    app, consumer = guarded_app(strict=[STRICT.topic])
+    set_committed(consumer, {STRICT: 5})
+    app.flow_control.suspend()
+    assert deliver(consumer, STRICT, 5).ack(consumer) is False
+    assert consumer.acked_offsets(STRICT) == []
 
 
 def test_a_record_processed_in_the_current_generation_counts() -> None:
-    commit_guard.protect({STRICT.topic})
-    consumer = Offsets({STRICT: 5}, {})
-    consumer.app = App(generation=4)  # type: ignore[attr-defined]
-    consumer.app.topics = Topics()  # type: ignore[attr-defined]
-    consumer._unacked_messages = set()  # type: ignore[attr-defined]
-    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
-    consumer._n_acked = 0  # type: ignore[attr-defined]
-    assert Consumer.ack(consumer, message(STRICT, 5, generation=4)) is True  # type: ignore[arg-type]
-    assert consumer._acked[STRICT] == [5]
-    assert Consumer._new_offset(consumer, STRICT) == 6  # type: ignore[arg-type]
+    app, consumer = guarded_app(strict=[STRICT.topic])
+    app.consumer_generation_id = 4
+    set_committed(consumer, {STRICT: 5})
+    assert deliver(consumer, STRICT, 5, generation=4).ack(consumer) is True
+    assert consumer.acked_offsets(STRICT) == [5]
+    assert commit(consumer, STRICT) == 6
 
 
 # --- compacted topics (the registration index) -------------------------------------------------
-
-INDEX = TP("test.commit-guard.index", 0)
-
-
-def gaps(*spans: tuple[int, int]) -> Any:
-    from intervaltree import IntervalTree
-
-    return IntervalTree.from_tuples(spans)
 
 
 def test_on_a_compacted_topic_offsets_the_fetcher_jumped_over_count_as_processed() -> None:
     # read 10, then 14 (11..13 compacted away): Faust records the gap [11, 15), which ends
     # with the record 14 itself; 14 counts only once it is acknowledged
-    commit_guard.protect(set(), {INDEX.topic})
-    consumer = Offsets({INDEX: 10}, {INDEX: [10]})
-    consumer._gap[INDEX] = gaps((11, 15))
-    assert Consumer._new_offset(consumer, INDEX) == 14  # type: ignore[arg-type]
-    consumer._committed_offset[INDEX] = 14  # as Faust records a successful commit
-    assert Consumer._new_offset(consumer, INDEX) is None  # type: ignore[arg-type]
-    consumer._acked[INDEX].append(14)
-    consumer._acked_index[INDEX].add(14)
-    assert Consumer._new_offset(consumer, INDEX) == 15  # type: ignore[arg-type]
+    _, consumer = guarded_app(compacted=[INDEX.topic])
+    set_committed(consumer, {INDEX: 10})
+    process(consumer, INDEX, [10])
+    asyncio.get_event_loop().run_until_complete(consumer._add_gap(INDEX, 11, 14))
+    assert commit(consumer, INDEX) == 14
+    assert commit(consumer, INDEX) is None
+    process(consumer, INDEX, [14])
+    assert commit(consumer, INDEX) == 15
 
 
 def test_on_a_compacted_topic_a_hole_at_the_head_is_held_until_the_broker_says() -> None:
     # Faust's rule would commit 13 here whether offset 9 was compacted away or dropped
-    commit_guard.protect(set(), {INDEX.topic})
-    consumer = Offsets({INDEX: 9}, {INDEX: [10, 11, 12]})
-    assert Consumer._new_offset(consumer, INDEX) is None  # type: ignore[arg-type]
+    _, consumer = guarded_app(compacted=[INDEX.topic])
+    set_committed(consumer, {INDEX: 9})
+    process(consumer, INDEX, [10, 11, 12])
+    assert commit(consumer, INDEX) is None
     # the broker's next record at or after 9 is 10: offset 9 is gone
     absent = absent_before(9, 10, end=13)
     assert absent == range(9, 10)
-    commit_guard.add_processed(consumer, INDEX, absent)  # type: ignore[arg-type]
-    assert Consumer._new_offset(consumer, INDEX) == 13  # type: ignore[arg-type]
+    consumer.add_processed(INDEX, absent)
+    assert commit(consumer, INDEX) == 13
 
 
 def test_a_record_at_the_head_is_a_drop_not_a_compaction_hole() -> None:
@@ -198,14 +183,11 @@ def test_no_record_left_after_the_head_means_the_rest_was_compacted_away() -> No
 
 
 def test_on_a_compacted_topic_a_stale_acknowledgement_is_not_counted_either() -> None:
-    commit_guard.protect(set(), {INDEX.topic})
-    consumer = Offsets({INDEX: 5}, {})
-    consumer.app = App(generation=4)  # type: ignore[attr-defined]
-    consumer._unacked_messages = set()  # type: ignore[attr-defined]
-    consumer._waiting_for_ack = None  # type: ignore[attr-defined]
-    stale = message(INDEX, 5, generation=3)
-    assert Consumer.ack(consumer, stale) is False  # type: ignore[arg-type]
-    assert consumer._acked[INDEX] == []
+    app, consumer = guarded_app(compacted=[INDEX.topic])
+    app.consumer_generation_id = 4
+    set_committed(consumer, {INDEX: 5})
+    assert deliver(consumer, INDEX, 5, generation=3).ack(consumer) is False
+    assert consumer.acked_offsets(INDEX) == []
 
 
 # --- the producer buffer's flush before a commit ----------------------------------------------
@@ -248,7 +230,7 @@ def test_the_flush_before_a_commit_waits_until_the_buffer_is_empty() -> None:
     async def run() -> int:
         buffer = SlowBuffer(3)
         sender = asyncio.ensure_future(buffer.send_slowly())
-        await commit_guard.flush_buffer(buffer)
+        await drain_buffer(buffer)  # type: ignore[arg-type]
         await sender
         return buffer.size
 
@@ -259,4 +241,9 @@ def test_the_flush_fails_when_the_buffer_stopped_with_records_in_it() -> None:
     buffer = SlowBuffer(2)
     buffer.state = "stopping"
     with pytest.raises(RuntimeError):
-        asyncio.run(commit_guard.flush_buffer(buffer))
+        asyncio.run(drain_buffer(buffer))  # type: ignore[arg-type]
+
+
+def test_the_app_s_producer_is_the_draining_one() -> None:
+    app, _ = guarded_app(strict=[STRICT.topic])
+    assert isinstance(app.producer, DrainingProducer)

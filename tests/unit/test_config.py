@@ -61,6 +61,11 @@ def test_defaults_of_the_flow_and_messages() -> None:
     assert cfg.topics.query == "provisioning.query"
 
 
+def test_defaults_of_the_kafka_clients_keep_faust_s_fetch_and_a_one_ms_linger() -> None:
+    cfg = config.load(env={})
+    assert (cfg.fetch_min_bytes, cfg.fetch_max_wait_ms, cfg.producer_linger_ms) == (1, 1500, 1)
+
+
 def test_defaults_equal_the_document_they_come_from() -> None:
     assert config.load(env={}) == config.from_document(doc())
 
@@ -205,6 +210,16 @@ BAD_DOCS: list[Any] = [
     pytest.param(_set("kafka", "partitions", "8"), "kafka.partitions", id="string for a number"),
     pytest.param(_set("kafka", "partitions", True), "kafka.partitions", id="bool for a number"),
     pytest.param(_set("kafka", "partitions", 0), "kafka.partitions", id="zero partitions"),
+    pytest.param(_set("kafka", "fetch_min_bytes", 0), "kafka.fetch_min_bytes",
+                 id="a fetch that asks for no bytes"),
+    pytest.param(_set("kafka", "fetch_max_wait_ms", -1), "kafka.fetch_max_wait_ms",
+                 id="negative fetch wait"),
+    pytest.param(_set("kafka", "fetch_max_wait_ms", 1.5), "kafka.fetch_max_wait_ms",
+                 id="fetch wait in fractions of a millisecond"),
+    pytest.param(_set("kafka", "producer_linger_ms", 1001), "kafka.producer_linger_ms",
+                 id="linger over a second"),
+    pytest.param(_drop("kafka", "producer_linger_ms"), "kafka.producer_linger_ms",
+                 id="missing linger"),
     pytest.param(_set("flow", "delete_global_identity", "yes"), "flow.delete_global_identity",
                  id="string for a bool"),
     pytest.param(_set("flow", "max_held_requests", 0), "flow.max_held_requests",

@@ -1,0 +1,84 @@
+"""The Kafka transport of a worker's Faust app: Faust's aiokafka transport with the commit guard
+(``streams/commit_guard.py``) and the fetch settings of the configuration.
+
+Faust builds its consumer and producer through ``app.transport`` (``Transport.Consumer`` and
+``Transport.Producer``); ``install`` gives one app this transport, so nothing else in the
+process changes. Faust passes aiokafka a fixed ``fetch_max_wait_ms=1500`` and no
+``fetch_min_bytes``: ``TunedConsumerThread`` sets both on the aiokafka consumer it creates,
+before it starts (aiokafka hands them to its fetcher in ``start``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as driver
+
+from streams import faust_contract
+from streams.commit_guard import DrainingProducer, GuardedConsumer, GuardedTopics
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """How long the broker may hold a fetch, and for how many bytes (``kafka.fetch_*``)."""
+
+    min_bytes: int = 1  # aiokafka's default: answer as soon as one record is there
+    max_wait_ms: int = 1500  # Faust's value
+
+
+class TunedConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        fetch = self.transport.fetch  # type: ignore[attr-defined]
+        consumer._fetch_min_bytes = fetch.min_bytes
+        consumer._fetch_max_wait_ms = fetch.max_wait_ms
+        return consumer
+
+
+class Consumer(GuardedConsumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    """Faust's aiokafka transport for one app: the guarded consumer, the draining producer,
+    the configured fetch settings."""
+
+    Consumer = Consumer
+    Producer = DrainingProducer
+
+    def __init__(self, *args: Any, fetch: FetchSettings | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch = fetch or FetchSettings()
+        self.guarded = GuardedTopics()
+
+    def create_consumer(self, callback: Any, **kwargs: Any) -> Any:
+        return super().create_consumer(callback, guarded=self.guarded, **kwargs)
+
+
+def install(app: faust.App, fetch: FetchSettings) -> Transport:
+    """Give ``app`` this transport; call it right after creating the app, before anything
+    reaches ``app.transport`` (declaring a topic or an agent does). Fails with
+    ``faust_contract.UnsupportedFaust`` when the installed Faust lacks what the guard uses."""
+    faust_contract.check()
+    transport = Transport(app.conf.broker_consumer, app, fetch=fetch)
+    app.transport = transport
+    return transport
+
+
+def transport_of(app: faust.App) -> Transport:
+    transport = app.transport
+    if not isinstance(transport, Transport):
+        raise TypeError(f"{app.conf.id} runs without the guarded transport "
+                        "(streams.transport.install)")
+    return transport
+
+
+def consumer_of(app: faust.App) -> GuardedConsumer:
+    consumer = app.consumer
+    if not isinstance(consumer, GuardedConsumer):
+        raise TypeError(f"{app.conf.id} runs without the guarded consumer "
+                        "(streams.transport.install)")
+    return consumer

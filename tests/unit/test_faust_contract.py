@@ -1,0 +1,173 @@
+"""The contract between the repairs to Faust (streams/commit_guard.py, streams/transport.py) and
+the Faust and aiokafka releases installed, checked on the real classes: a release that moves,
+renames or stops calling what the repairs override fails here, not in production by losing
+records. The defects the repairs exist for (docs/faust-defects.md) are shown on Faust's own
+consumer and producer; a release that fixes one fails its test, which says the repair can go."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+
+from streams import faust_contract
+from streams.app import WorkerOptions, create_app
+from streams.commit_guard import DrainingProducer, GuardedConsumer, drain_buffer
+from streams.transport import TunedConsumerThread
+from tests.unit.guardkit import (
+    NOWHERE,
+    commit,
+    deliver,
+    event_loop,
+    guarded_app,
+    process,
+    set_committed,
+)
+from vprov import config as vconfig
+
+TOPIC = "test.contract.input"
+TP0 = TP(TOPIC, 0)
+
+
+@pytest.fixture(autouse=True)
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    with event_loop() as loop:
+        yield loop
+
+
+def faust_app(topic: str = TOPIC) -> tuple[faust.App, Any]:
+    """An app on Faust's own transport, as Faust builds it (no repairs)."""
+    app = faust.App("test-contract-faust", broker=NOWHERE)
+    app.topics.add(app.topic(topic))
+    asyncio.get_event_loop().run_until_complete(app.topics._update_indices())
+    app.flow_control.resume()
+    return app, app.consumer
+
+
+# --- the names the repairs use ----------------------------------------------------------------
+
+
+def test_every_private_name_the_repairs_use_is_there() -> None:
+    assert faust_contract.missing() == []
+    faust_contract.check()
+
+
+def test_a_missing_name_fails_the_start_with_the_versions_installed() -> None:
+    gone = faust_contract.method(faust_contract.Consumer, "_next_commit_offset")
+    unused = faust_contract.called_by(faust_contract.Consumer, "_new_offset", "commit")
+    with pytest.raises(faust_contract.UnsupportedFaust) as failure:
+        faust_contract.check((gone, unused))
+    message = str(failure.value)
+    assert f"faust-streaming {faust.__version__}" in message
+    assert "Consumer._next_commit_offset (method)" in message
+    assert "Consumer.commit (uses _new_offset)" in message
+    assert "\n" not in message
+
+
+# --- the worker's app runs on the repaired classes ----------------------------------------------
+
+
+def test_a_worker_app_consumes_and_produces_through_the_repaired_classes(tmp_path: Path) -> None:
+    doc = vconfig.defaults_document()
+    doc["kafka"].update(bootstrap_servers="127.0.0.1:1", fetch_min_bytes=2048,
+                        fetch_max_wait_ms=25, producer_linger_ms=5)
+    config = vconfig.from_document(doc)
+    app, _ = create_app(config, WorkerOptions(role="global", region=None, web_port=1,
+                                              data_dir=tmp_path))
+    consumer = app.consumer
+    assert isinstance(consumer, GuardedConsumer)
+    assert isinstance(app.producer, DrainingProducer)
+    assert app.producer.linger_ms == 5
+
+    async def fetch_settings() -> tuple[int, int]:
+        thread = consumer._thread
+        assert isinstance(thread, TunedConsumerThread)
+        kafka = thread._create_worker_consumer(app.transport)
+        try:
+            return kafka._fetch_min_bytes, kafka._fetch_max_wait_ms
+        finally:
+            await kafka.stop()
+
+    assert asyncio.get_event_loop().run_until_complete(fetch_settings()) == (2048, 25)
+
+
+def test_the_repairs_change_only_the_app_they_are_installed_on() -> None:
+    guarded, _ = guarded_app(strict=[TOPIC])
+    plain, consumer = faust_app()
+    assert type(consumer) is driver.Consumer
+    assert type(plain.producer) is driver.Producer
+    assert type(guarded.consumer) is not driver.Consumer
+
+
+# --- the defects, on Faust's own consumer and producer ------------------------------------------
+
+
+def test_defect_1_faust_commits_past_one_missing_record_at_the_head() -> None:
+    _, faust_consumer = faust_app()
+    set_committed(faust_consumer, {TP0: 9})
+    process(faust_consumer, TP0, [10, 11, 12])
+    assert commit(faust_consumer, TP0) == 13  # offset 9 was never processed
+
+    _, guarded = guarded_app(strict=[TOPIC])
+    set_committed(guarded, {TP0: 9})
+    process(guarded, TP0, [10, 11, 12])
+    assert commit(guarded, TP0) is None
+
+
+def test_defect_1_faust_checks_no_head_before_the_first_commit() -> None:
+    _, faust_consumer = faust_app()
+    process(faust_consumer, TP0, [3, 4])  # the partition starts at 0
+    assert commit(faust_consumer, TP0) == 5
+
+
+def test_defect_2_faust_commits_offsets_its_fetcher_jumped_over() -> None:
+    run = asyncio.get_event_loop().run_until_complete
+    for (_, consumer), expected in ((faust_app(), 15), (guarded_app(strict=[TOPIC]), 11)):
+        set_committed(consumer, {TP0: 10})
+        process(consumer, TP0, [10])
+        run(consumer._add_gap(TP0, 11, 14))  # Faust's fetcher read 10, then 14
+        process(consumer, TP0, [14])
+        assert commit(consumer, TP0) == expected
+
+
+def test_defect_3_faust_counts_a_record_of_an_earlier_generation_as_processed() -> None:
+    for (app, consumer), counted in ((faust_app(), True), (guarded_app(strict=[TOPIC]), False)):
+        app.consumer_generation_id = 4
+        set_committed(consumer, {TP0: 5})
+        # the stream skips a record fetched under generation 3, and acknowledges it
+        assert deliver(consumer, TP0, 5, generation=3).ack(consumer) is counted
+        assert commit(consumer, TP0) == (6 if counted else None)
+
+
+class SlowChannel:
+    """Where the producer buffer's sender hands a record on: 0.2 s each."""
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        await asyncio.sleep(0.2)
+
+
+def test_defect_4_faust_s_producer_flush_leaves_records_in_its_buffer() -> None:
+    async def left_after_flush(producer: Any) -> int:
+        buffer = producer.buffer
+        await buffer.start()
+        try:
+            for _ in range(3):
+                buffer.put(SimpleNamespace(message=SimpleNamespace(channel=SlowChannel())))
+            await producer.flush()
+            return buffer.size
+        finally:
+            await drain_buffer(buffer)  # Faust's buffer refuses to stop with records in it
+            await buffer.stop()
+
+    run = asyncio.get_event_loop().run_until_complete
+    plain, _ = faust_app()
+    assert run(left_after_flush(plain.producer)) > 0
+    guarded, _ = guarded_app(strict=[TOPIC])
+    assert run(left_after_flush(guarded.producer)) == 0
