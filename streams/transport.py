@@ -11,8 +11,9 @@ before it starts (aiokafka hands them to its fetcher in ``start``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as driver
 
@@ -29,9 +30,9 @@ class FetchSettings:
 
 
 class TunedConsumerThread(driver.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
+    def _create_worker_consumer(self, transport: driver.Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        fetch = self.transport.fetch  # type: ignore[attr-defined]
+        fetch = cast("Transport", self.transport).fetch
         consumer._fetch_min_bytes = fetch.min_bytes
         consumer._fetch_max_wait_ms = fetch.max_wait_ms
         return consumer
