@@ -118,7 +118,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_deadletter(args: argparse.Namespace) -> int:
     from vprov import deadletter
-    from vprov.replay import parse_since
+    from vprov.audit import parse_since
 
     config = _load_config(args)
     try:
@@ -181,9 +181,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from vprov import replay
+    from vprov import audit
 
-    return replay.run(_load_config(args), args.vin, args.since, args.verify, args.global_url,
+    return audit.run(_load_config(args), args.vin, args.since, args.verify, args.global_url,
                       args.region_url, args.quiet, args.json, sys.stdout, sys.stderr,
                       timeout=args.timeout, connect_timeout=args.connect_timeout)
 
@@ -338,7 +338,7 @@ def _infrastructure_error(args: argparse.Namespace, exc: Exception) -> str | Non
         return str(exc)
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return reach.kafka_failure(exc.args[0], *_kafka_address(args))
-    from vprov.replay import LifecycleUnavailable
+    from vprov.lifecycle_events import LifecycleUnavailable
     from vprov.topic_reader import TopicUnreadable
 
     if isinstance(exc, LifecycleUnavailable | TopicUnreadable):

@@ -17,6 +17,7 @@ from typing import Any
 from vprov import reach
 from vprov.config import Config
 from vprov.lifecycle import State
+from vprov.lifecycle_events import dedupe, read_lifecycle
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.validation import is_valid_vin
 
@@ -165,8 +166,6 @@ def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[
     Raises UnknownVin when the global table has no record, WorkerUnreachable when a worker
     does not answer (``timeout``: seconds per request).
     """
-    from vprov.replay import dedupe, read_lifecycle  # replay imports this module
-
     views = WorkerViews(global_url, timeout=timeout)
     try:
         global_record = views.vehicle(vin)
