@@ -23,7 +23,13 @@ from vprov.config import Config
 from vprov.lifecycle import JOINED, State, TransitionRefused, transition
 from vprov.lifecycle_events import LifecycleUnavailable, dedupe, histories, read_lifecycle
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
-from vprov.status import WorkerViews, check_worker, jsonable, parse_region_urls
+from vprov.status import (
+    WorkerViews,
+    check_worker,
+    jsonable,
+    parse_region_urls,
+    regional_vehicle,
+)
 from vprov.topics import Catalogue
 
 # --- folding (pure) ------------------------------------------------------------------------------
@@ -206,8 +212,9 @@ def format_history(vin: str, events: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls: dict[str, str],
-           from_start: bool, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> list[Problem]:
+def verify(config: Config, by_vin: dict[str, list[dict[str, Any]]], global_url: str,
+           region_urls: dict[str, str], from_start: bool,
+           timeout: float = DEFAULT_CONNECT_TIMEOUT) -> list[Problem]:
     """Fold every history and compare it with the workers' tables (HTTP views; ``timeout``:
     seconds per request)."""
     problems: list[Problem] = []
@@ -228,7 +235,7 @@ def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls
                 if region not in regional_views:
                     regional_views[region] = WorkerViews(region_urls[region], role=region,
                                                          timeout=timeout)
-                regional_view = regional_views[region].vehicle(vin)
+                regional_view = regional_vehicle(regional_views[region], vin, config)
             problems += compare(folded, global_view, regional_view, region)
     finally:
         global_views.close()
@@ -275,7 +282,8 @@ def run(config: Config, vins: list[str] | None, since: str | None, do_verify: bo
     problems: list[Problem] = []
     if do_verify:
         try:
-            problems = verify(by_vin, global_url, region_urls, from_start=since_ms is None,
+            problems = verify(config, by_vin, global_url, region_urls,
+                              from_start=since_ms is None,
                               timeout=connect_timeout)
         except Unreachable as exc:  # WorkerUnreachable
             print(f"error: {exc}", file=err)
