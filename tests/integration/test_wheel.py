@@ -40,14 +40,16 @@ NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".run", "build", "dist", "*
                                     "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis",
                                     "out")
 
-# Run by the wheel's interpreter: where vprov and the schemas come from, and every schema
-# (current and history) parsed by the serde the workers use.
-SCHEMA_PROBE = """
+# Run by the wheel's interpreter: where vprov, the schemas and the default configuration come
+# from, and every schema (current and history) parsed by the serde the workers use.
+PROBE = """
 import json, vprov, avro_schemas
+from vprov import config
 from vprov.avro import RECORD_NAMES, AvroSerde, history_versions
 serde = AvroSerde()
 print(json.dumps({
     "vprov": vprov.__file__,
+    "defaults": config.load(env={}).source_path,
     "avro_schemas": avro_schemas.__file__,
     "schema_dir": str(serde.schema_dir),
     "loaded": sorted(RECORD_NAMES),
@@ -101,10 +103,10 @@ def test_venv_is_clean(wheel_venv: Path) -> None:
         assert str(REPO) not in pth.read_text(), pth
 
 
-def test_wheel_loads_every_schema(wheel_venv: Path, outside: Path) -> None:
-    out = _run([str(wheel_venv / "bin" / "python"), "-I", "-c", SCHEMA_PROBE], cwd=outside)
+def test_wheel_loads_its_defaults_and_every_schema(wheel_venv: Path, outside: Path) -> None:
+    out = _run([str(wheel_venv / "bin" / "python"), "-I", "-c", PROBE], cwd=outside)
     probe: dict[str, Any] = json.loads(out.stdout)
-    for key in ("vprov", "avro_schemas", "schema_dir"):
+    for key in ("vprov", "defaults", "avro_schemas", "schema_dir"):
         assert Path(probe[key]).resolve().is_relative_to(wheel_venv.resolve()), probe[key]
     assert probe["loaded"] == sorted(RECORD_NAMES)
     # every version of every record in the tree made it into the wheel
