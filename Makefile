@@ -33,7 +33,7 @@ status: ## show what runs
 test: prereqs ## all tests on a fresh stack (PYTEST_ARGS=... to select)
 	scripts/test.sh $(PYTEST_ARGS)
 
-demo: prereqs ## global + NA/EU/AP workers and a simulated fleet (VEHICLES=1000)
+demo: prereqs ## a global worker, one per configured region, and a simulated fleet (VEHICLES=1000)
 	scripts/demo.sh
 
 reliability: prereqs ## long reliability suite (RELIABILITY_VEHICLES=2000 ...), writes docs/reliability.md

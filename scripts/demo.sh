@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# End-to-end demo: local stack, one global and three regional workers, then a simulated fleet.
+# End-to-end demo: local stack, one global worker and one per configured region (the layout
+# `vprov config workers` prints), then a simulated fleet.
 # Workers and the stack are always stopped at the end. Exits with the simulator's status.
 # Env: VEHICLES (1000), RATE (80 vehicles/s offered), KEEP (set: leave everything running
 # until Ctrl-C, to try `vprov status` and `vprov replay`), WORKER_START_TIMEOUT (120 s),
-# VPROV (the vprov command).
+# VPROV (the vprov command), VPROV_CONFIG (the configuration), DRY_RUN (set: print the workers
+# it would start, start nothing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -92,7 +94,13 @@ wait_healthy() {
     say "$name worker healthy on http://127.0.0.1:$port/health"
 }
 
-make --no-print-directory setup
+[[ -n ${DRY_RUN:-} ]] || make --no-print-directory setup
+# One line per worker: name, web port, `vprov worker` options.
+layout=$("$VPROV" config workers)
+if [[ -n ${DRY_RUN:-} ]]; then
+    printf '%s\n' "$layout"
+    exit 0
+fi
 
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -100,14 +108,13 @@ trap 'exit 143' TERM
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 
-start_worker global 6066 --role global
-start_worker na 6067 --role regional --region NA
-start_worker eu 6068 --role regional --region EU
-start_worker ap 6069 --role regional --region AP
-wait_healthy global 6066
-wait_healthy na 6067
-wait_healthy eu 6068
-wait_healthy ap 6069
+while read -r name port args; do
+    # shellcheck disable=SC2086  # the options are words
+    start_worker "$name" "$port" $args
+done <<<"$layout"
+while read -r name port _; do
+    wait_healthy "$name" "$port"
+done <<<"$layout"
 
 say "simulating ${VEHICLES:-1000} vehicles at ${RATE:-80} vehicles/s"
 status=0

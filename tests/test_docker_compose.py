@@ -1,7 +1,9 @@
 """Checks of the deployment files that need neither a broker nor a Docker engine.
 
 * docker/compose.yaml, resolved by the compose client (`docker compose` or `docker-compose`);
-  skipped only when no compose client is installed.
+  skipped only when no compose client is installed. Its worker services match the configured
+  regions (`vprov config compose --check`), and a region added to the configuration reaches
+  the compose file and `make demo` with no other edit.
 * scripts/stack.sh: missing-tool messages, status on an empty run dir, stale pid files.
 """
 
@@ -17,17 +19,37 @@ from typing import Any
 
 import pytest
 
+from vprov import compose as compose_module
+from vprov import config as config_module
+from vprov import deployment
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
 STACK = ROOT / "scripts" / "stack.sh"
+DEMO = ROOT / "scripts" / "demo.sh"
 BASH = shutil.which("bash") or "/bin/bash"
+VPROV = str(Path(sys.executable).with_name("vprov"))
+DEFAULTS = config_module.load(config_module.DEFAULTS_PATH, env={})
 
-WORKERS = {
-    "worker-global": ["--role", "global", "--web-port", "6066"],
-    "worker-na": ["--role", "regional", "--region", "NA", "--web-port", "6067"],
-    "worker-eu": ["--role", "regional", "--region", "EU", "--web-port", "6068"],
-    "worker-ap": ["--role", "regional", "--region", "AP", "--web-port", "6069"],
-}
+
+def _workers(config: config_module.Config) -> dict[str, list[str]]:
+    """Compose service -> `vprov worker` options, for the deployment layout of ``config``."""
+    return {f"worker-{w.name}": [*w.args, "--web-port", str(w.web_port)]
+            for w in deployment.workers(config)}
+
+
+WORKERS = _workers(DEFAULTS)
+
+
+@pytest.fixture
+def four_regions(tmp_path: Path) -> Path:
+    """The packaged configuration plus a fourth region, SA."""
+    doc = config_module.defaults_document()
+    doc["regions"]["SA"] = {"gateway_endpoint": "mqtts://sa.iot.vprov.example:8883",
+                            "countries": ["BR", "AR", "CL"]}
+    path = tmp_path / "four-regions.toml"
+    path.write_text(config_module.dumps(doc))
+    return path
 
 _YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
 
@@ -50,10 +72,8 @@ def _yaml_to_dict(text: str, compose_exe: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    """docker/compose.yaml as the compose client resolves it."""
-    file = str(COMPOSE_FILE)
+def _resolve(file: str) -> dict[str, Any]:
+    """A compose file as the compose client resolves it."""
     docker = shutil.which("docker")
     if docker and _run([docker, "compose", "version"]).returncode == 0:
         out = _run([docker, "compose", "-f", file, "config", "--format", "json"])
@@ -73,8 +93,76 @@ def compose() -> dict[str, Any]:
     return _yaml_to_dict(out.stdout, standalone)
 
 
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker/compose.yaml as the compose client resolves it."""
+    return _resolve(str(COMPOSE_FILE))
+
+
 def test_compose_has_all_services(compose: dict[str, Any]) -> None:
     assert {"kafka", "redis", *WORKERS} <= set(compose["services"])
+
+
+def test_default_layout() -> None:
+    assert WORKERS == {
+        "worker-global": ["--role", "global", "--web-port", "6066"],
+        "worker-na": ["--role", "regional", "--region", "NA", "--web-port", "6067"],
+        "worker-eu": ["--role", "regional", "--region", "EU", "--web-port", "6068"],
+        "worker-ap": ["--role", "regional", "--region", "AP", "--web-port", "6069"],
+    }
+
+
+def test_compose_workers_match_the_configuration() -> None:
+    """The committed file is what `vprov config compose` writes for the packaged defaults."""
+    out = _run([VPROV, "--config", str(config_module.DEFAULTS_PATH), "config", "compose",
+                "--check", str(COMPOSE_FILE)])
+    assert out.returncode == 0, out.stderr
+
+
+def test_compose_check_names_a_stale_file(tmp_path: Path, four_regions: Path) -> None:
+    stale = tmp_path / "compose.yaml"
+    shutil.copy(COMPOSE_FILE, stale)
+    out = _run([VPROV, "--config", str(four_regions), "config", "compose", "--check", str(stale)])
+    assert out.returncode == 1
+    assert "NA, EU, AP, SA" in out.stderr
+    assert stale.read_text() == COMPOSE_FILE.read_text()
+
+
+def test_a_fourth_region_reaches_compose(tmp_path: Path, four_regions: Path) -> None:
+    """Adding SA to the configuration, then `vprov config compose FILE`: a worker for SA,
+    everything written by hand in the file kept."""
+    target = tmp_path / "docker" / "compose.yaml"
+    target.parent.mkdir()
+    shutil.copy(COMPOSE_FILE, target)
+    out = _run([VPROV, "--config", str(four_regions), "config", "compose", str(target)])
+    assert out.returncode == 0, out.stderr
+    text = target.read_text()
+    before, _, _ = COMPOSE_FILE.read_text().partition(compose_module.BEGIN)
+    assert text.startswith(before)  # x-worker, kafka, redis untouched
+    services = _resolve(str(target))["services"]
+    config = config_module.load(four_regions, env={})
+    expected = _workers(config)
+    assert expected["worker-sa"] == ["--role", "regional", "--region", "SA",
+                                     "--web-port", "6070"]
+    assert {"kafka", "redis", *expected} == set(services)
+    for name, args in expected.items():
+        command = services[name]["command"]
+        assert (command.split() if isinstance(command, str) else command) == ["worker", *args]
+        assert services[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+def test_a_fourth_region_reaches_the_demo(four_regions: Path) -> None:
+    """`make demo` starts the workers the configuration names (DRY_RUN: lists them)."""
+    env = {**os.environ, "DRY_RUN": "1", "VPROV": VPROV, "VPROV_CONFIG": str(four_regions)}
+    out = _run([BASH, str(DEMO)], env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "global 6066 --role global",
+        "na 6067 --role regional --region NA",
+        "eu 6068 --role regional --region EU",
+        "ap 6069 --role regional --region AP",
+        "sa 6070 --role regional --region SA",
+    ]
 
 
 def test_compose_kafka_is_apache_kafka_39(compose: dict[str, Any]) -> None:

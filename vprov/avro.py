@@ -2,7 +2,8 @@
 
 Schemas live in ``avro_schemas/<RecordName>.avsc`` (current version) and
 ``avro_schemas/history/<RecordName>.v<N>.avsc`` (every published version, the current one
-included). Two wire formats:
+included); ``avro_schemas`` is a package that ships them as package data, so an installed wheel
+reads its own copy. Two wire formats:
 
 * ``registry_url`` empty (the default): Avro single-object encoding as the Avro specification
   defines it: marker ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer
@@ -23,8 +24,9 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
+from importlib.resources.abc import Traversable
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -32,7 +34,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from vprov.config import Config
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "avro_schemas"
+SCHEMA_DIR: Traversable = resources.files("avro_schemas")
 NAMESPACE = "io.vprov.events"
 RECORD_NAMES = (
     "DeviceRegistration",
@@ -53,7 +55,7 @@ class SchemaError(ValueError):
     """A payload or record name the schemas in ``avro_schemas/`` cannot account for."""
 
 
-def load_schema_file(path: Path) -> dict[str, Any]:
+def load_schema_file(path: Traversable) -> dict[str, Any]:
     """The JSON of one ``.avsc`` file, unparsed."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -73,17 +75,19 @@ def single_object_fingerprint(schema: dict[str, Any]) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
-def history_versions(record_name: str, schema_dir: Path = SCHEMA_DIR) -> dict[int, Path]:
+def history_versions(record_name: str,
+                     schema_dir: Traversable = SCHEMA_DIR) -> dict[int, Traversable]:
     """Published versions of one record: version number -> history file."""
-    versions: dict[int, Path] = {}
-    for path in (schema_dir / "history").glob(f"{record_name}.v*.avsc"):
+    versions: dict[int, Traversable] = {}
+    history = schema_dir.joinpath("history")
+    for path in history.iterdir() if history.is_dir() else ():
         match = _HISTORY_NAME.match(path.name)
         if match and match["record"] == record_name:
             versions[int(match["version"])] = path
     return dict(sorted(versions.items()))
 
 
-def _parse(raw: dict[str, Any], record_name: str, origin: Path) -> Any:
+def _parse(raw: dict[str, Any], record_name: str, origin: Traversable) -> Any:
     if raw.get("type") != "record" or raw.get("name") != record_name:
         raise SchemaError(f"{origin} must define the record {record_name!r}")
     # A fresh named-type table per file: history versions redefine the same nested names.
@@ -113,8 +117,8 @@ def _timestamp_fields(raw: dict[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _load_codec(record_name: str, schema_dir: Path) -> _Codec:
-    current_path = schema_dir / f"{record_name}.avsc"
+def _load_codec(record_name: str, schema_dir: Traversable) -> _Codec:
+    current_path = schema_dir.joinpath(f"{record_name}.avsc")
     raw = load_schema_file(current_path)
     parsed = _parse(raw, record_name, current_path)
     current_fp = single_object_fingerprint(raw)
@@ -198,8 +202,8 @@ class _Registry:
 class AvroSerde:
     """Encodes and decodes the project's records; schemas are loaded and parsed once."""
 
-    def __init__(self, schema_dir: Path = SCHEMA_DIR, registry_url: str = "") -> None:
-        self.schema_dir = Path(schema_dir)
+    def __init__(self, schema_dir: Traversable = SCHEMA_DIR, registry_url: str = "") -> None:
+        self.schema_dir = schema_dir
         self._codecs = {name: _load_codec(name, self.schema_dir) for name in RECORD_NAMES}
         self._registry = _Registry(registry_url) if registry_url else None
 
@@ -264,8 +268,9 @@ class AvroSerde:
         except KeyError:
             raise SchemaError(
                 f"{record_name}: writer schema fingerprint {bytes(fp).hex()} matches neither "
-                f"the current schema nor any version in {self.schema_dir / 'history'}; add the "
-                f"writer's schema there as {record_name}.v<N>.avsc"
+                f"the current schema nor any version in "
+                f"{self.schema_dir.joinpath('history')}; add the writer's schema there as "
+                f"{record_name}.v<N>.avsc"
             ) from None
         body = BytesIO(payload)
         body.seek(HEADER_SIZE)

@@ -118,7 +118,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_deadletter(args: argparse.Namespace) -> int:
     from vprov import deadletter
-    from vprov.replay import parse_since
+    from vprov.audit import parse_since
 
     config = _load_config(args)
     try:
@@ -181,21 +181,55 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from vprov import replay
+    from vprov import audit
 
-    return replay.run(_load_config(args), args.vin, args.since, args.verify, args.global_url,
+    return audit.run(_load_config(args), args.vin, args.since, args.verify, args.global_url,
                       args.region_url, args.quiet, args.json, sys.stdout, sys.stderr,
                       timeout=args.timeout, connect_timeout=args.connect_timeout)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from vprov import compose, deployment
+
+    config = _load_config(args)
+    if args.config_command == "regions":
+        for code in config.regions:
+            print(code)
+        return 0
+    if args.config_command == "workers":
+        for worker in deployment.workers(config):
+            print(" ".join([worker.name, str(worker.web_port), *worker.args]))
+        return 0
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+        updated = compose.rewrite(text, config)
+    except (OSError, ValueError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if updated != text:
+            print(f"{path}: the worker services do not match the configuration's regions "
+                  f"({', '.join(config.regions)}); run `vprov config compose {path}`",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if updated != text:
+        path.write_text(updated, encoding="utf-8")
+    print(f"{path}: workers {', '.join(w.name for w in deployment.workers(config))}")
+    return 0
+
+
 def _worker_urls(parser: argparse.ArgumentParser) -> None:
-    from vprov.status import DEFAULT_GLOBAL_URL, DEFAULT_REGION_URLS
+    from vprov.deployment import GLOBAL_WEB_PORT, HOST
+    from vprov.status import DEFAULT_GLOBAL_URL
 
     parser.add_argument("--global-url", default=DEFAULT_GLOBAL_URL,
                         help=f"a global worker's web address (default {DEFAULT_GLOBAL_URL})")
-    defaults = ", ".join(f"{r}={u}" for r, u in DEFAULT_REGION_URLS.items())
     parser.add_argument("--region-url", action="append", metavar="REGION=URL",
-                        help=f"a regional worker's web address; repeatable (defaults: {defaults})")
+                        help="a regional worker's web address; repeatable (default: "
+                        f"http://{HOST}:{GLOBAL_WEB_PORT + 1} for the first configured region, "
+                        "the next port for the next one, as `vprov config workers` lists)")
 
 
 def _seconds(text: str) -> float:
@@ -294,6 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=cmd_replay)
     _common_options(replay)
 
+    conf = sub.add_parser("config", help="what the configuration implies for a deployment")
+    conf_sub = conf.add_subparsers(dest="config_command", required=True)
+    conf_sub.add_parser("regions", help="the configured region codes, one a line")
+    conf_sub.add_parser("workers", help="the demo's workers, one a line: name, web port, "
+                        "`vprov worker` options")
+    compose_cmd = conf_sub.add_parser("compose", help="rewrite the worker services of a compose "
+                                      "file (docker/compose.yaml) for the configured regions")
+    compose_cmd.add_argument("file")
+    compose_cmd.add_argument("--check", action="store_true",
+                             help="change nothing; exit 1 when the file is not current")
+    conf.set_defaults(func=cmd_config)
+
     dead = sub.add_parser("deadletter", help="list, show or redrive dead letters")
     dead_sub = dead.add_subparsers(dest="action", required=True)
     for action, text in (("list", "one line per dead letter"),
@@ -338,7 +384,7 @@ def _infrastructure_error(args: argparse.Namespace, exc: Exception) -> str | Non
         return str(exc)
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return reach.kafka_failure(exc.args[0], *_kafka_address(args))
-    from vprov.replay import LifecycleUnavailable
+    from vprov.lifecycle_events import LifecycleUnavailable
     from vprov.topic_reader import TopicUnreadable
 
     if isinstance(exc, LifecycleUnavailable | TopicUnreadable):

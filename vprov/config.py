@@ -17,7 +17,7 @@ from typing import Any
 
 from vprov.envelope import VERSIONS
 
-DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")  # package data (pyproject.toml)
 LIFECYCLE_TARGETS = ("PROVISIONED", "ACTIVE")
 # Shapes of region and country codes, for configuration and for messages alike.
 REGION_CODE = re.compile(r"[A-Z][A-Z0-9]{1,7}")

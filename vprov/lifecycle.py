@@ -6,7 +6,7 @@ a vehicle or device in one of them may try again. A device registered after its 
 rehomed joins it in REGIONAL (its first event has no previous state); a device moved to another
 system leaves it: REMOVED, from any device state, and it may join again later. Everything else
 is refused with error 5000.
-The workers and the audit replay both fold events through ``transition``.
+The workers and the audit (``vprov/audit.py``) both fold events through ``transition``.
 """
 
 from __future__ import annotations

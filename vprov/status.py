@@ -14,36 +14,36 @@ import urllib.parse
 from datetime import datetime
 from typing import Any
 
-from vprov import reach
+from vprov import deployment, reach
 from vprov.config import Config
 from vprov.lifecycle import State
+from vprov.lifecycle_events import dedupe, read_lifecycle
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.validation import is_valid_vin
 
-DEFAULT_GLOBAL_URL = "http://127.0.0.1:6066"
-# Ports of `make demo`'s regional workers.
-DEFAULT_REGION_URLS = {"NA": "http://127.0.0.1:6067", "EU": "http://127.0.0.1:6068",
-                       "AP": "http://127.0.0.1:6069"}
+# Addresses of `make demo`'s workers; a region's follows from its place in the configuration.
+DEFAULT_GLOBAL_URL = deployment.GLOBAL_URL
 RETRY_STATUSES = (502, 503, 504)  # a worker rebalancing or forwarding to a restarting peer
 
 
-def worker_setting(url: str, role: str = "global") -> str:
-    """The option that chose a worker's URL (``role``: global or a region code)."""
+def worker_setting(url: str, role: str = "global", default: str | None = None) -> str:
+    """The option that chose a worker's URL (``role``: global or a region code; ``default``:
+    a region's default URL, when known)."""
     if role == "global":
         return reach.option_setting("--global-url", url, DEFAULT_GLOBAL_URL)
-    option = f"--region-url {role}=URL"
-    return reach.option_setting(option, url, DEFAULT_REGION_URLS.get(role))
+    return reach.option_setting(f"--region-url {role}=URL", url, default)
 
 
 class WorkerUnreachable(Unreachable):
     """No answer from a worker's web port; the message names the URL, the option that chose it
     and how to start one."""
 
-    def __init__(self, url: str, reason: str, role: str = "global") -> None:
+    def __init__(self, url: str, reason: str, role: str = "global",
+                 default: str | None = None) -> None:
         start = ("vprov worker --role global" if role == "global"
                  else f"vprov worker --role regional --region {role}")
         url = url.rstrip("/")
-        super().__init__(f"the {role} worker", url, worker_setting(url, role), reason,
+        super().__init__(f"the {role} worker", url, worker_setting(url, role, default), reason,
                          f"start the workers with `make demo` or `{start} --web-port <port>`")
         self.url = url
 
@@ -126,9 +126,20 @@ class WorkerViews:
             self._conn = None
 
 
+def regional_vehicle(views: WorkerViews, vin: str, config: Config) -> dict[str, Any] | None:
+    """``views.vehicle(vin)`` from a region's worker; when it does not answer, the error says
+    whether its URL was the demo's default for the region or given with --region-url."""
+    try:
+        return views.vehicle(vin)
+    except WorkerUnreachable as exc:
+        default = deployment.region_urls(config).get(views.role)
+        raise WorkerUnreachable(views.base_url, exc.reason, views.role, default) from None
+
+
 def parse_region_urls(pairs: list[str] | None, config: Config) -> dict[str, str]:
-    """``["NA=http://..."]`` over the demo defaults; ValueError names a malformed pair."""
-    urls = {code: url for code, url in DEFAULT_REGION_URLS.items() if code in config.regions}
+    """``["NA=http://..."]`` over the demo's addresses of the configured regions; ValueError
+    names a malformed pair."""
+    urls = deployment.region_urls(config)
     for pair in pairs or []:
         code, sep, url = pair.partition("=")
         if not sep or not code or not url:
@@ -165,8 +176,6 @@ def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[
     Raises UnknownVin when the global table has no record, WorkerUnreachable when a worker
     does not answer (``timeout``: seconds per request).
     """
-    from vprov.replay import dedupe, read_lifecycle  # replay imports this module
-
     views = WorkerViews(global_url, timeout=timeout)
     try:
         global_record = views.vehicle(vin)
@@ -185,7 +194,7 @@ def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[
         else:
             regional_views = WorkerViews(regional_url, role=region, timeout=timeout)
             try:
-                regional = regional_views.vehicle(vin)
+                regional = regional_vehicle(regional_views, vin, config)
             finally:
                 regional_views.close()
             if regional is None:

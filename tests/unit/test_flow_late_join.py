@@ -18,7 +18,7 @@ from flowkit import (
 )
 
 from vprov import fleet
-from vprov.replay import compare, fold
+from vprov.audit import compare, fold
 
 
 def provision(flow: Flow, sim: fleet.SimVehicle, index: int, message_id: str,

@@ -46,7 +46,8 @@ def test_worker_unreachable_names_the_option_and_how_to_start_one() -> None:
         "--web-port <port>`")
     default = WorkerUnreachable("http://127.0.0.1:6066", "connection refused")
     assert "(default of --global-url)" in str(default)
-    regional = WorkerUnreachable("http://127.0.0.1:6067", "no answer within 2 s", role="NA")
+    regional = WorkerUnreachable("http://127.0.0.1:6067", "no answer within 2 s", role="NA",
+                                 default="http://127.0.0.1:6067")
     assert str(regional) == (
         "cannot reach the NA worker at http://127.0.0.1:6067 (default of --region-url NA=URL): "
         "no answer within 2 s; start the workers with `make demo` or `vprov worker --role "

@@ -1,4 +1,4 @@
-"""``vprov replay``: the lifecycle topic as each vehicle's history, and its audit.
+"""The audit behind ``vprov replay``: each vehicle's lifecycle history, checked.
 
 The topic is the audit trail (SPEC.md 2.3): de-duplicated by ``event_id`` and ordered by
 ``sequence`` it must tell, per vehicle, every transition exactly once. ``--verify`` folds each
@@ -14,7 +14,6 @@ a device joining the rehomed vehicle late; REMOVED is a device that left it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -22,33 +21,16 @@ from typing import Any, TextIO
 from vprov import reach
 from vprov.config import Config
 from vprov.lifecycle import JOINED, State, TransitionRefused, transition
+from vprov.lifecycle_events import LifecycleUnavailable, dedupe, histories, read_lifecycle
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
-from vprov.topic_reader import TopicUnreadable, read_topic
+from vprov.status import (
+    WorkerViews,
+    check_worker,
+    jsonable,
+    parse_region_urls,
+    regional_vehicle,
+)
 from vprov.topics import Catalogue
-
-# --- reading the topic ----------------------------------------------------------------------------
-
-
-class LifecycleUnavailable(RuntimeError):
-    pass
-
-
-def read_lifecycle(config: Config, vins: Iterable[str] | None = None,
-                   since_ms: int | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every lifecycle event on the topic now (for ``vins`` only, when given), in topic order.
-
-    Reads up to the end offsets taken when it starts; with ``vins`` only their partitions.
-    ``since_ms``: start each partition at the first record at or after that time.
-    """
-    topic = Catalogue(config).lifecycle
-    keys = [v.encode() for v in vins] if vins is not None else None
-    try:
-        records = read_topic(config, topic, "LifecycleEvent", keys, since_ms, timeout)
-    except TopicUnreadable as exc:
-        raise LifecycleUnavailable(str(exc)) from None
-    return [r.value if r.value is not None else
-            {"undecodable": f"{r.topic}:{r.partition}:{r.offset}"} for r in records]
-
 
 # --- folding (pure) ------------------------------------------------------------------------------
 
@@ -74,32 +56,6 @@ class Folded:
     last_vehicle_sequence: int = 0
     regions: set[str] = field(default_factory=set)  # partitions its device events came from
     problems: list[Problem] = field(default_factory=list)
-
-
-def dedupe(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Events with the first copy of each ``event_id``, and how many repeats were dropped."""
-    seen: set[str] = set()
-    unique = []
-    repeats = 0
-    for e in events:
-        if "event_id" not in e:  # an undecodable record, reported on its own
-            continue
-        if e["event_id"] in seen:
-            repeats += 1
-            continue
-        seen.add(e["event_id"])
-        unique.append(e)
-    return unique, repeats
-
-
-def histories(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per VIN, its events ordered by ``sequence`` (topic order among equal sequences)."""
-    by_vin: dict[str, list[dict[str, Any]]] = {}
-    for e in events:
-        by_vin.setdefault(e["vin"], []).append(e)
-    for items in by_vin.values():
-        items.sort(key=lambda e: e["sequence"])
-    return dict(sorted(by_vin.items()))
 
 
 def _step(folded: Folded, subject: str, current: str | None, event: dict[str, Any]) -> str | None:
@@ -256,12 +212,11 @@ def format_history(vin: str, events: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls: dict[str, str],
-           from_start: bool, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> list[Problem]:
+def verify(config: Config, by_vin: dict[str, list[dict[str, Any]]], global_url: str,
+           region_urls: dict[str, str], from_start: bool,
+           timeout: float = DEFAULT_CONNECT_TIMEOUT) -> list[Problem]:
     """Fold every history and compare it with the workers' tables (HTTP views; ``timeout``:
     seconds per request)."""
-    from vprov.status import WorkerViews  # status imports this module
-
     problems: list[Problem] = []
     global_views = WorkerViews(global_url, timeout=timeout)
     regional_views: dict[str, WorkerViews] = {}
@@ -280,7 +235,7 @@ def verify(by_vin: dict[str, list[dict[str, Any]]], global_url: str, region_urls
                 if region not in regional_views:
                     regional_views[region] = WorkerViews(region_urls[region], role=region,
                                                          timeout=timeout)
-                regional_view = regional_views[region].vehicle(vin)
+                regional_view = regional_vehicle(regional_views[region], vin, config)
             problems += compare(folded, global_view, regional_view, region)
     finally:
         global_views.close()
@@ -295,8 +250,6 @@ def run(config: Config, vins: list[str] | None, since: str | None, do_verify: bo
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> int:
     """The ``vprov replay`` command; returns the exit code (3: Kafka, or with ``do_verify`` a
     worker, does not answer within ``connect_timeout``, or the topic cannot be read)."""
-    from vprov.status import check_worker, jsonable, parse_region_urls
-
     try:
         since_ms = parse_since(since) if since else None
         region_urls = parse_region_urls(region_pairs, config)
@@ -329,7 +282,8 @@ def run(config: Config, vins: list[str] | None, since: str | None, do_verify: bo
     problems: list[Problem] = []
     if do_verify:
         try:
-            problems = verify(by_vin, global_url, region_urls, from_start=since_ms is None,
+            problems = verify(config, by_vin, global_url, region_urls,
+                              from_start=since_ms is None,
                               timeout=connect_timeout)
         except Unreachable as exc:  # WorkerUnreachable
             print(f"error: {exc}", file=err)
