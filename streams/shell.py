@@ -26,6 +26,7 @@ from vprov.avro import AvroSerde
 from vprov.codes import ErrorCode
 from vprov.flows.common import Context, Source, dead_letter
 from vprov.identity import IdentityRegistry, apply_effect
+from vprov.lifecycle import TransitionRefused
 from vprov.outputs import DELETE, KEEP, Decision, Output
 from vprov.partitioning import ORIGIN_HEADER, origin_value, owner, parse_origin
 from vprov.topics import Catalogue
@@ -89,10 +90,6 @@ def _header_items(headers: Any) -> list[tuple[str, bytes]]:
 
 def encode_internal(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-
-def decode_internal(raw: bytes) -> dict[str, Any]:
-    return json.loads(raw)
 
 
 def key_text(event: faust.EventT) -> str:
@@ -214,8 +211,11 @@ class Shell:
             log.exception("cannot process %s; sending it to the dead-letter topic",
                           self.source(event).ref)
             self.dead_lettered += 1
+            # a transition the lifecycle table refuses changes nothing (SPEC 2.3: 5000); any
+            # other failure, an unknown internal command among them, is the processor's (9000)
+            code = exc.code if isinstance(exc, TransitionRefused) else ErrorCode.INTERNAL_ERROR
             record = dead_letter(self.context(event), self.source(event),
-                                 event.message.value or b"", ErrorCode.INTERNAL_ERROR,
+                                 event.message.value or b"", code,
                                  f"{type(exc).__name__}: {exc}")
             await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
             return

@@ -1,5 +1,5 @@
 """What every flow step shares: the context, where an input came from, and the standard records
-(failure answers, dead letters, lifecycle events)."""
+(failure answers, dead letters); lifecycle events are built by ``vprov.lifecycle.advance``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from vprov.envelope import ReplyTo
 from vprov.ids import derive_id
 from vprov.outputs import Output, event, reply
 from vprov.topics import Catalogue
-
-GLOBAL_PARTITION = "global"
 
 
 @dataclass(frozen=True)
@@ -121,34 +119,3 @@ def dead_letter(
     }
     key = source.key.decode("utf-8", errors="replace") if source.key else ""
     return event(ctx.topics.deadletter, key, "DeadLetter", value)
-
-
-def lifecycle_event(
-    ctx: Context,
-    *,
-    vin: str,
-    system_id: str,
-    device_id: str | None,
-    partition: str,
-    state: str,
-    previous_state: str | None,
-    error_code: int | None,
-    cause: str,
-    sequence: int,
-) -> Output:
-    """A lifecycle event; its id names the transition and its cause, so a re-sent event is
-    recognisable as the same one."""
-    value = {
-        "event_id": derive_id("lifecycle", vin, device_id or "", state, cause),
-        "vin": vin,
-        "system_id": system_id,
-        "device_id": device_id,
-        "partition": partition,
-        "state": state,
-        "previous_state": previous_state,
-        "error_code": error_code,
-        "cause_message_id": cause,
-        "sequence": sequence,
-        "occurred_at": ctx.now_ms,
-    }
-    return event(ctx.topics.lifecycle, vin, "LifecycleEvent", value)
