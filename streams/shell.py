@@ -92,6 +92,13 @@ def encode_internal(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def dead_letter_code(exc: Exception) -> ErrorCode:
+    """The code of an input that failed: a transition the lifecycle table refuses changes nothing
+    (SPEC 2.3: 5000); any other failure, an unknown internal command among them, is the
+    processor's own (9000, ``ErrorCode.INTERNAL_ERROR``)."""
+    return exc.code if isinstance(exc, TransitionRefused) else ErrorCode.INTERNAL_ERROR
+
+
 def key_text(event: faust.EventT) -> str:
     return (event.message.key or b"").decode("utf-8", errors="replace")
 
@@ -211,11 +218,8 @@ class Shell:
             log.exception("cannot process %s; sending it to the dead-letter topic",
                           self.source(event).ref)
             self.dead_lettered += 1
-            # a transition the lifecycle table refuses changes nothing (SPEC 2.3: 5000); any
-            # other failure, an unknown internal command among them, is the processor's (9000)
-            code = exc.code if isinstance(exc, TransitionRefused) else ErrorCode.INTERNAL_ERROR
             record = dead_letter(self.context(event), self.source(event),
-                                 event.message.value or b"", code,
+                                 event.message.value or b"", dead_letter_code(exc),
                                  f"{type(exc).__name__}: {exc}")
             await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
             return

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from vprov import envelope
@@ -11,8 +12,17 @@ from vprov.codes import ErrorCode, message_for
 from vprov.config import Config
 from vprov.envelope import ReplyTo
 from vprov.ids import derive_id
+from vprov.lifecycle import State
 from vprov.outputs import Output, event, reply
 from vprov.topics import Catalogue
+
+
+class RehomeOutcome(StrEnum):
+    """``RehomeResult.outcome``: what the region did with a rehome request."""
+
+    REGISTERED = "REGISTERED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
 
 
 @dataclass(frozen=True)
@@ -76,9 +86,9 @@ def failure_reply(
     source_key: bytes | None = None,
 ) -> Output:
     if response_type == envelope.PROVISION_QUERY_RESPONSE:
-        body = envelope.query_response_body("", "QRY_FAIL")
+        body = envelope.query_response_body("", State.QRY_FAIL.value)
     else:
-        body = envelope.device_response_body("PROV_FAIL")
+        body = envelope.device_response_body(State.PROV_FAIL.value)
     payload = envelope.build_response(
         reply_to,
         message_type=response_type,

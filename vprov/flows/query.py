@@ -37,6 +37,7 @@ from vprov.config import Config
 from vprov.envelope import ProvisionQuery, Rejection, ReplyTo
 from vprov.flows.common import (
     Context,
+    RehomeOutcome,
     Source,
     dead_letter,
     failure_reply,
@@ -435,7 +436,8 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
     outcome = result["outcome"]
     pending = vehicle["pending"] if vehicle else None
     if vehicle is None or pending is None or pending["request_id"] != request_id:
-        if outcome == "REGISTERED" and not (vehicle and vehicle["request_id"] == request_id):
+        if outcome == RehomeOutcome.REGISTERED and not (
+                vehicle and vehicle["request_id"] == request_id):
             # The global side gave up on this request: the region must not keep the vehicle.
             late = vehicle or {**_unbound(result["vin"]), "system_id": result["system_id"],
                                "sub_system_id": "", "country_code": "",
@@ -443,7 +445,7 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
             return Decision(outputs=[_rehome_request(
                 ctx, late, "CANCEL", request_id, result["region"], cause, ctx.now_ms)])
         return Decision()
-    if outcome != "REGISTERED":
+    if outcome != RehomeOutcome.REGISTERED:
         detail = result.get("error_message") or f"region {result['region']} refused"
         return _give_up(ctx, vehicle, cause, detail)
     updated, rehomed = advance(ctx, copy.deepcopy(vehicle), State.REGIONAL,

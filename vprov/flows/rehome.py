@@ -17,20 +17,20 @@ from typing import Any
 
 from tables.models import RegionalDevice, RegionalVehicle
 from vprov.flows import provision
-from vprov.flows.common import Context
+from vprov.flows.common import Context, RehomeOutcome
 from vprov.lifecycle import JOINED, PROVISIONED_STATES, State, advance
 from vprov.memo import remember, resend
 from vprov.outputs import DELETE, Decision, Effect, Output, event
 
 
-def _result(ctx: Context, request: dict[str, Any], region: str, outcome: str,
+def _result(ctx: Context, request: dict[str, Any], region: str, outcome: RehomeOutcome,
             endpoint: str = "", error: tuple[int, str] | None = None) -> Output:
     value = {
         "request_id": request["request_id"],
         "vin": request["vin"],
         "system_id": request["system_id"],
         "region": region,
-        "outcome": outcome,
+        "outcome": outcome.value,
         "gateway_endpoint": endpoint,
         "error_code": error[0] if error else None,
         "error_message": error[1] if error else None,
@@ -100,7 +100,7 @@ def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: st
             "global_identity_deleted": False,
             "memo": {},
         })
-    outputs = [_result(ctx, request, region, "REGISTERED", endpoint)]
+    outputs = [_result(ctx, request, region, RehomeOutcome.REGISTERED, endpoint)]
     remember(updated, cause, outputs, [effect])
     return Decision(state=updated, outputs=outputs, effects=[effect])
 
@@ -115,7 +115,7 @@ def _cancel(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
         return Decision()
     undo = Effect("delete_identity", region, entry["primary_device_id"])
     return Decision(state=DELETE, effects=[undo],
-                    outputs=[_result(ctx, request, region, "CANCELLED")])
+                    outputs=[_result(ctx, request, region, RehomeOutcome.CANCELLED)])
 
 
 def _membership(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
