@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import faust
-from aiohttp.web import Response
+from faust.tables.manager import TableManager
+from faust.types import TP
+from faust.web import Response
 
 from streams.shell import Shell
 from vprov.avro import serde_from_config
@@ -69,7 +73,7 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
 
 def is_ready(app: faust.App) -> bool:
     """Ready once partitions are assigned and every table has recovered from its changelog."""
-    recovery = app.tables.recovery
+    recovery = cast(TableManager, app.tables).recovery  # the interface does not declare it
     return (
         not app.rebalancing
         and recovery.completed.is_set()
@@ -111,8 +115,8 @@ def _health_page(app: faust.App, shell: Shell) -> None:
         that stops moving."""
         consumer = app.consumer
 
-        def tps(items: object) -> list[str]:
-            return sorted(f"{tp.topic}:{tp.partition}" for tp in items)  # type: ignore[attr-defined]
+        def tps(items: Iterable[TP]) -> list[str]:
+            return sorted(f"{tp.topic}:{tp.partition}" for tp in items)
 
         body = {
             "assigned": tps(consumer.assignment()),

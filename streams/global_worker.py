@@ -85,7 +85,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
 
     def rehome_result(event: faust.EventT) -> Step:
         vin = key_text(event)
-        result = shell.serde.decode("RehomeResult", event.message.value,
+        result = shell.serde.decode("RehomeResult", event.message.value or b"",
                                     topic=event.message.topic)
         return query.rehome_result(result, store.get(vin), shell.context(event)), store, vin
 

@@ -16,13 +16,14 @@ from streams import watchdog
 from streams.shell import Shell, Step, key_text
 from streams.stores import DeadlineIndexedStore, deadline_timer
 from streams.web import add_table_view
+from tables.models import RegionalVehicle
 from vprov import commands
 from vprov.flows import provision, rehome
 from vprov.topics import regional_holds_table, regional_table
 
 
-def hold_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
-    deadline = provision.earliest_hold_deadline(entry)  # type: ignore[arg-type]
+def hold_deadline(entry: RegionalVehicle) -> dict[str, Any] | None:
+    deadline = provision.earliest_hold_deadline(entry)
     return None if deadline is None else {"deadline_ms": deadline}
 
 
@@ -43,7 +44,7 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
 
     def register_vehicle(event: faust.EventT) -> Step:
         vin = key_text(event)
-        request = shell.serde.decode("RehomeRequest", event.message.value,
+        request = shell.serde.decode("RehomeRequest", event.message.value or b"",
                                      topic=event.message.topic)
         decision = rehome.handle(request, store.get(vin), region, shell.context(event))
         return decision, store, vin

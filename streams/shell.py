@@ -18,7 +18,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import faust
 
@@ -37,20 +38,16 @@ log = logging.getLogger(__name__)
 # so Faust's table routing finds the owner of a key; values are plain JSON. Faust picks a table's
 # serializers from its types: bytes keys are raw, untyped values JSON. Reads and writes may pass
 # str keys (encoded as UTF-8); iteration yields bytes.
-TABLE_TYPES = {"key_type": bytes, "value_type": None}
 # RocksDB sizing. Faust opens one database per table partition (a global worker holds 4 tables
 # x 8 partitions) and its defaults give each 3 x 64 MiB of write buffers and a 2 GiB block
 # cache; small buffers keep a worker's memory bounded whatever the fleet size (the data stays on
 # disk, reads of recent entries hit the OS page cache).
-TABLE_OPTIONS = {
-    "options": {
-        "write_buffer_size": 2 * 1024 * 1024,
-        "max_write_buffer_number": 2,
-        "block_cache_size": 4 * 1024 * 1024,
-        "block_cache_compressed_size": 1024 * 1024,
-    }
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 2 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 4 * 1024 * 1024,
+    "block_cache_compressed_size": 1024 * 1024,
 }
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RETRY_MAX_SECONDS = 5.0
 RETRY_REPORT_SECONDS = 30.0
 
@@ -81,7 +78,7 @@ def header_value(headers: Any, name: str) -> str | None:
     return None
 
 
-def _header_items(headers: Any) -> list[tuple[str, bytes]]:
+def _header_items(headers: Any) -> list[tuple[str, bytes | None]]:
     if not headers:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
@@ -123,7 +120,8 @@ class Shell:
     def topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
             self._topics[name] = self.app.topic(
-                name, partitions=self.config.partitions, **RAW  # type: ignore[arg-type]
+                name, partitions=self.config.partitions, key_type=bytes, value_type=bytes,
+                key_serializer="raw", value_serializer="raw",
             )
         return self._topics[name]
 
@@ -162,7 +160,7 @@ class Shell:
     def table(self, name: str) -> Any:
         """A table of JSON entries keyed by the raw key, partitioned like every topic."""
         return self.app.Table(name, partitions=self.config.partitions, default=None,
-                              **TABLE_TYPES, **TABLE_OPTIONS)
+                              key_type=bytes, value_type=None, options=ROCKSDB_OPTIONS)
 
     def agent(self, topic: str, step: Callable[[faust.EventT], Step], name: str) -> None:
         """An agent that runs ``step`` on each record of ``topic``, one at a time (concurrency
@@ -170,7 +168,7 @@ class Shell:
 
         async def consume(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await self.process(event, lambda event=event: step(event))
+                await self.process(event, partial(step, event))
 
         self.app.agent(self.topic(topic), name=name)(consume)
 
@@ -190,10 +188,10 @@ class Shell:
                 if message.key is not None and owner(message.key, partitions) != \
                         message.partition:
                     await self._retrying(self.source(event).ref,
-                                         lambda event=event: self._forward(event, rerouted))
+                                         partial(self._forward, event, rerouted))
                     self.forwarded += 1
                     continue
-                await self.process(event, lambda event=event: step(event))
+                await self.process(event, partial(step, event))
 
         self.app.agent(self.topic(topic), name=name)(consume)
         self.agent(rerouted, step, name=f"{name}.rerouted")
@@ -206,8 +204,10 @@ class Shell:
         # The record keeps its timestamp: decisions take their time from it (``context``), so
         # the answer is the same, byte for byte, on either path. (+0.5 ms: Faust truncates.)
         timestamp = (record_time_ms(event) + 0.5) / 1000
+        # cast: a header may have no value; Kafka carries None, Faust's annotation says bytes
         await self.topic(rerouted).send(key=message.key, value=message.value,
-                                        timestamp=timestamp, headers=headers)
+                                        timestamp=timestamp,
+                                        headers=cast(list[tuple[str, bytes]], headers))
 
     async def process(self, event: faust.EventT, step: Callable[[], Step]) -> None:
         """Decide on one input and carry the decision out."""

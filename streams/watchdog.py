@@ -18,9 +18,11 @@ but the stall.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.tables.manager import TableManager
+from faust.transport.consumer import Consumer
 
 from streams import commit_guard
 from streams.offset_probe import OffsetProbe, absent_before
@@ -68,10 +70,11 @@ def install(app: faust.App, sources: set[str], compacted: set[str] | None = None
 
     @app.timer(interval=CHECK_SECONDS)
     async def watch_partitions() -> None:
-        if app.rebalancing or app.tables.recovery.in_recovery:
+        # casts: the interfaces (AppT, ConsumerT) do not declare what the classes have
+        if app.rebalancing or cast(TableManager, app.tables).recovery.in_recovery:
             suspects.clear()
             return
-        consumer = app.consumer
+        consumer = cast(Consumer, app.consumer)
         mine = [tp for tp in consumer.assignment() if tp.topic in watched]
         if not mine:
             return

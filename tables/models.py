@@ -44,9 +44,10 @@ class GlobalVehicle(TypedDict):
     """Table ``vehicles`` (global, key VIN): the global device store's vehicle record."""
 
     vin: str
-    system_id: str
-    sub_system_id: str
-    primary_device_id: str
+    # None while no query has bound the VIN to a system (the entry then only remembers answers)
+    system_id: str | None
+    sub_system_id: str | None
+    primary_device_id: str | None
     devices: list[Registration]
     state: str  # REGISTERED, REGIONAL, QRY_FAIL
     sequence: int  # last lifecycle sequence emitted for this vehicle

@@ -128,13 +128,13 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
     if any(item["message_id"] == message_id for item in entry["held"]):
         return Decision(state=entry)  # already held; written again, see vprov.memo.resend
     if until_ms is not None and len(entry["held"]) >= ctx.config.max_held_requests:
-        outputs = [_fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
-                         f"device_id {reply_to.device_id} is not part of vehicle "
-                         f"{entry['vin']}, and {ctx.config.max_held_requests} requests already "
-                         "wait in this vehicle", source)]
+        refused = _fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
+                        f"device_id {reply_to.device_id} is not part of vehicle "
+                        f"{entry['vin']}, and {ctx.config.max_held_requests} requests already "
+                        "wait in this vehicle", source)
         updated = copy.deepcopy(entry)
-        remember(updated, message_id, outputs, [])
-        return Decision(state=updated, outputs=outputs)
+        remember(updated, message_id, [refused], [])
+        return Decision(state=updated, outputs=[refused])
     if len(entry["held"]) >= ctx.config.max_held_requests:
         updated = copy.deepcopy(entry)
         outputs: list[Output] = []
@@ -169,7 +169,8 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
 
 def earliest_hold_deadline(entry: RegionalVehicle | None) -> int | None:
     """When the first request held for a device that has not joined runs out (None: none)."""
-    deadlines = [item["until_ms"] for item in (entry or {}).get("held", ()) if "until_ms" in item]
+    held = entry["held"] if entry else []
+    deadlines = [item["until_ms"] for item in held if "until_ms" in item]
     return min(deadlines) if deadlines else None
 
 

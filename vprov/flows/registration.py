@@ -28,12 +28,12 @@ from vprov.outputs import DELETE, Decision, Effect, Output
 def to_registration(record: dict[str, Any]) -> Registration:
     """The registration a DeviceRegistration record describes."""
     return Registration(
-        system_id=record.get("system_id"),
-        sub_system_id=record.get("sub_system_id"),
-        device_id=record.get("device_id"),
-        ecu_type=record.get("ecu_type"),
-        primary=record.get("primary"),
-        certificate_fingerprint=record.get("certificate_fingerprint"),
+        system_id=record["system_id"],
+        sub_system_id=record["sub_system_id"],
+        device_id=record["device_id"],
+        ecu_type=record["ecu_type"],
+        primary=record["primary"],
+        certificate_fingerprint=record["certificate_fingerprint"],
         home_region=record.get("home_region"),
     )
 
