@@ -31,6 +31,32 @@ class SystemEntry(TypedDict):
     vin: NotRequired[str]
 
 
+class Remembered(TypedDict):
+    """What one cause produced (``vprov.memo``): ``Output.to_dict`` and ``Effect.to_dict``."""
+
+    outputs: list[dict[str, Any]]
+    effects: list[dict[str, Any]]
+
+
+class HeldSource(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+    key: None
+    authenticated: str | None
+
+
+class HeldRequest(TypedDict):
+    """A device request the vehicle holds: for its primary, or (``device_id``, ``until_ms``)
+    for the device's registration to join."""
+
+    message_id: str
+    raw: str  # base64
+    source: HeldSource
+    device_id: NotRequired[str]
+    until_ms: NotRequired[int]
+
+
 class PendingRehome(TypedDict):
     request_id: str
     region: str
@@ -57,7 +83,7 @@ class GlobalVehicle(TypedDict):
     request_id: str | None  # the rehome request that made the vehicle REGIONAL
     pending: PendingRehome | None
     error_code: int | None
-    memo: dict[str, dict[str, Any]]
+    memo: dict[str, Remembered]
 
 
 class RegionalDevice(TypedDict):
@@ -81,6 +107,6 @@ class RegionalVehicle(TypedDict):
     sequence: int
     devices: dict[str, RegionalDevice]
     vehicle_info: dict[str, Any]
-    held: list[dict[str, Any]]  # device requests waiting for the primary: {raw, auth, source}
+    held: list[HeldRequest]
     global_identity_deleted: bool
-    memo: dict[str, dict[str, Any]]
+    memo: dict[str, Remembered]

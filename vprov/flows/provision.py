@@ -19,7 +19,7 @@ import copy
 from dataclasses import asdict
 from typing import Any
 
-from tables.models import RegionalVehicle
+from tables.models import HeldRequest, RegionalVehicle
 from vprov import envelope
 from vprov.codes import ErrorCode
 from vprov.envelope import Chipset, DeviceProvision, Rejection, ReplyTo
@@ -150,7 +150,7 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
         remember(updated, message_id, outputs, [])
         return Decision(state=updated, outputs=outputs)
     updated = copy.deepcopy(entry)
-    item: dict[str, Any] = {
+    item: HeldRequest = {
         "message_id": message_id,
         "raw": base64.b64encode(raw).decode("ascii"),
         "source": {
@@ -162,7 +162,8 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
         },
     }
     if until_ms is not None:
-        item.update(device_id=reply_to.device_id, until_ms=until_ms)
+        item["device_id"] = reply_to.device_id
+        item["until_ms"] = until_ms
     updated["held"].append(item)
     return Decision(state=updated)
 
