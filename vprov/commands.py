@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
+from typing import Any, ClassVar, Self
 
 from tables.models import Registration
 from vprov.envelope import ProvisionQuery, ReplyTo
@@ -32,49 +32,73 @@ class CommandError(ValueError):
     """An internal record that is not a command of its topic."""
 
 
+# How a field's JSON value becomes the field, by field name (others are taken as they are).
+_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "query": lambda value: ProvisionQuery(**value),
+    "reply_to": lambda value: ReplyTo(**value),
+    "devices": tuple,
+}
+
+
+def _json(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A command's JSON: its fields by name, plus ``TAG_FIELD: TAG`` when it has a tag."""
+
+    TAG: ClassVar[str | None] = None
+    TAG_FIELD: ClassVar[str] = "kind"
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: _json(getattr(self, f.name)) for f in fields(self)}
+        if self.TAG is not None:
+            data[self.TAG_FIELD] = self.TAG
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        values = {f.name: _FIELDS.get(f.name, _same)(data[f.name])
+                  for f in fields(cls) if f.name in data or f.default is MISSING}
+        return cls(**values)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 # --- the system index (registration.index_system) ---------------------------------------------
 
 
 @dataclass(frozen=True)
-class Upsert:
-    TAG: ClassVar[str] = "upsert"
+class Upsert(_Command):
+    TAG = "upsert"
+    TAG_FIELD = "op"
     registration: Registration
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.TAG, "registration": dict(self.registration)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Upsert:
-        return cls(registration=data["registration"])
-
 
 @dataclass(frozen=True)
-class Remove:
-    TAG: ClassVar[str] = "remove"
+class Remove(_Command):
+    TAG = "remove"
+    TAG_FIELD = "op"
     device_id: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.TAG, "device_id": self.device_id}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Remove:
-        return cls(device_id=data["device_id"])
-
 
 @dataclass(frozen=True)
-class Bind:
+class Bind(_Command):
     """A query bound ``vin`` to the system with ``devices``."""
 
-    TAG: ClassVar[str] = "bind"
+    TAG = "bind"
+    TAG_FIELD = "op"
     vin: str
-    devices: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.TAG, "vin": self.vin, "devices": list(self.devices)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Bind:
-        return cls(vin=data["vin"], devices=tuple(data.get("devices", ())))
+    devices: tuple[str, ...] = ()
 
 
 IndexCommand = Upsert | Remove | Bind
@@ -83,16 +107,8 @@ IndexCommand = Upsert | Remove | Bind
 # --- the provisioning query's hops (query.match_system, query.match_device) --------------------
 
 
-def _query_fields(query: ProvisionQuery, reply_to: ReplyTo, hops: int) -> dict[str, Any]:
-    return {"query": asdict(query), "reply_to": asdict(reply_to), "hops": hops}
-
-
-def _query(data: dict[str, Any]) -> tuple[ProvisionQuery, ReplyTo, int]:
-    return ProvisionQuery(**data["query"]), ReplyTo(**data["reply_to"]), int(data.get("hops", 0))
-
-
 @dataclass(frozen=True)
-class QueryHop:
+class QueryHop(_Command):
     """A query on its way to the system's (or the device's) partition; ``hops`` counts the
     returns from the device's partition to the system's."""
 
@@ -100,105 +116,59 @@ class QueryHop:
     reply_to: ReplyTo
     hops: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return _query_fields(self.query, self.reply_to, self.hops)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> QueryHop:
-        return cls(*_query(data))
-
 
 # --- the vehicle's partition (query.vehicle_command) -------------------------------------------
 
 
 @dataclass(frozen=True)
-class Matched:
+class Matched(_Command):
     """The sender is the system's primary: bind the VIN with the system's ``devices``."""
 
-    TAG: ClassVar[str] = "matched"
+    TAG = "matched"
     query: ProvisionQuery
     reply_to: ReplyTo
     hops: int
     devices: tuple[Registration, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {**_query_fields(self.query, self.reply_to, self.hops), "kind": self.TAG,
-                "devices": [dict(d) for d in self.devices]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Matched:
-        return cls(*_query(data), devices=tuple(data["devices"]))
-
 
 @dataclass(frozen=True)
-class MatchFailed:
+class MatchFailed(_Command):
     """The match refused the query: answer it with ``code``."""
 
-    TAG: ClassVar[str] = "match_failed"
+    TAG = "match_failed"
     query: ProvisionQuery
     reply_to: ReplyTo
     hops: int
     code: int
-    detail: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {**_query_fields(self.query, self.reply_to, self.hops), "kind": self.TAG,
-                "code": self.code, "detail": self.detail}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MatchFailed:
-        return cls(*_query(data), code=int(data["code"]), detail=data.get("detail"))
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
-class RehomeDeadline:
+class RehomeDeadline(_Command):
     """The timer: the rehome request ``request_id`` may have run out of time."""
 
-    TAG: ClassVar[str] = "deadline"
+    TAG = "deadline"
     request_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.TAG, "request_id": self.request_id}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RehomeDeadline:
-        return cls(request_id=data["request_id"])
 
 
 @dataclass(frozen=True)
-class Join:
+class Join(_Command):
     """A device indexed for the vehicle's system after the bind; ``command_id`` names the index
     record that caused it."""
 
-    TAG: ClassVar[str] = "join"
+    TAG = "join"
     command_id: str
     device_id: str
     registration: Registration
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.TAG, "command_id": self.command_id, "device_id": self.device_id,
-                "registration": dict(self.registration)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Join:
-        return cls(command_id=data["command_id"], device_id=data["device_id"],
-                   registration=data["registration"])
-
 
 @dataclass(frozen=True)
-class Leave:
+class Leave(_Command):
     """A device removed from the vehicle's system after the bind."""
 
-    TAG: ClassVar[str] = "leave"
+    TAG = "leave"
     command_id: str
     device_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.TAG, "command_id": self.command_id, "device_id": self.device_id}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Leave:
-        return cls(command_id=data["command_id"], device_id=data["device_id"])
 
 
 VehicleCommand = Matched | MatchFailed | RehomeDeadline | Join | Leave
@@ -208,17 +178,10 @@ VehicleCommand = Matched | MatchFailed | RehomeDeadline | Join | Leave
 
 
 @dataclass(frozen=True)
-class HoldDeadline:
+class HoldDeadline(_Command):
     """The timer: requests held in the vehicle may have run out of time."""
 
-    TAG: ClassVar[str] = "hold-deadline"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.TAG}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HoldDeadline:
-        return cls()
+    TAG = "hold-deadline"
 
 
 RegionalCommand = HoldDeadline
@@ -245,40 +208,36 @@ def _load(raw: bytes | dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-def _tagged(raw: bytes | dict[str, Any] | None, tag: Literal["op", "kind"],
-            union: tuple[Any, ...], topic: str) -> Any:
+def _tagged(raw: bytes | dict[str, Any] | None, union: tuple[type[_Command], ...],
+            topic: str) -> Any:
     data = _load(raw)
+    tag = union[0].TAG_FIELD
     by_tag = {member.TAG: member for member in union}
     member = by_tag.get(data.get(tag))
     if member is None:
-        raise CommandError(f"unknown {topic} command {tag}={data.get(tag)!r}; "
-                           f"expected one of {', '.join(sorted(by_tag))}")
-    return _build(member.from_json, data, topic)
+        raise CommandError(f"unknown {topic} command {tag}={data.get(tag)!r}; expected one of "
+                           f"{', '.join(sorted(str(t) for t in by_tag))}")
+    return _build(member, data, topic)
 
 
-def _build(build: Callable[[dict[str, Any]], Any], data: dict[str, Any], topic: str) -> Any:
+def _build(member: type[_Command], data: dict[str, Any], topic: str) -> Any:
     try:
-        return build(data)
+        return member.from_json(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise CommandError(f"malformed {topic} command: {type(exc).__name__}: {exc}") from exc
 
 
 def decode_index(raw: bytes | dict[str, Any] | None) -> IndexCommand:
-    result: IndexCommand = _tagged(raw, "op", (Upsert, Remove, Bind), "system index")
-    return result
+    return _tagged(raw, (Upsert, Remove, Bind), "system index")
 
 
 def decode_query_hop(raw: bytes | dict[str, Any] | None) -> QueryHop:
-    result: QueryHop = _build(QueryHop.from_json, _load(raw), "query")
-    return result
+    return _build(QueryHop, _load(raw), "query")
 
 
 def decode_vehicle(raw: bytes | dict[str, Any] | None) -> VehicleCommand:
-    result: VehicleCommand = _tagged(
-        raw, "kind", (Matched, MatchFailed, RehomeDeadline, Join, Leave), "vehicle")
-    return result
+    return _tagged(raw, (Matched, MatchFailed, RehomeDeadline, Join, Leave), "vehicle")
 
 
 def decode_regional(raw: bytes | dict[str, Any] | None) -> RegionalCommand:
-    result: RegionalCommand = _tagged(raw, "kind", (HoldDeadline,), "regional")
-    return result
+    return _tagged(raw, (HoldDeadline,), "regional")
