@@ -39,8 +39,9 @@ demo: prereqs ## a global worker, one per configured region, and a simulated fle
 reliability: prereqs ## long reliability suite (RELIABILITY_VEHICLES=2000 ...), writes docs/reliability.md
 	scripts/reliability.sh
 
-lint: setup ## ruff check
+lint: setup ## ruff check, then the type checker (mypy; what it checks: pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: prereqs setup up ## pipeline benchmark on the local stack (BENCH_ARGS=...)
 	$(VENV)/bin/python bench/pipeline_bench.py $(BENCH_ARGS)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import faust
-from aiohttp.web import Response
+from faust.tables.manager import TableManager
+from faust.web import Response
 
 from streams.shell import Shell
 from streams.transport import FetchSettings, consumer_of, install
@@ -74,7 +76,7 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
 
 def is_ready(app: faust.App) -> bool:
     """Ready once partitions are assigned and every table has recovered from its changelog."""
-    recovery = app.tables.recovery
+    recovery = cast(TableManager, app.tables).recovery  # the interface does not declare it
     return (
         not app.rebalancing
         and recovery.completed.is_set()

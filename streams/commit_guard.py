@@ -43,7 +43,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as driver
 from faust.transport.producer import ProducerBuffer
@@ -267,5 +267,6 @@ class DrainingProducer(driver.Producer):
     buffer of table changelog records before it flushes the Kafka producer."""
 
     async def flush(self) -> None:
-        await drain_buffer(self.buffer)
+        # cast: the interface (ProducerT) declares the buffer's protocol, not its class
+        await drain_buffer(cast(ProducerBuffer, self.buffer))
         await super().flush()

@@ -39,7 +39,7 @@ def _names_in(function: Any) -> set[str]:
 
 
 def _qualname(owner: Any) -> str:
-    return getattr(owner, "__qualname__", None) or getattr(owner, "__name__", "?")
+    return str(getattr(owner, "__qualname__", None) or getattr(owner, "__name__", "?"))
 
 
 @dataclass(frozen=True)

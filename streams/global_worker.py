@@ -13,14 +13,10 @@ import faust
 
 from streams import watchdog
 from streams.offset_probe import OffsetProbe
-from streams.shell import (
-    Shell,
-    Step,
-    decode_internal,
-    key_text,
-)
+from streams.shell import Shell, Step, key_text
 from streams.stores import DeadlineIndexedStore, deadline_timer
 from streams.web import add_table_view
+from vprov import commands
 from vprov.flows import query, registration
 
 
@@ -59,7 +55,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
 
     def index_system(event: faust.EventT) -> Step:
         system_id = key_text(event)
-        decision = registration.index_system(decode_internal(event.message.value),
+        decision = registration.index_system(commands.decode_index(event.message.value),
                                              systems.get(system_id), shell.context(event),
                                              shell.source(event).ref)
         return decision, systems, system_id
@@ -71,24 +67,25 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
         return decision, store, vin
 
     def query_match_system(event: faust.EventT) -> Step:
-        decision = query.match_system(decode_internal(event.message.value),
+        decision = query.match_system(commands.decode_query_hop(event.message.value),
                                       systems.get(key_text(event)), shell.context(event))
         return decision, None, None
 
     def query_match_device(event: faust.EventT) -> Step:
-        decision = query.match_device(decode_internal(event.message.value),
+        decision = query.match_device(commands.decode_query_hop(event.message.value),
                                       registrations.get(key_text(event)), shell.context(event))
         return decision, None, None
 
     def vehicle_command(event: faust.EventT) -> Step:
         vin = key_text(event)
-        decision = query.vehicle_command(decode_internal(event.message.value), store.get(vin),
+        decision = query.vehicle_command(commands.decode_vehicle(event.message.value),
+                                         store.get(vin),
                                          shell.context(event))
         return decision, store, vin
 
     def rehome_result(event: faust.EventT) -> Step:
         vin = key_text(event)
-        result = shell.serde.decode("RehomeResult", event.message.value,
+        result = shell.serde.decode("RehomeResult", event.message.value or b"",
                                     topic=event.message.topic)
         return query.rehome_result(result, store.get(vin), shell.context(event)), store, vin
 
@@ -112,7 +109,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
                    "registered device")
 
     deadline_timer(app, shell, deadlines, cat.vehicle_commands,
-                   lambda entry: {"kind": "deadline", "request_id": entry["request_id"]},
+                   lambda entry: commands.RehomeDeadline(entry["request_id"]),
                    name="expire_rehomes")
 
     return {"registrations": registrations, "systems": systems, "vehicles": vehicles,

@@ -48,7 +48,8 @@ class OffsetProbe:
             return UNKNOWN
         error = msg.error()
         if error is None:
-            return msg.offset()
+            found = msg.offset()  # None only for a message that was not consumed
+            return UNKNOWN if found is None else found
         return END if error.code() == KafkaError._PARTITION_EOF else UNKNOWN
 
     async def next_offset_async(self, topic: str, partition: int, offset: int) -> int:

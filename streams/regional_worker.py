@@ -13,15 +13,17 @@ from typing import Any
 import faust
 
 from streams import watchdog
-from streams.shell import Shell, Step, decode_internal, key_text
+from streams.shell import Shell, Step, key_text
 from streams.stores import DeadlineIndexedStore, deadline_timer
 from streams.web import add_table_view
+from tables.models import RegionalVehicle
+from vprov import commands
 from vprov.flows import provision, rehome
 from vprov.topics import regional_holds_table, regional_table
 
 
-def hold_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
-    deadline = provision.earliest_hold_deadline(entry)  # type: ignore[arg-type]
+def hold_deadline(entry: RegionalVehicle) -> dict[str, Any] | None:
+    deadline = provision.earliest_hold_deadline(entry)
     return None if deadline is None else {"deadline_ms": deadline}
 
 
@@ -42,7 +44,7 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
 
     def register_vehicle(event: faust.EventT) -> Step:
         vin = key_text(event)
-        request = shell.serde.decode("RehomeRequest", event.message.value,
+        request = shell.serde.decode("RehomeRequest", event.message.value or b"",
                                      topic=event.message.topic)
         decision = rehome.handle(request, store.get(vin), region, shell.context(event))
         return decision, store, vin
@@ -55,18 +57,16 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
 
     def vehicle_command(event: faust.EventT) -> Step:
         vin = key_text(event)
-        command = decode_internal(event.message.value)
-        if command.get("kind") != "hold-deadline":
-            raise ValueError(f"unknown regional command {command.get('kind')!r}")
+        commands.decode_regional(event.message.value)  # one kind of command: the hold deadline
         decision = provision.expire_holds(store.get(vin), region, shell.context(event))
         return decision, store, vin
 
-    commands = cat.regional_commands(region)
-    watchdog.install(app, {cat.rehome(region), cat.device(region), commands, *routes.values()})
+    topic = cat.regional_commands(region)
+    watchdog.install(app, {cat.rehome(region), cat.device(region), topic, *routes.values()})
     agent(cat.rehome(region), register_vehicle)
     agent(cat.device(region), provision_device)
-    agent(commands, vehicle_command)
-    deadline_timer(app, shell, holds, commands, lambda entry: {"kind": "hold-deadline"},
+    agent(topic, vehicle_command)
+    deadline_timer(app, shell, holds, topic, lambda entry: commands.HoldDeadline(),
                    name=f"expire_holds_{region}")
     add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", f"vehicle in region {region}")
     return {"vehicles": vehicles}

@@ -18,7 +18,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import faust
 
@@ -26,6 +27,7 @@ from vprov.avro import AvroSerde
 from vprov.codes import ErrorCode
 from vprov.flows.common import Context, Source, dead_letter
 from vprov.identity import IdentityRegistry, apply_effect
+from vprov.lifecycle import TransitionRefused
 from vprov.outputs import DELETE, KEEP, Decision, Output
 from vprov.partitioning import ORIGIN_HEADER, origin_value, owner, parse_origin
 from vprov.topics import Catalogue
@@ -36,20 +38,16 @@ log = logging.getLogger(__name__)
 # so Faust's table routing finds the owner of a key; values are plain JSON. Faust picks a table's
 # serializers from its types: bytes keys are raw, untyped values JSON. Reads and writes may pass
 # str keys (encoded as UTF-8); iteration yields bytes.
-TABLE_TYPES = {"key_type": bytes, "value_type": None}
 # RocksDB sizing. Faust opens one database per table partition (a global worker holds 4 tables
 # x 8 partitions) and its defaults give each 3 x 64 MiB of write buffers and a 2 GiB block
 # cache; small buffers keep a worker's memory bounded whatever the fleet size (the data stays on
 # disk, reads of recent entries hit the OS page cache).
-TABLE_OPTIONS = {
-    "options": {
-        "write_buffer_size": 2 * 1024 * 1024,
-        "max_write_buffer_number": 2,
-        "block_cache_size": 4 * 1024 * 1024,
-        "block_cache_compressed_size": 1024 * 1024,
-    }
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 2 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 4 * 1024 * 1024,
+    "block_cache_compressed_size": 1024 * 1024,
 }
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RETRY_MAX_SECONDS = 5.0
 RETRY_REPORT_SECONDS = 30.0
 
@@ -80,7 +78,7 @@ def header_value(headers: Any, name: str) -> str | None:
     return None
 
 
-def _header_items(headers: Any) -> list[tuple[str, bytes]]:
+def _header_items(headers: Any) -> list[tuple[str, bytes | None]]:
     if not headers:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
@@ -91,8 +89,11 @@ def encode_internal(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
-def decode_internal(raw: bytes) -> dict[str, Any]:
-    return json.loads(raw)
+def dead_letter_code(exc: Exception) -> ErrorCode:
+    """The code of an input that failed: a transition the lifecycle table refuses changes nothing
+    (SPEC 2.3: 5000); any other failure, an unknown internal command among them, is the
+    processor's own (9000, ``ErrorCode.INTERNAL_ERROR``)."""
+    return exc.code if isinstance(exc, TransitionRefused) else ErrorCode.INTERNAL_ERROR
 
 
 def key_text(event: faust.EventT) -> str:
@@ -119,7 +120,8 @@ class Shell:
     def topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
             self._topics[name] = self.app.topic(
-                name, partitions=self.config.partitions, **RAW  # type: ignore[arg-type]
+                name, partitions=self.config.partitions, key_type=bytes, value_type=bytes,
+                key_serializer="raw", value_serializer="raw",
             )
         return self._topics[name]
 
@@ -158,7 +160,7 @@ class Shell:
     def table(self, name: str) -> Any:
         """A table of JSON entries keyed by the raw key, partitioned like every topic."""
         return self.app.Table(name, partitions=self.config.partitions, default=None,
-                              **TABLE_TYPES, **TABLE_OPTIONS)
+                              key_type=bytes, value_type=None, options=ROCKSDB_OPTIONS)
 
     def agent(self, topic: str, step: Callable[[faust.EventT], Step], name: str) -> None:
         """An agent that runs ``step`` on each record of ``topic``, one at a time (concurrency
@@ -166,7 +168,7 @@ class Shell:
 
         async def consume(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await self.process(event, lambda event=event: step(event))
+                await self.process(event, partial(step, event))
 
         self.app.agent(self.topic(topic), name=name)(consume)
 
@@ -186,10 +188,10 @@ class Shell:
                 if message.key is not None and owner(message.key, partitions) != \
                         message.partition:
                     await self._retrying(self.source(event).ref,
-                                         lambda event=event: self._forward(event, rerouted))
+                                         partial(self._forward, event, rerouted))
                     self.forwarded += 1
                     continue
-                await self.process(event, lambda event=event: step(event))
+                await self.process(event, partial(step, event))
 
         self.app.agent(self.topic(topic), name=name)(consume)
         self.agent(rerouted, step, name=f"{name}.rerouted")
@@ -202,8 +204,10 @@ class Shell:
         # The record keeps its timestamp: decisions take their time from it (``context``), so
         # the answer is the same, byte for byte, on either path. (+0.5 ms: Faust truncates.)
         timestamp = (record_time_ms(event) + 0.5) / 1000
+        # cast: a header may have no value; Kafka carries None, Faust's annotation says bytes
         await self.topic(rerouted).send(key=message.key, value=message.value,
-                                        timestamp=timestamp, headers=headers)
+                                        timestamp=timestamp,
+                                        headers=cast(list[tuple[str, bytes]], headers))
 
     async def process(self, event: faust.EventT, step: Callable[[], Step]) -> None:
         """Decide on one input and carry the decision out."""
@@ -215,7 +219,7 @@ class Shell:
                           self.source(event).ref)
             self.dead_lettered += 1
             record = dead_letter(self.context(event), self.source(event),
-                                 event.message.value or b"", ErrorCode.INTERNAL_ERROR,
+                                 event.message.value or b"", dead_letter_code(exc),
                                  f"{type(exc).__name__}: {exc}")
             await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
             return

@@ -9,6 +9,7 @@ from typing import Any
 import faust
 
 from streams.shell import Shell, encode_internal, now_ms
+from vprov.commands import Command
 
 DEADLINE_SCAN_SECONDS = 1.0
 
@@ -43,7 +44,7 @@ class DeadlineIndexedStore:
 
 
 def deadline_timer(app: faust.App, shell: Shell, deadlines: Any, topic: str,
-                   command: Callable[[dict[str, Any]], dict[str, Any]], name: str) -> None:
+                   command: Callable[[dict[str, Any]], Command], name: str) -> None:
     """Every second, for each deadline index entry whose ``deadline_ms`` has passed, send
     ``command(entry)`` keyed by its key to ``topic``. Tables change only inside a stream, so the
     timer asks the key's own partition to decide; each deadline is announced once per worker
@@ -66,7 +67,7 @@ def deadline_timer(app: faust.App, shell: Shell, deadlines: Any, topic: str,
             if entry["deadline_ms"] <= now and marker not in announced:
                 announced.add(marker)
                 await shell.topic(topic).send(key=text.encode(),
-                                              value=encode_internal(command(entry)))
+                                              value=encode_internal(command(entry).to_json()))
         announced.intersection_update(live)
 
     app.timer(interval=DEADLINE_SCAN_SECONDS, name=name)(scan)

@@ -18,9 +18,10 @@ but the stall.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.tables.manager import TableManager
 
 from streams.commit_guard import GuardedConsumer
 from streams.offset_probe import OffsetProbe, absent_before
@@ -70,7 +71,8 @@ def install(app: faust.App, sources: set[str], compacted: set[str] | None = None
 
     @app.timer(interval=CHECK_SECONDS)
     async def watch_partitions() -> None:
-        if app.rebalancing or app.tables.recovery.in_recovery:
+        # cast: the interface (AppT) does not declare the table manager's recovery
+        if app.rebalancing or cast(TableManager, app.tables).recovery.in_recovery:
             suspects.clear()
             return
         consumer = consumer_of(app)

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import faust
-from aiohttp.web import Response
+from faust.web import Response
 
 HIDDEN = ("memo", "held")
 

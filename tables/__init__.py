@@ -1,5 +1,3 @@
-"""State models and table definitions of the workers.
-
-``models`` holds the shape of every table entry (plain JSON-serialisable dicts, so the changelog
-topics stay readable by any consumer); ``definitions`` declares the Faust tables per role.
+"""The shapes of the workers' table entries (``models``): plain JSON-serialisable dicts, so the
+changelog topics stay readable by any consumer. Nothing here imports the rest of the project.
 """

@@ -1,18 +1,14 @@
-"""Shapes of the table entries, and the memo that makes re-processing repeat, not redo.
+"""Shapes of the table entries.
 
-Entries are plain dicts (JSON in RocksDB and in the changelog). Each vehicle entry keeps a small
-memo: for the last few causes it processed (a request's message_id, a rehome request id, a
-deadline) the records and effects it produced. When Kafka delivers a cause again, after a crash
-or a duplicate send, the worker sends the remembered records again instead of deciding anew.
+Entries are plain dicts (JSON in RocksDB and in the changelog, readable by any consumer), typed
+here for the type checker. Each vehicle entry keeps a memo of what its last causes produced
+(``vprov.memo``). This module depends on nothing in ``vprov``: the flows import it, not the
+other way round.
 """
 
 from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
-
-from vprov.outputs import Decision, Effect, Output
-
-MEMO_LIMIT = 16
 
 
 class Registration(TypedDict):
@@ -35,6 +31,32 @@ class SystemEntry(TypedDict):
     vin: NotRequired[str]
 
 
+class Remembered(TypedDict):
+    """What one cause produced (``vprov.memo``): ``Output.to_dict`` and ``Effect.to_dict``."""
+
+    outputs: list[dict[str, Any]]
+    effects: list[dict[str, Any]]
+
+
+class HeldSource(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+    key: None
+    authenticated: str | None
+
+
+class HeldRequest(TypedDict):
+    """A device request the vehicle holds: for its primary, or (``device_id``, ``until_ms``)
+    for the device's registration to join."""
+
+    message_id: str
+    raw: str  # base64
+    source: HeldSource
+    device_id: NotRequired[str]
+    until_ms: NotRequired[int]
+
+
 class PendingRehome(TypedDict):
     request_id: str
     region: str
@@ -48,9 +70,10 @@ class GlobalVehicle(TypedDict):
     """Table ``vehicles`` (global, key VIN): the global device store's vehicle record."""
 
     vin: str
-    system_id: str
-    sub_system_id: str
-    primary_device_id: str
+    # None while no query has bound the VIN to a system (the entry then only remembers answers)
+    system_id: str | None
+    sub_system_id: str | None
+    primary_device_id: str | None
     devices: list[Registration]
     state: str  # REGISTERED, REGIONAL, QRY_FAIL
     sequence: int  # last lifecycle sequence emitted for this vehicle
@@ -60,7 +83,7 @@ class GlobalVehicle(TypedDict):
     request_id: str | None  # the rehome request that made the vehicle REGIONAL
     pending: PendingRehome | None
     error_code: int | None
-    memo: dict[str, dict[str, Any]]
+    memo: dict[str, Remembered]
 
 
 class RegionalDevice(TypedDict):
@@ -84,45 +107,6 @@ class RegionalVehicle(TypedDict):
     sequence: int
     devices: dict[str, RegionalDevice]
     vehicle_info: dict[str, Any]
-    held: list[dict[str, Any]]  # device requests waiting for the primary: {raw, auth, source}
+    held: list[HeldRequest]
     global_identity_deleted: bool
-    memo: dict[str, dict[str, Any]]
-
-
-def recall(entry: dict[str, Any] | None, cause: str) -> tuple[list[Output], list[Effect]] | None:
-    """The records and effects remembered for ``cause``, or None when it is new."""
-    if not entry:
-        return None
-    remembered = entry.get("memo", {}).get(cause)
-    if remembered is None:
-        return None
-    return (
-        [Output.from_dict(o) for o in remembered["outputs"]],
-        [Effect.from_dict(e) for e in remembered["effects"]],
-    )
-
-
-def remember(
-    entry: dict[str, Any], cause: str, outputs: list[Output], effects: list[Effect]
-) -> None:
-    """Store what ``cause`` produced, dropping the oldest memo past ``MEMO_LIMIT``."""
-    memo = entry.setdefault("memo", {})
-    memo.pop(cause, None)
-    memo[cause] = {
-        "outputs": [o.to_dict() for o in outputs],
-        "effects": [e.to_dict() for e in effects],
-    }
-    while len(memo) > MEMO_LIMIT:
-        memo.pop(next(iter(memo)))
-
-
-def replay(entry: dict[str, Any] | None, cause: str) -> Decision | None:
-    """The decision for a cause seen before: the remembered records and effects, and the entry
-    written again. Writing it again matters after a crash: the entry may have reached the local
-    store but not the changelog, and the input's offset is about to be committed on the strength
-    of this decision, so the changelog must have the entry too."""
-    remembered = recall(entry, cause)
-    if remembered is None:
-        return None
-    outputs, effects = remembered
-    return Decision(state=entry, outputs=outputs, effects=effects)
+    memo: dict[str, Remembered]

@@ -6,14 +6,25 @@ a vehicle or device in one of them may try again. A device registered after its 
 rehomed joins it in REGIONAL (its first event has no previous state); a device moved to another
 system leaves it: REMOVED, from any device state, and it may join again later. Everything else
 is refused with error 5000.
-The workers and the audit (``vprov/audit.py``) both fold events through ``transition``.
+
+The flows move a vehicle or a device only through ``advance``, which checks the table at write
+time and builds the lifecycle event; the audit (``vprov/audit.py``, ``vprov replay --verify``)
+folds the events back through ``transition``. Both use the one table below.
 """
 
 from __future__ import annotations
 
+import copy
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any, overload
 
 from vprov.codes import ErrorCode
+from vprov.ids import derive_id
+from vprov.outputs import Output, event
+
+if TYPE_CHECKING:
+    from tables.models import GlobalVehicle, RegionalDevice, RegionalVehicle
+    from vprov.flows.common import Context
 
 
 class State(StrEnum):
@@ -68,3 +79,69 @@ def transition(current: str, target: str) -> State:
     if not can_transition(current, target):
         raise TransitionRefused(current, target)
     return State(target)
+
+
+# The partition a vehicle's own (global) lifecycle events name; a device's name its region.
+GLOBAL_PARTITION = "global"
+
+
+@overload
+def advance(ctx: Context, entity: GlobalVehicle, target: State, cause: str, *,
+            error_code: int | None = None) -> tuple[GlobalVehicle, Output]: ...
+
+
+@overload
+def advance(ctx: Context, entity: RegionalVehicle, target: State, cause: str, *,
+            device_id: str, joining: RegionalDevice | None = None,
+            error_code: int | None = None) -> tuple[RegionalVehicle, Output]: ...
+
+
+def advance(ctx: Context, entity: Any, target: State, cause: str, *,
+            device_id: str | None = None, joining: Any = None,
+            error_code: int | None = None) -> tuple[Any, Output]:
+    """Move a vehicle (global entry) or, with ``device_id``, one of its devices (regional entry)
+    to ``target``: the new entry (the one given is left as it is) and its lifecycle event, or
+    ``TransitionRefused`` (5000) when the table does not allow the move.
+
+    With ``joining`` (the device's record) the device joins the vehicle, replacing any record
+    of it the entry holds (a device registered again): only into ``JOINED``, and its event has
+    no previous state. Each event takes the vehicle's next
+    ``sequence``; its id names the transition and its cause, so a re-sent event is recognisable
+    as the same one.
+    """
+    updated = copy.copy(entity)
+    if device_id is None:
+        previous: str | None = entity["state"]
+        partition = GLOBAL_PARTITION
+        checked = transition(entity["state"], target)
+        updated["state"] = checked.value
+    else:
+        partition = entity["region"]
+        current = entity["devices"].get(device_id)
+        updated["devices"] = dict(entity["devices"])
+        if joining is not None:
+            if target != JOINED:
+                raise TransitionRefused("(joining)", target)
+            previous, checked, device = None, JOINED, dict(joining)
+        elif current is None:
+            raise TransitionRefused("(not part of the vehicle)", target)
+        else:
+            previous = current["state"]
+            checked, device = transition(current["state"], target), dict(current)
+        device["state"] = checked.value
+        updated["devices"][device_id] = device
+    updated["sequence"] = entity["sequence"] + 1
+    value = {
+        "event_id": derive_id("lifecycle", entity["vin"], device_id or "", checked, cause),
+        "vin": entity["vin"],
+        "system_id": entity["system_id"],
+        "device_id": device_id,
+        "partition": partition,
+        "state": checked.value,
+        "previous_state": previous,
+        "error_code": error_code,
+        "cause_message_id": cause,
+        "sequence": updated["sequence"],
+        "occurred_at": ctx.now_ms,
+    }
+    return updated, event(ctx.topics.lifecycle, entity["vin"], "LifecycleEvent", value)

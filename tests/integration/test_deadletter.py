@@ -78,3 +78,21 @@ def test_a_redriven_request_provisions_the_device_once(
     # the repeat re-sends the remembered event, recognisable by its id (SPEC 5)
     unique = {e.value["event_id"]: e.value["state"] for e in events}
     assert sorted(unique.values()) == ["PROVISIONED", "REGIONAL"]
+
+
+def test_an_internal_command_of_an_unknown_kind_is_dead_lettered_and_the_worker_goes_on(
+        flow: Flow, fleet_: Fleet) -> None:
+    vehicle = fleet_.vehicle("NA")
+    commands = {flow.cat.vehicle_commands: f'{{"kind":"reboot","id":"{uuid.uuid4()}"}}',
+                flow.cat.regional_commands("NA"): f'{{"kind":"shrug","id":"{uuid.uuid4()}"}}'}
+    for topic, value in commands.items():
+        flow.bus.send(topic, vehicle.vin, value.encode())
+    flow.bus.flush()
+    for topic, value in commands.items():
+        [letter] = flow.bus.wait(flow.cat.deadletter,
+                                 lambda r, value=value: r.value["payload"] == value.encode())
+        assert (letter.value["source_topic"], letter.value["error_code"]) == (topic, 9000)
+        assert "unknown" in letter.value["error_message"]
+    # the partitions moved on: the same vehicle is then rehomed through both workers
+    flow.register(vehicle)
+    assert flow.query(vehicle).value["status"] == "SUCCESS"

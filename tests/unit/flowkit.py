@@ -19,8 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from tables.models import Registration
+from vprov import commands, envelope, fleet
 from vprov import config as vconfig
-from vprov import envelope, fleet
 from vprov.avro import AvroSerde
 from vprov.config import Config
 from vprov.fleet import SimDevice, SimVehicle
@@ -287,21 +287,25 @@ class Flow:
         if output.kind == "internal":
             value = json_copy(output.value)
             key = output.key
+            # decoded as the workers decode them, with the same codec
             if output.topic == cat.system_registrations:
                 ref = self.source(output.topic, key.encode(), None).ref
+                index = commands.decode_index(value)
                 return self._step(self.systems, key,
-                                  lambda entry: registration.index_system(value, entry, ctx, ref))
-            if output.topic == cat.query_by_system:
-                return self._step(self.systems, key,
-                                  lambda entry: query.match_system(value, entry, ctx),
-                                  writes=False)
-            if output.topic == cat.query_by_device:
+                                  lambda entry: registration.index_system(index, entry, ctx, ref))
+            if output.topic in (cat.query_by_system, cat.query_by_device):
+                hop = commands.decode_query_hop(value)
+                if output.topic == cat.query_by_system:
+                    return self._step(self.systems, key,
+                                      lambda entry: query.match_system(hop, entry, ctx),
+                                      writes=False)
                 return self._step(self.registrations, key,
-                                  lambda entry: query.match_device(value, entry, ctx),
+                                  lambda entry: query.match_device(hop, entry, ctx),
                                   writes=False)
             if output.topic == cat.vehicle_commands:
+                command = commands.decode_vehicle(value)
                 return self._step(self.vehicles, key,
-                                  lambda entry: query.vehicle_command(value, entry, ctx))
+                                  lambda entry: query.vehicle_command(command, entry, ctx))
             raise AssertionError(f"no consumer for internal topic {output.topic}")
         if output.kind == "event" and output.topic in self._rehome_region:
             region = self._rehome_region[output.topic]

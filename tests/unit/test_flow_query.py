@@ -25,6 +25,8 @@ from flowkit import (
 )
 
 from vprov import envelope, fleet
+from vprov.commands import QueryHop, decode_query_hop
+from vprov.envelope import ProvisionQuery, ReplyTo
 from vprov.fleet import SimVehicle
 from vprov.flows import query
 from vprov.outputs import KEEP
@@ -36,6 +38,20 @@ AP_ENDPOINT = CONFIG.regions["AP"].gateway_endpoint
 
 def ask(flow: Flow, sim: SimVehicle, message_id: str = "q-1", **kwargs: Any) -> bytes:
     return fleet.query(sim, message_id, flow.now_s, **kwargs)
+
+
+def provision_query(sim: SimVehicle, region: str = "NA", country: str = "US") -> ProvisionQuery:
+    return ProvisionQuery(system_id=sim.system_id, sub_system_id=sim.sub_system_id, vin=sim.vin,
+                          device_id=sim.primary.device_id, ecu_type=sim.primary.ecu_type,
+                          primary=True, region_code=region, country_code=country)
+
+
+def query_hop(sim: SimVehicle, hops: int = 0) -> QueryHop:
+    reply_to = ReplyTo(message_id="q-1", system_id=sim.system_id,
+                       sub_system_id=sim.sub_system_id, vin=sim.vin,
+                       device_id=sim.primary.device_id, ecu_type=sim.primary.ecu_type,
+                       body_encoding_type=0)
+    return QueryHop(provision_query(sim), reply_to, hops)
 
 
 def answer_to(outputs: list[Any], message_id: str) -> list[dict[str, Any]]:
@@ -245,13 +261,11 @@ def test_query_that_is_not_json_goes_to_the_dead_letter_topic() -> None:
 def test_device_not_in_the_system_index_yet_is_looked_up_once_more() -> None:
     sim = vehicle()
     ctx = context()
-    command = {"query": {"system_id": sim.system_id, "device_id": sim.primary.device_id,
-                         "vin": sim.vin}, "reply_to": {}, "hops": 0}
     registered = registration_of(sim, 0)
-    [again] = query.match_device(command, registered, ctx).outputs
+    [again] = query.match_device(query_hop(sim), registered, ctx).outputs
     assert (again.topic, again.key) == (ctx.topics.query_by_system, sim.system_id)
     assert again.value["hops"] == 1
-    [failed] = query.match_device(again.value, registered, ctx).outputs
+    [failed] = query.match_device(decode_query_hop(again.value), registered, ctx).outputs
     assert failed.topic == ctx.topics.vehicle_commands
     assert (failed.value["kind"], failed.value["code"]) == ("match_failed", 13111)
 
@@ -328,7 +342,7 @@ def test_by_country_with_unlisted_country_and_unknown_region_is_6100() -> None:
 
 def test_choose_region_ignores_a_pin_to_an_unconfigured_region() -> None:
     primary = {**registration_of(vehicle()), "home_region": "MARS"}
-    chosen = query.choose_region({"region_code": "EU", "country_code": "DE"}, primary, CONFIG)
+    chosen = query.choose_region(provision_query(vehicle(), "EU", "DE"), primary, CONFIG)
     assert chosen == "EU"
 
 

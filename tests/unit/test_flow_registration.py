@@ -8,14 +8,17 @@ import pytest
 from flowkit import Flow, context, registration_of, vehicle
 
 from vprov import fleet
+from vprov.commands import CommandError, decode_index
 from vprov.flows import registration
 from vprov.identity import GLOBAL_SCOPE
 from vprov.outputs import DELETE, KEEP, Decision, Effect
 
 
 def index(command: dict[str, Any], entry: Any) -> Decision:
-    """The index step on one record of the system-registrations topic."""
-    return registration.index_system(command, entry, context(), "system-registrations:0:1")
+    """The index step on one record of the system-registrations topic, decoded like the
+    worker decodes it."""
+    return registration.index_system(decode_index(command), entry, context(),
+                                     "system-registrations:0:1")
 
 
 def record(index: int = 0, vehicle_index: int = 1, **changes: Any) -> dict[str, Any]:
@@ -136,14 +139,21 @@ def test_index_remove_of_the_last_device_deletes_the_entry() -> None:
     assert decision.state is DELETE
 
 
+def test_index_remove_of_an_unknown_device_changes_nothing() -> None:
+    reg = registration_of(vehicle(), 0)
+    command = {"op": "remove", "device_id": "dunknown"}
+    assert index(command, {"devices": {reg["device_id"]: reg}}).state is KEEP
+
+
 @pytest.mark.parametrize("command", [
-    pytest.param({"op": "remove", "device_id": "dunknown"}, id="remove of an unknown device"),
     pytest.param({"op": "rename"}, id="unknown op"),
     pytest.param({}, id="no op"),
+    pytest.param({"op": "remove"}, id="remove without a device"),
 ])
-def test_index_commands_that_change_nothing(command: dict[str, Any]) -> None:
-    reg = registration_of(vehicle(), 0)
-    assert index(command, {"devices": {reg["device_id"]: reg}}).state is KEEP
+def test_index_commands_that_are_not_commands_are_refused(command: dict[str, Any]) -> None:
+    # the worker sends them to the dead-letter topic (9000) instead of dropping them
+    with pytest.raises(CommandError):
+        decode_index(command)
 
 
 # --- through the driver ------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """What every flow step shares: the context, where an input came from, and the standard records
-(failure answers, dead letters, lifecycle events)."""
+(failure answers, dead letters); lifecycle events are built by ``vprov.lifecycle.advance``."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from vprov import envelope
@@ -11,10 +12,17 @@ from vprov.codes import ErrorCode, message_for
 from vprov.config import Config
 from vprov.envelope import ReplyTo
 from vprov.ids import derive_id
+from vprov.lifecycle import State
 from vprov.outputs import Output, event, reply
 from vprov.topics import Catalogue
 
-GLOBAL_PARTITION = "global"
+
+class RehomeOutcome(StrEnum):
+    """``RehomeResult.outcome``: what the region did with a rehome request."""
+
+    REGISTERED = "REGISTERED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,9 @@ def failure_reply(
     source_key: bytes | None = None,
 ) -> Output:
     if response_type == envelope.PROVISION_QUERY_RESPONSE:
-        body = envelope.query_response_body("", "QRY_FAIL")
+        body = envelope.query_response_body("", State.QRY_FAIL.value)
     else:
-        body = envelope.device_response_body("PROV_FAIL")
+        body = envelope.device_response_body(State.PROV_FAIL.value)
     payload = envelope.build_response(
         reply_to,
         message_type=response_type,
@@ -121,34 +129,3 @@ def dead_letter(
     }
     key = source.key.decode("utf-8", errors="replace") if source.key else ""
     return event(ctx.topics.deadletter, key, "DeadLetter", value)
-
-
-def lifecycle_event(
-    ctx: Context,
-    *,
-    vin: str,
-    system_id: str,
-    device_id: str | None,
-    partition: str,
-    state: str,
-    previous_state: str | None,
-    error_code: int | None,
-    cause: str,
-    sequence: int,
-) -> Output:
-    """A lifecycle event; its id names the transition and its cause, so a re-sent event is
-    recognisable as the same one."""
-    value = {
-        "event_id": derive_id("lifecycle", vin, device_id or "", state, cause),
-        "vin": vin,
-        "system_id": system_id,
-        "device_id": device_id,
-        "partition": partition,
-        "state": state,
-        "previous_state": previous_state,
-        "error_code": error_code,
-        "cause_message_id": cause,
-        "sequence": sequence,
-        "occurred_at": ctx.now_ms,
-    }
-    return event(ctx.topics.lifecycle, vin, "LifecycleEvent", value)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import base64
 import copy
 from dataclasses import asdict
+from typing import Any
 
-from tables.models import RegionalVehicle, remember, replay
+from tables.models import HeldRequest, RegionalVehicle
 from vprov import envelope
 from vprov.codes import ErrorCode
 from vprov.envelope import Chipset, DeviceProvision, Rejection, ReplyTo
@@ -27,12 +28,12 @@ from vprov.flows.common import (
     Source,
     dead_letter,
     failure_reply,
-    lifecycle_event,
     success_reply,
 )
 from vprov.identity import GLOBAL_SCOPE
 from vprov.ids import derive_id
-from vprov.lifecycle import PROVISIONED_STATES, State
+from vprov.lifecycle import PROVISIONED_STATES, State, TransitionRefused, advance, can_transition
+from vprov.memo import remember, resend
 from vprov.outputs import Decision, Effect, Output, event
 from vprov.validation import check_sender, decode_request
 
@@ -83,9 +84,9 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
     # registration: it is authorized, or not, once that joins (held below).
     if denied is not None and not (device is None and source.authenticated == body.device_id):
         return fail(ErrorCode.NOT_AUTHORIZED, denied)
-    replayed = replay(entry, message_id)  # type: ignore[arg-type]
-    if replayed is not None:
-        return replayed
+    resent = resend(entry, message_id)
+    if resent is not None:
+        return resent
     if entry["system_id"] != body.system_id:
         return fail(ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM, f"vin {body.vin}")
     if device is None:
@@ -101,8 +102,11 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
     if not device["primary"] and primary["state"] not in PROVISIONED_STATES:
         return _hold(raw, source, message_id, reply_to, entry, region, ctx)
 
-    updated = copy.deepcopy(entry)
-    outputs, effects = _provision(body, message_id, reply_to, updated, region, ctx)
+    try:
+        updated, outputs, effects = _provision(body, message_id, reply_to, copy.deepcopy(entry),
+                                               region, ctx)
+    except TransitionRefused as refused:  # the configured state for this ECU type (SPEC 2.3)
+        return fail(refused.code, str(refused))
     remember(updated, message_id, outputs, effects)
     if device["primary"]:
         held, updated["held"] = updated["held"], []
@@ -122,35 +126,31 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
     """Keep a secondary's request until the primary is provisioned, or (``until_ms`` given) an
     unknown device's request until its registration joins; bounded per vehicle."""
     if any(item["message_id"] == message_id for item in entry["held"]):
-        return Decision(state=entry)  # already held; written again, see tables.models.replay
+        return Decision(state=entry)  # already held; written again, see vprov.memo.resend
     if until_ms is not None and len(entry["held"]) >= ctx.config.max_held_requests:
-        outputs = [_fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
-                         f"device_id {reply_to.device_id} is not part of vehicle "
-                         f"{entry['vin']}, and {ctx.config.max_held_requests} requests already "
-                         "wait in this vehicle", source)]
+        refused = _fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
+                        f"device_id {reply_to.device_id} is not part of vehicle "
+                        f"{entry['vin']}, and {ctx.config.max_held_requests} requests already "
+                        "wait in this vehicle", source)
         updated = copy.deepcopy(entry)
-        remember(updated, message_id, outputs, [])
-        return Decision(state=updated, outputs=outputs)
+        remember(updated, message_id, [refused], [])
+        return Decision(state=updated, outputs=[refused])
     if len(entry["held"]) >= ctx.config.max_held_requests:
         updated = copy.deepcopy(entry)
-        device = updated["devices"][reply_to.device_id]
         outputs: list[Output] = []
-        if device["state"] == State.REGIONAL:
-            updated["sequence"] = entry["sequence"] + 1
-            outputs.append(lifecycle_event(
-                ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=reply_to.device_id,
-                partition=region, state=State.PROV_FAIL, previous_state=device["state"],
-                error_code=int(ErrorCode.INVALID_TRANSITION), cause=message_id,
-                sequence=updated["sequence"],
-            ))
-            device["state"] = State.PROV_FAIL.value
+        # a device that failed before stays PROV_FAIL: no second event
+        if can_transition(entry["devices"][reply_to.device_id]["state"], State.PROV_FAIL):
+            updated, failed = advance(ctx, updated, State.PROV_FAIL, message_id,
+                                      device_id=reply_to.device_id,
+                                      error_code=int(ErrorCode.INVALID_TRANSITION))
+            outputs.append(failed)
         outputs.append(_fail(ctx, region, reply_to, ErrorCode.INVALID_TRANSITION,
                              "the primary device is not provisioned yet and "
                              f"{ctx.config.max_held_requests} requests already wait for it"))
         remember(updated, message_id, outputs, [])
         return Decision(state=updated, outputs=outputs)
     updated = copy.deepcopy(entry)
-    item = {
+    item: HeldRequest = {
         "message_id": message_id,
         "raw": base64.b64encode(raw).decode("ascii"),
         "source": {
@@ -162,14 +162,16 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
         },
     }
     if until_ms is not None:
-        item.update(device_id=reply_to.device_id, until_ms=until_ms)
+        item["device_id"] = reply_to.device_id
+        item["until_ms"] = until_ms
     updated["held"].append(item)
     return Decision(state=updated)
 
 
 def earliest_hold_deadline(entry: RegionalVehicle | None) -> int | None:
     """When the first request held for a device that has not joined runs out (None: none)."""
-    deadlines = [item["until_ms"] for item in (entry or {}).get("held", ()) if "until_ms" in item]
+    held = entry["held"] if entry else []
+    deadlines = [item["until_ms"] for item in held if "until_ms" in item]
     return min(deadlines) if deadlines else None
 
 
@@ -223,7 +225,7 @@ def expire_holds(entry: RegionalVehicle | None, region: str, ctx: Context) -> De
     return Decision(state=updated, outputs=outputs)
 
 
-def _onboarding_chipset(chipset: Chipset) -> dict:
+def _onboarding_chipset(chipset: Chipset) -> dict[str, Any]:
     """A chipset for the onboarding record, whose Avro ``id`` is a non-null string: a chipset
     without an id yet (None) goes as "", as devices send it, rather than a new schema version."""
     return {**asdict(chipset), "id": chipset.id or ""}
@@ -231,12 +233,11 @@ def _onboarding_chipset(chipset: Chipset) -> dict:
 
 def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
                entry: RegionalVehicle, region: str, ctx: Context
-               ) -> tuple[list[Output], list[Effect]]:
-    """Apply a provisioning to ``entry`` in place; return its records and effects."""
+               ) -> tuple[RegionalVehicle, list[Output], list[Effect]]:
+    """Provision the device: the new entry, its records and effects."""
+    target = State(ctx.config.ecu_states[body.ecu_type])
+    entry, provisioned = advance(ctx, entry, target, message_id, device_id=body.device_id)
     device = entry["devices"][body.device_id]
-    target = ctx.config.ecu_states[body.ecu_type]
-    previous = device["state"]
-    device["state"] = target
     device["details"] = {
         "ecu_model": body.ecu_model,
         "ecu_make": body.ecu_make,
@@ -250,15 +251,10 @@ def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
     }
     if body.vehicle_info:
         entry["vehicle_info"] = body.vehicle_info
-    entry["sequence"] += 1
     outputs = [
-        lifecycle_event(
-            ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=body.device_id,
-            partition=region, state=target, previous_state=previous, error_code=None,
-            cause=message_id, sequence=entry["sequence"],
-        ),
+        provisioned,
         success_reply(ctx, topic=ctx.topics.device_response(region), reply_to=reply_to,
-                      response_type=RESPONSE, body=envelope.device_response_body(target)),
+                      response_type=RESPONSE, body=envelope.device_response_body(target.value)),
         event(ctx.topics.onboarding(region), entry["vin"], "ChipsetOnboardingRequest", {
             "request_id": derive_id("onboarding", entry["vin"], body.device_id, message_id),
             "vin": entry["vin"],
@@ -276,5 +272,4 @@ def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
     if device["primary"] and ctx.config.delete_global_identity:
         effects.append(Effect("delete_identity", GLOBAL_SCOPE, body.device_id))
         entry["global_identity_deleted"] = True
-    return outputs, effects
-
+    return entry, outputs, effects

@@ -17,28 +17,38 @@ The query meets three keys, so it travels in hops (docs/architecture.md):
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any
 
-from tables.models import GlobalVehicle, Registration, SystemEntry, remember, replay
-from vprov import envelope
+from tables.models import GlobalVehicle, PendingRehome, Registration, SystemEntry
+from vprov import commands, envelope
 from vprov.codes import ErrorCode
+from vprov.commands import (
+    Bind,
+    Join,
+    Leave,
+    Matched,
+    MatchFailed,
+    QueryHop,
+    RehomeDeadline,
+    VehicleCommand,
+)
 from vprov.config import Config
 from vprov.envelope import ProvisionQuery, Rejection, ReplyTo
 from vprov.flows.common import (
-    GLOBAL_PARTITION,
     Context,
+    RehomeOutcome,
     Source,
     dead_letter,
     failure_reply,
-    lifecycle_event,
     reply_to_dict,
     reply_to_from,
     success_reply,
 )
 from vprov.ids import derive_id
-from vprov.lifecycle import PROVISION_PENDING_REGIONAL, State, can_transition
-from vprov.outputs import Decision, Output, event, internal
+from vprov.lifecycle import PROVISION_PENDING_REGIONAL, State, advance
+from vprov.memo import remember, resend
+from vprov.outputs import Decision, Output, event
 from vprov.validation import check_sender, decode_request
 
 RESPONSE = envelope.PROVISION_QUERY_RESPONSE
@@ -93,13 +103,13 @@ def _repeat_or_wait(
     if vehicle["state"] == State.REGIONAL:
         # The device may have missed the first answer: same regional details, no new work.
         answer = _success(ctx, reply_to, vehicle["gateway_endpoint"] or "")
-        remember(updated, reply_to.message_id or "", [answer], [])  # type: ignore[arg-type]
+        remember(updated, reply_to.message_id or "", [answer], [])
         return Decision(state=updated, outputs=[answer])
     pending = updated["pending"]
     assert pending is not None
     if not any(w["message_id"] == reply_to.message_id for w in pending["waiters"]):
         pending["waiters"].append(reply_to_dict(reply_to))
-    # written even when this query already waits: see tables.models.replay
+    # written even when this query already waits: see vprov.memo.resend
     return Decision(state=updated)
 
 
@@ -120,15 +130,15 @@ def intake(raw: bytes, source: Source, vehicle: GlobalVehicle | None, ctx: Conte
                           config=ctx.config)
     if denied is not None:
         return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.NOT_AUTHORIZED, denied)])
-    replayed = replay(vehicle, parsed.envelope.message_id)
-    if replayed is not None:
-        return replayed
+    resent = resend(vehicle, parsed.envelope.message_id)
+    if resent is not None:
+        return resent
     if vehicle is not None:
         answered = _repeat_or_wait(ctx, query, reply_to, vehicle)
         if answered is not None:
             return answered
-    command = {"query": asdict(query), "reply_to": reply_to_dict(reply_to), "hops": 0}
-    return Decision(outputs=[internal(ctx.topics.query_by_system, query.system_id, command)])
+    hop = QueryHop(query, reply_to)
+    return Decision(outputs=[commands.output(ctx.topics.query_by_system, query.system_id, hop)])
 
 
 def reject(rejection: Rejection, raw: bytes, source: Source, ctx: Context) -> Decision:
@@ -142,70 +152,70 @@ def reject(rejection: Rejection, raw: bytes, source: Source, ctx: Context) -> De
     ])
 
 
-def _to_vehicle(ctx: Context, command: dict[str, Any], code: ErrorCode, detail: str) -> Output:
-    failed = {**command, "kind": "match_failed", "code": int(code), "detail": detail}
-    return internal(ctx.topics.vehicle_commands, command["query"]["vin"], failed)
+def _to_vehicle(ctx: Context, hop: QueryHop, code: ErrorCode, detail: str) -> Output:
+    failed = MatchFailed(hop.query, hop.reply_to, hop.hops, int(code), detail)
+    return commands.output(ctx.topics.vehicle_commands, hop.query.vin, failed)
 
 
-def match_system(command: dict[str, Any], system: SystemEntry | None, ctx: Context) -> Decision:
+def match_system(hop: QueryHop, system: SystemEntry | None, ctx: Context) -> Decision:
     """Step 2, on the query-by-system topic (key system_id)."""
-    query = command["query"]
+    query = hop.query
     if system is None:
-        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.SYSTEM_NOT_REGISTERED,
-                                             f"system_id {query['system_id']}")])
-    registration = system["devices"].get(query["device_id"])
+        return Decision(outputs=[_to_vehicle(ctx, hop, ErrorCode.SYSTEM_NOT_REGISTERED,
+                                             f"system_id {query.system_id}")])
+    registration = system["devices"].get(query.device_id)
     if registration is None:
-        return Decision(outputs=[internal(ctx.topics.query_by_device, query["device_id"], command)])
+        return Decision(outputs=[commands.output(ctx.topics.query_by_device, query.device_id,
+                                                 hop)])
     if not registration["primary"]:
-        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.FIELD_VIOLATION,
+        return Decision(outputs=[_to_vehicle(ctx, hop, ErrorCode.FIELD_VIOLATION,
                                              "query from a non-primary device")])
-    if registration["ecu_type"] != query["ecu_type"]:
+    if registration["ecu_type"] != query.ecu_type:
         return Decision(outputs=[_to_vehicle(
-            ctx, command, ErrorCode.FIELD_VIOLATION,
-            f"ecu_type {query['ecu_type']} differs from the registered {registration['ecu_type']}",
+            ctx, hop, ErrorCode.FIELD_VIOLATION,
+            f"ecu_type {query.ecu_type} differs from the registered {registration['ecu_type']}",
         )])
-    matched = {**command, "kind": "matched", "devices": list(system["devices"].values())}
-    return Decision(outputs=[internal(ctx.topics.vehicle_commands, query["vin"], matched)])
+    matched = Matched(query, hop.reply_to, hop.hops, tuple(system["devices"].values()))
+    return Decision(outputs=[commands.output(ctx.topics.vehicle_commands, query.vin, matched)])
 
 
-def match_device(
-    command: dict[str, Any], registration: Registration | None, ctx: Context
-) -> Decision:
+def match_device(hop: QueryHop, registration: Registration | None, ctx: Context) -> Decision:
     """Step 2b, on the query-by-device topic (key device_id)."""
-    query = command["query"]
+    query = hop.query
     if registration is None:
-        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.DEVICE_NOT_REGISTERED,
-                                             f"device_id {query['device_id']}")])
-    if registration["system_id"] != query["system_id"]:
-        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.DEVICE_UNDER_OTHER_SYSTEM,
-                                             f"device_id {query['device_id']}")])
+        return Decision(outputs=[_to_vehicle(ctx, hop, ErrorCode.DEVICE_NOT_REGISTERED,
+                                             f"device_id {query.device_id}")])
+    if registration["system_id"] != query.system_id:
+        return Decision(outputs=[_to_vehicle(ctx, hop, ErrorCode.DEVICE_UNDER_OTHER_SYSTEM,
+                                             f"device_id {query.device_id}")])
     # Registered under this system after step 2 looked: look once more, then give up.
-    if command.get("hops", 0) >= 1:
-        return Decision(outputs=[_to_vehicle(ctx, command, ErrorCode.DEVICE_NOT_REGISTERED,
-                                             f"device_id {query['device_id']}")])
-    again = {**command, "hops": command.get("hops", 0) + 1}
-    return Decision(outputs=[internal(ctx.topics.query_by_system, query["system_id"], again)])
+    if hop.hops >= 1:
+        return Decision(outputs=[_to_vehicle(ctx, hop, ErrorCode.DEVICE_NOT_REGISTERED,
+                                             f"device_id {query.device_id}")])
+    again = replace(hop, hops=hop.hops + 1)
+    return Decision(outputs=[commands.output(ctx.topics.query_by_system, query.system_id,
+                                             again)])
 
 
 def choose_region(
-    query: dict[str, Any], primary: Registration | None, config: Config
+    query: ProvisionQuery, primary: Registration | None, config: Config
 ) -> str | None:
     """The homing policy: a registration's pinned home region, then (when configured) the
     country's data-residency region, then the region the query asks for."""
     if primary is not None and primary.get("home_region") in config.regions:
         return primary["home_region"]
     if config.homing_by_country:
-        by_country = config.region_for_country(query["country_code"])
+        by_country = config.region_for_country(query.country_code)
         if by_country is not None:
             return by_country
-    if query["region_code"] in config.regions:
-        return query["region_code"]
+    if query.region_code in config.regions:
+        return query.region_code
     return None
 
 
 def _unbound(vin: str) -> GlobalVehicle:
     """The entry of a VIN no system is bound to (yet): REGISTERED, only answers remembered."""
-    return {  # type: ignore[typeddict-item]
+    return {
         "vin": vin,
         "state": State.REGISTERED.value,
         "sequence": 0,
@@ -223,16 +233,16 @@ def _unbound(vin: str) -> GlobalVehicle:
     }
 
 
-def _bind(command: dict[str, Any], vehicle: GlobalVehicle | None) -> GlobalVehicle:
-    query = command["query"]
-    devices = sorted(command["devices"], key=lambda d: d["device_id"])
-    base = copy.deepcopy(vehicle) if vehicle else _unbound(query["vin"])
+def _bind(matched: Matched, vehicle: GlobalVehicle | None) -> GlobalVehicle:
+    query = matched.query
+    devices = sorted(matched.devices, key=lambda d: d["device_id"])
+    base = copy.deepcopy(vehicle) if vehicle else _unbound(query.vin)
     base.update({
-        "system_id": query["system_id"],
-        "sub_system_id": query["sub_system_id"],
-        "primary_device_id": query["device_id"],
+        "system_id": query.system_id,
+        "sub_system_id": query.sub_system_id,
+        "primary_device_id": query.device_id,
         "devices": devices,
-        "country_code": query["country_code"],
+        "country_code": query.country_code,
         "pending": None,
     })
     return base
@@ -243,28 +253,21 @@ def _fail_vehicle(
     waiters: list[ReplyTo],
 ) -> tuple[GlobalVehicle, list[Output]]:
     """Move the vehicle to QRY_FAIL: one lifecycle event, a failure answer to every waiter."""
-    updated = copy.deepcopy(vehicle)
-    outputs: list[Output] = []
-    if can_transition(vehicle["state"], State.QRY_FAIL):
-        updated["sequence"] = vehicle["sequence"] + 1
-        outputs.append(lifecycle_event(
-            ctx, vin=vehicle["vin"], system_id=vehicle["system_id"], device_id=None,
-            partition=GLOBAL_PARTITION, state=State.QRY_FAIL, previous_state=vehicle["state"],
-            error_code=int(code), cause=cause, sequence=updated["sequence"],
-        ))
-        updated["state"] = State.QRY_FAIL.value
+    updated, failed = advance(ctx, copy.deepcopy(vehicle), State.QRY_FAIL, cause,
+                              error_code=int(code))
+    outputs = [failed]
     updated["pending"] = None
     updated["error_code"] = int(code)
     for waiter in waiters:
         answer = _fail(ctx, waiter, code, detail)
         outputs.append(answer)
-        remember(updated, waiter.message_id or "", [answer], [])  # type: ignore[arg-type]
+        remember(updated, waiter.message_id or "", [answer], [])
     return updated, outputs
 
 
 def _rehome_request(ctx: Context, vehicle: GlobalVehicle, action: str, request_id: str,
                     region: str, cause: str, deadline_ms: int,
-                    devices: list[Any] | None = None) -> Output:
+                    devices: list[Registration] | None = None) -> Output:
     """A request to the region: REGISTER carries the vehicle's devices, JOIN and LEAVE the one
     in ``devices``, CANCEL none."""
     if devices is None:
@@ -297,54 +300,50 @@ def _rehome_request(ctx: Context, vehicle: GlobalVehicle, action: str, request_i
 
 
 def vehicle_command(
-    command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context
+    command: VehicleCommand, vehicle: GlobalVehicle | None, ctx: Context
 ) -> Decision:
     """Steps 3 and the deadline, on the vehicle-commands topic (key VIN)."""
-    kind = command.get("kind")
-    if kind == "deadline":
+    if isinstance(command, RehomeDeadline):
         return _deadline(command, vehicle, ctx)
-    if kind in ("join", "leave"):
+    if isinstance(command, Join | Leave):
         return _membership(command, vehicle, ctx)
-    reply_to = reply_to_from(command["reply_to"])
-    query = command["query"]
-    if kind not in ("match_failed", "matched"):
-        return Decision()
+    reply_to = command.reply_to
+    query = command.query
     message_id = reply_to.message_id or ""
-    replayed = replay(vehicle, message_id)
-    if replayed is not None:
-        return replayed
-    if kind == "match_failed":
+    resent = resend(vehicle, message_id)
+    if resent is not None:
+        return resent
+    if isinstance(command, MatchFailed):
         # Remembered under the VIN even when nothing is bound to it: the match step may be
         # re-delivered after a crash and, the index having caught up meanwhile, match. The
-        # query must keep its first answer (SPEC 5), so that match replays this one.
-        answer = _fail(ctx, reply_to, ErrorCode(command["code"]), command.get("detail"))
-        updated = copy.deepcopy(vehicle) if vehicle is not None else _unbound(query["vin"])
-        remember(updated, message_id, [answer], [])  # type: ignore[arg-type]
+        # query must keep its first answer (SPEC 5), so that match resends this one.
+        answer = _fail(ctx, reply_to, ErrorCode(command.code), command.detail)
+        updated = copy.deepcopy(vehicle) if vehicle is not None else _unbound(query.vin)
+        remember(updated, message_id, [answer], [])
         return Decision(state=updated, outputs=[answer])
     if vehicle is not None:
-        answered = _repeat_or_wait(ctx, ProvisionQuery(**query), reply_to, vehicle)
+        answered = _repeat_or_wait(ctx, query, reply_to, vehicle)
         if answered is not None:
             return answered
     bound = _bind(command, vehicle)
     # The index learns the VIN: devices indexed later, or since the match, join the vehicle.
-    bind = internal(ctx.topics.system_registrations, bound["system_id"],
-                    {"op": "bind", "vin": bound["vin"],
-                     "devices": [d["device_id"] for d in bound["devices"]]})
-    primary = next((d for d in bound["devices"] if d["device_id"] == query["device_id"]), None)
+    bind = commands.output(ctx.topics.system_registrations, query.system_id,
+                           Bind(bound["vin"], tuple(d["device_id"] for d in bound["devices"])))
+    primary = next((d for d in bound["devices"] if d["device_id"] == query.device_id), None)
     region = choose_region(query, primary, ctx.config)
     if region is None:
-        detail = f"region_code {query['region_code']} (country {query['country_code']})"
+        detail = f"region_code {query.region_code} (country {query.country_code})"
         failed, outputs = _fail_vehicle(ctx, bound, ErrorCode.REGION_NOT_FOUND, detail,
                                         message_id, [reply_to])
         outputs.append(bind)
-        remember(failed, message_id, outputs, [])  # type: ignore[arg-type]
+        remember(failed, message_id, outputs, [])
         return Decision(state=failed, outputs=outputs)
     request_id = derive_id("rehome", bound["vin"], message_id)
     deadline_ms = ctx.now_ms + int(ctx.config.rehome_timeout_seconds * 1000)
     bound["pending"] = {
         "request_id": request_id,
         "region": region,
-        "country_code": query["country_code"],
+        "country_code": query.country_code,
         "deadline_ms": deadline_ms,
         "cause_message_id": message_id,
         "waiters": [reply_to_dict(reply_to)],
@@ -352,55 +351,55 @@ def vehicle_command(
     request = _rehome_request(ctx, bound, "REGISTER", request_id, region, message_id, deadline_ms)
     # Remembered under the query's id: a re-delivered query re-sends the request, which the
     # region recognises by its request_id.
-    remember(bound, message_id, [request, bind], [])  # type: ignore[arg-type]
+    remember(bound, message_id, [request, bind], [])
     return Decision(state=bound, outputs=[request, bind])
 
 
-def _membership(command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context
+def _membership(command: Join | Leave, vehicle: GlobalVehicle | None, ctx: Context
                 ) -> Decision:
     """A device registered to the vehicle's system after the bind joins it; one moved to
     another system leaves it. A rehomed vehicle (or one being rehomed) hears of it in its
     region, through the rehome topic, keyed by VIN like the REGISTER before it."""
     if vehicle is None:
         return Decision()
-    cause = command["command_id"]
-    replayed = replay(vehicle, cause)
-    if replayed is not None:
-        return replayed
-    device_id = command["device_id"]
+    cause = command.command_id
+    resent = resend(vehicle, cause)
+    if resent is not None:
+        return resent
+    device_id = command.device_id
     current = next((d for d in vehicle["devices"] if d["device_id"] == device_id), None)
     others = [d for d in vehicle["devices"] if d["device_id"] != device_id]
-    if command["kind"] == "join":
-        reg = command["registration"]
+    change: Registration
+    if isinstance(command, Join):
+        reg = command.registration
         if reg["system_id"] != vehicle["system_id"]:
             return Decision()  # moved on since: its leave follows
         # The vehicle keeps its primary: a late device joins as a secondary.
-        joined = {**reg, "primary": device_id == vehicle["primary_device_id"]}
-        if current == joined:
+        change = {**reg, "primary": device_id == vehicle["primary_device_id"]}
+        if current == change:
             return Decision()  # part of the vehicle already (bound with it, or joined before)
-        devices = sorted([*others, joined], key=lambda d: d["device_id"])
-        change: Registration | None = joined  # type: ignore[assignment]
+        devices = sorted([*others, change], key=lambda d: d["device_id"])
     else:
         if current is None:
             return Decision()
         devices, change = others, current
     updated = copy.deepcopy(vehicle)
-    updated["devices"] = devices  # type: ignore[typeddict-item]
+    updated["devices"] = devices
     pending = vehicle["pending"]
     region = vehicle["region"] if vehicle["state"] == State.REGIONAL else \
         (pending["region"] if pending else None)
     outputs: list[Output] = []
     if region is not None:
-        action = command["kind"].upper()
-        outputs.append(_rehome_request(ctx, updated, action, derive_id(action.lower(), cause),
+        action = command.TAG.upper()
+        outputs.append(_rehome_request(ctx, updated, action, derive_id(command.TAG, cause),
                                        region, cause, ctx.now_ms, devices=[change]))
-    remember(updated, cause, outputs, [])  # type: ignore[arg-type]
+    remember(updated, cause, outputs, [])
     return Decision(state=updated, outputs=outputs)
 
 
 def _waiters(vehicle: GlobalVehicle) -> list[ReplyTo]:
-    pending = vehicle["pending"] or {"waiters": []}
-    return [reply_to_from(w) for w in pending["waiters"]]
+    pending: PendingRehome | None = vehicle["pending"]
+    return [reply_to_from(w) for w in pending["waiters"]] if pending else []
 
 
 def _give_up(ctx: Context, vehicle: GlobalVehicle, cause: str, detail: str) -> Decision:
@@ -411,15 +410,16 @@ def _give_up(ctx: Context, vehicle: GlobalVehicle, cause: str, detail: str) -> D
                                     cause, _waiters(vehicle))
     outputs.append(_rehome_request(ctx, vehicle, "CANCEL", pending["request_id"],
                                    pending["region"], cause, pending["deadline_ms"]))
-    remember(failed, cause, outputs, [])  # type: ignore[arg-type]
+    remember(failed, cause, outputs, [])
     return Decision(state=failed, outputs=outputs)
 
 
-def _deadline(command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context) -> Decision:
+def _deadline(command: RehomeDeadline, vehicle: GlobalVehicle | None, ctx: Context
+              ) -> Decision:
     if vehicle is None or vehicle["pending"] is None:
         return Decision()
     pending = vehicle["pending"]
-    if pending["request_id"] != command.get("request_id") or ctx.now_ms < pending["deadline_ms"]:
+    if pending["request_id"] != command.request_id or ctx.now_ms < pending["deadline_ms"]:
         return Decision()
     return _give_up(ctx, vehicle, f"deadline:{pending['request_id']}",
                     f"region {pending['region']} did not answer in "
@@ -430,41 +430,37 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
     """Step 4, on ``provisioning.rehome.result`` (key VIN)."""
     request_id = result["request_id"]
     cause = f"rehome:{request_id}"
-    replayed = replay(vehicle, cause)
-    if replayed is not None:
-        return replayed
+    resent = resend(vehicle, cause)
+    if resent is not None:
+        return resent
     outcome = result["outcome"]
     pending = vehicle["pending"] if vehicle else None
     if vehicle is None or pending is None or pending["request_id"] != request_id:
-        if outcome == "REGISTERED" and not (vehicle and vehicle["request_id"] == request_id):
+        if outcome == RehomeOutcome.REGISTERED and not (
+                vehicle and vehicle["request_id"] == request_id):
             # The global side gave up on this request: the region must not keep the vehicle.
-            late = vehicle or {"vin": result["vin"], "system_id": result["system_id"],
+            late = vehicle or {**_unbound(result["vin"]), "system_id": result["system_id"],
                                "sub_system_id": "", "country_code": "",
-                               "primary_device_id": "", "devices": [], "sequence": 0}
+                               "primary_device_id": ""}
             return Decision(outputs=[_rehome_request(
-                ctx, late, "CANCEL", request_id, result["region"], cause, ctx.now_ms)])  # type: ignore[arg-type]
+                ctx, late, "CANCEL", request_id, result["region"], cause, ctx.now_ms)])
         return Decision()
-    if outcome != "REGISTERED":
+    if outcome != RehomeOutcome.REGISTERED:
         detail = result.get("error_message") or f"region {result['region']} refused"
         return _give_up(ctx, vehicle, cause, detail)
-    updated = copy.deepcopy(vehicle)
-    updated["sequence"] = vehicle["sequence"] + 1
+    updated, rehomed = advance(ctx, copy.deepcopy(vehicle), State.REGIONAL,
+                               pending["cause_message_id"])
     updated.update({
-        "state": State.REGIONAL.value,
         "region": result["region"],
         "gateway_endpoint": result["gateway_endpoint"],
         "request_id": request_id,
         "pending": None,
         "error_code": None,
     })
-    outputs = [lifecycle_event(
-        ctx, vin=vehicle["vin"], system_id=vehicle["system_id"], device_id=None,
-        partition=GLOBAL_PARTITION, state=State.REGIONAL, previous_state=vehicle["state"],
-        error_code=None, cause=pending["cause_message_id"], sequence=updated["sequence"],
-    )]
+    outputs = [rehomed]
     for waiter in _waiters(vehicle):
         answer = _success(ctx, waiter, result["gateway_endpoint"])
         outputs.append(answer)
-        remember(updated, waiter.message_id or "", [answer], [])  # type: ignore[arg-type]
-    remember(updated, cause, outputs, [])  # type: ignore[arg-type]
+        remember(updated, waiter.message_id or "", [answer], [])
+    remember(updated, cause, outputs, [])
     return Decision(state=updated, outputs=outputs)

@@ -17,24 +17,25 @@ from __future__ import annotations
 from typing import Any
 
 from tables.models import Registration, SystemEntry
+from vprov import commands
+from vprov.commands import Bind, IndexCommand, Join, Leave, Remove, Upsert
 from vprov.flows.common import Context
 from vprov.identity import GLOBAL_SCOPE
 from vprov.ids import derive_id
-from vprov.outputs import DELETE, Decision, Effect, Output, internal
-
-REGISTRATION_FIELDS = (
-    "system_id",
-    "sub_system_id",
-    "device_id",
-    "ecu_type",
-    "primary",
-    "certificate_fingerprint",
-    "home_region",
-)
+from vprov.outputs import DELETE, Decision, Effect, Output
 
 
 def to_registration(record: dict[str, Any]) -> Registration:
-    return {name: record.get(name) for name in REGISTRATION_FIELDS}  # type: ignore[return-value]
+    """The registration a DeviceRegistration record describes."""
+    return Registration(
+        system_id=record["system_id"],
+        sub_system_id=record["sub_system_id"],
+        device_id=record["device_id"],
+        ecu_type=record["ecu_type"],
+        primary=record["primary"],
+        certificate_fingerprint=record["certificate_fingerprint"],
+        home_region=record.get("home_region"),
+    )
 
 
 def identity_attributes(reg: Registration, vin: str | None = None) -> dict[str, str]:
@@ -53,24 +54,20 @@ def ingest(
 ) -> Decision:
     """A registration (or a tombstone, ``record`` None) for ``device_id``."""
     topic = ctx.topics.system_registrations
-    outputs = []
-    effects = []
+    outputs: list[Output] = []
+    effects: list[Effect] = []
     if record is None:
         if previous is None:
             return Decision()
-        outputs.append(
-            internal(topic, previous["system_id"], {"op": "remove", "device_id": device_id})
-        )
+        outputs.append(commands.output(topic, previous["system_id"], Remove(device_id)))
         if previous["primary"]:
             effects.append(Effect("delete_identity", GLOBAL_SCOPE, device_id))
         return Decision(state=DELETE, outputs=outputs, effects=effects)
 
     reg = to_registration(record)
     if previous is not None and previous["system_id"] != reg["system_id"]:
-        outputs.append(
-            internal(topic, previous["system_id"], {"op": "remove", "device_id": device_id})
-        )
-    outputs.append(internal(topic, reg["system_id"], {"op": "upsert", "registration": reg}))
+        outputs.append(commands.output(topic, previous["system_id"], Remove(device_id)))
+    outputs.append(commands.output(topic, reg["system_id"], Upsert(reg)))
     if reg["primary"]:
         effects.append(
             Effect("create_identity", GLOBAL_SCOPE, device_id, identity_attributes(reg))
@@ -80,51 +77,50 @@ def ingest(
     return Decision(state=reg, outputs=outputs, effects=effects)
 
 
-def _membership(ctx: Context, vin: str, cause: str, kind: str, device_id: str,
-                reg: Registration | None = None) -> Output:
-    """A join/leave command for the vehicle; its id names the index record that caused it, so
-    a re-delivered record repeats the command and a later change is a new one."""
-    command: dict[str, Any] = {"kind": kind, "command_id": derive_id(kind, cause, device_id),
-                               "device_id": device_id}
-    if reg is not None:
-        command["registration"] = reg
-    return internal(ctx.topics.vehicle_commands, vin, command)
+def _join(ctx: Context, vin: str, cause: str, reg: Registration) -> Output:
+    """A join command for the vehicle; its id names the index record that caused it, so a
+    re-delivered record repeats the command and a later change is a new one."""
+    device_id = reg["device_id"]
+    join = Join(derive_id(Join.TAG, cause, device_id), device_id, reg)
+    return commands.output(ctx.topics.vehicle_commands, vin, join)
 
 
-def index_system(command: dict[str, Any], entry: SystemEntry | None, ctx: Context,
+def _leave(ctx: Context, vin: str, cause: str, device_id: str) -> Output:
+    leave = Leave(derive_id(Leave.TAG, cause, device_id), device_id)
+    return commands.output(ctx.topics.vehicle_commands, vin, leave)
+
+
+def index_system(command: IndexCommand, entry: SystemEntry | None, ctx: Context,
                  cause: str) -> Decision:
     """Apply an upsert/remove/bind to one system's device index. ``cause``: the index record's
     coordinates (topic:partition:offset), from which the commands to the vehicle are named."""
     devices = dict(entry["devices"]) if entry else {}
     vin = entry.get("vin") if entry else None
     outputs: list[Output] = []
-    op = command.get("op")
-    if op == "upsert":
+    if isinstance(command, Upsert):
         # Written even when unchanged: after a crash the entry may be in the local store only,
         # and this re-delivery is what puts it in the changelog. The join is sent again for the
         # same reason; the vehicle recognises a device it already has.
-        reg = command["registration"]
+        reg = command.registration
         devices[reg["device_id"]] = reg
         if vin:
-            outputs.append(_membership(ctx, vin, cause, "join", reg["device_id"], reg))
-    elif op == "remove":
-        device_id = command.get("device_id")
-        if device_id not in devices:
+            outputs.append(_join(ctx, vin, cause, reg))
+    elif isinstance(command, Remove):
+        if command.device_id not in devices:
             return Decision()
-        del devices[device_id]
+        del devices[command.device_id]
         if vin:
-            outputs.append(_membership(ctx, vin, cause, "leave", device_id))
-    elif op == "bind":
-        vin = command["vin"]
-        bound = set(command.get("devices", []))
-        outputs += [_membership(ctx, vin, cause, "join", d, reg)
-                    for d, reg in sorted(devices.items()) if d not in bound]
-        outputs += [_membership(ctx, vin, cause, "leave", d) for d in sorted(bound - set(devices))]
+            outputs.append(_leave(ctx, vin, cause, command.device_id))
     else:
-        return Decision()
+        assert isinstance(command, Bind)
+        vin = command.vin
+        bound = set(command.devices)
+        outputs += [_join(ctx, vin, cause, reg)
+                    for d, reg in sorted(devices.items()) if d not in bound]
+        outputs += [_leave(ctx, vin, cause, d) for d in sorted(bound - set(devices))]
     if not devices and not vin:
         return Decision(state=DELETE)
-    state: dict[str, Any] = {"devices": devices}
+    state = SystemEntry(devices=devices)
     if vin:
         state["vin"] = vin
-    return Decision(state=state, outputs=outputs)  # type: ignore[arg-type]
+    return Decision(state=state, outputs=outputs)

@@ -15,21 +15,22 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tables.models import RegionalVehicle, remember, replay
+from tables.models import RegionalDevice, RegionalVehicle
 from vprov.flows import provision
-from vprov.flows.common import Context, lifecycle_event
-from vprov.lifecycle import JOINED, PROVISIONED_STATES, State
+from vprov.flows.common import Context, RehomeOutcome
+from vprov.lifecycle import JOINED, PROVISIONED_STATES, State, advance
+from vprov.memo import remember, resend
 from vprov.outputs import DELETE, Decision, Effect, Output, event
 
 
-def _result(ctx: Context, request: dict[str, Any], region: str, outcome: str,
+def _result(ctx: Context, request: dict[str, Any], region: str, outcome: RehomeOutcome,
             endpoint: str = "", error: tuple[int, str] | None = None) -> Output:
     value = {
         "request_id": request["request_id"],
         "vin": request["vin"],
         "system_id": request["system_id"],
         "region": region,
-        "outcome": outcome,
+        "outcome": outcome.value,
         "gateway_endpoint": endpoint,
         "error_code": error[0] if error else None,
         "error_message": error[1] if error else None,
@@ -57,9 +58,9 @@ def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
            ctx: Context) -> Decision:
     """A rehome request (REGISTER or CANCEL) for this region, key VIN."""
     cause = f"{request['action'].lower()}:{request['request_id']}"
-    replayed = replay(entry, cause)  # type: ignore[arg-type]
-    if replayed is not None:
-        return replayed
+    resent = resend(entry, cause)
+    if resent is not None:
+        return resent
     if request["action"] == "CANCEL":
         return _cancel(request, entry, region, ctx)
     if request["action"] in ("JOIN", "LEAVE"):
@@ -76,7 +77,7 @@ def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: st
         updated = copy.deepcopy(entry)
         updated["request_id"] = request["request_id"]
     else:
-        updated = {
+        updated = RegionalVehicle({
             "vin": request["vin"],
             "system_id": request["system_id"],
             "sub_system_id": request["sub_system_id"],
@@ -98,8 +99,8 @@ def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: st
             "held": [],
             "global_identity_deleted": False,
             "memo": {},
-        }
-    outputs = [_result(ctx, request, region, "REGISTERED", endpoint)]
+        })
+    outputs = [_result(ctx, request, region, RehomeOutcome.REGISTERED, endpoint)]
     remember(updated, cause, outputs, [effect])
     return Decision(state=updated, outputs=outputs, effects=[effect])
 
@@ -114,7 +115,7 @@ def _cancel(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
         return Decision()
     undo = Effect("delete_identity", region, entry["primary_device_id"])
     return Decision(state=DELETE, effects=[undo],
-                    outputs=[_result(ctx, request, region, "CANCELLED")])
+                    outputs=[_result(ctx, request, region, RehomeOutcome.CANCELLED)])
 
 
 def _membership(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
@@ -132,32 +133,28 @@ def _membership(request: dict[str, Any], entry: RegionalVehicle | None, region: 
                 current["certificate_fingerprint"] == device["certificate_fingerprint"]:
             remember(updated, cause, [], [])
             return Decision(state=updated)  # part of the vehicle here already
-        updated["sequence"] = entry["sequence"] + 1
-        updated["devices"][device_id] = {
-            "ecu_type": device["ecu_type"],
-            "primary": device_id == entry["primary_device_id"],
-            "certificate_fingerprint": device["certificate_fingerprint"],
-            "state": JOINED.value,
-        }
-        outputs.append(lifecycle_event(
-            ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=device_id,
-            partition=region, state=JOINED, previous_state=None, error_code=None,
-            cause=request["request_id"], sequence=updated["sequence"]))
+        joining = RegionalDevice(
+            ecu_type=device["ecu_type"],
+            primary=device_id == entry["primary_device_id"],
+            certificate_fingerprint=device["certificate_fingerprint"],
+            state=JOINED.value,
+        )
+        updated, joined = advance(ctx, updated, JOINED, request["request_id"],
+                                  device_id=device_id, joining=joining)
+        outputs.append(joined)
         # its requests that came before the join are decided now
         released = provision.release(updated, device_id, region, ctx)
-        updated = released.state  # type: ignore[assignment]
+        updated = released.state
         outputs += released.outputs
         effects += released.effects
     else:
         if current is None:
             remember(updated, cause, [], [])
             return Decision(state=updated)
-        del updated["devices"][device_id]
-        updated["sequence"] = entry["sequence"] + 1
-        outputs.append(lifecycle_event(
-            ctx, vin=entry["vin"], system_id=entry["system_id"], device_id=device_id,
-            partition=region, state=State.REMOVED, previous_state=current["state"],
-            error_code=None, cause=request["request_id"], sequence=updated["sequence"]))
+        updated, removed = advance(ctx, updated, State.REMOVED, request["request_id"],
+                                   device_id=device_id)
+        del updated["devices"][device_id]  # a device that left is no part of the vehicle
+        outputs.append(removed)
         effects.append(Effect("delete_identity", region, device_id))
     remember(updated, cause, outputs, effects)
     return Decision(state=updated, outputs=outputs, effects=effects)
