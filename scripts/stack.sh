@@ -2,6 +2,7 @@
 # Local single-node Kafka (KRaft) and Redis for development and tests; no containers needed.
 #
 #   scripts/stack.sh up [--registry] | down | status | env
+#   scripts/stack.sh registry-java   (prints the Java 21+ the registry would run on, or fails)
 #
 # Broker jars are fetched once with Maven into ${VPROV_CACHE_DIR:-~/.cache/vprov}.
 # Data, logs, pid files and generated configs live in ${VPROV_RUN_DIR:-.run}.
@@ -511,8 +512,9 @@ case ${1:-} in
     stop) cmd_stop "${2:-}" ;;
     status) cmd_status ;;
     env) print_env | sed 's/^/export /' ;;
+    registry-java) registry_java ;;
     *)
-        echo "usage: $0 up [--registry]|down|stop kafka|redis|registry|status|env" >&2
+        echo "usage: $0 up [--registry]|down|stop kafka|redis|registry|status|env|registry-java" >&2
         exit 2
         ;;
 esac
