@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests import ports
+
+# The schema registry of the local stack (`scripts/stack.sh up --registry` exports its URL).
+# Taken out of the environment here: the workers and commands the suite starts keep the default
+# single-object format, and only the tests that ask for the registry get it.
+SCHEMA_REGISTRY_URL = os.environ.pop("SCHEMA_REGISTRY_URL", "")
 
 
 @pytest.fixture
@@ -14,3 +20,13 @@ def silent_port() -> Iterator[int]:
     """A port that accepts connections and never answers."""
     with ports.silent_port() as port:
         yield port
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> str:
+    """The real schema registry's Confluent-compatible API."""
+    if not SCHEMA_REGISTRY_URL:
+        pytest.fail("no schema registry: run the suite with `make test`, or start one with "
+                    "`scripts/stack.sh up --registry` and `eval \"$(scripts/stack.sh env)\"`",
+                    pytrace=False)
+    return SCHEMA_REGISTRY_URL

@@ -124,10 +124,12 @@ class Bus:
     """A producer, and a reader that follows every output topic from the beginning in a
     background thread, so tests wait for records instead of sleeping."""
 
-    def __init__(self, config: Config, topics: Iterable[str]) -> None:
+    def __init__(self, config: Config, topics: Iterable[str],
+                 serde: AvroSerde | None = None) -> None:
         self.config = config
         self.catalogue = Catalogue(config)
-        self.serde = AvroSerde()
+        # The deployment's wire format: single-object unless given a registry-backed serde.
+        self.serde = serde or AvroSerde()
         self.producer = producer(BOOTSTRAP)
         self.topics = list(topics)
         self._records: dict[str, list[Record]] = defaultdict(list)
@@ -148,7 +150,7 @@ class Bus:
         if value is None:
             return None
         if topic in self._avro:
-            return self.serde.decode(self._avro[topic], value)
+            return self.serde.decode(self._avro[topic], value, topic=topic)
         try:
             return envelope.parse_response(value)
         except ValueError:

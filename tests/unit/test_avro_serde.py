@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import avro.io
@@ -22,6 +18,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.ports import closed_port
 from vprov.avro import (
     HEADER_SIZE,
     RECORD_NAMES,
@@ -357,116 +354,26 @@ def test_serde_from_config_without_registry_uses_single_object_encoding() -> Non
     assert serde.encode("LifecycleEvent", SAMPLES["LifecycleEvent"])[:2] == SINGLE_OBJECT_MARKER
 
 
-# --- schema registry path ---------------------------------------------------------------------
+# --- schema registry path (the real registry: tests/integration/test_schema_registry.py) ---
 
 
-class _RegistryStandIn(BaseHTTPRequestHandler):
-    """Stand-in for the schema registry's REST API: only the two endpoints the serde's client
-    calls (register a subject version, get a schema by id). No registry server runs offline."""
-
-    schemas: dict[int, str]
-    subjects: dict[str, dict[str, int]]
-    calls: list[str]
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib handler name
-        url = urlsplit(self.path)
-        self.calls.append(f"POST {url.path}")
-        parts = url.path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
-            self._reply(404, {"error_code": 404, "message": f"no route {url.path}"})
-            return
-        subject = unquote(parts[1])
-        schema = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["schema"]
-        # Like the registry: one id per distinct schema, shared by every subject using it.
-        schema_id = next((i for i, s in self.schemas.items() if s == schema), None)
-        if schema_id is None:
-            schema_id = len(self.schemas) + 1
-            self.schemas[schema_id] = schema
-        self.subjects.setdefault(subject, {})[schema] = schema_id
-        self._reply(200, {"id": schema_id})
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib handler name
-        url = urlsplit(self.path)
-        self.calls.append(f"GET {url.path}?{'&'.join(sorted(parse_qs(url.query)))}")
-        parts = url.path.strip("/").split("/")
-        if len(parts) == 3 and parts[:2] == ["schemas", "ids"] and int(parts[2]) in self.schemas:
-            self._reply(200, {"schema": self.schemas[int(parts[2])]})
-            return
-        self._reply(404, {"error_code": 40403, "message": "Schema not found"})
+@pytest.fixture
+def unreachable_registry() -> AvroSerde:
+    """Registry mode with nothing listening: these refusals must come before any request."""
+    return AvroSerde(registry_url=f"http://127.0.0.1:{closed_port()}")
 
 
-@pytest.fixture()
-def registry() -> Iterator[type[_RegistryStandIn]]:
-    handler = type("Handler", (_RegistryStandIn,), {"schemas": {}, "subjects": {}, "calls": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    try:
-        yield handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_registry_round_trip_in_confluent_wire_format(registry: Any) -> None:
-    serde = AvroSerde(registry_url=registry.url)
-    record = SAMPLES["LifecycleEvent"]
-    payload = serde.encode("LifecycleEvent", record, topic="vehicle.lifecycle")
-
-    assert payload[0] == 0
-    schema_id = int.from_bytes(payload[1:5], "big")
-    assert registry.subjects == {
-        "vehicle.lifecycle-value": {registry.schemas[schema_id]: schema_id}
-    }
-    # The registered schema is the .avsc itself; a plain reader needs nothing else.
-    registered = fastavro.parse_schema(json.loads(registry.schemas[schema_id]), named_schemas={})
-    assert fastavro.schemaless_reader(io.BytesIO(payload[5:]), registered) == record
-
-    fresh = AvroSerde(registry_url=registry.url)  # nothing cached: fetches the schema by id
-    assert fresh.decode("LifecycleEvent", payload, topic="vehicle.lifecycle") == record
-    assert f"GET /schemas/ids/{schema_id}?subject" in registry.calls
-
-
-def test_registry_registers_once_per_subject(registry: Any) -> None:
-    serde = AvroSerde(registry_url=registry.url)
-    for _ in range(3):
-        serde.encode("LifecycleEvent", SAMPLES["LifecycleEvent"], topic="vehicle.lifecycle")
-    assert registry.calls == ["POST /subjects/vehicle.lifecycle-value/versions"]
-
-
-def test_registry_requires_a_topic(registry: Any) -> None:
-    serde = AvroSerde(registry_url=registry.url)
+def test_registry_requires_a_topic(unreachable_registry: AvroSerde) -> None:
     with pytest.raises(SchemaError, match="topic is required"):
-        serde.encode("LifecycleEvent", SAMPLES["LifecycleEvent"])
+        unreachable_registry.encode("LifecycleEvent", SAMPLES["LifecycleEvent"])
     with pytest.raises(SchemaError, match="topic is required"):
-        serde.decode("LifecycleEvent", b"\x00\x00\x00\x00\x01\x02")
+        unreachable_registry.decode("LifecycleEvent", b"\x00\x00\x00\x00\x01\x02")
 
 
-def test_registry_mode_refuses_single_object_payloads(registry: Any) -> None:
+def test_registry_mode_refuses_single_object_payloads(unreachable_registry: AvroSerde) -> None:
     single_object = AvroSerde().encode("LifecycleEvent", SAMPLES["LifecycleEvent"])
-    serde = AvroSerde(registry_url=registry.url)
     with pytest.raises(SchemaError, match="leave schema_registry.url empty"):
-        serde.decode("LifecycleEvent", single_object, topic="vehicle.lifecycle")
-
-
-def test_serde_from_config_with_registry_uses_the_confluent_format(registry: Any) -> None:
-    serde = serde_from_config(SimpleNamespace(schema_registry_url=registry.url))
-    payload = serde.encode("DeadLetter", SAMPLES["DeadLetter"], topic="provisioning.deadletter")
-    assert payload[0] == 0
-    decoded = serde.decode("DeadLetter", payload, topic="provisioning.deadletter")
-    assert decoded == SAMPLES["DeadLetter"]
+        unreachable_registry.decode("LifecycleEvent", single_object, topic="vehicle.lifecycle")
 
 
 def test_schema_dir_points_at_the_repository_schemas() -> None:
