@@ -8,6 +8,7 @@ from pathlib import Path
 import faust
 from aiohttp.web import Response
 
+from streams import metrics as worker_metrics
 from streams.shell import Shell
 from vprov.avro import serde_from_config
 from vprov.config import Config
@@ -62,8 +63,10 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         topic_disable_leader=True,
     )
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
-    shell = Shell(app, catalogue, config, serde_from_config(config), registry)
+    metrics = worker_metrics.Metrics(catalogue, config, options.region)
+    shell = Shell(app, catalogue, config, serde_from_config(config), registry, metrics)
     _health_page(app, shell)
+    worker_metrics.install(app, shell, metrics)
     return app, shell
 
 

@@ -1,0 +1,188 @@
+"""The worker metrics: what the shell sends is counted by flow, code and state, answers are timed
+from their request's record, and each app keeps its own registry."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.metrics import Metrics, Waiting
+from tests.unit.flowkit import CONFIG, context
+from vprov import envelope
+from vprov.codes import ErrorCode
+from vprov.envelope import ReplyTo, response_error_code
+from vprov.flows.common import Source, dead_letter, failure_reply, lifecycle_event, success_reply
+from vprov.lifecycle import State
+from vprov.outputs import Output, event, internal
+from vprov.topics import Catalogue
+
+CAT = Catalogue(CONFIG)
+VIN = "1VYBL0E0000000005"
+
+
+def record(topic: str, key: str | None = VIN, age: float = 0.0) -> Any:
+    """An input record as Faust hands it to the shell, ``age`` seconds old."""
+    return SimpleNamespace(message=SimpleNamespace(
+        topic=topic, key=key.encode() if key else None, timestamp=time.time() - age))
+
+
+def reply_to(message_id: str = "m1", version: str = envelope.VERSION,
+             bag: str = envelope.BAG_SNAKE) -> ReplyTo:
+    return ReplyTo(message_id=message_id, system_id="c2c-sys-00000001", sub_system_id="s1",
+                   vin=VIN, device_id="dtcu0001", ecu_type="TCU", body_encoding_type=0,
+                   version=version, bag_spelling=bag)
+
+
+def query_failure(code: ErrorCode, message_id: str = "m1") -> Output:
+    return failure_reply(context(), topic=CAT.query_response, reply_to=reply_to(message_id),
+                         response_type=envelope.PROVISION_QUERY_RESPONSE, code=code,
+                         detail="detail", fallback_id="")
+
+
+def query_success(message_id: str = "m1") -> Output:
+    return success_reply(context(), topic=CAT.query_response, reply_to=reply_to(message_id),
+                         response_type=envelope.PROVISION_QUERY_RESPONSE,
+                         body=envelope.query_response_body("mqtts://na", "REGIONAL"))
+
+
+def device_answer(message_id: str, region: str = "NA") -> Output:
+    return success_reply(context(), topic=CAT.device_response(region),
+                         reply_to=reply_to(message_id),
+                         response_type=envelope.DEVICE_PROVISION_RESPONSE,
+                         body=envelope.device_response_body("PROVISIONED"))
+
+
+def rehome_request(action: str) -> Output:
+    return event(CAT.rehome("NA"), VIN, "RehomeRequest", {"action": action, "vin": VIN})
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, {"region": metrics.region, **labels})
+    return 0.0 if value is None else value
+
+
+def test_a_refused_request_is_counted_by_code_and_timed_from_its_record() -> None:
+    metrics = Metrics(CAT, CONFIG, None)
+    metrics.count(record(CAT.query, age=2.0), [query_failure(ErrorCode.QUERY_VIN_INVALID)])
+
+    assert sample(metrics, "vprov_requests_received_total", flow="query") == 1
+    assert sample(metrics, "vprov_requests_total", flow="query", outcome="fail",
+                  code="13101") == 1
+    assert sample(metrics, "vprov_requests_total", flow="query", outcome="success", code="") == 0
+    assert sample(metrics, "vprov_request_latency_seconds_count", flow="query") == 1
+    assert 2.0 <= sample(metrics, "vprov_request_latency_seconds_sum", flow="query") < 3.0
+
+
+def test_a_query_answered_after_its_hops_is_timed_from_the_query_record() -> None:
+    metrics = Metrics(CAT, CONFIG, None)
+    metrics.count(record(CAT.query, age=5.0),
+                  [internal(CAT.query_by_system, "c2c-sys-00000001", {})])
+    assert sample(metrics, "vprov_request_latency_seconds_count", flow="query") == 0
+
+    metrics.count(record(CAT.rehome_result), [query_success()])
+
+    assert sample(metrics, "vprov_requests_total", flow="query", outcome="success", code="") == 1
+    assert sample(metrics, "vprov_request_latency_seconds_count", flow="query") == 1
+    assert 5.0 <= sample(metrics, "vprov_request_latency_seconds_sum", flow="query") < 6.0
+    assert len(metrics.waiting) == 0
+
+
+def test_held_secondaries_answered_with_their_primary_are_timed_from_their_own_records() -> None:
+    metrics = Metrics(CAT, CONFIG, "NA")
+    metrics.count(record(CAT.device("NA"), age=10.0), [])  # secondary: held
+    metrics.count(record(CAT.device("NA"), age=1.0),
+                  [device_answer("primary"), device_answer("secondary")])
+
+    assert sample(metrics, "vprov_requests_received_total", flow="device") == 2
+    assert sample(metrics, "vprov_requests_total", flow="device", outcome="success",
+                  code="") == 2
+    assert sample(metrics, "vprov_request_latency_seconds_count", flow="device") == 2
+    # 1 s for the primary's own answer, 10 s for the held one
+    assert 11.0 <= sample(metrics, "vprov_request_latency_seconds_sum", flow="device") < 12.0
+
+
+def test_an_unanswerable_request_is_a_dead_letter_of_its_flow_and_does_not_wait() -> None:
+    metrics = Metrics(CAT, CONFIG, "NA")
+    source = Source(CAT.device("NA"), 0, 7, VIN.encode())
+    metrics.count(record(CAT.device("NA")),
+                  [dead_letter(context(), source, b"junk", ErrorCode.NOT_JSON, None)])
+
+    assert sample(metrics, "vprov_dead_letters_total", flow="device", code="13113") == 1
+    assert len(metrics.waiting) == 0
+
+
+def test_lifecycle_events_are_counted_by_state() -> None:
+    metrics = Metrics(CAT, CONFIG, "NA")
+    events = [lifecycle_event(context(), vin=VIN, system_id="s", device_id=d, partition="NA",
+                              state=State.PROVISIONED, previous_state=State.REGIONAL,
+                              error_code=None, cause="m", sequence=2) for d in ("a", "b")]
+    metrics.count(record(CAT.device("NA")), [*events, device_answer("m")])
+
+    assert sample(metrics, "vprov_lifecycle_events_total", state="PROVISIONED") == 2
+
+
+def test_the_rehome_round_trip_runs_from_the_register_to_its_result() -> None:
+    metrics = Metrics(CAT, CONFIG, None)
+    metrics.count(record(CAT.vehicle_commands), [rehome_request("REGISTER")])
+    metrics.count(record(CAT.query, age=0.0), [rehome_request("REGISTER")])  # re-sent: same
+    metrics.count(record(CAT.rehome_result), [])
+    metrics.count(record(CAT.rehome_result), [])  # a second result has nothing to time
+
+    assert sample(metrics, "vprov_rehome_roundtrip_seconds_count") == 1
+
+
+def test_a_cancelled_rehome_is_not_timed() -> None:
+    metrics = Metrics(CAT, CONFIG, None)
+    metrics.count(record(CAT.vehicle_commands), [rehome_request("REGISTER")])
+    metrics.count(record(CAT.vehicle_commands), [rehome_request("CANCEL")])
+    metrics.count(record(CAT.rehome_result), [])
+
+    assert sample(metrics, "vprov_rehome_roundtrip_seconds_count") == 0
+
+
+def test_two_workers_in_one_process_keep_their_own_counts() -> None:
+    na, eu = Metrics(CAT, CONFIG, "NA"), Metrics(CAT, CONFIG, "EU")
+    na.count(record(CAT.device("NA")), [device_answer("m")])
+
+    assert sample(na, "vprov_requests_received_total", flow="device") == 1
+    assert sample(eu, "vprov_requests_received_total", flow="device") == 0
+    families = {f.name for f in text_string_to_metric_families(
+        generate_latest(na.registry).decode())}
+    assert {"vprov_requests", "vprov_request_latency_seconds", "vprov_dead_letters",
+            "vprov_lifecycle_events", "vprov_rehome_roundtrip_seconds"} <= families
+
+
+def test_waiting_times_are_dropped_after_the_limit() -> None:
+    waiting = Waiting(limit=60)
+    waiting.add("a", 1.0, now=1000.0)
+    waiting.add("b", 2.0, now=1050.0)
+    waiting.prune(now=1070.0)
+
+    assert waiting.take("a") is None
+    assert waiting.take("b") == 2.0
+
+
+@pytest.mark.parametrize("version", envelope.VERSIONS)
+@pytest.mark.parametrize("bag", [envelope.BAG_SNAKE, envelope.BAG_CAMEL])
+def test_response_error_code_reads_every_dialect(version: str, bag: str) -> None:
+    to = reply_to(version=version, bag=bag)
+    failed = envelope.build_response(to, message_type=envelope.PROVISION_QUERY_RESPONSE,
+                                     message_id="r", now=1, body={}, error=(13111, "x"))
+    ok = envelope.build_response(to, message_type=envelope.PROVISION_QUERY_RESPONSE,
+                                 message_id="r", now=1, body={})
+
+    assert response_error_code(failed.decode()) == 13111
+    assert response_error_code(ok.decode()) is None
+
+
+def test_response_error_code_ignores_the_key_inside_a_string_value() -> None:
+    to = reply_to(message_id='x"error_code":42')
+    ok = envelope.build_response(to, message_type=envelope.PROVISION_QUERY_RESPONSE,
+                                 message_id="r", now=1, body={})
+
+    assert response_error_code(ok.decode()) is None
