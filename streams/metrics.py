@@ -290,6 +290,31 @@ def _index_sum(app: faust.App, table_name: str, field: str) -> tuple[int, int] |
     return entries, total
 
 
+# The families ``WorkerCollector`` reads when scraped, by type (the global worker shows the
+# pending ones, a region's worker the held ones).
+SCRAPED = {
+    "vprov_inputs_processed": "counter",
+    "vprov_inputs_forwarded": "counter",
+    "vprov_retries": "counter",
+    "vprov_consumer_lag": "gauge",
+    "vprov_table_entries": "gauge",
+    "vprov_table_bytes": "gauge",
+    "vprov_pending_rehomes": "gauge",
+    "vprov_pending_queries": "gauge",
+    "vprov_held_requests": "gauge",
+}
+
+
+def sample_names(metrics: Metrics) -> set[str]:
+    """Every sample name a worker's /metrics can show (``vprov_`` ones): for dashboards and
+    alert rules to be checked against."""
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+    kinds = {family.name: family.type for family in metrics.registry.collect()
+             if family.name.startswith("vprov_")}
+    return {name + suffix for name, kind in {**kinds, **SCRAPED}.items()
+            for suffix in suffixes[kind]}
+
+
 class WorkerCollector:
     """What a scrape reads from the worker: lag, tables, waiting requests, shell counters."""
 

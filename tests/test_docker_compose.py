@@ -2,6 +2,8 @@
 
 * docker/compose.yaml, resolved by the compose client (`docker compose` or `docker-compose`);
   skipped only when no compose client is installed.
+* The Prometheus scrape configuration and the Grafana dashboard it ships: every worker is
+  scraped, and the dashboard asks only for metrics the workers export.
 * scripts/stack.sh: missing-tool messages, status on an empty run dir, stale pid files.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +25,20 @@ COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
 STACK = ROOT / "scripts" / "stack.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 
+PROMETHEUS_FILE = ROOT / "docker" / "prometheus" / "prometheus.yml"
+DASHBOARD_FILE = ROOT / "docker" / "grafana" / "vprov-dashboard.json"
+GRAFANA_PROVISIONING = ROOT / "docker" / "grafana" / "provisioning"
+
+# Each worker listens on its service name: reachable from the other containers (Prometheus,
+# and workers routing a table lookup to the key's owner) and through the published port.
 WORKERS = {
-    "worker-global": ["--role", "global", "--web-port", "6066"],
-    "worker-na": ["--role", "regional", "--region", "NA", "--web-port", "6067"],
-    "worker-eu": ["--role", "regional", "--region", "EU", "--web-port", "6068"],
-    "worker-ap": ["--role", "regional", "--region", "AP", "--web-port", "6069"],
+    "worker-global": ["--role", "global", "--web-port", "6066", "--web-host", "worker-global"],
+    "worker-na": ["--role", "regional", "--region", "NA", "--web-port", "6067",
+                  "--web-host", "worker-na"],
+    "worker-eu": ["--role", "regional", "--region", "EU", "--web-port", "6068",
+                  "--web-host", "worker-eu"],
+    "worker-ap": ["--role", "regional", "--region", "AP", "--web-port", "6069",
+                  "--web-host", "worker-ap"],
 }
 
 _YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
@@ -74,7 +86,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_has_all_services(compose: dict[str, Any]) -> None:
-    assert {"kafka", "redis", *WORKERS} <= set(compose["services"])
+    assert {"kafka", "redis", *WORKERS, "prometheus", "grafana"} <= set(compose["services"])
 
 
 def test_compose_kafka_is_apache_kafka_39(compose: dict[str, Any]) -> None:
@@ -98,6 +110,83 @@ def test_compose_worker(compose: dict[str, Any], name: str) -> None:
     assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert set(svc["depends_on"]) == {"kafka", "redis"}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (compose v1 prints strings,
+    v2 objects)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        mounts[target] = Path(source).resolve()
+    return mounts
+
+
+def test_compose_prometheus_scrapes_every_worker(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert _mounts(prometheus)["/etc/prometheus/prometheus.yml"] == PROMETHEUS_FILE
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    targets = {target for job in _prometheus_config()["scrape_configs"]
+               for static in job["static_configs"] for target in static["targets"]}
+    assert targets == {f"{name}:{args[args.index('--web-port') + 1]}"
+                       for name, args in WORKERS.items()}
+
+
+def test_compose_grafana_loads_the_dashboard(compose: dict[str, Any]) -> None:
+    mounts = _mounts(compose["services"]["grafana"])
+    assert mounts["/etc/grafana/provisioning"] == GRAFANA_PROVISIONING
+    provider = _yaml(GRAFANA_PROVISIONING / "dashboards" / "vprov.yml")["providers"][0]
+    assert mounts[provider["options"]["path"] + "/" + DASHBOARD_FILE.name] == DASHBOARD_FILE
+
+
+# --- Prometheus and Grafana files ---------------------------------------------
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _prometheus_config() -> dict[str, Any]:
+    return _yaml(PROMETHEUS_FILE)
+
+
+def _dashboard_exprs(panels: list[dict[str, Any]]) -> list[str]:
+    exprs = []
+    for panel in panels:
+        exprs += [t["expr"] for t in panel.get("targets", [])]
+        exprs += _dashboard_exprs(panel.get("panels", []))
+    return exprs
+
+
+def test_prometheus_scrapes_the_metrics_page() -> None:
+    jobs = _prometheus_config()["scrape_configs"]
+    assert [job.get("metrics_path", "/metrics") for job in jobs] == ["/metrics"]
+
+
+def test_dashboard_asks_only_for_exported_metrics() -> None:
+    from streams.metrics import Metrics, sample_names
+    from vprov import config as config_module
+    from vprov.topics import Catalogue
+
+    config = config_module.load(env={})
+    exported = sample_names(Metrics(Catalogue(config), config, None))
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    exprs = _dashboard_exprs(dashboard["panels"])
+    used = {name for expr in exprs for name in re.findall(r"\bvprov_[a-z_]+", expr)}
+    assert used <= exported, used - exported
+    # the funnel, latency, error codes by region, lag
+    assert {"vprov_requests_received_total", "vprov_requests_total", "vprov_dead_letters_total",
+            "vprov_pending_queries", "vprov_held_requests",
+            "vprov_request_latency_seconds_bucket", "vprov_consumer_lag"} <= used
+    assert any("by (region, flow, code)" in expr for expr in exprs)
+    datasources = _yaml(GRAFANA_PROVISIONING / "datasources" / "prometheus.yml")["datasources"]
+    uids = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
+    assert uids == {datasources[0]["uid"]}
 
 
 # --- scripts/stack.sh ------------------------------------------------------

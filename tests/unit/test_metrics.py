@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import Metrics, Waiting
+from streams.metrics import SCRAPED, Metrics, Waiting, WorkerCollector, sample_names
 from tests.unit.flowkit import CONFIG, context
 from vprov import envelope
 from vprov.codes import ErrorCode
@@ -186,3 +186,28 @@ def test_response_error_code_ignores_the_key_inside_a_string_value() -> None:
                                  message_id="r", now=1, body={})
 
     assert response_error_code(ok.decode()) is None
+
+
+class NoConsumer:
+    @property
+    def consumer(self) -> Any:
+        raise RuntimeError("not started")
+
+
+@pytest.mark.parametrize("region", [None, "NA"])
+def test_the_scraped_families_are_the_listed_ones(region: str | None) -> None:
+    metrics = Metrics(CAT, CONFIG, region)
+    app = NoConsumer()
+    app.rebalancing = False  # type: ignore[attr-defined]
+    app.tables = {}  # type: ignore[attr-defined]
+    shell = SimpleNamespace(processed=3, forwarded=1, retries=0)
+    families = list(WorkerCollector(app, shell, metrics).collect())  # type: ignore[arg-type]
+
+    assert {f.name for f in families} <= set(SCRAPED)
+    waiting = {"vprov_pending_rehomes", "vprov_pending_queries"} if region is None else \
+        {"vprov_held_requests"}
+    assert set(SCRAPED) - {f.name for f in families} == \
+        {"vprov_pending_rehomes", "vprov_pending_queries", "vprov_held_requests"} - waiting
+    assert {f.type for f in families if f.name == "vprov_retries"} == {"counter"}
+    assert "vprov_requests_total" in sample_names(metrics)
+    assert "vprov_consumer_lag" in sample_names(metrics)
