@@ -29,11 +29,11 @@ from typing import Any
 
 import faust
 from faust.stores.rocksdb import Store as RocksDBStore
-from faust.transport.consumer import Consumer
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from streams.commit_guard import head_of
 from vprov.config import Config
 from vprov.envelope import response_error_code
 from vprov.topics import Catalogue, regional_holds_table
@@ -232,27 +232,26 @@ class Metrics:
 
 
 # Private names of faust-streaming read at scrape time; checked when the page is installed.
-_FAUST_NAMES = ((RocksDBStore, "_dbs_for_actives"), (Consumer, "_committed_offset"))
+_FAUST_NAMES = ((RocksDBStore, "_dbs_for_actives"),)
 
 
 def check_faust() -> None:
-    missing = [f"{cls.__name__}.{name}" for cls, name in _FAUST_NAMES
-               if not hasattr(cls, name) and name not in getattr(cls, "__annotations__", {})]
+    missing = [f"{cls.__name__}.{name}" for cls, name in _FAUST_NAMES if not hasattr(cls, name)]
     if missing:
         raise RuntimeError(f"faust-streaming {faust.__version__} has no {', '.join(missing)}: "
-                           "streams/metrics.py reads them for consumer lag and table sizes")
+                           "streams/metrics.py reads them for table sizes")
 
 
 def consumer_lag(app: faust.App) -> Iterator[tuple[str, int, int]]:
     """(topic, partition, highwater - committed offset) for each input partition assigned,
-    changelogs aside; partitions without a committed offset or a known highwater are left out."""
+    changelogs aside. A partition never committed counts from its log start offset (where the
+    consumer starts it); one whose start or highwater is not known yet is left out."""
     consumer = app.consumer
-    committed = consumer._committed_offset  # noqa: SLF001 - checked by check_faust
     changelogs = app.tables.changelog_topics
     for tp in sorted(consumer.assignment()):
         if tp.topic in changelogs:
             continue
-        offset = committed.get(tp)
+        offset = head_of(consumer, tp)
         try:
             highwater = consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - a partition being revoked has none

@@ -26,6 +26,7 @@ from tests.integration.harness import (
 from vprov import config as config_module
 from vprov.admin import ensure_topics
 from vprov.config import Config
+from vprov.funnel import funnels
 from vprov.simulate import SimOptions, Simulator
 from vprov.topics import Catalogue
 
@@ -119,6 +120,10 @@ def test_the_funnel_adds_up_after_a_simulated_fleet(
     dead = total(na, "vprov_dead_letters_total", flow="device")
     assert received >= 2 * VEHICLES + 1
     assert received == answered + dead + total(na, "vprov_held_requests")
+    # the same, as `python -m vprov.funnel` (make demo) reads it
+    found = funnels(glob + na)
+    assert (found["query"].in_flight, found["device"].in_flight) == (0, 0)
+    assert (found["query"].waiting, found["device"].waiting) == (2, 1)
 
     # the invalid messages were answered with their codes (or dead-lettered: not JSON)
     failed = {labels["code"] for name, labels, value in glob + na

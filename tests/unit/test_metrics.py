@@ -11,12 +11,20 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import SCRAPED, Metrics, Waiting, WorkerCollector, sample_names
+from streams.metrics import (
+    SCRAPED,
+    Metrics,
+    Waiting,
+    WorkerCollector,
+    check_faust,
+    sample_names,
+)
 from tests.unit.flowkit import CONFIG, context
 from vprov import envelope
 from vprov.codes import ErrorCode
 from vprov.envelope import ReplyTo, response_error_code
 from vprov.flows.common import Source, dead_letter, failure_reply, lifecycle_event, success_reply
+from vprov.funnel import format_funnels, funnels
 from vprov.lifecycle import State
 from vprov.outputs import Output, event, internal
 from vprov.topics import Catalogue
@@ -211,3 +219,31 @@ def test_the_scraped_families_are_the_listed_ones(region: str | None) -> None:
     assert {f.type for f in families if f.name == "vprov_retries"} == {"counter"}
     assert "vprov_requests_total" in sample_names(metrics)
     assert "vprov_consumer_lag" in sample_names(metrics)
+
+
+def test_the_funnel_sums_every_worker_by_flow() -> None:
+    glob, na = Metrics(CAT, CONFIG, None), Metrics(CAT, CONFIG, "NA")
+    glob.count(record(CAT.query, age=1.0), [query_failure(ErrorCode.QUERY_VIN_INVALID)])
+    glob.count(record(CAT.query), [query_success()])
+    glob.count(record(CAT.query), [])  # still waiting: counted as in flight here
+    source = Source(CAT.device("NA"), 0, 7, VIN.encode())
+    na.count(record(CAT.device("NA")),
+             [dead_letter(context(), source, b"junk", ErrorCode.NOT_JSON, None)])
+    samples = [(s.name, s.labels, s.value)
+               for metrics in (glob, na) for family in metrics.registry.collect()
+               for s in family.samples]
+
+    found = funnels(samples)
+
+    query = found["query"]
+    assert (query.received, query.success, query.failure, query.in_flight) == (3, 1, 1, 1)
+    assert (found["device"].received, found["device"].dead_lettered) == (1, 1)
+    assert format_funnels(found).splitlines() == [
+        "query   received 3 = answered 1 + failed 1 + dead-lettered 0 + waiting 0 "
+        "+ in flight 1",
+        "device  received 1 = answered 0 + failed 0 + dead-lettered 1 + held 0",
+    ]
+
+
+def test_the_installed_faust_has_what_the_table_sizes_read() -> None:
+    check_faust()  # raises, naming the faust-streaming version, when a name is gone
