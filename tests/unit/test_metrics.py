@@ -247,3 +247,17 @@ def test_the_funnel_sums_every_worker_by_flow() -> None:
 
 def test_the_installed_faust_has_what_the_table_sizes_read() -> None:
     check_faust()  # raises, naming the faust-streaming version, when a name is gone
+
+
+def test_operations_doc_names_exactly_the_exported_metrics() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    named = set(re.findall(r"\bvprov_[a-z_]+[a-z]", doc))
+    exported = sample_names(Metrics(CAT, CONFIG, None))
+    families = {n.removesuffix("_bucket") for n in exported if n.endswith("_bucket")}
+
+    assert named <= exported | families, named - exported - families
+    undocumented = {n for n in exported if not n.endswith(("_bucket", "_count", "_sum"))} - named
+    assert undocumented == set()
