@@ -125,6 +125,7 @@ class Metrics:
         self._registrations = catalogue.registrations
         self._rehome_result = catalogue.rehome_result
         self.waiting = Waiting()
+        self.errors = 0
         self.rehomes = Waiting()
 
         labels = ("region",)
@@ -171,7 +172,17 @@ class Metrics:
         return self._requests.get(topic, "internal")
 
     def count(self, event: faust.EventT, outputs: Sequence[Any]) -> None:
-        """Count one processed input and the records its decision sent."""
+        """Count one processed input and the records its decision sent. Never raises: a
+        metric must not stop a partition."""
+        try:
+            self._count(event, outputs)
+        except Exception:  # noqa: BLE001
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("cannot count an input for /metrics; counting goes on, this is "
+                              "reported once")
+
+    def _count(self, event: faust.EventT, outputs: Sequence[Any]) -> None:
         now = time.time()
         message = event.message
         key = message.key.decode("utf-8", errors="replace") if message.key else None

@@ -261,3 +261,12 @@ def test_operations_doc_names_exactly_the_exported_metrics() -> None:
     assert named <= exported | families, named - exported - families
     undocumented = {n for n in exported if not n.endswith(("_bucket", "_count", "_sum"))} - named
     assert undocumented == set()
+
+
+def test_a_record_that_cannot_be_counted_does_not_stop_the_input() -> None:
+    metrics = Metrics(CAT, CONFIG, "NA")
+    broken = Output("event", CAT.lifecycle, VIN, {}, record="LifecycleEvent")  # no state
+
+    metrics.count(record(CAT.device("NA")), [broken])  # does not raise
+
+    assert metrics.errors == 1
