@@ -124,9 +124,9 @@ class Metrics:
             self._answers = {catalogue.device_response(region): DEVICE}
         self._registrations = catalogue.registrations
         self._rehome_result = catalogue.rehome_result
-        self.waiting = Waiting()
+        self.waiting = Waiting()  # requests waiting for a later answer, by VIN
+        self.rehomes = Waiting()  # rehome REGISTERs sent, by VIN (global worker)
         self.errors = 0
-        self.rehomes = Waiting()
 
         labels = ("region",)
         self._received = Counter(
@@ -185,7 +185,6 @@ class Metrics:
     def _count(self, event: faust.EventT, outputs: Sequence[Any]) -> None:
         now = time.time()
         message = event.message
-        key = message.key.decode("utf-8", errors="replace") if message.key else None
         flow = self._requests.get(message.topic)
         # A request's own answer (or dead letter), when the step gives one, is its first.
         request_at = None
@@ -193,8 +192,8 @@ class Metrics:
             self._received_by_flow[flow].inc()
             request_at = record_seconds(event)
         settled = flow is None
-        if message.topic == self._rehome_result and key is not None:
-            sent = self.rehomes.take(key)
+        if message.topic == self._rehome_result and message.key:
+            sent = self.rehomes.take(message.key.decode("utf-8", errors="replace"))
             if sent is not None:
                 self._roundtrip_child.observe(max(now - sent, 0.0))
         for output in outputs:
@@ -225,8 +224,8 @@ class Metrics:
                         self.rehomes.add_first(output.key, now, now)
                     elif action == "CANCEL":
                         self.rehomes.discard(output.key)
-        if not settled and key is not None and request_at is not None:
-            self.waiting.add(key, request_at, now)
+        if not settled and message.key and request_at is not None:
+            self.waiting.add(message.key.decode("utf-8", errors="replace"), request_at, now)
 
     def _dead_child(self, flow: str, code: int) -> Any:
         child = self._dead_by.get((flow, code))
