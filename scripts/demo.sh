@@ -2,6 +2,7 @@
 # End-to-end demo: local stack, one global worker and one per configured region (the layout
 # `vprov config workers` prints), then a simulated fleet.
 # Workers and the stack are always stopped at the end. Exits with the simulator's status.
+# Prints where each worker serves its Prometheus metrics, and the request funnel read from them.
 # Env: VEHICLES (1000), RATE (80 vehicles/s offered), KEEP (set: leave everything running
 # until Ctrl-C, to try `vprov status` and `vprov replay`), WORKER_START_TIMEOUT (120 s),
 # VPROV (the vprov command), VPROV_CONFIG (the configuration), DRY_RUN (set: print the workers
@@ -91,7 +92,7 @@ wait_healthy() {
         sleep 1
         waited=$((waited + 1))
     done
-    say "$name worker healthy on http://127.0.0.1:$port/health"
+    say "$name worker healthy on http://127.0.0.1:$port/health, metrics on http://127.0.0.1:$port/metrics"
 }
 
 [[ -n ${DRY_RUN:-} ]] || make --no-print-directory setup
@@ -119,6 +120,10 @@ done <<<"$layout"
 say "simulating ${VEHICLES:-1000} vehicles at ${RATE:-80} vehicles/s"
 status=0
 "$VPROV" simulate --vehicles "${VEHICLES:-1000}" --rate "${RATE:-80}" || status=$?
+say "Prometheus metrics (GET /metrics) of each worker:"
+for port in 6066 6067 6068 6069; do say "  http://127.0.0.1:$port/metrics"; done
+say "the request funnel, from those pages:"
+"$ROOT/.venv/bin/python" -m vprov.funnel http://127.0.0.1:606{6,7,8,9} || true
 if [[ -n ${KEEP:-} ]]; then
     say "KEEP is set: the stack and the workers stay up; try the commands above"
     say "stop them with Ctrl-C"

@@ -10,6 +10,7 @@ import faust
 from faust.tables.manager import TableManager
 from faust.web import Response
 
+from streams import metrics as worker_metrics
 from streams.shell import Shell
 from streams.transport import FetchSettings, consumer_of, install
 from vprov.avro import serde_from_config
@@ -69,8 +70,10 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     install(app, FetchSettings(min_bytes=config.fetch_min_bytes,
                                max_wait_ms=config.fetch_max_wait_ms))
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
-    shell = Shell(app, catalogue, config, serde_from_config(config), registry)
+    metrics = worker_metrics.Metrics(catalogue, config, options.region)
+    shell = Shell(app, catalogue, config, serde_from_config(config), registry, metrics)
     _health_page(app, shell)
+    worker_metrics.install(app, shell, metrics)
     return app, shell
 
 

@@ -21,10 +21,12 @@ from vprov.flows import query, registration
 
 
 def rehome_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The pending rehome's deadline, and how many queries wait for it (for /metrics)."""
     pending = entry.get("pending")
     if not pending:
         return None
-    return {"request_id": pending["request_id"], "deadline_ms": pending["deadline_ms"]}
+    return {"request_id": pending["request_id"], "deadline_ms": pending["deadline_ms"],
+            "waiters": len(pending["waiters"])}
 
 
 def register(app: faust.App, shell: Shell) -> dict[str, Any]:

@@ -23,8 +23,16 @@ from vprov.topics import regional_holds_table, regional_table
 
 
 def hold_deadline(entry: RegionalVehicle) -> dict[str, Any] | None:
+    """For a vehicle that holds requests: how many (for /metrics), and the earliest wait of
+    those held for devices not joined yet (``deadline_ms``, absent when none waits to join)."""
+    held = entry.get("held")
+    if not held:
+        return None
+    index: dict[str, Any] = {"held": len(held)}
     deadline = provision.earliest_hold_deadline(entry)
-    return None if deadline is None else {"deadline_ms": deadline}
+    if deadline is not None:
+        index["deadline_ms"] = deadline
+    return index
 
 
 def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
@@ -31,6 +31,9 @@ from vprov.lifecycle import TransitionRefused
 from vprov.outputs import DELETE, KEEP, Decision, Output
 from vprov.partitioning import ORIGIN_HEADER, origin_value, owner, parse_origin
 from vprov.topics import Catalogue
+
+if TYPE_CHECKING:
+    from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +105,13 @@ def key_text(event: faust.EventT) -> str:
 
 class Shell:
     def __init__(self, app: faust.App, catalogue: Catalogue, config: Any, serde: AvroSerde,
-                 registry: IdentityRegistry) -> None:
+                 registry: IdentityRegistry, metrics: Metrics | None = None) -> None:
         self.app = app
         self.catalogue = catalogue
         self.config = config
         self.serde = serde
         self.registry = registry
+        self.metrics = metrics  # counts each input with the records its decision sent
         self._topics: dict[str, faust.TopicT] = {}
         self.processed = 0
         self.dead_lettered = 0
@@ -222,10 +226,14 @@ class Shell:
                                  event.message.value or b"", dead_letter_code(exc),
                                  f"{type(exc).__name__}: {exc}")
             await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
+            if self.metrics is not None:
+                self.metrics.count(event, [record])
             return
         await self._retrying(self.source(event).ref,
                              lambda: self._carry_out(decision, records, table, key))
         self.processed += 1
+        if self.metrics is not None:
+            self.metrics.count(event, decision.outputs)
 
     async def _retrying(self, what: str, action: Callable[[], Any]) -> None:
         """Run ``action`` until it succeeds. An outage is reported in one line when it starts,

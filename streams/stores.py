@@ -59,8 +59,8 @@ def deadline_timer(app: faust.App, shell: Shell, deadlines: Any, topic: str,
         # a comprehension, not list(): list() asks the table for its length first, which walks
         # every RocksDB key once more
         for key, entry in [item for item in deadlines.items()]:
-            if not entry:
-                continue
+            if not entry or "deadline_ms" not in entry:
+                continue  # an index entry may count what waits without a deadline
             text = key.decode() if isinstance(key, bytes) else key
             marker = (text, encode_internal(entry).decode())
             live.add(marker)

@@ -1,9 +1,12 @@
 """Checks of the deployment files that need neither a broker nor a Docker engine.
 
 * docker/compose.yaml, resolved by the compose client (`docker compose` or `docker-compose`);
-  skipped only when no compose client is installed. Its worker services match the configured
-  regions (`vprov config compose --check`), and a region added to the configuration reaches
-  the compose file and `make demo` with no other edit.
+  skipped only when no compose client is installed. Its worker services and their Prometheus
+  scrape targets match the configured regions (`vprov config compose --check`), and a region
+  added to the configuration reaches the compose file, the scrape targets and `make demo` with no
+  other edit.
+* The Prometheus scrape configuration and the Grafana dashboard it ships: every worker is
+  scraped, and the dashboard asks only for metrics the workers export.
 * scripts/stack.sh: missing-tool messages, status on an empty run dir, stale pid files.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,10 +35,16 @@ BASH = shutil.which("bash") or "/bin/bash"
 VPROV = str(Path(sys.executable).with_name("vprov"))
 DEFAULTS = config_module.load(config_module.DEFAULTS_PATH, env={})
 
+PROMETHEUS_FILE = ROOT / "docker" / "prometheus" / "prometheus.yml"
+DASHBOARD_FILE = ROOT / "docker" / "grafana" / "vprov-dashboard.json"
+GRAFANA_PROVISIONING = ROOT / "docker" / "grafana" / "provisioning"
 
 def _workers(config: config_module.Config) -> dict[str, list[str]]:
-    """Compose service -> `vprov worker` options, for the deployment layout of ``config``."""
-    return {f"worker-{w.name}": [*w.args, "--web-port", str(w.web_port)]
+    """Compose service -> `vprov worker` options, for the deployment layout of ``config``.
+    Each worker listens on its service name: reachable from the other containers (Prometheus,
+    and workers routing a table lookup to the key's owner) and through the published port."""
+    return {f"worker-{w.name}": [*w.args, "--web-port", str(w.web_port),
+                                 "--web-host", f"worker-{w.name}"]
             for w in deployment.workers(config)}
 
 
@@ -100,15 +110,18 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_has_all_services(compose: dict[str, Any]) -> None:
-    assert {"kafka", "redis", *WORKERS} <= set(compose["services"])
+    assert {"kafka", "redis", *WORKERS, "prometheus", "grafana"} <= set(compose["services"])
 
 
 def test_default_layout() -> None:
     assert WORKERS == {
-        "worker-global": ["--role", "global", "--web-port", "6066"],
-        "worker-na": ["--role", "regional", "--region", "NA", "--web-port", "6067"],
-        "worker-eu": ["--role", "regional", "--region", "EU", "--web-port", "6068"],
-        "worker-ap": ["--role", "regional", "--region", "AP", "--web-port", "6069"],
+        "worker-global": ["--role", "global", "--web-port", "6066", "--web-host", "worker-global"],
+        "worker-na": ["--role", "regional", "--region", "NA", "--web-port", "6067",
+                      "--web-host", "worker-na"],
+        "worker-eu": ["--role", "regional", "--region", "EU", "--web-port", "6068",
+                      "--web-host", "worker-eu"],
+        "worker-ap": ["--role", "regional", "--region", "AP", "--web-port", "6069",
+                      "--web-host", "worker-ap"],
     }
 
 
@@ -120,8 +133,8 @@ def test_compose_workers_match_the_configuration() -> None:
 
 
 def test_compose_check_names_a_stale_file(tmp_path: Path, four_regions: Path) -> None:
-    stale = tmp_path / "compose.yaml"
-    shutil.copy(COMPOSE_FILE, stale)
+    stale = tmp_path / "docker" / "compose.yaml"
+    shutil.copytree(COMPOSE_FILE.parent, stale.parent)
     out = _run([VPROV, "--config", str(four_regions), "config", "compose", "--check", str(stale)])
     assert out.returncode == 1
     assert "NA, EU, AP, SA" in out.stderr
@@ -132,8 +145,7 @@ def test_a_fourth_region_reaches_compose(tmp_path: Path, four_regions: Path) -> 
     """Adding SA to the configuration, then `vprov config compose FILE`: a worker for SA,
     everything written by hand in the file kept."""
     target = tmp_path / "docker" / "compose.yaml"
-    target.parent.mkdir()
-    shutil.copy(COMPOSE_FILE, target)
+    shutil.copytree(COMPOSE_FILE.parent, target.parent)
     out = _run([VPROV, "--config", str(four_regions), "config", "compose", str(target)])
     assert out.returncode == 0, out.stderr
     text = target.read_text()
@@ -143,12 +155,17 @@ def test_a_fourth_region_reaches_compose(tmp_path: Path, four_regions: Path) -> 
     config = config_module.load(four_regions, env={})
     expected = _workers(config)
     assert expected["worker-sa"] == ["--role", "regional", "--region", "SA",
-                                     "--web-port", "6070"]
-    assert {"kafka", "redis", *expected} == set(services)
+                                     "--web-port", "6070", "--web-host", "worker-sa"]
+    assert {"kafka", "redis", "prometheus", "grafana", *expected} == set(services)
     for name, args in expected.items():
         command = services[name]["command"]
         assert (command.split() if isinstance(command, str) else command) == ["worker", *args]
         assert services[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    prometheus = _yaml(target.parent / "prometheus" / "prometheus.yml")
+    assert _targets(prometheus) == {"worker-global:6066", "worker-na:6067", "worker-eu:6068",
+                                    "worker-ap:6069", "worker-sa:6070"}
+    before, _, _ = PROMETHEUS_FILE.read_text().partition(compose_module.TARGETS_BEGIN)
+    assert (target.parent / "prometheus" / "prometheus.yml").read_text().startswith(before)
 
 
 def test_a_fourth_region_reaches_the_demo(four_regions: Path) -> None:
@@ -186,6 +203,86 @@ def test_compose_worker(compose: dict[str, Any], name: str) -> None:
     assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert set(svc["depends_on"]) == {"kafka", "redis"}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (compose v1 prints strings,
+    v2 objects)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        mounts[target] = Path(source).resolve()
+    return mounts
+
+
+def test_compose_prometheus_scrapes_every_worker(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert _mounts(prometheus)["/etc/prometheus/prometheus.yml"] == PROMETHEUS_FILE
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert _targets(_prometheus_config()) == {f"{name}:{args[args.index('--web-port') + 1]}"
+                                              for name, args in WORKERS.items()}
+
+
+def test_compose_grafana_loads_the_dashboard(compose: dict[str, Any]) -> None:
+    mounts = _mounts(compose["services"]["grafana"])
+    assert mounts["/etc/grafana/provisioning"] == GRAFANA_PROVISIONING
+    provider = _yaml(GRAFANA_PROVISIONING / "dashboards" / "vprov.yml")["providers"][0]
+    assert mounts[provider["options"]["path"] + "/" + DASHBOARD_FILE.name] == DASHBOARD_FILE
+
+
+# --- Prometheus and Grafana files ---------------------------------------------
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _prometheus_config() -> dict[str, Any]:
+    return _yaml(PROMETHEUS_FILE)
+
+
+def _targets(prometheus: dict[str, Any]) -> set[str]:
+    return {target for job in prometheus["scrape_configs"]
+            for static in job["static_configs"] for target in static["targets"]}
+
+
+def _dashboard_exprs(panels: list[dict[str, Any]]) -> list[str]:
+    exprs = []
+    for panel in panels:
+        exprs += [t["expr"] for t in panel.get("targets", [])]
+        exprs += _dashboard_exprs(panel.get("panels", []))
+    return exprs
+
+
+def test_prometheus_scrapes_the_metrics_page() -> None:
+    jobs = _prometheus_config()["scrape_configs"]
+    assert [job.get("metrics_path", "/metrics") for job in jobs] == ["/metrics"]
+
+
+def test_dashboard_asks_only_for_exported_metrics() -> None:
+    from streams.metrics import Metrics, sample_names
+    from vprov import config as config_module
+    from vprov.topics import Catalogue
+
+    config = config_module.load(env={})
+    exported = sample_names(Metrics(Catalogue(config), config, None))
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    exprs = _dashboard_exprs(dashboard["panels"])
+    used = {name for expr in exprs for name in re.findall(r"\bvprov_[a-z_]+", expr)}
+    assert used <= exported, used - exported
+    # the funnel, latency, error codes by region, lag
+    assert {"vprov_requests_received_total", "vprov_requests_total", "vprov_dead_letters_total",
+            "vprov_pending_queries", "vprov_held_requests",
+            "vprov_request_latency_seconds_bucket", "vprov_consumer_lag"} <= used
+    assert any("by (region, flow, code)" in expr for expr in exprs)
+    datasources = _yaml(GRAFANA_PROVISIONING / "datasources" / "prometheus.yml")["datasources"]
+    uids = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
+    assert uids == {datasources[0]["uid"]}
 
 
 # --- scripts/stack.sh ------------------------------------------------------

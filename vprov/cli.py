@@ -200,22 +200,27 @@ def cmd_config(args: argparse.Namespace) -> int:
         for worker in deployment.workers(config):
             print(" ".join([worker.name, str(worker.web_port), *worker.args]))
         return 0
-    path = Path(args.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-        updated = compose.rewrite(text, config)
-    except (OSError, ValueError) as exc:
-        print(f"error: {path}: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
+    stale: list[tuple[Path, str]] = []
+    for generated in compose.generated_files(Path(args.file), config):
+        path = generated.path
+        try:
+            text = path.read_text(encoding="utf-8")
+            updated = compose.rewrite(text, config, generated.begin, generated.end,
+                                      generated.block)
+        except (OSError, ValueError) as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 2
         if updated != text:
-            print(f"{path}: the worker services do not match the configuration's regions "
-                  f"({', '.join(config.regions)}); run `vprov config compose {path}`",
+            stale.append((path, updated))
+    if args.check:
+        for path, _ in stale:
+            print(f"{path}: the workers do not match the configuration's regions "
+                  f"({', '.join(config.regions)}); run `vprov config compose {args.file}`",
                   file=sys.stderr)
-            return 1
-        return 0
-    if updated != text:
+        return 1 if stale else 0
+    for path, updated in stale:
         path.write_text(updated, encoding="utf-8")
+    path = Path(args.file)
     print(f"{path}: workers {', '.join(w.name for w in deployment.workers(config))}")
     return 0
 
@@ -334,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     conf_sub.add_parser("workers", help="the demo's workers, one a line: name, web port, "
                         "`vprov worker` options")
     compose_cmd = conf_sub.add_parser("compose", help="rewrite the worker services of a compose "
-                                      "file (docker/compose.yaml) for the configured regions")
+                                      "file (docker/compose.yaml) and their Prometheus scrape "
+                                      "targets for the configured regions")
     compose_cmd.add_argument("file")
     compose_cmd.add_argument("--check", action="store_true",
                              help="change nothing; exit 1 when the file is not current")

@@ -41,7 +41,7 @@ from vprov.kafka_clients import consumer
 from vprov.topics import Catalogue
 
 # Web ports of this module's workers (a deployment of its own, in registry mode).
-GLOBAL_PORT, NA_PORT = PORT_BASE + 140, PORT_BASE + 141
+GLOBAL_PORT, NA_PORT = PORT_BASE + 144, PORT_BASE + 145
 
 EVENT = {
     "event_id": "6f1c3c9e-4b1e-5d5a-9d0e-2f7a1b8c4e21",
