@@ -121,9 +121,13 @@ say "simulating ${VEHICLES:-1000} vehicles at ${RATE:-80} vehicles/s"
 status=0
 "$VPROV" simulate --vehicles "${VEHICLES:-1000}" --rate "${RATE:-80}" || status=$?
 say "Prometheus metrics (GET /metrics) of each worker:"
-for port in 6066 6067 6068 6069; do say "  http://127.0.0.1:$port/metrics"; done
+urls=()
+while read -r name port _; do
+    say "  $name: http://127.0.0.1:$port/metrics"
+    urls+=("http://127.0.0.1:$port")
+done <<<"$layout"
 say "the request funnel, from those pages:"
-"$ROOT/.venv/bin/python" -m vprov.funnel http://127.0.0.1:606{6,7,8,9} || true
+"$ROOT/.venv/bin/python" -m vprov.funnel "${urls[@]}" || true
 if [[ -n ${KEEP:-} ]]; then
     say "KEEP is set: the stack and the workers stay up; try the commands above"
     say "stop them with Ctrl-C"
