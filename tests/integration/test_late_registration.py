@@ -11,6 +11,7 @@ import uuid
 from tests.integration.conftest import JOIN_WAIT_SECONDS, Flow, error_code
 from tests.integration.harness import Fleet
 from vprov import fleet
+from vprov.lifecycle_events import dedupe
 from vprov.partitioning import owner
 from vprov.registration_file import to_record
 
@@ -20,8 +21,16 @@ BACKLOG = 3000
 
 
 def events_of(flow: Flow, vin: str, count: int) -> list[dict]:
-    return [r.value for r in flow.bus.wait(flow.cat.lifecycle, lambda r: r.key == vin,
-                                           count=count)]
+    """The vehicle's first ``count`` distinct lifecycle events. Delivery is at least once: a
+    worker that retries a step after a rebalance sends its events again under the same
+    ``event_id``, and subscribers drop the repeats (docs/architecture.md), as this does."""
+    wanted = count
+    while True:
+        records = flow.bus.wait(flow.cat.lifecycle, lambda r: r.key == vin, count=wanted)
+        unique, repeats = dedupe(r.value for r in records)
+        if len(unique) >= count:
+            return unique[:count]
+        wanted = count + repeats
 
 
 def register_device(flow: Flow, vehicle: fleet.SimVehicle, index: int) -> None:
