@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 from typing import Any
@@ -11,6 +12,9 @@ import httpx
 RETRY_STATUSES = (502, 503, 504)  # a worker rebalancing or forwarding to a restarting peer
 NoAnswer = httpx.TransportError  # no HTTP answer at all: refused, timed out, cut off
 STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# httpx logs every request at INFO and httpcore every socket step: not what a log is read for
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class WebClient:
