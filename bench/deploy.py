@@ -20,7 +20,6 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from vprov import config as config_module
 from vprov.config import Config
-from vprov.workers import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,15 +39,6 @@ def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, region
     path.write_text(config_module.dumps(doc), encoding="utf-8")
     # The file is complete: no environment variable may change what the workers read.
     return config_module.load(path, env={})
-
-
-# --- worker processes ---------------------------------------------------------------------------
-
-def run_worker(role: str, region: str | None, port: int, config_path: Path, data_dir: Path,
-               log_dir: Path, env: dict[str, str]) -> WorkerProcess:
-    """A ``vprov worker`` of the run, logging to ``log_dir/worker-<region or role>.log``."""
-    log = log_dir / f"worker-{region or role}.log"
-    return WorkerProcess(role, port, config_path, data_dir, log, region, env, cwd=REPO)
 
 
 class ProcessSampler:
@@ -87,10 +77,6 @@ def listener_pid(port: int) -> int | None:
 def port_of(address: str) -> int | None:
     match = re.search(r":(\d+)(?:/|$)", address)
     return int(match.group(1)) if match else None
-
-
-def port_busy(port: int) -> bool:
-    return listener_pid(port) is not None
 
 
 # --- topics and offsets -------------------------------------------------------------------------

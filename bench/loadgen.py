@@ -105,7 +105,8 @@ class LoadGenerator(FleetDriver):
         self._misrouted: list[bool] = []
 
     def vehicle(self, index: int) -> fleet.SimVehicle:
-        return fleet.make_vehicle(self.tag, index, self.region)
+        return fleet.make_vehicle(self.tag, index, self.region,
+                                  country=fleet.first_country(self.region, self.config))
 
     def partitions(self, topic: str) -> int:
         if topic not in self._partition_counts:

@@ -41,12 +41,10 @@ from deploy import (
     Broker,
     Machine,
     ProcessSampler,
-    WorkerProcess,
     listener_pid,
     machine,
     machine_busy_seconds,
     port_of,
-    run_worker,
     write_config,
 )
 from loadgen import LoadGenerator, PhaseResult, summary_ms
@@ -69,8 +67,10 @@ from report import (
 from vprov import fleet
 from vprov.admin import ensure_topics
 from vprov.avro import serde_from_config
+from vprov.fleet_driver import wait_indexed
 from vprov.progress import progress
 from vprov.topics import Catalogue
+from vprov.workers import WorkerProcess
 
 DEFAULT_LEVELS = "50,100,150,200,300,400"
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -253,11 +253,10 @@ class Bench:
         config_path = self.dir / "config.toml"
         data = self.dir / "data"
         self.workers = {
-            "global": run_worker("global", None, a.web_ports[0], config_path, data, self.dir,
-                                 env),
-            "regional": run_worker("regional", self.region, a.web_ports[1], config_path, data,
-                                   self.dir, env),
-        }
+            name: WorkerProcess(name, port, config_path, data,
+                                self.dir / f"worker-{region or name}.log", region, env, cwd=REPO)
+            for name, port, region in (("global", a.web_ports[0], None),
+                                       ("regional", a.web_ports[1], self.region))}
         print(f"run {self.run_id}: starting workers (logs in {self.dir})", file=sys.stderr)
         for worker in self.workers.values():
             worker.start()
@@ -384,7 +383,7 @@ class Bench:
                 lag.update({t: ends[t] - done[t] for t in topics if ends[t] > done[t]})
             if not lag:
                 return
-            counts = tuple(w.processed() for w in self.workers.values())
+            counts = tuple((w.health() or {}).get("processed") for w in self.workers.values())
             now = time.monotonic()
             if counts != last or None in counts:  # no answer from a busy worker: not quiet
                 last, still_since = counts, now
@@ -480,16 +479,10 @@ class Bench:
             bar.close()
         self.wait_idle(timeout=max(60.0, deadline - time.monotonic()))
         sample = random.Random(self.run_id).sample(range(1, vehicles + 1), min(20, vehicles))
-        glob = self.workers["global"]
-        for index in {*sample, vehicles}:
-            vehicle = fleet.make_vehicle(self.tag, index, self.region)
-            while True:
-                status, body = glob.get(f"/systems/{vehicle.system_id}/")
-                if status == 200 and len((body or {}).get("devices") or ()) == 2:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"system {vehicle.system_id} not indexed")
-                time.sleep(0.2)
+        assert self.gen is not None
+        if not wait_indexed(self.workers["global"].web,
+                            [self.gen.vehicle(i) for i in sorted({*sample, vehicles})], deadline):
+            raise TimeoutError("a sample of the registered systems is not indexed")
 
     def run(self) -> RunReport:
         a = self.args

@@ -189,14 +189,12 @@ class Simulator(FleetDriver):
     def __init__(self, config: Config, options: SimOptions,
                  progress_stream: TextIO | None = None) -> None:
         regions = options.regions or tuple(config.regions)
-        for region in regions:
-            if region not in config.regions:
-                raise SimulationError(f"unknown region {region}; configured: "
-                                      f"{', '.join(config.regions)}")
-        for ecu in options.devices:
-            if ecu not in config.ecu_states:
-                raise SimulationError(f"unknown ECU type {ecu}; configured: "
-                                      f"{', '.join(config.ecu_states)}")
+        for what, names, known in (("region", regions, config.regions),
+                                   ("ECU type", options.devices, config.ecu_states)):
+            for name in names:
+                if name not in known:
+                    raise SimulationError(f"unknown {what} {name}; configured: "
+                                          f"{', '.join(known)}")
         if not options.devices:
             raise SimulationError("--devices needs at least one ECU type")
         if options.vehicles < 1:
@@ -231,8 +229,11 @@ class Simulator(FleetDriver):
     def _plan(self) -> list[Trip]:
         opts = self.options
         regions = opts.regions or ()
+        countries = {r: fleet.first_country(r, self.config) for r in regions}
         runs = self.plan(fleet.make_vehicle(self.tag, i + 1, regions[i % len(regions)],
-                                            tuple(opts.devices)) for i in range(opts.vehicles))
+                                            tuple(opts.devices),
+                                            countries[regions[i % len(regions)]])
+                         for i in range(opts.vehicles))
         picked = self.rng.sample(range(len(runs)), round(opts.invalid * len(runs)))
         kinds = list(INVALID_KINDS)
         for n, index in enumerate(picked):

@@ -58,11 +58,6 @@ class WorkerProcess:
     def health(self) -> dict[str, Any] | None:
         return self.web.health()
 
-    def processed(self) -> int | None:
-        """Inputs the worker has handled so far (its health page), None when unreachable."""
-        value = (self.health() or {}).get("processed")
-        return value if isinstance(value, int) else None
-
     def get(self, path: str) -> tuple[int, Any]:
         """(HTTP status, parsed JSON or None) of a view; (0, None) when there is no answer."""
         try:

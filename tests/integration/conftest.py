@@ -217,9 +217,10 @@ class Flow:
         return histories(dedupe(r.value for r in records)[0])
 
 
-def error_code(record: Record) -> int | None:
+def error_code(answer: Record | dict[str, Any]) -> int | None:
     """The answer's error code, whichever property-bag spelling it was answered in."""
-    bag = record.value.get("property_bag") or record.value.get("propertyBag") or {}
+    doc = answer.value if isinstance(answer, Record) else answer
+    bag = doc.get("property_bag") or doc.get("propertyBag") or {}
     return bag.get("error_code", bag.get("errorCode"))
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.integration.conftest import Flow
+from tests.integration.conftest import Flow, error_code
 from tests.integration.harness import WorkerProcess
 from tests.reliability.conftest import Deployment, restart_after_kill
 from vprov import fleet
@@ -40,11 +40,6 @@ RETRIABLE = {int(ErrorCode.SYSTEM_NOT_REGISTERED), int(ErrorCode.DEVICE_NOT_REGI
 MAX_QUERY_RETRIES = 5
 RETRY_DELAY = 1.0
 ANSWER_TIMEOUT = 300.0
-
-
-def error_code(answer: dict[str, Any]) -> int | None:
-    bag = answer.get("property_bag") or answer.get("propertyBag") or {}
-    return bag.get("error_code", bag.get("errorCode"))
 
 
 class AnswerBook:
