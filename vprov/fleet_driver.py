@@ -157,10 +157,10 @@ class FleetDriver:
     def produce(self, topic: str, key: str | bytes, value: bytes, partition: int | None = None
                 ) -> None:
         key = key.encode() if isinstance(key, str) else key
-        explicit = {} if partition is None else {"partition": partition}
         while True:
-            try:
-                self.producer.produce(topic, key=key, value=value, **explicit)
+            try:  # partition -1: the producer's murmur2 partitioner picks the key's owner
+                self.producer.produce(topic, key=key, value=value,
+                                      partition=-1 if partition is None else partition)
                 return
             except BufferError:  # local queue full: serve it and try again
                 self.producer.poll(0.01)
@@ -244,7 +244,7 @@ class FleetDriver:
             return
         if request.kind == "query":
             endpoint = (doc.get("body") or {}).get("iot_gateway_endpoint")
-            trip.region = self.endpoints.get(endpoint, trip.vehicle.region)
+            trip.region = self.endpoints.get(str(endpoint), trip.vehicle.region)
             self._provision(trip)
         if not trip.waiting:
             self._end(trip, now)
@@ -253,7 +253,7 @@ class FleetDriver:
         """Assign the answer reader at the end of the answer and dead-letter topics."""
         if self.reader is not None:
             return
-        reader = consumer(self.config.bootstrap_servers, **{
+        reader = consumer(self.config.bootstrap_servers, None, **{
             "enable.partition.eof": False, "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
         assignment = []
         for topic in [*sorted(self.answer_topics), self.catalogue.deadletter]:
