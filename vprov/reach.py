@@ -116,13 +116,9 @@ def os_reason(exc: BaseException, timeout: float, host: str | None = None) -> st
 
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the connection was closed without an HTTP answer"
-    if isinstance(exc, httpx.TransportError):  # the OS error under httpx's and httpcore's
+    if type(exc).__module__.startswith(("httpx", "httpcore")):  # the OS error they wrap
         cause = exc.__cause__ or exc.__context__
-        while cause is not None and type(cause).__module__.startswith(("httpx", "httpcore")):
-            cause = cause.__cause__ or cause.__context__
-        if cause is None:
-            return f"no HTTP answer ({type(exc).__name__})"
-        return os_reason(cause, timeout, host)
+        return os_reason(cause, timeout, host) if cause else f"no HTTP answer ({exc!r})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):  # socket.timeout too

@@ -7,16 +7,11 @@ import math
 from vprov.latency import percentile, summary_ms
 
 
-def test_percentile_is_nearest_rank() -> None:
-    values = [0.001 * v for v in range(1, 101)]  # 1..100 ms
-    assert percentile(values, 50) == values[49]
-    assert percentile(values, 95) == values[94]
-    assert percentile(values, 100) == values[-1]
-    assert percentile([0.3, 0.1, 0.2], 50) == 0.2  # sorted first
+def test_percentile_is_nearest_rank_and_nan_without_values() -> None:
+    values = [0.001 * v for v in range(100, 0, -1)]  # 100..1 ms
+    assert (percentile(values, 50), percentile(values, 95)) == (values[50], values[5])
+    assert percentile(values, 100) == values[0]
     assert percentile([0.5], 99) == 0.5
-
-
-def test_percentile_of_no_values_is_nan() -> None:
     assert math.isnan(percentile([], 50))
 
 
