@@ -8,19 +8,11 @@ topics, state directories. Cleaning up therefore only ever touches names with th
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 from confluent_kafka import KafkaException, TopicPartition
@@ -47,144 +39,6 @@ def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, region
     path.write_text(config_module.dumps(doc), encoding="utf-8")
     # The file is complete: no environment variable may change what the workers read.
     return config_module.load(path, env={})
-
-
-# --- worker processes ---------------------------------------------------------------------------
-
-class Worker:
-    """One ``vprov worker`` subprocess in its own process group, so stopping it stops all of it."""
-
-    def __init__(self, name: str, args: list[str], port: int, log_path: Path,
-                 env: dict[str, str]) -> None:
-        self.name = name
-        self.args = args
-        self.port = port
-        self.log_path = log_path
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ps: psutil.Process | None = None
-
-    @classmethod
-    def vprov(cls, role: str, region: str | None, port: int, config_path: Path, data_dir: Path,
-              log_dir: Path, env: dict[str, str]) -> Worker:
-        args = [sys.executable, "-m", "vprov.cli", "--config", str(config_path), "worker",
-                "--role", role, "--web-port", str(port), "--data-dir", str(data_dir)]
-        if region:
-            args += ["--region", region]
-        name = region or role
-        return cls(name, args, port, log_dir / f"worker-{name}.log", env)
-
-    def start(self) -> Worker:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.args, cwd=REPO, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        self.ps = psutil.Process(self.proc.pid)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health",
-                                        timeout=2) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
-
-    def processed(self) -> int | None:
-        """Inputs the worker has handled so far (its health page), None when unreachable."""
-        health = self.health()
-        value = health.get("processed") if health else None
-        return value if isinstance(value, int) else None
-
-    def get(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
-                                        timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-        except (urllib.error.URLError, OSError, ValueError):
-            return 0, None
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"worker {self.name} exited; log: {self.log_path}\n"
-                                   f"{self.log_tail()}")
-            health = self.health()
-            if health and health.get("ready"):
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"worker {self.name} not ready after {timeout:.0f}s; log: "
-                           f"{self.log_path}\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 25) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def _tree(self) -> list[psutil.Process]:
-        if self.ps is None:
-            return []
-        try:
-            return [self.ps, *self.ps.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def rss(self) -> int:
-        """Resident memory of the worker and any child it started, in bytes."""
-        total = 0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
-
-    def cpu_seconds(self) -> float:
-        user, system = self.cpu_split()
-        return user + system
-
-    def cpu_split(self) -> tuple[float, float]:
-        """(user, system) CPU seconds: system time is the kernel's share (socket I/O, polling)."""
-        user = system = 0.0
-        for proc in self._tree():
-            try:
-                times = proc.cpu_times()
-                user += times.user
-                system += times.system
-            except psutil.Error:
-                pass
-        return user, system
-
-    def thread_cpu(self) -> dict[str, float]:
-        """CPU seconds per thread of the worker process, keyed by thread id (the main thread
-        is the process id)."""
-        if self.ps is None:
-            return {}
-        try:
-            return {("main" if t.id == self.ps.pid else f"thread {t.id}"):
-                    t.user_time + t.system_time for t in self.ps.threads()}
-        except psutil.Error:
-            return {}
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        except ProcessLookupError:
-            pass
 
 
 class ProcessSampler:
@@ -223,10 +77,6 @@ def listener_pid(port: int) -> int | None:
 def port_of(address: str) -> int | None:
     match = re.search(r":(\d+)(?:/|$)", address)
     return int(match.group(1)) if match else None
-
-
-def port_busy(port: int) -> bool:
-    return listener_pid(port) is not None
 
 
 # --- topics and offsets -------------------------------------------------------------------------

@@ -41,7 +41,6 @@ from deploy import (
     Broker,
     Machine,
     ProcessSampler,
-    Worker,
     listener_pid,
     machine,
     machine_busy_seconds,
@@ -67,9 +66,11 @@ from report import (
 
 from vprov import fleet
 from vprov.admin import ensure_topics
-from vprov.avro import AvroSerde
-from vprov.progress import Progress
+from vprov.avro import serde_from_config
+from vprov.fleet_driver import wait_indexed
+from vprov.progress import progress
 from vprov.topics import Catalogue
+from vprov.workers import WorkerProcess
 
 DEFAULT_LEVELS = "50,100,150,200,300,400"
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -183,7 +184,7 @@ class Monitor:
     """Samples the workers' RSS (called from the load generator's loop) and fails fast when a
     worker died: a benchmark of a dead worker would only measure timeouts."""
 
-    def __init__(self, workers: dict[str, Worker]) -> None:
+    def __init__(self, workers: dict[str, WorkerProcess]) -> None:
         self.workers = workers
         self.peak = dict.fromkeys(workers, 0)
         self.phase_peak = dict.fromkeys(workers, 0)
@@ -222,7 +223,7 @@ class Bench:
         self.dir = Path(args.out) / self.run_id
         self.dir.mkdir(parents=True, exist_ok=True)
         self.region = args.region
-        self.workers: dict[str, Worker] = {}
+        self.workers: dict[str, WorkerProcess] = {}
         self.broker = Broker(args.bootstrap)
         self.gen: LoadGenerator | None = None
         self.next_index = 1
@@ -252,18 +253,17 @@ class Bench:
         config_path = self.dir / "config.toml"
         data = self.dir / "data"
         self.workers = {
-            "global": Worker.vprov("global", None, a.web_ports[0], config_path, data, self.dir,
-                                   env),
-            "regional": Worker.vprov("regional", self.region, a.web_ports[1], config_path, data,
-                                     self.dir, env),
-        }
+            name: WorkerProcess(name, port, config_path, data,
+                                self.dir / f"worker-{region or name}.log", region, env, cwd=REPO)
+            for name, port, region in (("global", a.web_ports[0], None),
+                                       ("regional", a.web_ports[1], self.region))}
         print(f"run {self.run_id}: starting workers (logs in {self.dir})", file=sys.stderr)
         for worker in self.workers.values():
             worker.start()
         for worker in self.workers.values():
             worker.wait_ready(180)
         self.monitor = Monitor(self.workers)
-        self.gen = LoadGenerator(a.bootstrap, self.cat, self.region, self.tag)
+        self.gen = LoadGenerator(self.config, self.region, self.tag)
 
     def stop(self) -> None:
         if self.gen is not None:
@@ -383,7 +383,7 @@ class Bench:
                 lag.update({t: ends[t] - done[t] for t in topics if ends[t] > done[t]})
             if not lag:
                 return
-            counts = tuple(w.processed() for w in self.workers.values())
+            counts = tuple((w.health() or {}).get("processed") for w in self.workers.values())
             now = time.monotonic()
             if counts != last or None in counts:  # no answer from a busy worker: not quiet
                 last, still_since = counts, now
@@ -452,7 +452,7 @@ class Bench:
         began = time.monotonic()
         topic = self.cat.system_registrations
         before = self.broker.end_offsets([topic])[topic]
-        self.gen.register(1, vehicles, AvroSerde(registry_url=self.config.schema_registry_url))
+        self.gen.register_range(1, vehicles, serde_from_config(self.config))
         self.wait_indexed(vehicles, before, timeout=max(300.0, vehicles / 50))
         return time.monotonic() - began
 
@@ -463,12 +463,12 @@ class Bench:
         deadline = time.monotonic() + timeout
         topic = self.cat.system_registrations
         wanted = vehicles * len(fleet.make_vehicle(self.tag, 1, self.region).devices)
-        progress = Progress("indexing registrations", total=wanted)
+        bar = progress("indexing registrations", total=wanted)
         try:
             while True:
                 self.monitor.sample()
                 done = self.broker.end_offsets([topic])[topic] - before
-                progress.advance(min(done, wanted) - progress.done)
+                bar.update(min(done, wanted) - bar.n)
                 if done >= wanted:
                     break
                 if time.monotonic() > deadline:
@@ -476,19 +476,13 @@ class Bench:
                                        f"({done:,}/{wanted:,} on {topic})")
                 time.sleep(1.0)
         finally:
-            progress.close()
+            bar.close()
         self.wait_idle(timeout=max(60.0, deadline - time.monotonic()))
         sample = random.Random(self.run_id).sample(range(1, vehicles + 1), min(20, vehicles))
-        glob = self.workers["global"]
-        for index in {*sample, vehicles}:
-            vehicle = fleet.make_vehicle(self.tag, index, self.region)
-            while True:
-                status, body = glob.get(f"/systems/{vehicle.system_id}/")
-                if status == 200 and len((body or {}).get("devices") or ()) == 2:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"system {vehicle.system_id} not indexed")
-                time.sleep(0.2)
+        assert self.gen is not None
+        if not wait_indexed(self.workers["global"].web,
+                            [self.gen.vehicle(i) for i in sorted({*sample, vehicles})], deadline):
+            raise TimeoutError("a sample of the registered systems is not indexed")
 
     def run(self) -> RunReport:
         a = self.args

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from vprov import reach
 from vprov.config import Config
+from vprov.history import event_line
 from vprov.lifecycle import JOINED, State, TransitionRefused, transition
 from vprov.lifecycle_events import LifecycleUnavailable, dedupe, histories, read_lifecycle
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
@@ -196,20 +197,9 @@ def parse_since(text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _stamp(value: Any) -> str:
-    return value.isoformat(timespec="milliseconds") if isinstance(value, datetime) else str(value)
-
-
 def format_history(vin: str, events: list[dict[str, Any]]) -> str:
-    lines = [f"{vin}  ({len(events)} events)"]
-    for e in events:
-        subject = e["device_id"] or "vehicle"
-        line = (f"  #{e['sequence']:<3} {_stamp(e['occurred_at'])}  {e['partition']:<6} "
-                f"{subject:<19} {e['previous_state'] or '-'} -> {e['state']}")
-        if e.get("error_code"):
-            line += f"  (error {e['error_code']})"
-        lines.append(line + f"  cause {e['cause_message_id']}")
-    return "\n".join(lines)
+    return "\n".join([f"{vin}  ({len(events)} events)",
+                      *(event_line(e, indent="  ", cause=True) for e in events)])
 
 
 def verify(config: Config, by_vin: dict[str, list[dict[str, Any]]], global_url: str,

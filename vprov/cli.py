@@ -64,7 +64,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     from vprov.avro import serde_from_config
     from vprov.kafka_clients import producer
-    from vprov.progress import Progress
+    from vprov.progress import progress
     from vprov.registration_file import LineError, read_lines
     from vprov.topics import Catalogue
 
@@ -84,7 +84,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             failures.append(err.str())
 
     lines = path.read_text(encoding="utf-8").splitlines()
-    progress = Progress("registering", total=len(lines))
+    bar = progress("registering", total=len(lines))
     published = 0
     bad = 0
     for item in read_lines(lines, config):
@@ -102,10 +102,10 @@ def cmd_register(args: argparse.Namespace) -> int:
                     out.poll(0.1)
             out.poll(0)
             published += 1
-        progress.advance()
+        bar.update()
     flush_seconds = 30
     undelivered = out.flush(flush_seconds) + len(failures)
-    progress.close()
+    bar.close()
     if undelivered:  # the broker was lost on the way
         why = failures[0] if failures else f"not confirmed within {flush_seconds} s"
         print(f"error: {undelivered} of {published} registrations were not delivered to "

@@ -6,13 +6,28 @@ workers exactly as a vehicle would.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
 from vprov import envelope
+from vprov.config import Config, defaults_document
 from vprov.validation import VIN_ALPHABET
 
-DEFAULT_COUNTRY = {"NA": "US", "EU": "DE", "AP": "JP"}
+FALLBACK_COUNTRY = "US"  # for a region that lists no country
+
+
+@functools.cache
+def _packaged_countries() -> dict[str, tuple[str, ...]]:
+    return {code: tuple(body.get("countries", ()))
+            for code, body in defaults_document()["regions"].items()}
+
+
+def first_country(region: str, config: Config | None = None) -> str:
+    """The first country ``region`` lists in ``config`` (default: the packaged configuration)."""
+    countries = (config.regions[region].countries if config and region in config.regions
+                 else _packaged_countries().get(region, ()))
+    return countries[0] if countries else FALLBACK_COUNTRY
 
 
 def _base33(number: int, width: int) -> str:
@@ -73,7 +88,7 @@ def make_vehicle(tag: str, index: int, region: str, ecu_types: tuple[str, ...] =
         for k, ecu in enumerate(ecu_types)
     )
     return SimVehicle(vin=vin, system_id=f"sys-{suffix}", sub_system_id=f"sub-{suffix}",
-                      region=region, country=country or DEFAULT_COUNTRY.get(region, "US"),
+                      region=region, country=country or first_country(region),
                       devices=devices)
 
 

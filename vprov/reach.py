@@ -16,7 +16,6 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Mapping
-from http import client as http_client
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -113,18 +112,21 @@ def option_setting(option: str, value: str, default: str | None) -> str:
 
 def os_reason(exc: BaseException, timeout: float, host: str | None = None) -> str:
     """A short, lower-case reason for a failed connection or request."""
+    import httpx
+
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the connection was closed without an HTTP answer"
+    if type(exc).__module__.startswith(("httpx", "httpcore")):  # the OS error they wrap
+        cause = exc.__cause__ or exc.__context__
+        return os_reason(cause, timeout, host) if cause else f"no HTTP answer ({exc!r})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):  # socket.timeout too
         return f"no answer within {timeout:g} s"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host {host}" if host else "cannot resolve the host"
-    if isinstance(exc, http_client.RemoteDisconnected):  # a ConnectionResetError too
-        return "the connection was closed without an HTTP answer"
     if isinstance(exc, ConnectionResetError):
         return "connection reset"
-    if isinstance(exc, http_client.HTTPException):
-        return f"no HTTP answer ({type(exc).__name__})"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror[:1].lower() + exc.strerror[1:]
     text = str(exc) or type(exc).__name__
@@ -278,18 +280,16 @@ def redis(url: str, timeout: float, setting: str = REDIS_ENV) -> None:
 def http(url: str, what: str, timeout: float, setting: str, hint: str = "") -> None:
     """Any HTTP answer to ``GET /health`` within ``timeout`` (a worker still starting answers
     503: it is there). ValueError when ``url`` is not ``http://host:port``."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"{url!r}: expected http://host:port")
-    conn = http_client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    from vprov.webclient import NoAnswer, WebClient
+
+    client = WebClient(url, timeout)
     try:
-        conn.request("GET", "/health", headers={"Accept": "application/json"})
-        conn.getresponse().read()
-    except (OSError, http_client.HTTPException) as exc:
-        raise Unreachable(what, url.rstrip("/"), setting,
-                          os_reason(exc, timeout, parts.hostname), hint) from None
+        client.get("/health")
+    except NoAnswer as exc:
+        raise Unreachable(what, client.base_url, setting, os_reason(exc, timeout, client.host),
+                          hint) from None
     finally:
-        conn.close()
+        client.close()
 
 
 def kafka_of(config: Config, timeout: float) -> None:

@@ -7,23 +7,22 @@ states. The recent events come from the lifecycle topic, read by a throw-away co
 
 from __future__ import annotations
 
-import http.client
 import json
-import time
 import urllib.parse
 from datetime import datetime
 from typing import Any
 
 from vprov import deployment, reach
 from vprov.config import Config
+from vprov.history import event_line
 from vprov.lifecycle import State
 from vprov.lifecycle_events import dedupe, read_lifecycle
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.validation import is_valid_vin
+from vprov.webclient import NoAnswer, WebClient
 
 # Addresses of `make demo`'s workers; a region's follows from its place in the configuration.
 DEFAULT_GLOBAL_URL = deployment.GLOBAL_URL
-RETRY_STATUSES = (502, 503, 504)  # a worker rebalancing or forwarding to a restarting peer
 
 
 def worker_setting(url: str, role: str = "global", default: str | None = None) -> str:
@@ -57,53 +56,19 @@ def check_worker(url: str, timeout: float, role: str = "global") -> None:
         raise WorkerUnreachable(url, exc.reason, role) from None
 
 
-class WorkerViews:
-    """GET JSON from one worker's web port over a kept-alive connection (thousands of lookups
-    in a row would otherwise spend their time opening sockets)."""
+class WorkerViews(WebClient):
+    """One worker's table views; no answer is ``WorkerUnreachable``."""
 
     def __init__(self, base_url: str, role: str = "global", timeout: float = 10.0) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme != "http" or not parsed.hostname:
-            raise ValueError(f"{base_url!r}: expected http://host:port")
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, timeout)
         self.role = role
-        self._host = parsed.hostname
-        self._port = parsed.port or 80
-        self._timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
 
-    def _request(self, path: str) -> tuple[int, bytes]:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-        self._conn.request("GET", path, headers={"Accept": "application/json"})
-        response = self._conn.getresponse()
-        return response.status, response.read()
-
-    def get(self, path: str) -> tuple[int, Any]:
-        """(HTTP status, parsed JSON or None); WorkerUnreachable when there is no answer."""
-        for attempt in (1, 2):  # a kept-alive connection the server closed: reconnect once
-            try:
-                status, raw = self._request(path)
-                break
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                if attempt == 2:
-                    raise WorkerUnreachable(self.base_url,
-                                            reach.os_reason(exc, self._timeout, self._host),
-                                            self.role) from None
+    def get(self, path: str, timeout: float | None = None) -> tuple[int, Any]:
         try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, None
-
-    def get_settled(self, path: str, timeout: float = 15.0) -> tuple[int, Any]:
-        """Like ``get``, retrying while the worker answers 502/503/504 (rebalancing)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status, body = self.get(path)
-            if status not in RETRY_STATUSES or time.monotonic() >= deadline:
-                return status, body
-            time.sleep(0.3)
+            return super().get(path, timeout)
+        except NoAnswer as exc:
+            raise WorkerUnreachable(self.base_url, reach.os_reason(exc, self.timeout, self.host),
+                                    self.role) from None
 
     def vehicle(self, vin: str) -> dict[str, Any] | None:
         """The table entry for ``vin``, None when the worker has none (404)."""
@@ -119,11 +84,6 @@ class WorkerViews:
         """Web URL of the worker holding ``key`` in ``table`` (Faust's router view)."""
         status, body = self.get(f"/router/{table}/{urllib.parse.quote(key)}/")
         return body if status == 200 and isinstance(body, str) else None
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 def regional_vehicle(views: WorkerViews, vin: str, config: Config) -> dict[str, Any] | None:
@@ -215,21 +175,6 @@ def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[
     }
 
 
-def _event_line(event: dict[str, Any]) -> str:
-    when = event["occurred_at"]
-    stamp = when.isoformat(timespec="milliseconds") if isinstance(when, datetime) else str(when)
-    subject = event["device_id"] or "vehicle"
-    # a device registered after its vehicle was rehomed joins it: its first event has no
-    # previous state
-    joined = event["device_id"] and event["previous_state"] is None
-    before = "(joined)" if joined else event["previous_state"] or "-"
-    line = (f"    #{event['sequence']:<3} {stamp}  {event['partition']:<6} {subject:<19} "
-            f"{before} -> {event['state']}")
-    if event.get("error_code"):
-        line += f"  (error {event['error_code']})"
-    return line
-
-
 def format_status(doc: dict[str, Any]) -> str:
     glob = doc["global"]
     lines = [f"vehicle {doc['vin']}: {glob.get('state')}"]
@@ -252,7 +197,7 @@ def format_status(doc: dict[str, Any]) -> str:
         lines.append(f"  note: {doc['note']}")
     shown = len(doc["events"])
     lines.append(f"  lifecycle events (last {shown} of {doc['events_total']}):")
-    lines += [_event_line(e) for e in doc["events"]] or ["    (none)"]
+    lines += [event_line(e) for e in doc["events"]] or ["    (none)"]
     return "\n".join(lines)
 
 

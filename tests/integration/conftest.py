@@ -3,11 +3,13 @@ worker processes started here, and a bus to talk to them through the topics."""
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,12 +22,13 @@ from tests.integration.harness import (
     Record,
     WorkerProcess,
     isolated_config,
-    wait_until,
 )
 from vprov import config as config_module
 from vprov import fleet
 from vprov.admin import BrokerUnavailable, ensure_topics
 from vprov.config import Config
+from vprov.fleet_driver import wait_indexed
+from vprov.lifecycle_events import dedupe, histories
 from vprov.topics import Catalogue
 
 # A region no worker serves: queries homed there time out (13105).
@@ -164,13 +167,11 @@ class Flow:
         self.cat = bus.catalogue
 
     def register(self, *vehicles: fleet.SimVehicle) -> None:
+        """Register ``vehicles`` and wait until the global worker has indexed them all."""
         self.bus.register(vehicles)
-        glob = self.workers["global"]
-        for vehicle in vehicles:
-            wait_until(lambda v=vehicle: glob.get(f"/systems/{v.system_id}/")[0] == 200
-                       and len(glob.get(f"/systems/{v.system_id}/")[1]["devices"])
-                       == len(v.devices),
-                       what=f"system {vehicle.system_id} indexed")
+        until = time.monotonic() + 30 + len(vehicles) / 10
+        if not wait_indexed(self.workers["global"].web, list(vehicles), until, io.StringIO()):
+            raise TimeoutError(f"{len(vehicles)} systems not all indexed")
 
     def send_query(self, vehicle: fleet.SimVehicle, message_id: str | None = None,
                    headers: dict[str, str] | None = None, key: str | None = None,
@@ -210,10 +211,16 @@ class Flow:
     def lifecycle(self, vin: str) -> list[Record]:
         return self.bus.records(self.cat.lifecycle, lambda r: r.key == vin)
 
+    def histories(self, vins: set[str]) -> dict[str, list[dict[str, Any]]]:
+        """The lifecycle events of ``vins`` so far, de-duplicated by event_id, by sequence."""
+        records = self.bus.records(self.cat.lifecycle, lambda r: r.key in vins)
+        return histories(dedupe(r.value for r in records)[0])
 
-def error_code(record: Record) -> int | None:
+
+def error_code(answer: Record | dict[str, Any]) -> int | None:
     """The answer's error code, whichever property-bag spelling it was answered in."""
-    bag = record.value.get("property_bag") or record.value.get("propertyBag") or {}
+    doc = answer.value if isinstance(answer, Record) else answer
+    bag = doc.get("property_bag") or doc.get("propertyBag") or {}
     return bag.get("error_code", bag.get("errorCode"))
 
 

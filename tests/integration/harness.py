@@ -3,15 +3,9 @@ subscribers would: produce device JSON, read answers and Avro events back from t
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +15,8 @@ from typing import Any
 from confluent_kafka import KafkaError, TopicPartition
 
 from vprov import config as config_module
-from vprov import envelope, fleet
+from vprov import envelope, fleet, workers
+from vprov.admin import ensure_topics
 from vprov.avro import AvroSerde
 from vprov.config import Config
 from vprov.kafka_clients import consumer, producer
@@ -42,82 +37,17 @@ class Record:
     value: Any  # a parsed device response, a decoded Avro record, or raw bytes
 
 
-class WorkerProcess:
-    """One ``vprov worker`` subprocess with its own log file and state directory."""
+class WorkerProcess(workers.WorkerProcess):
+    """A worker of the suite's broker and Redis, its log and state under ``workdir``."""
 
     def __init__(self, role: str, web_port: int, workdir: Path, config_path: Path,
                  region: str | None = None, extra_env: dict[str, str] | None = None) -> None:
-        self.role = role
-        self.region = region
-        self.web_port = web_port
-        self.workdir = workdir
-        self.config_path = config_path
-        self.extra_env = extra_env or {}
-        self.name = f"{role}-{region or 'global'}-{web_port}"
-        self.log_path = workdir / f"{self.name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    def start(self) -> WorkerProcess:
-        args = [sys.executable, "-m", "vprov.cli", "--config", str(self.config_path), "worker",
-                "--role", self.role, "--web-port", str(self.web_port),
-                "--data-dir", str(self.workdir / "data")]
-        if self.region:
-            args += ["--region", self.region]
+        name = f"{role}-{region or 'global'}-{web_port}"
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "REDIS_URL": REDIS_URL,
-               **self.extra_env}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        return self
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
-
-    def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
-            health = self.health()
-            if health and health.get("ready"):
-                return self
-            time.sleep(0.3)
-        raise TimeoutError(f"worker {self.name} not ready after {timeout}s:\n{self.log_tail()}")
-
-    def get(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+               **(extra_env or {})}
+        super().__init__(role, web_port, config_path, workdir / "data", workdir / f"{name}.log",
+                         region, env, cwd=REPO)
+        self.name = name
 
 
 class Bus:
@@ -291,3 +221,14 @@ def isolated_config(path: Path, prefix: str, regions: dict[str, dict] | None = N
     doc["regions"].update(regions or {})
     path.write_text(config_module.dumps(doc))
     return path
+
+
+def own_deployment(tmp: Path, prefix: str, **flow: Any) -> tuple[Path, Config, Bus]:
+    """A deployment of its own (``isolated_config`` in ``tmp``) with its topics created, and a
+    bus on its outputs, NA's included."""
+    path = isolated_config(tmp / f"{prefix}.toml", prefix, **flow)
+    config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP})
+    cat = Catalogue(config)
+    ensure_topics(BOOTSTRAP, cat.all())
+    return path, config, Bus(config, [cat.query_response, cat.lifecycle, cat.deadletter,
+                                      cat.device_response("NA"), cat.onboarding("NA")])

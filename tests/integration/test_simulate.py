@@ -48,7 +48,7 @@ def test_fleet_with_invalid_and_repeated_messages_provisions_completely(
     assert len(report.latencies["query"]) == 20
     assert len(report.latencies["device"]) == 40
     assert len(report.latencies["vehicle"]) == 20
-    status, entry = workers["EU"].get(f"/vehicles/{report.vehicles[1].sim.vin}/")
+    status, entry = workers["EU"].get(f"/vehicles/{report.vehicles[1].vehicle.vin}/")
     assert status == 200
     assert {d["state"] for d in entry["devices"].values()} == {"PROVISIONED"}
 

@@ -51,13 +51,13 @@ def test_status_shows_the_vehicle_its_region_devices_and_events(
     provisioned: Report, config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = provisioned.vehicles[0]
-    vin = run.sim.vin
+    vin = run.vehicle.vin
     code, out, _ = run_vprov(config_path, capsys, "status", vin, "--global-url", GLOBAL_URL,
                          *REGION_ARGS)
     assert code == 0
     assert f"vehicle {vin}: REGIONAL" in out
     assert f"home region     {run.region}  (gateway mqtts://" in out
-    for device in run.sim.devices:
+    for device in run.vehicle.devices:
         line = next(line for line in out.splitlines() if device.device_id in line)
         assert line.split()[-1] == STATES[device.ecu_type], line
         assert ("primary" in line) == device.primary
@@ -71,14 +71,14 @@ def test_status_json_combines_both_records_and_the_events(
     provisioned: Report, config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = provisioned.vehicles[1]
-    code, out, _ = run_vprov(config_path, capsys, "status", run.sim.vin, "--json", "--global-url",
-                         GLOBAL_URL, *REGION_ARGS)
+    code, out, _ = run_vprov(config_path, capsys, "status", run.vehicle.vin, "--json",
+                             "--global-url", GLOBAL_URL, *REGION_ARGS)
     assert code == 0
     doc = json.loads(out)
     assert doc["global"]["state"] == "REGIONAL"
     assert doc["region"] == run.region == doc["regional"]["region"]
     assert {d: e["state"] for d, e in doc["regional"]["devices"].items()} == {
-        d.device_id: STATES[d.ecu_type] for d in run.sim.devices}
+        d.device_id: STATES[d.ecu_type] for d in run.vehicle.devices}
     assert [e["sequence"] for e in doc["events"]] == [1, 2, 3, 4]
     assert doc["events"][0]["device_id"] is None
     assert "memo" not in doc["global"] and "memo" not in doc["regional"]
@@ -113,7 +113,7 @@ def test_status_names_the_url_and_the_fix_when_no_worker_answers(
 def test_replay_verify_passes_on_a_clean_run(
     provisioned: Report, config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    vins = [v.sim.vin for v in provisioned.vehicles]
+    vins = [v.vehicle.vin for v in provisioned.vehicles]
     args = [arg for vin in vins for arg in ("--vin", vin)]
     code, out, err = run_vprov(config_path, capsys, "replay", *args, "--verify", "--global-url",
                            GLOBAL_URL, *REGION_ARGS)
@@ -192,10 +192,10 @@ def test_status_is_answered_by_a_global_worker_that_does_not_own_the_key(
         def owners() -> dict[str, int] | None:
             found = {}
             for run in provisioned.vehicles:
-                status, url = first.get(f"/router/vehicles/{run.sim.vin}/")
+                status, url = first.get(f"/router/vehicles/{run.vehicle.vin}/")
                 if status != 200:
                     return None
-                found[run.sim.vin] = int(str(url).rsplit(":", 1)[1].rstrip("/"))
+                found[run.vehicle.vin] = int(str(url).rsplit(":", 1)[1].rstrip("/"))
             # both workers own partitions once the rebalance has settled
             return found if second.health() and second.health().get("ready") else None
 
@@ -208,14 +208,14 @@ def test_status_is_answered_by_a_global_worker_that_does_not_own_the_key(
         urls = {PORTS["global"]: GLOBAL_URL, SECOND_GLOBAL_PORT: second.url}
         asked = 0
         for run in provisioned.vehicles:
-            owner = owned[run.sim.vin]
+            owner = owned[run.vehicle.vin]
             other = next(port for port in urls if port != owner)
-            code, out, err = run_vprov(config_path, capsys, "status", run.sim.vin, "--json",
+            code, out, err = run_vprov(config_path, capsys, "status", run.vehicle.vin, "--json",
                                    "--global-url", urls[other], *REGION_ARGS)
             assert code == 0, err
             doc = json.loads(out)
             assert doc["global_owner"].rstrip("/").endswith(f":{owner}")
-            assert doc["global"]["vin"] == run.sim.vin
+            assert doc["global"]["vin"] == run.vehicle.vin
             assert doc["global"]["state"] == "REGIONAL"
             assert {e["state"] for e in doc["regional"]["devices"].values()} <= {
                 "PROVISIONED", "ACTIVE"}

@@ -11,37 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import PORT_BASE, Flow
-from tests.integration.harness import (
-    BOOTSTRAP,
-    Bus,
-    Fleet,
-    WorkerProcess,
-    isolated_config,
-    wait_until,
-)
-from vprov import config as config_module
+from tests.integration.harness import Fleet, WorkerProcess, own_deployment, wait_until
 from vprov import fleet
-from vprov.admin import ensure_topics
-from vprov.topics import Catalogue
+from vprov.workers import start_all
 
 VEHICLES = 200
-
-
-def deployment(tmp: Path, prefix: str) -> tuple[Path, Bus]:
-    path = isolated_config(tmp / f"{prefix}.toml", prefix)
-    config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP})
-    cat = Catalogue(config)
-    ensure_topics(BOOTSTRAP, cat.all())
-    bus = Bus(config, [cat.query_response, cat.lifecycle, cat.deadletter,
-                       cat.device_response("NA"), cat.onboarding("NA")])
-    return path, bus
-
-
-def start(*procs: WorkerProcess) -> None:
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.wait_ready(timeout=120)
 
 
 def answered(flow: Flow, sent: dict[str, str], topic: str, timeout: float = 120) -> dict:
@@ -73,19 +47,9 @@ def queries(flow: Flow, vehicles: list[fleet.SimVehicle]) -> dict[str, str]:
     return {flow.send_query(v): v.vin for v in vehicles}
 
 
-def unique_events(flow: Flow, vins: set[str]) -> dict[str, list[dict]]:
-    seen: dict[str, dict] = {}
-    for rec in flow.bus.records(flow.cat.lifecycle, lambda r: r.key in vins):
-        seen.setdefault(rec.value["event_id"], rec.value)
-    per_vin: dict[str, list[dict]] = {}
-    for event in seen.values():
-        per_vin.setdefault(event["vin"], []).append(event)
-    return {vin: sorted(events, key=lambda e: e["sequence"]) for vin, events in per_vin.items()}
-
-
 @pytest.fixture
 def scaled(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess], Path]]:
-    path, bus = deployment(tmp_path, "vscale")
+    path, _, bus = own_deployment(tmp_path, "vscale")
     procs = {
         "global": WorkerProcess("global", PORT_BASE + 100, tmp_path, path),
         "global2": WorkerProcess("global", PORT_BASE + 101, tmp_path, path),
@@ -93,7 +57,7 @@ def scaled(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess], Pat
         "NA2": WorkerProcess("regional", PORT_BASE + 103, tmp_path, path, region="NA"),
     }
     try:
-        start(*procs.values())
+        start_all(*procs.values())
         yield Flow(bus, procs), procs, path
     finally:
         for proc in procs.values():
@@ -110,13 +74,13 @@ def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_resta
     flow.register(*vehicles)
     first = answered(flow, queries(flow, vehicles), flow.cat.query_response)
     assert Counter(a["status"] for a in first.values()) == {"SUCCESS": VEHICLES}
-    events = unique_events(flow, {v.vin for v in vehicles})
+    events = flow.histories({v.vin for v in vehicles})
     assert all([e["state"] for e in events[v.vin]] == ["REGIONAL"] for v in vehicles)
 
     # stop one worker of each role and start it again: state survives, new queries answered
     procs["global"].stop()
     procs["NA"].stop()
-    start(procs["global"], procs["NA"])
+    start_all(procs["global"], procs["NA"])
     again = answered(flow, queries(flow, vehicles), flow.cat.query_response)
     assert all(a["status"] == "SUCCESS" for a in again.values())
     endpoint = flow.bus.config.regions["NA"].gateway_endpoint
@@ -126,7 +90,7 @@ def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_resta
     fresh = answered(flow, queries(flow, newcomers), flow.cat.query_response)
     assert all(a["status"] == "SUCCESS" for a in fresh.values())
     # no vehicle went through the flow twice
-    events = unique_events(flow, {v.vin for v in vehicles})
+    events = flow.histories({v.vin for v in vehicles})
     assert all(len(events[v.vin]) == 1 for v in vehicles)
     # both global workers answer for every vehicle (the table view routes to the owner)
     for vehicle in vehicles[:20]:
@@ -148,13 +112,13 @@ def test_two_workers_per_role_bring_200_vehicles_to_regional_and_survive_a_resta
 
 @pytest.fixture
 def crashable(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess]]]:
-    path, bus = deployment(tmp_path, "vcrash")
+    path, _, bus = own_deployment(tmp_path, "vcrash")
     procs = {
         "global": WorkerProcess("global", PORT_BASE + 110, tmp_path, path),
         "NA": WorkerProcess("regional", PORT_BASE + 111, tmp_path, path, region="NA"),
     }
     try:
-        start(*procs.values())
+        start_all(*procs.values())
         yield Flow(bus, procs), procs
     finally:
         for proc in procs.values():
@@ -188,7 +152,7 @@ def test_regional_worker_killed_mid_run_loses_and_duplicates_nothing(
     answers = answered(flow, request_ids, topic, timeout=180)
     assert Counter(a["status"] for a in answers.values()) == {"SUCCESS": len(request_ids)}
 
-    events = unique_events(flow, {v.vin for v in vehicles})
+    events = flow.histories({v.vin for v in vehicles})
     for vehicle in vehicles:
         history = events[vehicle.vin]
         assert [(e["device_id"], e["state"]) for e in history] == [

@@ -29,14 +29,11 @@ from tests.integration.harness import (
     Bus,
     Fleet,
     WorkerProcess,
-    isolated_config,
+    own_deployment,
     wait_until,
 )
-from vprov import config as config_module
 from vprov import fleet
-from vprov.admin import ensure_topics
 from vprov.config import Config
-from vprov.topics import Catalogue
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -171,12 +168,7 @@ def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
     prefix = f"r{uuid.uuid4().hex[:6]}"
     # a generous rehome deadline: a killed regional worker must come back before it, so a
     # failure here is a lost message, not a slow restart
-    path = isolated_config(tmp_path / f"{prefix}.toml", prefix, rehome_timeout_seconds=180)
-    config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP})
-    cat = Catalogue(config)
-    ensure_topics(BOOTSTRAP, cat.all())
-    bus = Bus(config, [cat.query_response, cat.lifecycle, cat.deadletter,
-                       cat.device_response("NA"), cat.onboarding("NA")])
+    path, config, bus = own_deployment(tmp_path, prefix, rehome_timeout_seconds=180)
     dep = Deployment(path, config, bus, tmp_path)
     try:
         yield dep
@@ -189,16 +181,6 @@ def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
         if sizes.report and dep.figures:
             with open(sizes.report, "a", encoding="utf-8") as out:
                 out.write(json.dumps({"scenario": request.node.name, **dep.figures}) + "\n")
-
-
-def start_all(*procs: WorkerProcess, timeout: float = 120) -> float:
-    """Start workers and wait until each reports ready; returns the seconds it took."""
-    began = time.monotonic()
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.wait_ready(timeout)
-    return time.monotonic() - began
 
 
 def restart_after_kill(proc: WorkerProcess) -> float:

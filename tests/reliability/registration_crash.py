@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.integration.conftest import Flow
+from tests.integration.conftest import Flow, error_code
 from tests.integration.harness import WorkerProcess
 from tests.reliability.conftest import Deployment, restart_after_kill
-from tests.reliability.driver import unique_events
 from vprov import fleet
 from vprov.codes import ErrorCode
 
@@ -41,11 +40,6 @@ RETRIABLE = {int(ErrorCode.SYSTEM_NOT_REGISTERED), int(ErrorCode.DEVICE_NOT_REGI
 MAX_QUERY_RETRIES = 5
 RETRY_DELAY = 1.0
 ANSWER_TIMEOUT = 300.0
-
-
-def error_code(answer: dict[str, Any]) -> int | None:
-    bag = answer.get("property_bag") or answer.get("propertyBag") or {}
-    return bag.get("error_code", bag.get("errorCode"))
 
 
 class AnswerBook:
@@ -279,7 +273,7 @@ def run_once(dep: Deployment, flow: Flow, glob: WorkerProcess, na: WorkerProcess
     vins = {sim.vin for sim in chosen}
 
     def events_complete() -> bool:
-        events = unique_events(flow, vins)
+        events = flow.histories(vins)
         return all(len(events.get(sim.vin, [])) >= 1 + len(sim.devices) for sim in ready)
 
     deadline = time.monotonic() + 60
@@ -306,7 +300,7 @@ def run_once(dep: Deployment, flow: Flow, glob: WorkerProcess, na: WorkerProcess
     if provisioned_devices != expected_devices:
         problems.append(f"{provisioned_devices} of {expected_devices} devices provisioned")
 
-    events = unique_events(flow, vins | {sim.vin for sim in registered})
+    events = flow.histories(vins | {sim.vin for sim in registered})
     unqueried = [vin for vin in events if vin not in vins]
     if unqueried:
         problems.append(f"events for vehicles never queried: {unqueried[:5]}")

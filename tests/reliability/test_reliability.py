@@ -23,7 +23,6 @@ from tests.reliability.conftest import (
     input_partitions,
     restart_after_kill,
     stack,
-    start_all,
     wait_settled,
 )
 from tests.reliability.driver import FleetDriver, Outcome, check_invariants
@@ -31,6 +30,7 @@ from tests.reliability.registration_crash import run_once
 from vprov import fleet
 from vprov.cli import main
 from vprov.identity import identity_key
+from vprov.workers import start_all
 
 FINISH_TIMEOUT = 600
 # Lines a worker may log from an outage's start until the fleet is done (a flood is thousands).
