@@ -12,6 +12,7 @@ from streams.shell import Shell
 from vprov.avro import serde_from_config
 from vprov.config import Config
 from vprov.identity import RedisIdentityRegistry
+from vprov.kafka_settings import faust_settings
 from vprov.topics import Catalogue
 
 
@@ -37,7 +38,6 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     options.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         name,
-        broker=[f"kafka://{server}" for server in config.bootstrap_servers.split(",")],
         store="rocksdb://",
         # one RocksDB directory per worker process: several workers may share a machine
         datadir=str(options.data_dir / f"{name}-{options.web_port}"),
@@ -60,6 +60,7 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         # finish the events in flight before giving partitions away in a rebalance
         stream_wait_empty=True,
         topic_disable_leader=True,
+        **faust_settings(config),  # broker and credentials
     )
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
     shell = Shell(app, catalogue, config, serde_from_config(config), registry)

@@ -13,6 +13,8 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from vprov.kafka_settings import KafkaAccess, librdkafka
+
 END = -1  # no record at or after the offset, up to the end of the partition
 UNKNOWN = -2  # the broker did not answer in time
 
@@ -20,9 +22,9 @@ UNKNOWN = -2  # the broker did not answer in time
 class OffsetProbe:
     """One group-less consumer, used by one caller at a time (from a worker thread)."""
 
-    def __init__(self, bootstrap_servers: str, timeout: float = 5.0) -> None:
+    def __init__(self, kafka: KafkaAccess | str, timeout: float = 5.0) -> None:
         self._settings = {
-            "bootstrap.servers": bootstrap_servers,
+            **librdkafka(kafka),
             "group.id": f"vprov-offset-probe-{uuid.uuid4()}",  # never joins or commits
             "enable.auto.commit": False,
             "enable.partition.eof": True,

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -43,7 +44,15 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "VPROV_DELETE_GLOBAL_IDENTITY": ("flow", "delete_global_identity", bool),
     "VPROV_REQUIRE_AUTH_HEADER": ("messages", "require_authenticated_header", bool),
     "VPROV_HOMING_BY_COUNTRY": ("homing", "by_country", bool),
+    "KAFKA_SECURITY_PROTOCOL": ("kafka.security", "protocol", str),
+    "KAFKA_SASL_MECHANISM": ("kafka.security", "sasl_mechanism", str),
+    "KAFKA_SASL_USERNAME": ("kafka.security", "sasl_username", str),
+    "KAFKA_SASL_PASSWORD": ("kafka.security", "sasl_password", str),
+    "KAFKA_SSL_CA_LOCATION": ("kafka.security", "ssl_ca_location", str),
+    "KAFKA_SSL_CERTIFICATE_LOCATION": ("kafka.security", "ssl_certificate_location", str),
+    "KAFKA_SSL_KEY_LOCATION": ("kafka.security", "ssl_key_location", str),
 }
+SECRET_KEYS = ("sasl_password",)  # never shown in a message
 
 
 class ConfigError(ValueError):
@@ -87,11 +96,47 @@ class _Table(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True)
 
 
+class KafkaSecurity(_Table):
+    """How every Kafka client authenticates and encrypts (vprov/kafka_settings.py turns it into
+    each library's settings). Paths are PEM files; empty means unset."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_ca_location: str = ""  # empty: the system's trusted CAs
+    ssl_certificate_location: str = ""  # a client certificate, for mutual TLS
+    ssl_key_location: str = ""
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol.endswith("SSL")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecurity:
+        if self.sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"kafka.security.protocol={self.protocol!r}: expected "
+                             "kafka.security.sasl_username and sasl_password as well")
+        if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
+            raise ValueError("kafka.security.ssl_certificate_location and ssl_key_location go "
+                             "together (a client certificate and its key)")
+        for key in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
+            path = getattr(self, key)
+            if path and not Path(path).is_file():
+                raise ValueError(f"kafka.security.{key}={path!r}: no such file")
+        return self
+
+
 class KafkaTable(_Table):
     bootstrap_servers: str
     app_prefix: AppPrefix
     partitions: Positive
     replication_factor: Positive
+    security: KafkaSecurity = KafkaSecurity()
 
 
 class RedisTable(_Table):
@@ -197,6 +242,7 @@ class Config:
     homing_by_country: bool
     regions: dict[str, Region]
     topics: Topics
+    kafka_security: KafkaSecurity = KafkaSecurity()
     source_path: str = field(default=str(DEFAULTS_PATH), compare=False)
 
     def region(self, code: str) -> Region:
@@ -235,6 +281,7 @@ def _config(doc: Document, source: str) -> Config:
         regions={code: Region(code, r.gateway_endpoint, tuple(r.countries))
                  for code, r in doc.regions.items()},
         topics=doc.topics,
+        kafka_security=doc.kafka.security,
         source_path=source,
     )
 
@@ -275,21 +322,25 @@ def _expected(error: Any) -> str:
     return _EXPECTED.get(kind, error["msg"])
 
 
-def _error_line(error: Any, origins: dict[tuple[str, str], str], source: str) -> str:
+def _error_line(error: Any, origins: dict[str, str], source: str) -> str:
     loc = tuple(error["loc"])
     key = _key(loc)
-    origin = origins.get(loc[:2]) if len(loc) >= 2 else None  # type: ignore[call-overload]
+    origin = origins.get(key)
+    set_by = sorted(v for k, v in origins.items() if k.startswith(f"{key}."))
+    if origin is None and set_by and error["type"] == "value_error":
+        origin = ", ".join(set_by)  # a check across keys, some of them from the environment
     where = f"from {origin}" if origin else f"in {source}"
     if error["type"] == "missing":
         what = f"[{key}] section is missing" if len(loc) == 1 else f"{key} is missing"
-    elif not loc:  # a check across keys: its text names them
-        what = str(error["ctx"]["error"])
+    elif error["type"] == "value_error" and isinstance(error["input"], dict):
+        what = str(error["ctx"]["error"])  # a check across a table's keys: its text names them
     else:
-        what = f"{key}={error['input']!r}: {_expected(error)}"
+        shown = "'***'" if loc[-1] in SECRET_KEYS else repr(error["input"])
+        what = f"{key}={shown}: {_expected(error)}"
     return f"{what} ({where})"
 
 
-def _validate(doc: dict[str, Any], source: str, origins: dict[tuple[str, str], str]) -> Config:
+def _validate(doc: dict[str, Any], source: str, origins: dict[str, str]) -> Config:
     try:
         return _config(Document.model_validate(doc), source)
     except ValidationError as exc:
@@ -315,8 +366,8 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def _apply_env(doc: dict[str, Any], env: dict[str, str]) -> dict[tuple[str, str], str]:
-    """Write the overrides into ``doc``; returns which variable set each ``(section, key)``."""
+def _apply_env(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Write the overrides into ``doc``; returns which variable set each dotted key."""
     origins = {}
     for name, (section, key, kind) in ENV_OVERRIDES.items():
         raw = env.get(name, "")
@@ -327,10 +378,13 @@ def _apply_env(doc: dict[str, Any], env: dict[str, str]) -> dict[tuple[str, str]
         except ValueError:
             raise ConfigError(f"{name}={raw!r}: expected {_ENV_KINDS[kind]} "
                               f"(for {section}.{key})") from None
-        if not isinstance(doc.get(section), dict):
-            doc[section] = {}
-        doc[section][key] = value
-        origins[(section, key)] = name
+        table = doc
+        for part in section.split("."):
+            if not isinstance(table.get(part), dict):
+                table[part] = {}
+            table = table[part]
+        table[key] = value
+        origins[f"{section}.{key}"] = name
     return origins
 
 
@@ -346,6 +400,19 @@ def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None 
         raise ConfigError(f"configuration file {chosen} is not valid TOML: {exc}") from None
     origins = _apply_env(doc, env)
     return _validate(doc, str(chosen), origins)
+
+
+def security_from_env(env: Mapping[str, str] | None = None) -> KafkaSecurity:
+    """The Kafka security settings of the environment alone, for a client given only a
+    bootstrap address (benchmarks, tests)."""
+    doc: dict[str, Any] = {}
+    origins = _apply_env(doc, os.environ if env is None else env)
+    try:
+        return KafkaSecurity.model_validate(doc.get("kafka", {}).get("security", {}))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        error["loc"] = ("kafka", "security", *error["loc"])
+        raise ConfigError(_error_line(error, origins, "the environment")) from None
 
 
 # --- writing configuration files (tests, benchmarks, deployments of their own) ---------------

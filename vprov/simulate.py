@@ -288,7 +288,7 @@ class Simulator:
         self.extra_answers = 0
         self.delivery_errors: list[str] = []
         self.open: set[str] = set()  # message ids (and dead-letter payload ids) awaiting answers
-        self.producer = producer(config.bootstrap_servers)
+        self.producer = producer(config)
         self.progress: Progress | None = None
 
     # --- plan ----------------------------------------------------------------------------------
@@ -526,7 +526,7 @@ class Simulator:
     def _answer_reader(self) -> Consumer:
         topics = [self.catalogue.query_response, self.catalogue.deadletter]
         topics += [self.catalogue.device_response(r) for r in self.config.regions]
-        reader = consumer(self.config.bootstrap_servers, **{"enable.partition.eof": False,
+        reader = consumer(self.config, **{"enable.partition.eof": False,
                                                             "fetch.wait.max.ms": 20})
         assignment = []
         for topic in topics:
@@ -572,7 +572,7 @@ class Simulator:
     def run(self) -> Report:
         began = time.monotonic()
         deadline = began + self.options.timeout
-        ensure_topics(self.config.bootstrap_servers, self.catalogue.external())
+        ensure_topics(self.config, self.catalogue.external())
         reader = self._answer_reader()
         try:
             self._register()
