@@ -92,12 +92,12 @@ def read_persisted_offset(path: Path) -> int | None:
 
 
 def reconcile(kafka: KafkaAccess | str, tables_dir: Path, changelogs: Mapping[str, str],
-              timeout: float = 30.0) -> list[Stale]:
+              timeout: float = 30.0, group_id: str = "vprov-local-state") -> list[Stale]:
     """Check every local partition of ``changelogs`` (table -> changelog topic) against the
     broker, discard the stale ones, record the topic ids; returns what was discarded."""
     if not tables_dir.exists():
         tables_dir.mkdir(parents=True, exist_ok=True)
-    current_ids, ends = _broker_facts(kafka, changelogs,
+    current_ids, ends = _broker_facts(kafka, group_id, changelogs,
                                       {t: local_partitions(tables_dir, t) for t in changelogs},
                                       timeout)
     ids_path = tables_dir / IDS_FILE
@@ -133,7 +133,7 @@ def _discard(tables_dir: Path, stale: Iterable[Stale]) -> None:
         shutil.rmtree(partition_dir(tables_dir, item.table, item.partition), ignore_errors=True)
 
 
-def _broker_facts(kafka: KafkaAccess | str, changelogs: Mapping[str, str],
+def _broker_facts(kafka: KafkaAccess | str, group_id: str, changelogs: Mapping[str, str],
                   partitions: Mapping[str, list[int]], timeout: float
                   ) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
     """Topic ids of the changelogs, and the end offsets of the locally held partitions."""
@@ -161,7 +161,7 @@ def _broker_facts(kafka: KafkaAccess | str, changelogs: Mapping[str, str],
     if missing:
         log.warning("changelog topics of %s not found on the broker; their local state is "
                     "kept unchecked", ", ".join(missing))
-    reader = Consumer({**librdkafka(kafka), "group.id": "vprov-local-state",
+    reader = Consumer({**librdkafka(kafka), "group.id": group_id,
                        "enable.auto.commit": False, "log_level": 3})
     ends = {}
     try:

@@ -22,10 +22,12 @@ UNKNOWN = -2  # the broker did not answer in time
 class OffsetProbe:
     """One group-less consumer, used by one caller at a time (from a worker thread)."""
 
-    def __init__(self, kafka: KafkaAccess | str, timeout: float = 5.0) -> None:
+    def __init__(self, kafka: KafkaAccess | str, timeout: float = 5.0,
+                 group_prefix: str = "vprov") -> None:
         self._settings = {
             **librdkafka(kafka),
-            "group.id": f"vprov-offset-probe-{uuid.uuid4()}",  # never joins or commits
+            # never joins or commits; under the worker's own prefix, which its ACLs allow
+            "group.id": f"{group_prefix}-offset-probe-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "fetch.wait.max.ms": 100,

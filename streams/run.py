@@ -124,7 +124,7 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
         regional_worker.register(app, shell, options.region)
     changelogs = {table.name: table.changelog_topic.get_topic_name()
                   for table in app.tables.values()}
-    shell.local_state_discarded = len(reconcile(config,
-                                                Path(app.conf.tabledir), changelogs))
+    shell.local_state_discarded = len(reconcile(
+        config, Path(app.conf.tabledir), changelogs, group_id=f"{app.conf.id}-local-state"))
     QuietWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     return 0

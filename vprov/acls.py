@@ -25,7 +25,9 @@ class Role:
     username: str  # the SASL user, principal User:<username>
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
-    own_prefixes: tuple[str, ...] = ()  # its internal topics: every operation
+    # its internal topics (every operation) and the groups of its own readers (the worker's
+    # offset probe and local state check)
+    own_prefixes: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()  # consumer groups (literal)
     group_prefixes: tuple[str, ...] = ()
     worker: bool = False  # creates the topics it uses and checks their settings
@@ -119,6 +121,7 @@ def bindings(found: list[Role]) -> list[Binding]:
             add("TOPIC", "LITERAL", topic, "WRITE", *extra)
         for prefix in r.own_prefixes:
             add("TOPIC", "PREFIXED", prefix, "ALL")
+            add("GROUP", "PREFIXED", prefix, "READ")
         for group in r.groups:
             add("GROUP", "LITERAL", group, "READ")
         for prefix in r.group_prefixes:

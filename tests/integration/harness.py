@@ -25,6 +25,7 @@ from vprov import envelope, fleet
 from vprov.avro import AvroSerde
 from vprov.config import Config
 from vprov.kafka_clients import consumer, producer
+from vprov.kafka_settings import KafkaAccess
 from vprov.registration_file import to_record
 from vprov.topics import Catalogue
 
@@ -124,11 +125,13 @@ class Bus:
     """A producer, and a reader that follows every output topic from the beginning in a
     background thread, so tests wait for records instead of sleeping."""
 
-    def __init__(self, config: Config, topics: Iterable[str]) -> None:
+    def __init__(self, config: Config, topics: Iterable[str],
+                 kafka: KafkaAccess | str = BOOTSTRAP) -> None:
         self.config = config
         self.catalogue = Catalogue(config)
         self.serde = AvroSerde()
-        self.producer = producer(BOOTSTRAP)
+        self.kafka = kafka  # the broker, and the principal on a secured one
+        self.producer = producer(kafka)
         self.topics = list(topics)
         self._records: dict[str, list[Record]] = defaultdict(list)
         self._cond = threading.Condition()
@@ -155,7 +158,7 @@ class Bus:
             return value
 
     def _follow(self) -> None:
-        reader = consumer(BOOTSTRAP, **{"enable.partition.eof": False})
+        reader = consumer(self.kafka, **{"enable.partition.eof": False})
         parts = [TopicPartition(t, p, 0) for t in self.topics
                  for p in range(self.config.partitions)]
         reader.assign(parts)
