@@ -399,8 +399,9 @@ def kafka_failure(error: KafkaError, bootstrap: str, setting: str, target: objec
 
 def kafka_permissions(target: KafkaAccess, topics: list[str], groups: list[str],
                       timeout: float) -> None:
-    """``Refused`` naming the first topic or group the principal may not use (topics that do
-    not exist yet are fine: the worker creates them)."""
+    """``Refused`` naming the first topic or group the principal may not use. Other errors
+    (a topic that does not exist yet, a group coordinator still loading) say nothing about
+    permissions and are left to the steps that follow."""
     from confluent_kafka import KafkaError, KafkaException, TopicCollection
 
     from vprov.admin import admin_client
@@ -421,5 +422,4 @@ def kafka_permissions(target: KafkaAccess, topics: list[str], groups: list[str],
                 raise Refused(f"Kafka at {target.bootstrap_servers} refused {what}: "
                               f"{error.str() or error.name()}"
                               f"{authorization_hint(error, target)}") from None
-            if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise
+            # anything else (a coordinator still loading) is no answer about permissions
