@@ -34,6 +34,13 @@ BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def kafka_security_env() -> dict[str, str]:
+    """The environment's Kafka security settings (`make test SECURITY=sasl_ssl`), for a
+    command run with an environment of its own."""
+    return {k: v for k, v in os.environ.items()
+            if k.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))}
+
+
 @dataclass
 class Record:
     topic: str
