@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# SECURITY=sasl_ssl: up, down, status, demo and test on the secured stack (docs/security.md)
+SECURITY ?=
+export SECURITY
 
 .DEFAULT_GOAL := help
 .PHONY: help prereqs setup up down status test demo lint bench reliability clean
@@ -21,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $@
 
-up: prereqs ## start the local Kafka broker and Redis (.run/)
+up: prereqs $(if $(filter sasl_ssl,$(SECURITY)),setup) ## start the local Kafka broker and Redis (.run/)
 	scripts/stack.sh up
 
 down: ## stop them; data and logs stay in .run/

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import psutil
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import OffsetSpec
 
 from vprov import config as config_module
+from vprov.admin import admin_client
 from vprov.config import Config
+from vprov.kafka_settings import librdkafka
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +88,7 @@ class Broker:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+        self.admin = admin_client(bootstrap)
         self._partitions: dict[str, int] = {}
 
     def partitions(self, topic: str) -> int:
@@ -110,7 +112,7 @@ class Broker:
         """A group's committed offsets per topic (summed), read without joining the group."""
         from confluent_kafka import Consumer
 
-        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+        reader = Consumer({**librdkafka(self.bootstrap), "group.id": group,
                            "enable.auto.commit": False})
         try:
             parts = [TopicPartition(t, p) for t in topics for p in range(self.partitions(t))]

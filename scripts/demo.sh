@@ -70,9 +70,19 @@ start_worker() {
     fi
     mkdir -p "$dir"
     say "starting $name worker (web port $port, log $dir/worker.log)"
-    # Own working directory: each worker keeps its local table state there.
-    (cd "$dir" && exec "$VPROV" worker "$@" --web-port "$port") </dev/null >"$dir/worker.log" 2>&1 &
+    # Own working directory: each worker keeps its local table state there; on a secured
+    # stack, its role's own credentials.
+    (role_env "$@" && cd "$dir" && exec "$VPROV" worker "$@" --web-port "$port") \
+        </dev/null >"$dir/worker.log" 2>&1 &
     worker_pid[$name]=$!
+}
+
+# SECURITY=sasl_ssl: export the credentials of the worker's role (worker options in "$@").
+role_env() {
+    [[ ${SECURITY:-plaintext} == sasl_ssl ]] || return 0
+    local role=global
+    [[ " $* " =~ \ --region\ ([A-Z0-9]+)\  ]] && role=regional-${BASH_REMATCH[1]}
+    eval "$("$ROOT/scripts/stack.sh" env "$role")"
 }
 
 wait_healthy() {

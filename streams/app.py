@@ -16,6 +16,7 @@ from streams.transport import FetchSettings, consumer_of, install
 from vprov.avro import serde_from_config
 from vprov.config import Config
 from vprov.identity import RedisIdentityRegistry
+from vprov.kafka_settings import faust_settings
 from vprov.topics import Catalogue
 
 
@@ -41,7 +42,6 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     options.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         name,
-        broker=[f"kafka://{server}" for server in config.bootstrap_servers.split(",")],
         store="rocksdb://",
         # one RocksDB directory per worker process: several workers may share a machine
         datadir=str(options.data_dir / f"{name}-{options.web_port}"),
@@ -64,6 +64,7 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         # finish the events in flight before giving partitions away in a rebalance
         stream_wait_empty=True,
         topic_disable_leader=True,
+        **faust_settings(config),  # broker and credentials
     )
     # Faust's consumer and producer with the commit guard (streams/commit_guard.py), and the
     # fetch settings Faust does not expose

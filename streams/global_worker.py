@@ -96,7 +96,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     watchdog.install(app, {cat.query, cat.query_by_system, cat.query_by_device,
                            cat.vehicle_commands, cat.rehome_result, *routes.values()},
                      compacted={cat.registrations, cat.system_registrations},
-                     probe=OffsetProbe(shell.config.bootstrap_servers))
+                     probe=OffsetProbe(shell.config, group_prefix=cat.global_app_id))
     agent(cat.registrations, ingest_registration)
     agent(cat.system_registrations, index_system)
     agent(cat.query, query_intake)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vprov.kafka_settings import KafkaAccess, librdkafka
+
 log = logging.getLogger(__name__)
 
 OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps the persisted offset
@@ -89,13 +91,13 @@ def read_persisted_offset(path: Path) -> int | None:
     return int(value) if value is not None else None
 
 
-def reconcile(bootstrap_servers: str, tables_dir: Path, changelogs: Mapping[str, str],
-              timeout: float = 30.0) -> list[Stale]:
+def reconcile(kafka: KafkaAccess | str, tables_dir: Path, changelogs: Mapping[str, str],
+              timeout: float = 30.0, group_id: str = "vprov-local-state") -> list[Stale]:
     """Check every local partition of ``changelogs`` (table -> changelog topic) against the
     broker, discard the stale ones, record the topic ids; returns what was discarded."""
     if not tables_dir.exists():
         tables_dir.mkdir(parents=True, exist_ok=True)
-    current_ids, ends = _broker_facts(bootstrap_servers, changelogs,
+    current_ids, ends = _broker_facts(kafka, group_id, changelogs,
                                       {t: local_partitions(tables_dir, t) for t in changelogs},
                                       timeout)
     ids_path = tables_dir / IDS_FILE
@@ -131,14 +133,14 @@ def _discard(tables_dir: Path, stale: Iterable[Stale]) -> None:
         shutil.rmtree(partition_dir(tables_dir, item.table, item.partition), ignore_errors=True)
 
 
-def _broker_facts(bootstrap_servers: str, changelogs: Mapping[str, str],
+def _broker_facts(kafka: KafkaAccess | str, group_id: str, changelogs: Mapping[str, str],
                   partitions: Mapping[str, list[int]], timeout: float
                   ) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
     """Topic ids of the changelogs, and the end offsets of the locally held partitions."""
     from confluent_kafka import Consumer, TopicCollection, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+    admin = AdminClient({**librdkafka(kafka), "log_level": 3})
     deadline = time.monotonic() + timeout
     ids: dict[str, str] = {}
     # the worker has just created missing topics: their metadata may take a moment to appear
@@ -159,7 +161,7 @@ def _broker_facts(bootstrap_servers: str, changelogs: Mapping[str, str],
     if missing:
         log.warning("changelog topics of %s not found on the broker; their local state is "
                     "kept unchecked", ", ".join(missing))
-    reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "vprov-local-state",
+    reader = Consumer({**librdkafka(kafka), "group.id": group_id,
                        "enable.auto.commit": False, "log_level": 3})
     ends = {}
     try:

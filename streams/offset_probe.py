@@ -13,6 +13,8 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from vprov.kafka_settings import KafkaAccess, librdkafka
+
 END = -1  # no record at or after the offset, up to the end of the partition
 UNKNOWN = -2  # the broker did not answer in time
 
@@ -20,10 +22,12 @@ UNKNOWN = -2  # the broker did not answer in time
 class OffsetProbe:
     """One group-less consumer, used by one caller at a time (from a worker thread)."""
 
-    def __init__(self, bootstrap_servers: str, timeout: float = 5.0) -> None:
+    def __init__(self, kafka: KafkaAccess | str, timeout: float = 5.0,
+                 group_prefix: str = "vprov") -> None:
         self._settings = {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"vprov-offset-probe-{uuid.uuid4()}",  # never joins or commits
+            **librdkafka(kafka),
+            # never joins or commits; under the worker's own prefix, which its ACLs allow
+            "group.id": f"{group_prefix}-offset-probe-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "fetch.wait.max.ms": 100,

@@ -11,17 +11,22 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from streams import global_worker, regional_worker
 from streams.app import WorkerOptions, create_app
 from streams.faust_contract import UnsupportedFaust
 from streams.local_state import reconcile
 from vprov import reach
+from vprov.acls import worker_role
 from vprov.admin import TopicMismatch, ensure_topics
 from vprov.config import Config
 from vprov.kafka_log import ClientRepeatFilter
 from vprov.topics import Catalogue
 
 log = logging.getLogger(__name__)
+EXIT_UNREACHABLE = 3
+EXIT_REFUSED = 5  # Kafka or Redis refused the credentials, the certificate or a request
 WAIT_SECONDS = 5.0  # between attempts to reach Kafka and Redis at start, and between reports
 
 
@@ -92,12 +97,26 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
             for handler in logger.handlers:
                 handler.addFilter(ClientRepeatFilter(("aiokafka",)))
 
-    wait_for_infrastructure(config, options)
+    role = worker_role(config, options.region)
+    topics = role.topics(Catalogue(config))  # its principal may create these, and no others
     try:
-        ensure_topics(config.bootstrap_servers, Catalogue(config).all())
+        wait_for_infrastructure(config, options)
+        # a missing ACL is said now, in one line, not as a Faust crash at the first fetch
+        reach.kafka_permissions(config, [t.name for t in topics], list(role.groups),
+                                WAIT_SECONDS)
+        ensure_topics(config, topics)
+    except reach.Refused as exc:  # waiting would not help
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except TopicMismatch as exc:  # Faust would start and look tables up in the wrong partitions
         print(f"error: {exc}", file=sys.stderr)
         return 4
+    except KafkaException as exc:  # a request refused (an ACL), or the broker lost meanwhile
+        error = exc.args[0]
+        print("error: " + reach.kafka_failure(error, config.bootstrap_servers,
+                                              reach.kafka_setting(config), config),
+              file=sys.stderr)
+        return EXIT_UNREACHABLE if reach.kafka_unreachable(error) else EXIT_REFUSED
     try:
         app, shell = create_app(config, options)
     except UnsupportedFaust as exc:  # a Faust release the commit guard was not written for
@@ -110,7 +129,7 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
         regional_worker.register(app, shell, options.region)
     changelogs = {table.name: table.changelog_topic.get_topic_name()
                   for table in app.tables.values()}
-    shell.local_state_discarded = len(reconcile(config.bootstrap_servers,
-                                                Path(app.conf.tabledir), changelogs))
+    shell.local_state_discarded = len(reconcile(
+        config, Path(app.conf.tabledir), changelogs, group_id=f"{app.conf.id}-local-state"))
     QuietWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     return 0

@@ -10,6 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from vprov.kafka_log import librdkafka_logger
+from vprov.kafka_settings import KafkaAccess, access, librdkafka
 from vprov.reach import Unreachable, kafka_reason, kafka_setting
 from vprov.topics import TopicSpec
 
@@ -134,10 +135,10 @@ def mismatch_message(mismatches: list[Mismatch], observed: Mapping[str, Observed
     return "\n".join(lines)
 
 
-def admin_client(bootstrap_servers: str) -> AdminClient:
+def admin_client(kafka: KafkaAccess | str, **overrides: object) -> AdminClient:
     # librdkafka's log lines go through Python logging, de-duplicated (vprov.kafka_log)
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000,
-                        "logger": librdkafka_logger()})
+    return AdminClient({**librdkafka(kafka), "socket.timeout.ms": 10000,
+                        "logger": librdkafka_logger(), **overrides})
 
 
 def _list_topics(admin: AdminClient, bootstrap_servers: str, timeout: float
@@ -171,10 +172,12 @@ def _observe(admin: AdminClient, partitions: Mapping[str, int], names: Iterable[
     return observed
 
 
-def check_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout: float = 30.0
+def check_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: float = 30.0
                  ) -> list[Mismatch]:
     """The existing topics of ``specs`` that disagree with them (nothing is changed)."""
-    admin = admin_client(bootstrap_servers)
+    kafka = access(kafka)
+    bootstrap_servers = kafka.bootstrap_servers
+    admin = admin_client(kafka)
     partitions = _list_topics(admin, bootstrap_servers, timeout)
     return compare_topics(specs, _observe(admin, partitions, (s.name for s in specs), timeout))
 
@@ -186,14 +189,16 @@ def _raise_on_mismatch(specs: list[TopicSpec], observed: dict[str, ObservedTopic
         raise TopicMismatch(mismatch_message(mismatches, observed, bootstrap_servers), mismatches)
 
 
-def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout: float = 30.0,
+def ensure_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: float = 30.0,
                   check: bool = True) -> list[str]:
     """Create the topics that do not exist yet; returns the names it created. Idempotent.
 
     With ``check``, existing topics whose partition count or compaction differs from their spec
     raise ``TopicMismatch`` — before anything is created, so that matching the configuration to
     the existing topics remains a fix."""
-    admin = admin_client(bootstrap_servers)
+    kafka = access(kafka)
+    bootstrap_servers = kafka.bootstrap_servers
+    admin = admin_client(kafka)
     partitions = _list_topics(admin, bootstrap_servers, timeout)
     names = [s.name for s in specs]
     if check:

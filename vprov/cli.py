@@ -3,7 +3,8 @@
 Exit codes: 0 done; 1 done, with problems to look at (lines skipped, an unknown VIN, audit
 differences, vehicles that failed); 2 a bad option or configuration; 3 Kafka, Redis or a worker
 could not be reached (one ``error: cannot reach ...`` line on stderr); 4 existing topics that
-do not match the configuration.
+do not match the configuration; 5 Kafka or Redis refused the credentials, the TLS certificate or
+a request (a missing ACL), in one ``error:`` line naming the setting to fix.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vprov import reach
 from vprov.config import Config, ConfigError
 
 EXIT_UNREACHABLE = 3
+EXIT_REFUSED = 5
 
 
 def _load_config(args: argparse.Namespace) -> Config:
@@ -48,7 +50,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     specs = Catalogue(config).all()
     reach.kafka_of(config, args.connect_timeout)
     try:
-        created = ensure_topics(config.bootstrap_servers, specs)
+        created = ensure_topics(config, specs)
     except TopicMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
@@ -56,6 +58,29 @@ def cmd_topics(args: argparse.Namespace) -> int:
         mark = "created" if spec.name in created else "exists"
         print(f"{mark:8} {spec.name} (partitions={spec.partitions}"
               f"{', compacted' if spec.compacted else ''})")
+    return 0
+
+
+def cmd_acls(args: argparse.Namespace) -> int:
+    from vprov import acls
+
+    config = _load_config(args)
+    try:
+        found = [acls.role(config, args.role)] if args.role else acls.roles(config)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    if args.principals:
+        for r in found:
+            print(r.username)
+        return 0
+    bindings = acls.bindings(found)
+    for binding in bindings:
+        print(binding)
+    if args.apply:
+        reach.kafka_of(config, args.connect_timeout)
+        acls.apply(config, bindings)
+        print(f"applied {len(bindings)} ACL bindings for {len(found)} principals")
     return 0
 
 
@@ -76,7 +101,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         print(f"{path}: no such file", file=sys.stderr)
         return 2
     reach.kafka_of(config, args.connect_timeout)
-    out = producer(config.bootstrap_servers)
+    out = producer(config)
     failures: list[str] = []
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -282,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_topics)
     _common_options(create)
 
+    acl = sub.add_parser("acls", help="the Kafka ACLs of each role, from the topic catalogue")
+    acl.add_argument("--role", help="only this role (global, regional-<R>, publisher, gateway, "
+                     "subscriber)")
+    acl.add_argument("--apply", action="store_true",
+                     help="create them on the broker (needs a principal allowed to alter ACLs)")
+    acl.add_argument("--principals", action="store_true", help="print the user names only")
+    acl.set_defaults(func=cmd_acls)
+    _common_options(acl)
+
     register = sub.add_parser("register", help="publish device registrations (JSON Lines)")
     register.add_argument("file")
     register.set_defaults(func=cmd_register)
@@ -370,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_or_none(args: argparse.Namespace) -> Config | None:
+    try:
+        return _load_config(args)
+    except ConfigError:
+        return None
+
+
 def _kafka_address(args: argparse.Namespace) -> tuple[str, str]:
     """The bootstrap servers and the setting that chose them, for a late Kafka error."""
     try:
@@ -386,10 +427,10 @@ def _infrastructure_error(args: argparse.Namespace, exc: Exception) -> str | Non
     lifecycle topic that cannot be read."""
     from confluent_kafka import KafkaError, KafkaException
 
-    if isinstance(exc, reach.Unreachable):
+    if isinstance(exc, reach.Unreachable | reach.Refused):
         return str(exc)
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
-        return reach.kafka_failure(exc.args[0], *_kafka_address(args))
+        return reach.kafka_failure(exc.args[0], *_kafka_address(args), _config_or_none(args))
     from vprov.lifecycle_events import LifecycleUnavailable
     from vprov.topic_reader import TopicUnreadable
 
@@ -417,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        refused = isinstance(exc, reach.Refused) or "refused a request" in line
+        return EXIT_REFUSED if refused else EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """Configuration: one TOML file plus environment overrides, validated at load.
 
 Load order: the packaged ``defaults.toml``, replaced whole by the file named in ``VPROV_CONFIG``,
-then single keys from the environment (see ``ENV_OVERRIDES``). A bad value raises
-``ConfigError`` naming the key and what would be accepted.
+then single keys from the environment (see ``ENV_OVERRIDES``). The document is validated by the
+pydantic models below (one per TOML table); a bad value raises ``ConfigError``, one line naming
+the key, the value, what would be accepted and where the value came from:
+
+    kafka.partitions=0: expected a number greater than 0 (from VPROV_PARTITIONS)
+
+A new key is a field on its table's model, a field on ``Config`` and, when it may come from the
+environment, a line in ``ENV_OVERRIDES``.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vprov.envelope import VERSIONS
 
-DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")  # package data (pyproject.toml)
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 LIFECYCLE_TARGETS = ("PROVISIONED", "ACTIVE")
 # Shapes of region and country codes, for configuration and for messages alike.
 REGION_CODE = re.compile(r"[A-Z][A-Z0-9]{1,7}")
@@ -35,11 +44,175 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "VPROV_DELETE_GLOBAL_IDENTITY": ("flow", "delete_global_identity", bool),
     "VPROV_REQUIRE_AUTH_HEADER": ("messages", "require_authenticated_header", bool),
     "VPROV_HOMING_BY_COUNTRY": ("homing", "by_country", bool),
+    "KAFKA_SECURITY_PROTOCOL": ("kafka.security", "protocol", str),
+    "KAFKA_SASL_MECHANISM": ("kafka.security", "sasl_mechanism", str),
+    "KAFKA_SASL_USERNAME": ("kafka.security", "sasl_username", str),
+    "KAFKA_SASL_PASSWORD": ("kafka.security", "sasl_password", str),
+    "KAFKA_SSL_CA_LOCATION": ("kafka.security", "ssl_ca_location", str),
+    "KAFKA_SSL_CERTIFICATE_LOCATION": ("kafka.security", "ssl_certificate_location", str),
+    "KAFKA_SSL_KEY_LOCATION": ("kafka.security", "ssl_key_location", str),
 }
+SECRET_KEYS = ("sasl_password",)  # never shown in a message
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key."""
+
+
+# --- the document's schema: one model per TOML table ---------------------------------------------
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(what)
+        return value
+    return AfterValidator(check)
+
+
+def _per_region(value: str) -> str:
+    if "{region}" not in value:
+        raise ValueError("must contain {region}")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-blank string")
+    return value
+
+
+Positive = Annotated[int, Field(gt=0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+RegionCode = Annotated[str, _matches(REGION_CODE, "region codes are 2-8 capital letters or digits")]
+CountryCode = Annotated[str, _matches(COUNTRY_CODE, "expected an ISO 3166 alpha-2 code")]
+PerRegion = Annotated[str, AfterValidator(_per_region)]  # a topic name template
+AppPrefix = Annotated[str, _matches(re.compile(r"[a-z][a-z0-9-]{0,30}"),
+                                    "use lowercase letters, digits and '-'")]
+
+
+class _Table(BaseModel):
+    # strict: "8" is not a number and 1 is not a boolean in a TOML file
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+class KafkaSecurity(_Table):
+    """How every Kafka client authenticates and encrypts (vprov/kafka_settings.py turns it into
+    each library's settings). Paths are PEM files; empty means unset."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_ca_location: str = ""  # empty: the system's trusted CAs
+    ssl_certificate_location: str = ""  # a client certificate, for mutual TLS
+    ssl_key_location: str = ""
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol.endswith("SSL")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecurity:
+        if self.sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"kafka.security.protocol={self.protocol!r}: expected "
+                             "kafka.security.sasl_username and sasl_password as well")
+        if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
+            raise ValueError("kafka.security.ssl_certificate_location and ssl_key_location go "
+                             "together (a client certificate and its key)")
+        for key in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
+            path = getattr(self, key)
+            if path and not Path(path).is_file():
+                raise ValueError(f"kafka.security.{key}={path!r}: no such file")
+        return self
+
+
+class KafkaTable(_Table):
+    bootstrap_servers: str
+    app_prefix: AppPrefix
+    partitions: Positive
+    replication_factor: Positive
+    fetch_min_bytes: Positive
+    fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)]
+    # Faust holds the linger in seconds: above 1000 ms an odd value would not survive the trip
+    producer_linger_ms: Annotated[int, Field(ge=0, le=1000)]
+    security: KafkaSecurity = KafkaSecurity()
+
+
+class RedisTable(_Table):
+    url: str
+
+
+class SchemaRegistryTable(_Table):
+    url: str
+
+
+class MessagesTable(_Table):
+    max_payload_bytes: Positive
+    # Only versions the decoder and the encoder know: an answer is written in the request's.
+    supported_versions: Annotated[list[Literal[VERSIONS]], Field(min_length=1)]  # type: ignore[valid-type]
+    authenticated_header: str
+    require_authenticated_header: bool
+
+
+class FlowTable(_Table):
+    rehome_timeout_seconds: PositiveSeconds
+    delete_global_identity: bool
+    max_held_requests: Positive
+    join_wait_seconds: PositiveSeconds
+    identity_backoff_max_seconds: PositiveSeconds
+
+
+class HomingTable(_Table):
+    by_country: bool
+
+
+class RegionTable(_Table):
+    gateway_endpoint: Annotated[str, AfterValidator(_not_blank)]
+    countries: list[CountryCode] = []
+
+
+class TopicsTable(_Table):
+    query: str
+    query_response: str
+    registrations: str
+    rehome: PerRegion
+    rehome_result: str
+    device: PerRegion
+    device_response: PerRegion
+    lifecycle: str
+    onboarding: PerRegion
+    deadletter: str
+
+
+class Document(_Table):
+    kafka: KafkaTable
+    redis: RedisTable
+    schema_registry: SchemaRegistryTable
+    messages: MessagesTable
+    ecu_types: Annotated[dict[str, Literal[LIFECYCLE_TARGETS]], Field(min_length=1)]  # type: ignore[valid-type]
+    flow: FlowTable
+    homing: HomingTable
+    regions: Annotated[dict[RegionCode, RegionTable], Field(min_length=1)]
+    topics: TopicsTable
+
+    @model_validator(mode="after")
+    def _each_country_once(self) -> Document:
+        seen: dict[str, str] = {}
+        for code, region in self.regions.items():
+            for country in region.countries:
+                if country in seen:
+                    raise ValueError(f"regions.{code}.countries: {country} is also listed under "
+                                     f"regions.{seen[country]}")
+                seen[country] = code
+        return self
+
+
+# --- what the rest of the code reads ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -49,18 +222,7 @@ class Region:
     countries: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Topics:
-    query: str
-    query_response: str
-    registrations: str
-    rehome: str
-    rehome_result: str
-    device: str
-    device_response: str
-    lifecycle: str
-    onboarding: str
-    deadletter: str
+Topics = TopicsTable  # topic names, per-region ones with a {region} placeholder
 
 
 @dataclass(frozen=True)
@@ -87,6 +249,7 @@ class Config:
     homing_by_country: bool
     regions: dict[str, Region]
     topics: Topics
+    kafka_security: KafkaSecurity = KafkaSecurity()
     source_path: str = field(default=str(DEFAULTS_PATH), compare=False)
 
     def region(self, code: str) -> Region:
@@ -103,166 +266,136 @@ class Config:
         return None
 
 
-def _parse_bool(name: str, raw: str) -> bool:
+def _config(doc: Document, source: str) -> Config:
+    return Config(
+        bootstrap_servers=doc.kafka.bootstrap_servers,
+        app_prefix=doc.kafka.app_prefix,
+        partitions=doc.kafka.partitions,
+        replication_factor=doc.kafka.replication_factor,
+        fetch_min_bytes=doc.kafka.fetch_min_bytes,
+        fetch_max_wait_ms=doc.kafka.fetch_max_wait_ms,
+        producer_linger_ms=doc.kafka.producer_linger_ms,
+        redis_url=doc.redis.url,
+        schema_registry_url=doc.schema_registry.url,
+        max_payload_bytes=doc.messages.max_payload_bytes,
+        supported_versions=tuple(doc.messages.supported_versions),
+        authenticated_header=doc.messages.authenticated_header,
+        require_authenticated_header=doc.messages.require_authenticated_header,
+        ecu_states=dict(doc.ecu_types),
+        rehome_timeout_seconds=float(doc.flow.rehome_timeout_seconds),
+        delete_global_identity=doc.flow.delete_global_identity,
+        max_held_requests=doc.flow.max_held_requests,
+        join_wait_seconds=float(doc.flow.join_wait_seconds),
+        identity_backoff_max_seconds=float(doc.flow.identity_backoff_max_seconds),
+        homing_by_country=doc.homing.by_country,
+        regions={code: Region(code, r.gateway_endpoint, tuple(r.countries))
+                 for code, r in doc.regions.items()},
+        topics=doc.topics,
+        kafka_security=doc.kafka.security,
+        source_path=source,
+    )
+
+
+# --- one line per error ------------------------------------------------------------------------
+
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "too_short": "expected at least one entry",
+}
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    """``('messages', 'supported_versions', 1)`` -> ``messages.supported_versions[1]``; the
+    ``[key]`` marker of a dictionary key's own error is dropped."""
+    text = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _expected(error: Any) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "greater_than":
+        return f"expected a number greater than {ctx['gt']:g}"
+    if kind == "literal_error":
+        return "expected one of " + ctx["expected"].replace("'", "").replace(" or ", ", ")
+    if kind == "value_error":
+        return str(ctx["error"])
+    return _EXPECTED.get(kind, error["msg"])
+
+
+def _error_line(error: Any, origins: dict[str, str], source: str) -> str:
+    loc = tuple(error["loc"])
+    key = _key(loc)
+    origin = origins.get(key)
+    set_by = sorted(v for k, v in origins.items() if k.startswith(f"{key}."))
+    if origin is None and set_by and error["type"] == "value_error":
+        origin = ", ".join(set_by)  # a check across keys, some of them from the environment
+    where = f"from {origin}" if origin else f"in {source}"
+    if error["type"] == "missing":
+        what = f"[{key}] section is missing" if len(loc) == 1 else f"{key} is missing"
+    elif error["type"] == "value_error" and isinstance(error["input"], dict):
+        what = str(error["ctx"]["error"])  # a check across a table's keys: its text names them
+    else:
+        shown = "'***'" if loc[-1] in SECRET_KEYS else repr(error["input"])
+        what = f"{key}={shown}: {_expected(error)}"
+    return f"{what} ({where})"
+
+
+def _validate(doc: dict[str, Any], source: str, origins: dict[str, str]) -> Config:
+    try:
+        return _config(Document.model_validate(doc), source)
+    except ValidationError as exc:
+        raise ConfigError(_error_line(exc.errors()[0], origins, source)) from None
+
+
+def from_document(doc: dict[str, Any], source: str = "<document>") -> Config:
+    return _validate(doc, source, {})
+
+
+# --- environment overrides and files ---------------------------------------------------------
+
+
+_ENV_KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _parse_bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name}={raw!r}: expected true or false")
+    raise ValueError(raw)
 
 
-def _apply_env(doc: dict[str, Any], env: dict[str, str]) -> None:
+def _apply_env(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Write the overrides into ``doc``; returns which variable set each dotted key."""
+    origins = {}
     for name, (section, key, kind) in ENV_OVERRIDES.items():
-        if name not in env or env[name] == "":
+        raw = env.get(name, "")
+        if raw == "":
             continue
-        raw = env[name]
         try:
-            value: Any = _parse_bool(name, raw) if kind is bool else kind(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{name}={raw!r}: expected {kind.__name__} ({exc})") from None
-        doc.setdefault(section, {})[key] = value
-
-
-def _get(doc: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...],
-         parent: str = "") -> Any:
-    """``doc[section][key]`` of type ``kind``; errors name the key as ``parent.section.key``."""
-    where = f"{parent}.{section}" if parent else section
-    if section not in doc or not isinstance(doc[section], dict):
-        raise ConfigError(f"[{where}] section is missing")
-    if key not in doc[section]:
-        raise ConfigError(f"{where}.{key} is missing")
-    value = doc[section][key]
-    # bool is an int subclass: keep numbers and booleans apart.
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise ConfigError(f"{where}.{key}={value!r}: expected a number")
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"{where}.{key}={value!r}: expected {names}")
-    return value
-
-
-def _positive(name: str, value: float) -> float:
-    if value <= 0:
-        raise ConfigError(f"{name}={value!r}: must be greater than 0")
-    return value
-
-
-def _within(name: str, value: int, low: int, high: int) -> int:
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value!r}: must be between {low} and {high}")
-    return value
-
-
-def _app_prefix(value: str) -> str:
-    if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", value):
-        raise ConfigError(f"kafka.app_prefix={value!r}: use lowercase letters, digits and '-'")
-    return value
-
-
-def _regions(doc: dict[str, Any]) -> dict[str, Region]:
-    raw = doc.get("regions")
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError("[regions] must configure at least one region, e.g. [regions.NA]")
-    regions: dict[str, Region] = {}
-    seen_countries: dict[str, str] = {}
-    for code, body in raw.items():
-        if not REGION_CODE.fullmatch(code):
-            raise ConfigError(f"regions.{code}: region codes are 2-8 capital letters or digits")
-        endpoint = _get(raw, code, "gateway_endpoint", str, parent="regions")
-        if not endpoint:
-            raise ConfigError(f"regions.{code}.gateway_endpoint is blank")
-        countries = tuple(body.get("countries", []))
-        for country in countries:
-            if not isinstance(country, str) or not COUNTRY_CODE.fullmatch(country):
-                raise ConfigError(
-                    f"regions.{code}.countries: {country!r} is not an ISO 3166 alpha-2 code"
-                )
-            if country in seen_countries:
-                raise ConfigError(
-                    f"regions.{code}.countries: {country} is also listed under "
-                    f"regions.{seen_countries[country]}"
-                )
-            seen_countries[country] = code
-        regions[code] = Region(code=code, gateway_endpoint=endpoint, countries=countries)
-    return regions
-
-
-def _topics(doc: dict[str, Any]) -> Topics:
-    names = {}
-    for key in Topics.__dataclass_fields__:
-        value = _get(doc, "topics", key, str)
-        per_region = key in ("rehome", "device", "device_response", "onboarding")
-        if per_region and "{region}" not in value:
-            raise ConfigError(f"topics.{key}={value!r}: must contain {{region}}")
-        names[key] = value
-    return Topics(**names)
-
-
-def from_document(doc: dict[str, Any], source: str = "<document>") -> Config:
-    ecu = doc.get("ecu_types")
-    if not isinstance(ecu, dict) or not ecu:
-        raise ConfigError("[ecu_types] must map at least one ECU type to a lifecycle state")
-    for ecu_type, state in ecu.items():
-        if state not in LIFECYCLE_TARGETS:
-            raise ConfigError(
-                f"ecu_types.{ecu_type}={state!r}: expected one of {', '.join(LIFECYCLE_TARGETS)}"
-            )
-    versions = _get(doc, "messages", "supported_versions", list)
-    # Only versions the decoder and the encoder know: an answer is written in the request's.
-    if not versions or any(v not in VERSIONS for v in versions):
-        raise ConfigError(
-            f"messages.supported_versions={versions!r}: expected a non-empty list of "
-            f"{', '.join(VERSIONS)}"
-        )
-    return Config(
-        bootstrap_servers=_get(doc, "kafka", "bootstrap_servers", str),
-        app_prefix=_app_prefix(_get(doc, "kafka", "app_prefix", str)),
-        partitions=int(_positive("kafka.partitions", _get(doc, "kafka", "partitions", int))),
-        replication_factor=int(
-            _positive("kafka.replication_factor", _get(doc, "kafka", "replication_factor", int))
-        ),
-        fetch_min_bytes=int(
-            _positive("kafka.fetch_min_bytes", _get(doc, "kafka", "fetch_min_bytes", int))
-        ),
-        fetch_max_wait_ms=_within("kafka.fetch_max_wait_ms",
-                                  _get(doc, "kafka", "fetch_max_wait_ms", int), 0, 60_000),
-        producer_linger_ms=_within("kafka.producer_linger_ms",
-                                   _get(doc, "kafka", "producer_linger_ms", int), 0, 1000),
-        redis_url=_get(doc, "redis", "url", str),
-        schema_registry_url=_get(doc, "schema_registry", "url", str),
-        max_payload_bytes=int(
-            _positive("messages.max_payload_bytes", _get(doc, "messages", "max_payload_bytes", int))
-        ),
-        supported_versions=tuple(versions),
-        authenticated_header=_get(doc, "messages", "authenticated_header", str),
-        require_authenticated_header=_get(doc, "messages", "require_authenticated_header", bool),
-        ecu_states=dict(ecu),
-        rehome_timeout_seconds=float(
-            _positive(
-                "flow.rehome_timeout_seconds",
-                _get(doc, "flow", "rehome_timeout_seconds", (int, float)),
-            )
-        ),
-        delete_global_identity=_get(doc, "flow", "delete_global_identity", bool),
-        max_held_requests=int(
-            _positive("flow.max_held_requests", _get(doc, "flow", "max_held_requests", int))
-        ),
-        join_wait_seconds=float(
-            _positive("flow.join_wait_seconds",
-                      _get(doc, "flow", "join_wait_seconds", (int, float)))
-        ),
-        identity_backoff_max_seconds=float(
-            _positive(
-                "flow.identity_backoff_max_seconds",
-                _get(doc, "flow", "identity_backoff_max_seconds", (int, float)),
-            )
-        ),
-        homing_by_country=_get(doc, "homing", "by_country", bool),
-        regions=_regions(doc),
-        topics=_topics(doc),
-        source_path=source,
-    )
+            value: Any = _parse_bool(raw) if kind is bool else kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected {_ENV_KINDS[kind]} "
+                              f"(for {section}.{key})") from None
+        table = doc
+        for part in section.split("."):
+            if not isinstance(table.get(part), dict):
+                table[part] = {}
+            table = table[part]
+        table[key] = value
+        origins[f"{section}.{key}"] = name
+    return origins
 
 
 def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
@@ -275,8 +408,21 @@ def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None 
         raise ConfigError(f"configuration file {chosen} does not exist (VPROV_CONFIG)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {chosen} is not valid TOML: {exc}") from None
-    _apply_env(doc, env)
-    return from_document(doc, source=str(chosen))
+    origins = _apply_env(doc, env)
+    return _validate(doc, str(chosen), origins)
+
+
+def security_from_env(env: Mapping[str, str] | None = None) -> KafkaSecurity:
+    """The Kafka security settings of the environment alone, for a client given only a
+    bootstrap address (benchmarks, tests)."""
+    doc: dict[str, Any] = {}
+    origins = _apply_env(doc, os.environ if env is None else env)
+    try:
+        return KafkaSecurity.model_validate(doc.get("kafka", {}).get("security", {}))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        error["loc"] = ("kafka", "security", *error["loc"])
+        raise ConfigError(_error_line(error, origins, "the environment")) from None
 
 
 # --- writing configuration files (tests, benchmarks, deployments of their own) ---------------

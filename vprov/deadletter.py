@@ -125,7 +125,7 @@ def redrive(config: Config, letters: list[dict[str, Any]], dry_run: bool, out: T
         else:
             failures.append(str(err))
 
-    sender = producer(config.bootstrap_servers)
+    sender = producer(config)
     for letter in letters:
         sender.produce(letter["source_topic"], key=letter["key"], value=letter["payload"],
                        headers=[(REDRIVEN_HEADER, letter["dead_letter_id"].encode())],

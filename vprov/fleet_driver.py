@@ -98,7 +98,7 @@ class FleetDriver:
         self.answer_topics = {self.catalogue.query_response} | {
             self.catalogue.device_response(r) for r in config.regions}
         # Only failed deliveries call back: a callback per record would cost the client CPU.
-        self.producer = producer(config.bootstrap_servers, **{
+        self.producer = producer(config, **{
             "delivery.report.only.error": True, "on_delivery": self._on_delivery})
         self.reader: Any = None  # assigned by listen()
         self.requests: dict[str, Request] = {}
@@ -253,7 +253,7 @@ class FleetDriver:
         """Assign the answer reader at the end of the answer and dead-letter topics."""
         if self.reader is not None:
             return
-        reader = consumer(self.config.bootstrap_servers, None, **{
+        reader = consumer(self.config, None, **{
             "enable.partition.eof": False, "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
         assignment = []
         for topic in [*sorted(self.answer_topics), self.catalogue.deadletter]:

@@ -1,5 +1,8 @@
 """confluent-kafka clients for the command-line tools (register, simulate, replay, status).
 
+They take the configuration (or a bare bootstrap address): ``vprov.kafka_settings`` adds the
+TLS and SASL settings.
+
 Producers use the murmur2 partitioner, the same as the Java clients and the workers, so a record
 keyed by VIN lands on the partition that holds that VIN's state. librdkafka's log lines go
 through Python logging, de-duplicated (``vprov.kafka_log``; shown by ``vprov -v``).
@@ -12,11 +15,12 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from vprov.kafka_log import librdkafka_logger
+from vprov.kafka_settings import KafkaAccess, librdkafka
 
 
-def producer(bootstrap_servers: str, **overrides: object) -> Producer:
+def producer(kafka: KafkaAccess | str, **overrides: object) -> Producer:
     settings = {
-        "bootstrap.servers": bootstrap_servers,
+        **librdkafka(kafka),
         "partitioner": "murmur2_random",
         "linger.ms": 2,
         "enable.idempotence": True,
@@ -30,11 +34,12 @@ def producer(bootstrap_servers: str, **overrides: object) -> Producer:
     return Producer(settings)
 
 
-def consumer(bootstrap_servers: str, group_id: str | None = None, **overrides: object) -> Consumer:
+def consumer(kafka: KafkaAccess | str, group_id: str | None = None, **overrides: object
+             ) -> Consumer:
     """A consumer reading from the start; without a group id, a throw-away group that commits
     nothing (readers of audit topics must not disturb anyone's offsets)."""
     settings = {
-        "bootstrap.servers": bootstrap_servers,
+        **librdkafka(kafka),
         "group.id": group_id or f"vprov-reader-{uuid.uuid4()}",
         "auto.offset.reset": "earliest",
         "enable.auto.commit": group_id is not None,

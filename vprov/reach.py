@@ -12,6 +12,7 @@ the address, and why. ``vprov.cli.main`` prints it after ``error: `` and exits 3
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import urllib.parse
@@ -19,12 +20,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vprov.config import DEFAULTS_PATH, ConfigError
+from vprov.config import DEFAULTS_PATH, ENV_OVERRIDES, ConfigError
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError
 
     from vprov.config import Config
+    from vprov.kafka_settings import KafkaAccess
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 CONNECT_TIMEOUT_ENV = "VPROV_CONNECT_TIMEOUT"
@@ -35,6 +37,12 @@ DEFAULT_REDIS_PORT = 6379
 # librdkafka error names (KafkaError.name()) that mean "no broker to talk to"
 _KAFKA_UNREACHABLE = {"_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_MSG_TIMED_OUT",
                       "_RESOLVE", "_TIMED_OUT_QUEUE", "NETWORK_EXCEPTION", "REQUEST_TIMED_OUT"}
+
+
+class Refused(RuntimeError):
+    """A dependency answers but will not serve us: bad credentials, a certificate we cannot
+    verify, a missing ACL. ``str()`` is the one line naming the cause and the setting to fix.
+    Waiting does not help, so a worker exits on it instead of waiting."""
 
 
 class Unreachable(RuntimeError):
@@ -92,6 +100,15 @@ def _setting(variable: str, key: str, config: Config | None, env: Mapping[str, s
     return f"default of {variable}"
 
 
+def security_setting(target: object, key: str, env: Mapping[str, str] | None = None) -> str:
+    """The setting that chose ``kafka.security.<key>``: its variable when set, else the file."""
+    variable = next(name for name, (section, k, _) in ENV_OVERRIDES.items()
+                    if (section, k) == ("kafka.security", key))
+    config = target if hasattr(target, "source_path") else None
+    chosen = _setting(variable, f"kafka.security.{key}", config, env)  # type: ignore[arg-type]
+    return variable if chosen.startswith("default of ") else chosen
+
+
 def kafka_setting(config: Config | None = None, env: Mapping[str, str] | None = None) -> str:
     """``KAFKA_BOOTSTRAP_SERVERS`` when set, else the configuration file's key, else the
     packaged default."""
@@ -141,6 +158,50 @@ def kafka_reason(error: KafkaError, timeout: float | None = None) -> str:
     if name in ("_TRANSPORT", "_ALL_BROKERS_DOWN"):
         return "broker transport failure (no connection to a broker)"
     return error.str() or name
+
+
+def _broker_text(error: KafkaError) -> str:
+    """librdkafka's text without the broker name before it and the timing after it."""
+    text = error.str() or error.name()
+    text = re.sub(r"^\S+://\S+: ", "", text)
+    return re.sub(r" \(after \d+ms in state \w+\)$", "", text)
+
+
+def kafka_refusal(errors: list[KafkaError], target: KafkaAccess) -> Refused | None:
+    """The refusal among a client's errors (a wrong password or mechanism, a certificate not
+    signed by the configured CA, another TLS failure), or None."""
+    sec = target.kafka_security
+    where = f"Kafka at {target.bootstrap_servers}"
+    for error in errors:
+        text = _broker_text(error)
+        if error.name() == "_AUTHENTICATION":
+            if "mechanism handshake failed" in text:
+                fix = security_setting(target, "sasl_mechanism")
+            else:
+                fix = (f"{security_setting(target, 'sasl_username')} and "
+                       f"{security_setting(target, 'sasl_password')}")
+            return Refused(f"{where} refused to authenticate user {sec.sasl_username!r} with "
+                           f"{sec.sasl_mechanism}: {text}; check {fix}")
+        if error.name() == "_SSL":
+            if "certificate verify failed" in text:
+                ca = sec.ssl_ca_location or "the system's CA certificates"
+                return Refused(f"{where}: the broker's TLS certificate is not signed by a CA in "
+                               f"{ca}; set {security_setting(target, 'ssl_ca_location')} to the "
+                               "CA that signed it")
+            return Refused(f"{where}: TLS handshake failed: {text}; check "
+                           f"{security_setting(target, 'protocol')} and the kafka.security "
+                           "certificate settings")
+    return None
+
+
+def authorization_hint(error: KafkaError, target: object) -> str:
+    """For a request refused for want of an ACL: which principal, and how to grant it."""
+    if "AUTHORIZATION_FAILED" not in error.name():
+        return ""
+    sec = getattr(target, "kafka_security", None)
+    user = f"User:{sec.sasl_username}" if sec is not None and sec.sasl_username else "this client"
+    return (f"; {user} lacks an ACL for it: `vprov acls` lists each role's, and an admin "
+            "creates them with `vprov acls --apply`")
 
 
 def kafka_unreachable(error: KafkaError) -> bool:
@@ -197,13 +258,18 @@ def _tcp(host: str, port: int, timeout: float) -> None:
 # --- the checks ----------------------------------------------------------------------------------
 
 
-def kafka(bootstrap: str, timeout: float, setting: str = KAFKA_ENV) -> None:
-    """A TCP connection to a bootstrap address, then a metadata request through an AdminClient,
-    both within ``timeout`` seconds; ``Unreachable`` otherwise."""
+def kafka(target: KafkaAccess | str, timeout: float, setting: str = KAFKA_ENV) -> None:
+    """A TCP connection to a bootstrap address, then a metadata request through an AdminClient
+    with the configured TLS and SASL settings, both within ``timeout`` seconds; ``Unreachable``
+    otherwise, or ``Refused`` as soon as the broker refuses the credentials or the
+    certificate."""
     from confluent_kafka import KafkaException
 
     from vprov.admin import admin_client  # admin imports this module
+    from vprov.kafka_settings import access
 
+    target = access(target)
+    bootstrap = target.bootstrap_servers
     deadline = time.monotonic() + timeout
     try:
         addresses = kafka_addresses(bootstrap)
@@ -221,17 +287,30 @@ def kafka(bootstrap: str, timeout: float, setting: str = KAFKA_ENV) -> None:
         reason = (reasons.pop() if len(reasons) == 1
                   else ", ".join(f"{addr}: {why}" for addr, why in failures))
         raise Unreachable("Kafka", bootstrap, setting, reason)
-    admin = admin_client(bootstrap)
-    try:
-        admin.list_topics(timeout=max(0.1, deadline - time.monotonic()))
-    except KafkaException as exc:
-        reason = kafka_reason(exc.args[0], timeout)
-        if kafka_unreachable(exc.args[0]):  # librdkafka retries until the timeout
-            reason = (f"the port accepts connections, but no Kafka broker answered within "
-                      f"{timeout:g} s (vprov -v shows librdkafka's log)")
-        raise Unreachable("Kafka", bootstrap, setting, reason) from None
-    finally:
-        admin.poll(0)  # hands librdkafka's log lines to the logger (shown with -v)
+    errors: list[KafkaError] = []
+    admin = admin_client(target, error_cb=errors.append)
+    while True:  # short requests, to see a refusal among the client's errors early
+        try:
+            admin.list_topics(timeout=max(0.1, min(0.5, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+        finally:
+            admin.poll(0)  # runs error_cb; hands librdkafka's log lines to the logger (-v)
+        refused = kafka_refusal(errors, target)
+        if refused is not None:
+            raise refused
+        if time.monotonic() >= deadline:
+            break
+    reason = kafka_reason(error, timeout)
+    if kafka_unreachable(error):  # librdkafka retries until the timeout
+        reason = (f"the port accepts connections, but no Kafka broker answered within "
+                  f"{timeout:g} s (vprov -v shows librdkafka's log)")
+        if any(e.name() == "_ALL_BROKERS_DOWN" for e in errors):
+            reason += (f"; the broker closed the connection: if its listener expects another "
+                       f"security protocol than {target.kafka_security.protocol}, set "
+                       f"{security_setting(target, 'protocol')}")
+    raise Unreachable("Kafka", bootstrap, setting, reason)
 
 
 def redis(url: str, timeout: float, setting: str = REDIS_ENV) -> None:
@@ -267,8 +346,16 @@ def redis(url: str, timeout: float, setting: str = REDIS_ENV) -> None:
         client.ping()
     except redis_py.exceptions.TimeoutError:
         raise Unreachable("Redis", shown, setting, f"no answer within {timeout:g} s") from None
-    except redis_py.exceptions.AuthenticationError as exc:
-        raise Unreachable("Redis", shown, setting, f"authentication failed ({exc})") from None
+    except (redis_py.exceptions.AuthenticationError,
+            redis_py.exceptions.AuthorizationError) as exc:
+        user = parts.username or "default"
+        raise Refused(f"Redis at {shown} refused user {user!r}: {exc}; check the user and "
+                      f"password in {setting}") from None
+    except redis_py.exceptions.ConnectionError as exc:
+        if "certificate verify failed" in str(exc):
+            raise Refused(f"Redis at {shown}: its TLS certificate is not signed by the CA of "
+                          f"ssl_ca_certs in {setting}") from None
+        raise Unreachable("Redis", shown, setting, str(exc) or type(exc).__name__) from None
     except (redis_py.exceptions.RedisError, OSError) as exc:
         raise Unreachable("Redis", shown, setting,
                           os_reason(exc, timeout) if isinstance(exc, OSError)
@@ -293,16 +380,46 @@ def http(url: str, what: str, timeout: float, setting: str, hint: str = "") -> N
 
 
 def kafka_of(config: Config, timeout: float) -> None:
-    kafka(config.bootstrap_servers, timeout, kafka_setting(config))
+    kafka(config, timeout, kafka_setting(config))
 
 
 def redis_of(config: Config, timeout: float) -> None:
     redis(config.redis_url, timeout, redis_setting(config))
 
 
-def kafka_failure(error: KafkaError, bootstrap: str, setting: str) -> str:
+def kafka_failure(error: KafkaError, bootstrap: str, setting: str, target: object = None
+                  ) -> str:
     """The one line for a librdkafka error raised after the checks (a broker lost mid-way, or
     a request Kafka refused)."""
     if kafka_unreachable(error):
         return str(Unreachable("Kafka", bootstrap, setting, kafka_reason(error)))
-    return f"Kafka at {bootstrap} ({setting}) refused a request: {error.str() or error.name()}"
+    return (f"Kafka at {bootstrap} ({setting}) refused a request: {error.str() or error.name()}"
+            f"{authorization_hint(error, target)}")
+
+
+def kafka_permissions(target: KafkaAccess, topics: list[str], groups: list[str],
+                      timeout: float) -> None:
+    """``Refused`` naming the first topic or group the principal may not use. Other errors
+    (a topic that does not exist yet, a group coordinator still loading) say nothing about
+    permissions and are left to the steps that follow."""
+    from confluent_kafka import KafkaError, KafkaException, TopicCollection
+
+    from vprov.admin import admin_client
+
+    admin = admin_client(target)
+    futures = {f"topic {name}": future for name, future in admin.describe_topics(
+        TopicCollection(sorted(topics)), request_timeout=timeout).items()}
+    futures.update({f"consumer group {name}": future for name, future in
+                    admin.describe_consumer_groups(sorted(groups),
+                                                   request_timeout=timeout).items()})
+    for what, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                KafkaError.GROUP_AUTHORIZATION_FAILED):
+                raise Refused(f"Kafka at {target.bootstrap_servers} refused {what}: "
+                              f"{error.str() or error.name()}"
+                              f"{authorization_hint(error, target)}") from None
+            # anything else (a coordinator still loading) is no answer about permissions

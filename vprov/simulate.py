@@ -407,7 +407,7 @@ class Simulator(FleetDriver):
     def run(self) -> Report:
         began = time.monotonic()
         deadline = began + self.options.timeout
-        ensure_topics(self.config.bootstrap_servers, self.catalogue.external())
+        ensure_topics(self.config, self.catalogue.external())
         try:
             self.listen()
         except RuntimeError as exc:

@@ -40,7 +40,7 @@ def read_topic(config: Config, topic: str, record: str, keys: Iterable[bytes] | 
     it starts; ``since_ms``: each partition from its first record at or after that time."""
     serde = serde_from_config(config)
     wanted = set(keys) if keys is not None else None
-    reader = consumer(config.bootstrap_servers, **{"enable.partition.eof": False})
+    reader = consumer(config, **{"enable.partition.eof": False})
     try:
         meta = reader.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:

@@ -92,7 +92,8 @@ def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def config(config_path: Path) -> Config:
-    return config_module.load(config_path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+    # the environment's Kafka security settings too (`make test SECURITY=sasl_ssl`)
+    return config_module.load(config_path, env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
                                                 "REDIS_URL": REDIS_URL})
 
 

@@ -20,12 +20,20 @@ from vprov.admin import ensure_topics
 from vprov.avro import AvroSerde
 from vprov.config import Config
 from vprov.kafka_clients import consumer, producer
+from vprov.kafka_settings import KafkaAccess
 from vprov.registration_file import to_record
 from vprov.topics import Catalogue
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def kafka_security_env() -> dict[str, str]:
+    """The environment's Kafka security settings (`make test SECURITY=sasl_ssl`), for a
+    command run with an environment of its own."""
+    return {k: v for k, v in os.environ.items()
+            if k.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))}
 
 
 @dataclass
@@ -55,12 +63,13 @@ class Bus:
     background thread, so tests wait for records instead of sleeping."""
 
     def __init__(self, config: Config, topics: Iterable[str],
-                 serde: AvroSerde | None = None) -> None:
+                 serde: AvroSerde | None = None, kafka: KafkaAccess | str = BOOTSTRAP) -> None:
         self.config = config
         self.catalogue = Catalogue(config)
         # The deployment's wire format: single-object unless given a registry-backed serde.
         self.serde = serde or AvroSerde()
-        self.producer = producer(BOOTSTRAP)
+        self.kafka = kafka  # the broker, and the principal on a secured one
+        self.producer = producer(kafka)
         self.topics = list(topics)
         self._records: dict[str, list[Record]] = defaultdict(list)
         self._cond = threading.Condition()
@@ -87,7 +96,7 @@ class Bus:
             return value
 
     def _follow(self) -> None:
-        reader = consumer(BOOTSTRAP, **{"enable.partition.eof": False})
+        reader = consumer(self.kafka, **{"enable.partition.eof": False})
         parts = [TopicPartition(t, p, 0) for t in self.topics
                  for p in range(self.config.partitions)]
         reader.assign(parts)

@@ -14,11 +14,12 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from tests.integration.conftest import Flow, error_code
 from tests.integration.harness import BOOTSTRAP, Fleet, WorkerProcess, wait_until
 from vprov import fleet
+from vprov.admin import admin_client
 from vprov.kafka_clients import producer
 from vprov.partitioning import owner
 from vprov.registration_file import to_record
@@ -130,7 +131,7 @@ def test_owner_matches_librdkafka_murmur2(flow: Flow) -> None:
     """The processor's rule for the owning partition is the one a murmur2 producer follows."""
     partitions = flow.bus.config.partitions
     topic = f"{flow.cat.global_app_id}.placement-probe-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin = admin_client(BOOTSTRAP)
     admin.create_topics([NewTopic(topic, num_partitions=partitions,
                                   replication_factor=1)])[topic].result(30)
     try:

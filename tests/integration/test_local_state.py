@@ -8,8 +8,6 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
 from tests.integration.conftest import PORT_BASE
 from tests.integration.harness import (
     BOOTSTRAP,
@@ -21,7 +19,7 @@ from tests.integration.harness import (
 )
 from vprov import config as config_module
 from vprov import fleet
-from vprov.admin import ensure_topics
+from vprov.admin import admin_client, ensure_topics
 from vprov.topics import Catalogue
 
 WEB_PORT = PORT_BASE + 125
@@ -49,7 +47,7 @@ def test_a_worker_restarted_on_a_rebuilt_broker_restores_from_the_changelog(
     tag = fleet.run_tag(str(uuid.uuid4()))
     before = [fleet.make_vehicle(tag, i, "NA") for i in range(30)]
     worker = WorkerProcess("global", WEB_PORT, tmp_path, path)
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin = admin_client(BOOTSTRAP)
     try:
         first_start = start_timed(worker)
         bus.register(before)

@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
 
 from tests.integration.conftest import Flow, error_code
 from tests.integration.harness import BOOTSTRAP, Fleet, wait_until
 from vprov import fleet
+from vprov.admin import admin_client
 from vprov.identity import identity_key
 
 
@@ -169,7 +169,7 @@ def test_region_isolation(flow: Flow, fleet_: Fleet) -> None:
     vehicle = rehomed(flow, fleet_, "EU")
     answer = flow.provision(vehicle, vehicle.primary, region="NA")
     assert error_code(answer) == 13123
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin = admin_client(BOOTSTRAP)
     group = flow.cat.regional_app_id("NA")
 
     def topics_of_group() -> set[str]:

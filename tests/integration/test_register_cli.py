@@ -10,7 +10,14 @@ from pathlib import Path
 import redis
 
 from tests.integration.conftest import Flow
-from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO, Fleet, wait_until
+from tests.integration.harness import (
+    BOOTSTRAP,
+    REDIS_URL,
+    REPO,
+    Fleet,
+    kafka_security_env,
+    wait_until,
+)
 from vprov import fleet
 from vprov.identity import identity_key
 
@@ -28,7 +35,7 @@ def test_register_publishes_good_lines_and_reports_bad_ones(
         [sys.executable, "-m", "vprov.cli", "--config", str(config_path), "register", str(path)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
-             "REDIS_URL": REDIS_URL},
+             "REDIS_URL": REDIS_URL, **kafka_security_env()},
     )
     assert done.returncode == 1, done.stdout + done.stderr  # lines were skipped
     assert f"{path}:line 2:" in done.stderr

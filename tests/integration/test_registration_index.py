@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from streams.offset_probe import END, OffsetProbe
 from tests.integration.conftest import PORT_BASE
@@ -21,7 +21,7 @@ from tests.integration.harness import (
 )
 from vprov import config as config_module
 from vprov import fleet
-from vprov.admin import ensure_topics
+from vprov.admin import admin_client, ensure_topics
 from vprov.avro import AvroSerde
 from vprov.kafka_clients import consumer, producer
 from vprov.registration_file import to_record
@@ -57,7 +57,7 @@ def test_a_fresh_index_over_a_compacted_topic_commits_to_the_end(tmp_path: Path)
     config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
                                            "REDIS_URL": REDIS_URL})
     cat = Catalogue(config)
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin = admin_client(BOOTSTRAP)
     admin.create_topics([NewTopic(cat.registrations, num_partitions=config.partitions,
                                   replication_factor=1, config=EAGER_COMPACTION)]
                         )[cat.registrations].result(30)
@@ -123,7 +123,7 @@ def test_a_fresh_index_over_a_compacted_topic_commits_to_the_end(tmp_path: Path)
 
 def test_the_probe_finds_the_next_record_and_the_end(tmp_path: Path) -> None:
     topic = f"probe-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin = admin_client(BOOTSTRAP)
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     try:
         out = producer(BOOTSTRAP)

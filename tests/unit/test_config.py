@@ -261,6 +261,27 @@ def test_bad_file_names_the_bad_key_through_load(tmp_path: Path) -> None:
         config.load(path, env={})
 
 
+def test_error_says_where_the_value_came_from(tmp_path: Path) -> None:
+    text = config.DEFAULTS_PATH.read_text(encoding="utf-8").replace(
+        "partitions = 8", "partitions = 0")
+    path = write_toml(tmp_path / "vprov.toml", text)
+    with pytest.raises(ConfigError) as from_file:
+        config.load(path, env={})
+    assert str(from_file.value) == (
+        f"kafka.partitions=0: expected a number greater than 0 (in {path})")
+    with pytest.raises(ConfigError) as from_env:
+        config.load(env={"VPROV_PARTITIONS": "0"})
+    assert str(from_env.value) == (
+        "kafka.partitions=0: expected a number greater than 0 (from VPROV_PARTITIONS)")
+
+
+def test_unparsable_environment_value_names_variable_and_key() -> None:
+    with pytest.raises(ConfigError) as error:
+        config.load(env={"VPROV_PARTITIONS": "eight"})
+    assert str(error.value) == (
+        "VPROV_PARTITIONS='eight': expected an integer (for kafka.partitions)")
+
+
 def test_file_without_regions_through_load(tmp_path: Path) -> None:
     text = config.DEFAULTS_PATH.read_text(encoding="utf-8").split("[regions.NA]")[0]
     path = write_toml(tmp_path / "vprov.toml", text)

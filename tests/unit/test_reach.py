@@ -14,6 +14,8 @@ from confluent_kafka import KafkaError, KafkaException
 from tests import ports
 from vprov import cli, config, reach
 from vprov.admin import BrokerUnavailable
+from vprov.config import KafkaSecurity
+from vprov.kafka_settings import KafkaConnection
 from vprov.reach import Unreachable
 from vprov.status import WorkerUnreachable
 
@@ -88,7 +90,39 @@ def test_a_late_kafka_error_is_one_line_too() -> None:
         "cannot reach Kafka at k:1 (S): broker transport failure (no connection to a broker)"
     refused = reach.kafka_failure(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED,
                                              "not allowed"), "k:1", "S")
-    assert refused == "Kafka at k:1 (S) refused a request: not allowed"
+    assert refused == ("Kafka at k:1 (S) refused a request: not allowed; this client lacks an "
+                       "ACL for it: `vprov acls` lists each role's, and an admin creates them "
+                       "with `vprov acls --apply`")
+
+
+def _secured(**security: str) -> KafkaConnection:
+    return KafkaConnection("k:1", KafkaSecurity(protocol="SASL_SSL", sasl_username="u",
+                                                sasl_password="p", **security))
+
+
+def test_a_refused_password_names_the_user_and_the_settings() -> None:
+    error = KafkaError(KafkaError._AUTHENTICATION,
+                       "sasl_ssl://k:1/bootstrap: SASL authentication error: Authentication "
+                       "failed during authentication due to invalid credentials with SASL "
+                       "mechanism SCRAM-SHA-512 (after 306ms in state AUTH_REQ)")
+    refused = reach.kafka_refusal([KafkaError(KafkaError._ALL_BROKERS_DOWN), error], _secured())
+    assert str(refused) == (
+        "Kafka at k:1 refused to authenticate user 'u' with SCRAM-SHA-512: SASL authentication "
+        "error: Authentication failed during authentication due to invalid credentials with "
+        "SASL mechanism SCRAM-SHA-512; check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+
+
+def test_an_unknown_ca_names_the_ca_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SSL_CA_LOCATION", __file__)
+    error = KafkaError(KafkaError._SSL, "sasl_ssl://k:1/bootstrap: SSL handshake failed: "
+                       "error:0A000086:SSL routines::certificate verify failed")
+    refused = reach.kafka_refusal([error], _secured(ssl_ca_location=__file__))
+    assert str(refused) == (f"Kafka at k:1: the broker's TLS certificate is not signed by a CA "
+                            f"in {__file__}; set KAFKA_SSL_CA_LOCATION to the CA that signed it")
+
+
+def test_a_broker_that_is_merely_down_is_no_refusal() -> None:
+    assert reach.kafka_refusal([KafkaError(KafkaError._ALL_BROKERS_DOWN)], _secured()) is None
 
 
 def test_passwords_are_not_shown() -> None:

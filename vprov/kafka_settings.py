@@ -1,0 +1,90 @@
+"""Connection settings of every Kafka client, one function per library, from the configuration.
+
+The workers use aiokafka through Faust (``faust_settings``), everything else uses confluent-kafka
+(``librdkafka``). Both read the same ``[kafka.security]`` table, so a client cannot be opened
+without the TLS and SASL settings the configuration asks for.
+
+A caller holding only a bootstrap address (a benchmark, a test) passes the string: its security
+settings then come from the environment variables that override the configuration
+(``KAFKA_SECURITY_PROTOCOL`` and the rest, docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vprov.config import KafkaSecurity, security_from_env
+
+
+class KafkaAccess(Protocol):
+    """Where Kafka is and how to talk to it; ``vprov.config.Config`` is one."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def kafka_security(self) -> KafkaSecurity: ...
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    bootstrap_servers: str
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+
+def access(target: KafkaAccess | str) -> KafkaAccess:
+    """``target`` itself, or a bare bootstrap address with the environment's security."""
+    if isinstance(target, str):
+        return KafkaConnection(target, security_from_env())
+    return target
+
+
+def librdkafka(target: KafkaAccess | str) -> dict[str, Any]:
+    """confluent-kafka settings: the brokers and how to authenticate to them."""
+    target = access(target)
+    sec = target.kafka_security
+    settings: dict[str, Any] = {"bootstrap.servers": target.bootstrap_servers,
+                                "security.protocol": sec.protocol}
+    if sec.sasl:
+        settings.update({"sasl.mechanism": sec.sasl_mechanism,
+                         "sasl.username": sec.sasl_username,
+                         "sasl.password": sec.sasl_password})
+    if sec.tls:
+        if sec.ssl_ca_location:
+            settings["ssl.ca.location"] = sec.ssl_ca_location
+        if sec.ssl_certificate_location:
+            settings["ssl.certificate.location"] = sec.ssl_certificate_location
+            settings["ssl.key.location"] = sec.ssl_key_location
+    return settings
+
+
+def ssl_context(sec: KafkaSecurity) -> ssl.SSLContext:
+    """The TLS context aiokafka uses: the configured CA (else the system's), the client
+    certificate when there is one, host names checked."""
+    context = ssl.create_default_context(cafile=sec.ssl_ca_location or None)
+    if sec.ssl_certificate_location:
+        context.load_cert_chain(sec.ssl_certificate_location, sec.ssl_key_location)
+    return context
+
+
+def faust_settings(target: KafkaAccess | str) -> dict[str, Any]:
+    """``faust.App`` keyword arguments: ``broker`` and, when secured, ``broker_credentials``.
+
+    Faust's ``SASLCredentials`` means PLAIN over SASL_PLAINTEXT unless it is given both the
+    mechanism and, for SASL_SSL, a TLS context: both are always passed."""
+    import faust
+
+    target = access(target)
+    sec = target.kafka_security
+    settings: dict[str, Any] = {
+        "broker": [f"kafka://{server.strip()}"
+                   for server in target.bootstrap_servers.split(",") if server.strip()]}
+    if sec.sasl:
+        settings["broker_credentials"] = faust.SASLCredentials(
+            username=sec.sasl_username, password=sec.sasl_password,
+            mechanism=sec.sasl_mechanism, ssl_context=ssl_context(sec) if sec.tls else None)
+    elif sec.tls:
+        settings["broker_credentials"] = faust.SSLCredentials(ssl_context(sec))
+    return settings
