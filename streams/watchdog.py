@@ -75,29 +75,48 @@ def install(app: faust.App, sources: set[str], compacted: set[str] | None = None
         if app.rebalancing or cast(TableManager, app.tables).recovery.in_recovery:
             suspects.clear()
             return
-        consumer = consumer_of(app)
-        mine = [tp for tp in consumer.assignment() if tp.topic in watched]
-        if not mine:
-            return
-        if any(consumer.head(tp) is None for tp in mine):
-            await consumer.learn_origins()
+        await check_partitions(consumer_of(app), watched, compacted, probe, suspects)
+
+
+async def check_partitions(consumer: GuardedConsumer, watched: set[str], compacted: set[str],
+                           probe: OffsetProbe | None, suspects: dict[Any, int]) -> None:
+    """One check: seek back a partition whose head stayed put for two checks in a row
+    (``suspects`` carries the heads from one check to the next). A broker that does not answer
+    skips the check: the timer must outlive an outage."""
+    mine = [tp for tp in consumer.assignment() if tp.topic in watched]
+    if not mine:
+        return
+    if any(consumer.head(tp) is None for tp in mine):
+        await consumer.learn_origins()
+    try:
         highwaters = dict(await consumer.highwaters(*mine))
-        now = stalled_partitions(consumer, highwaters)
-        for tp, (head, end) in list(now.items()):
-            if tp.topic in compacted:
-                assert probe is not None
-                found = await probe.next_offset_async(tp.topic, tp.partition, head)
-                absent = absent_before(head, found, end)
-                if absent is not None:
-                    # compacted away, not dropped: nothing to read again
-                    consumer.add_processed(tp, absent)
-                    del now[tp]
-                    continue
-            # the head did not move in a whole check interval although it has to
-            if suspects.get(tp) == head:
-                log.warning("partition %s:%d stopped at offset %d although it holds records "
-                            "up to %d; seeking back to %d", tp.topic, tp.partition, head,
-                            end - 1, head)
-                await consumer.seek(tp, head)
+    except Exception as exc:  # noqa: BLE001 - a broker outage: a timer must not stop the worker
+        log.warning("could not read the end offsets of %d partitions (%r); checking again "
+                    "in %ds", len(mine), exc, CHECK_SECONDS)
         suspects.clear()
-        suspects.update({tp: head for tp, (head, _) in now.items()})
+        return
+    now = stalled_partitions(consumer, highwaters)
+    for tp, (head, end) in list(now.items()):
+        if tp.topic in compacted:
+            assert probe is not None
+            try:
+                found = await probe.next_offset_async(tp.topic, tp.partition, head)
+            except Exception as exc:  # noqa: BLE001 - as above: ask again on the next check
+                log.warning("could not probe %s:%d for offset %d (%r)", tp.topic,
+                            tp.partition, head, exc)
+                del now[tp]
+                continue
+            absent = absent_before(head, found, end)
+            if absent is not None:
+                # compacted away, not dropped: nothing to read again
+                consumer.add_processed(tp, absent)
+                del now[tp]
+                continue
+        # the head did not move in a whole check interval although it has to
+        if suspects.get(tp) == head:
+            log.warning("partition %s:%d stopped at offset %d although it holds records "
+                        "up to %d; seeking back to %d", tp.topic, tp.partition, head,
+                        end - 1, head)
+            await consumer.seek(tp, head)
+    suspects.clear()
+    suspects.update({tp: head for tp, (head, _) in now.items()})

@@ -10,7 +10,7 @@ from faust.transport.consumer import ConsumerMessage
 from faust.types import TP
 
 from streams.commit_guard import GuardedConsumer
-from streams.watchdog import stalled_partitions
+from streams.watchdog import check_partitions, stalled_partitions
 from tests.unit.guardkit import deliver, event_loop, guarded_app, process, set_committed
 
 P0, P1 = TP("provisioning.device.NA", 0), TP("provisioning.device.NA", 1)
@@ -97,3 +97,48 @@ def test_a_never_committed_partition_counts_from_its_log_start(
     consumer.origins[P1] = 5  # the records before 5 were deleted by retention
     assert stalled_partitions(consumer, {P1: 5}) == {}
     assert stalled_partitions(consumer, {P1: 9}) == {P1: (5, 9)}
+
+
+def test_a_broker_that_does_not_answer_skips_the_check(
+        consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """During a long broker outage the end offsets cannot be read (aiokafka raises
+    KafkaTimeoutError after its request timeout): the check logs, forgets its suspects and
+    returns, so the timer lives on instead of stopping the worker."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    async def no_answer(*partitions: TP) -> dict[TP, int]:
+        raise KafkaTimeoutError("Failed to get offsets by times in 90000 ms")
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {P0})
+    monkeypatch.setattr(consumer, "highwaters", no_answer)
+    set_committed(consumer, {P0: 3})
+    suspects: dict[TP, int] = {P0: 3}
+    asyncio.get_event_loop().run_until_complete(
+        check_partitions(consumer, {P0.topic}, set(), None, suspects))
+    assert suspects == {}
+    assert "could not read the end offsets of 1 partitions" in caplog.text
+
+
+def test_a_head_that_stays_put_for_two_checks_is_sought_back(
+        consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check with a broker that answers: a stalled head is a suspect at the first
+    check and sought back at the second."""
+    sought: list[tuple[TP, int]] = []
+
+    async def highwaters(*partitions: TP) -> dict[TP, int]:
+        return {P0: 9}
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {P0})
+    monkeypatch.setattr(consumer, "highwaters", highwaters)
+    monkeypatch.setattr(consumer, "seek", seek)
+    set_committed(consumer, {P0: 3})
+    suspects: dict[TP, int] = {}
+    run = asyncio.get_event_loop().run_until_complete
+    run(check_partitions(consumer, {P0.topic}, set(), None, suspects))
+    assert suspects == {P0: 3} and sought == []
+    run(check_partitions(consumer, {P0.topic}, set(), None, suspects))
+    assert sought == [(P0, 3)]
