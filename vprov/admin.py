@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
@@ -137,8 +138,9 @@ def mismatch_message(mismatches: list[Mismatch], observed: Mapping[str, Observed
 
 def admin_client(kafka: KafkaAccess | str, **overrides: object) -> AdminClient:
     # librdkafka's log lines go through Python logging, de-duplicated (vprov.kafka_log)
-    return AdminClient({**librdkafka(kafka), "socket.timeout.ms": 10000,
-                        "logger": librdkafka_logger(), **overrides})
+    # cast: the client's annotations allow only scalar values, but it takes a logger object
+    return AdminClient(cast(dict[str, Any], {**librdkafka(kafka), "socket.timeout.ms": 10000,
+                                             "logger": librdkafka_logger(), **overrides}))
 
 
 def _list_topics(admin: AdminClient, bootstrap_servers: str, timeout: float

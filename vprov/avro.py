@@ -27,7 +27,7 @@ from datetime import datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -274,9 +274,10 @@ class AvroSerde:
             ) from None
         body = BytesIO(payload)
         body.seek(HEADER_SIZE)
+        # cast: every schema here is an Avro record, which fastavro reads as a dict
         if writer is None:
-            return schemaless_reader(body, codec.parsed, None)
-        return schemaless_reader(body, writer, codec.parsed)
+            return cast(dict[str, Any], schemaless_reader(body, codec.parsed, None))
+        return cast(dict[str, Any], schemaless_reader(body, writer, codec.parsed))
 
 
 def serde_from_config(config: Config) -> AvroSerde:

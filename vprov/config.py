@@ -154,6 +154,7 @@ class SchemaRegistryTable(_Table):
 class MessagesTable(_Table):
     max_payload_bytes: Positive
     # Only versions the decoder and the encoder know: an answer is written in the request's.
+    # (ignore: a Literal of a tuple constant is what pydantic validates; mypy wants literals)
     supported_versions: Annotated[list[Literal[VERSIONS]], Field(min_length=1)]  # type: ignore[valid-type]
     authenticated_header: str
     require_authenticated_header: bool
@@ -194,6 +195,7 @@ class Document(_Table):
     redis: RedisTable
     schema_registry: SchemaRegistryTable
     messages: MessagesTable
+    # (ignore: as for supported_versions)
     ecu_types: Annotated[dict[str, Literal[LIFECYCLE_TARGETS]], Field(min_length=1)]  # type: ignore[valid-type]
     flow: FlowTable
     homing: HomingTable

@@ -205,6 +205,7 @@ def _wire_type(message_type: str | int, version: str) -> str | int:
     if type(message_type) is int:
         return message_type
     try:
+        # (ignore: ``type(...) is int`` above leaves a name, which mypy does not narrow)
         return MESSAGE_TYPE_CODES[message_type]  # type: ignore[index]
     except KeyError:
         raise ValueError(f"message type {message_type!r} has no v2 code") from None

@@ -46,14 +46,14 @@ def funnels(samples: Iterable[Sample]) -> dict[str, Funnel]:
     """Per flow, summed over every worker (and region) scraped."""
     found: dict[str, Funnel] = defaultdict(Funnel)
     for name, labels, value in samples:
-        flow = labels.get("flow")
+        flow = labels.get("flow", "")
         if name == "vprov_requests_received_total":
-            found[flow].received += value  # type: ignore[index]
+            found[flow].received += value
         elif name == "vprov_requests_total":
             if labels["outcome"] == "success":
-                found[flow].success += value  # type: ignore[index]
+                found[flow].success += value
             else:
-                found[flow].failure += value  # type: ignore[index]
+                found[flow].failure += value
         elif name == "vprov_dead_letters_total" and flow in WAITING:
             found[flow].dead_lettered += value
         for waiting_flow, gauge in WAITING.items():

@@ -15,11 +15,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from vprov.outputs import Effect
 
@@ -67,7 +68,9 @@ class RedisIdentityRegistry:
                 delay = min(delay * 2, self._backoff_max)
 
     async def create(self, scope: str, device_id: str, attributes: dict[str, str]) -> None:
-        mapping = {**attributes, "device_id": device_id, "updated_at": str(int(time.time()))}
+        mapping: dict[EncodableT, EncodableT] = {}
+        mapping.update(attributes)
+        mapping.update(device_id=device_id, updated_at=str(int(time.time())))
         await self._retry(
             f"create {scope}/{device_id}",
             lambda: self._client.hset(identity_key(scope, device_id), mapping=mapping),
@@ -86,7 +89,8 @@ class RedisIdentityRegistry:
         )
         if not raw:
             return None
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        # the client does not decode responses: keys and values arrive as bytes
+        return {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], raw).items()}
 
     async def ping(self) -> bool:
         try:

@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from vprov.config import DEFAULTS_PATH, ENV_OVERRIDES, ConfigError
 
@@ -104,8 +104,8 @@ def security_setting(target: object, key: str, env: Mapping[str, str] | None = N
     """The setting that chose ``kafka.security.<key>``: its variable when set, else the file."""
     variable = next(name for name, (section, k, _) in ENV_OVERRIDES.items()
                     if (section, k) == ("kafka.security", key))
-    config = target if hasattr(target, "source_path") else None
-    chosen = _setting(variable, f"kafka.security.{key}", config, env)  # type: ignore[arg-type]
+    config = cast("Config", target) if hasattr(target, "source_path") else None
+    chosen = _setting(variable, f"kafka.security.{key}", config, env)
     return variable if chosen.startswith("default of ") else chosen
 
 

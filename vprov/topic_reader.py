@@ -40,7 +40,7 @@ def read_topic(config: Config, topic: str, record: str, keys: Iterable[bytes] | 
     it starts; ``since_ms``: each partition from its first record at or after that time."""
     serde = serde_from_config(config)
     wanted = set(keys) if keys is not None else None
-    reader = consumer(config, **{"enable.partition.eof": False})
+    reader = consumer(config, None, **{"enable.partition.eof": False})
     try:
         meta = reader.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -67,23 +67,26 @@ def read_topic(config: Config, topic: str, record: str, keys: Iterable[bytes] | 
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             for msg in reader.consume(1000, 0.2):
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        raise TopicUnreadable(f"reading {topic}: {msg.error()}")
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise TopicUnreadable(f"reading {topic}: {error}")
                     continue
-                p = msg.partition()
-                if msg.offset() >= ends[p] - 1:
+                p, offset, raw = msg.partition(), msg.offset(), msg.value()
+                if p is None or offset is None:  # only error events lack them
+                    continue
+                if offset >= ends[p] - 1:
                     todo.discard(p)
-                if msg.offset() >= ends[p] or msg.value() is None:
+                if offset >= ends[p] or raw is None:
                     continue
                 if wanted is not None and msg.key() not in wanted:
                     continue
                 try:
-                    value = serde.decode(record, msg.value(), topic=topic)
+                    value = serde.decode(record, raw, topic=topic)
                 except Exception:  # noqa: BLE001 - a foreign record must not stop the reader
                     value = None
-                found_records.append(Read(topic, p, msg.offset(), msg.timestamp()[1],
-                                          msg.key(), msg.value(), value))
+                found_records.append(Read(topic, p, offset, msg.timestamp()[1], msg.key(), raw,
+                                          value))
         if todo:
             raise TopicUnreadable(f"reading {topic} did not reach its end within {timeout:g}s")
         return found_records

@@ -297,6 +297,7 @@ def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
     device_id = _identifier(
         get("device_id"), "device_id", _E.DEVICE_ID_MISSING, MAX_LEN["device_id"]
     )
+    ecu_type: str | None
     if v1:
         ecu_type = _identifier(
             get("ecu_type"), "ecu_type", _E.ECU_TYPE_MISSING, MAX_LEN["ecu_type"]
