@@ -32,8 +32,8 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     registrations = shell.table("registrations")  # device_id -> Registration
     systems = shell.table("systems")  # system_id -> SystemEntry
     vehicles = shell.table("vehicles")  # VIN -> GlobalVehicle
-    deadlines = shell.table("rehome-deadlines")  # VIN -> {request_id, deadline_ms}
-    store = DeadlineIndexedStore(vehicles, deadlines, rehome_deadline)
+    # pending rehomes' deadlines: VIN -> {request_id, deadline_ms}, in memory
+    store = DeadlineIndexedStore(vehicles, rehome_deadline)
 
     routes = cat.ingress_routes()
 
@@ -108,9 +108,9 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     add_table_view(app, registrations, "/registrations/{device_id}/", "device_id",
                    "registered device")
 
-    deadline_timer(app, shell, deadlines, cat.vehicle_commands,
+    deadline_timer(app, shell, store, cat.vehicle_commands,
                    lambda entry: commands.RehomeDeadline(entry["request_id"]),
                    name="expire_rehomes")
 
     return {"registrations": registrations, "systems": systems, "vehicles": vehicles,
-            "deadlines": deadlines}
+            "deadlines": store.deadlines}
