@@ -25,6 +25,15 @@ DEADLINE_SCAN_SECONDS = 1.0
 Deadline = dict[str, Any]  # at least {"deadline_ms": int}; what the command is built from
 
 
+def entry_in_partition(table: Any, key: str, partition: int) -> Any:
+    """The entry of ``key`` in ``partition`` of ``table``, or None. ``table.get`` reads the
+    partition of the event being processed; this reads the partition named, which must be one
+    this worker holds (the caller checks the assignment)."""
+    store = table.data
+    raw = store._db_for_partition(partition).get(store._encode_key(key.encode("utf-8")))
+    return None if raw is None else store._decode_value(raw)
+
+
 def key_text(key: str | bytes) -> str:
     return key.decode() if isinstance(key, bytes) else key
 
