@@ -17,6 +17,8 @@ from typing import Any
 
 import aiokafka
 import faust
+from faust.stores import base as faust_store
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport import consumer as faust_consumer
 from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as driver
@@ -109,6 +111,10 @@ REQUIRED: tuple[Requirement, ...] = (
     called_by(aiokafka.AIOKafkaConsumer, "_fetch_min_bytes", "start"),
     called_by(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", "__init__"),
     called_by(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", "start"),
+    # a table entry read from a partition other than the current event's (streams/stores.py)
+    method(faust_rocksdb.Store, "_db_for_partition"),
+    method(faust_store.Store, "_encode_key"),
+    method(faust_store.Store, "_decode_value"),
 )
 
 

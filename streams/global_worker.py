@@ -7,17 +7,22 @@ topic to the same worker; each table is read only under the key its input topic 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from streams import watchdog
 from streams.offset_probe import OffsetProbe
 from streams.shell import Shell, Step, key_text
-from streams.stores import DeadlineIndexedStore, deadline_timer
+from streams.stores import DeadlineIndexedStore, deadline_timer, entry_in_partition
 from streams.web import add_table_view
 from vprov import commands
 from vprov.flows import query, registration
+from vprov.flows.common import Context
+from vprov.outputs import Decision
+from vprov.partitioning import owner
 
 
 def rehome_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -34,8 +39,10 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     registrations = shell.table("registrations")  # device_id -> Registration
     systems = shell.table("systems")  # system_id -> SystemEntry
     vehicles = shell.table("vehicles")  # VIN -> GlobalVehicle
-    deadlines = shell.table("rehome-deadlines")  # VIN -> {request_id, deadline_ms}
-    store = DeadlineIndexedStore(vehicles, deadlines, rehome_deadline)
+    # pending rehomes' deadlines: VIN -> {request_id, deadline_ms}, in memory
+    store = DeadlineIndexedStore(vehicles, rehome_deadline)
+    if shell.metrics is not None:
+        shell.metrics.deadline_index = store.deadlines
 
     routes = cat.ingress_routes()
 
@@ -62,11 +69,39 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
                                              shell.source(event).ref)
         return decision, systems, system_id
 
+    def held_partition(topic: str, key: str) -> int | None:
+        """The partition of ``topic`` that owns ``key`` when this worker holds it, and with it
+        the same partition of every table (all topics have the same partition count, and Faust
+        assigns a worker the same partitions of each); else None."""
+        if app.rebalancing:
+            return None
+        partition = owner(key.encode("utf-8"), shell.config.partitions)
+        return partition if TP(topic, partition) in app.consumer.assignment() else None
+
+    def match_system_here(decision: Decision, ctx: Context) -> Decision:
+        """Step 2 of the query at once, without the hop through the query-by-system topic, when
+        this worker holds the system's partition (always, with one worker per role); the hop
+        stays for the systems another worker holds. Step 2 changes no table, so doing it here
+        decides exactly what the worker holding the hop's partition would decide."""
+        outputs = []
+        for output in decision.outputs:
+            partition = held_partition(cat.query_by_system, output.key) \
+                if output.topic == cat.query_by_system else None
+            if partition is None:
+                outputs.append(output)
+                continue
+            # systems.get would read the query's partition, not the system's
+            system = entry_in_partition(systems, output.key, partition)
+            outputs += query.match_system(commands.decode_query_hop(output.value), system,
+                                          ctx).outputs
+        return replace(decision, outputs=outputs)
+
     def query_intake(event: faust.EventT) -> Step:
         vin = key_text(event)
+        ctx = shell.context(event)
         decision = query.intake(event.message.value or b"", shell.source(event), store.get(vin),
-                                shell.context(event))
-        return decision, store, vin
+                                ctx)
+        return match_system_here(decision, ctx), store, vin
 
     def query_match_system(event: faust.EventT) -> Step:
         decision = query.match_system(commands.decode_query_hop(event.message.value),
@@ -110,9 +145,9 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     add_table_view(app, registrations, "/registrations/{device_id}/", "device_id",
                    "registered device")
 
-    deadline_timer(app, shell, deadlines, cat.vehicle_commands,
+    deadline_timer(app, shell, store, cat.vehicle_commands,
                    lambda entry: commands.RehomeDeadline(entry["request_id"]),
                    name="expire_rehomes")
 
     return {"registrations": registrations, "systems": systems, "vehicles": vehicles,
-            "deadlines": deadlines}
+            "deadlines": store.deadlines}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import faust
 from faust.stores.rocksdb import Store as RocksDBStore
@@ -36,7 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from streams.transport import consumer_of
 from vprov.config import Config
 from vprov.envelope import response_error_code
-from vprov.topics import Catalogue, regional_holds_table
+from vprov.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
                    120.0)
 WAIT_LIMIT_SECONDS = 600.0
 PRUNE_EVERY_SECONDS = 60.0
-REHOMES_INDEX = "rehome-deadlines"
 
 
 class Waiting:
@@ -126,6 +125,8 @@ class Metrics:
         self._rehome_result = catalogue.rehome_result
         self.waiting = Waiting()  # requests waiting for a later answer, by VIN
         self.rehomes = Waiting()  # rehome REGISTERs sent, by VIN (global worker)
+        # the worker's in-memory deadline index (streams.stores): pending rehomes, held requests
+        self.deadline_index: Any = None
         self.errors = 0
 
         labels = ("region",)
@@ -286,18 +287,13 @@ def table_sizes(app: faust.App) -> Iterator[tuple[str, int, int]]:
         yield table.name, entries, size
 
 
-def _index_sum(app: faust.App, table_name: str, field: str) -> tuple[int, int] | None:
-    """(entries, sum of ``field`` over them; 1 where absent) of a small index table."""
-    table = app.tables.get(table_name)
-    if table is None:
+def _index_sum(index: Any, field: str) -> tuple[int, int] | None:
+    """(entries, sum of ``field`` over them; 1 where absent) of a worker's in-memory deadline
+    index (``streams.stores.DeadlineIndex``), None before the worker has one."""
+    if index is None:
         return None
-    entries = total = 0
-    # cast: the registry's interface (CollectionT) does not declare the mapping a table is
-    for _, entry in list(cast(faust.Table, table).items()):
-        if entry:
-            entries += 1
-            total += int(entry.get(field, 1))
-    return entries, total
+    values = index.values()
+    return len(values), sum(int(value.get(field, 1)) for value in values)
 
 
 # The families ``WorkerCollector`` reads when scraped, by type (the global worker shows the
@@ -382,7 +378,7 @@ class WorkerCollector:
             return
         families: list[Metric] = []
         if self.metrics.region == GLOBAL:
-            counts = _index_sum(self.app, REHOMES_INDEX, "waiters") or (0, 0)
+            counts = _index_sum(self.metrics.deadline_index, "waiters") or (0, 0)
             rehomes = GaugeMetricFamily("vprov_pending_rehomes", "Vehicles waiting for their "
                                         "region to answer a rehome.", labels=["region"])
             rehomes.add_metric([region], counts[0])
@@ -391,7 +387,7 @@ class WorkerCollector:
             queries.add_metric([region], counts[1])
             families += [rehomes, queries]
         else:
-            counts = _index_sum(self.app, regional_holds_table(region), "held") or (0, 0)
+            counts = _index_sum(self.metrics.deadline_index, "held") or (0, 0)
             held = GaugeMetricFamily("vprov_held_requests", "Device requests held: secondaries "
                                      "waiting for their primary, devices waiting to join.",
                                      labels=["region"])

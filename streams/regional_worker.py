@@ -19,7 +19,7 @@ from streams.web import add_table_view
 from tables.models import RegionalVehicle
 from vprov import commands
 from vprov.flows import provision, rehome
-from vprov.topics import regional_holds_table, regional_table
+from vprov.topics import regional_table
 
 
 def hold_deadline(entry: RegionalVehicle) -> dict[str, Any] | None:
@@ -38,8 +38,10 @@ def hold_deadline(entry: RegionalVehicle) -> dict[str, Any] | None:
 def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     cat = shell.catalogue
     vehicles = shell.table(regional_table(region))  # VIN -> RegionalVehicle
-    holds = shell.table(regional_holds_table(region))  # VIN -> {deadline_ms}
-    store = DeadlineIndexedStore(vehicles, holds, hold_deadline)
+    # the earliest deadline of the requests each vehicle holds: VIN -> {deadline_ms}, in memory
+    store = DeadlineIndexedStore(vehicles, hold_deadline)
+    if shell.metrics is not None:
+        shell.metrics.deadline_index = store.deadlines
 
     routes = cat.ingress_routes(region)
 
@@ -74,7 +76,7 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
     agent(cat.rehome(region), register_vehicle)
     agent(cat.device(region), provision_device)
     agent(topic, vehicle_command)
-    deadline_timer(app, shell, holds, topic, lambda entry: commands.HoldDeadline(),
+    deadline_timer(app, shell, store, topic, lambda entry: commands.HoldDeadline(),
                    name=f"expire_holds_{region}")
     add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", f"vehicle in region {region}")
     return {"vehicles": vehicles}

@@ -12,16 +12,11 @@ from vprov.config import Config
 
 # Tables per role. Faust names a table's changelog "<app id>-<table>-changelog"; the catalogue
 # creates those topics before a worker starts, so their partition count is ours, not a guess.
-GLOBAL_TABLES = ("registrations", "systems", "vehicles", "rehome-deadlines")
+GLOBAL_TABLES = ("registrations", "systems", "vehicles")
 
 
 def regional_table(region: str) -> str:
     return f"regional-vehicles-{region}"
-
-
-def regional_holds_table(region: str) -> str:
-    """VIN -> the earliest deadline of the requests it holds for devices not joined yet."""
-    return f"regional-hold-deadlines-{region}"
 
 
 def changelog_topic(app_id: str, table: str) -> str:
@@ -170,8 +165,7 @@ class Catalogue:
     def changelogs(self) -> list[TopicSpec]:
         names = [changelog_topic(self.global_app_id, t) for t in GLOBAL_TABLES]
         for r in self._config.regions:
-            names += [changelog_topic(self.regional_app_id(r), table)
-                      for table in (regional_table(r), regional_holds_table(r))]
+            names.append(changelog_topic(self.regional_app_id(r), regional_table(r)))
         return [self._spec(name, compacted=True, internal=True) for name in names]
 
     def all(self) -> list[TopicSpec]:

@@ -207,3 +207,21 @@ def test_duplicate_and_repeated_queries(flow: Flow, fleet_: Fleet) -> None:
     assert len({e.value["event_id"] for e in events}) == 1
     requests = flow.bus.records(flow.cat.rehome_result, lambda r: r.key == vehicle.vin)
     assert len({r.value["request_id"] for r in requests}) == 1
+
+
+def test_a_rehome_deadline_pending_across_a_global_worker_crash_still_fails_the_query(
+    flow: Flow, fleet_: Fleet
+) -> None:
+    """Deadlines live in memory: the restarted worker finds the pending rehome in its
+    recovered vehicles table and still answers 13105 when the deadline has passed."""
+    vehicle = fleet_.vehicle(SILENT_REGION)
+    flow.register(vehicle)
+    message_id = flow.send_query(vehicle)
+    glob = flow.workers["global"]
+    wait_until(lambda: (glob.get(f"/vehicles/{vehicle.vin}/")[1] or {}).get("pending"),
+               timeout=30)
+    glob.kill()
+    glob.start().wait_ready()
+    answer = flow.answer(message_id, timeout=90)
+    assert error_code(answer) == 13105
+    assert answer.value["body"]["lifecyclestate"] == "QRY_FAIL"

@@ -61,9 +61,9 @@ def test_defaults_of_the_flow_and_messages() -> None:
     assert cfg.topics.query == "provisioning.query"
 
 
-def test_defaults_of_the_kafka_clients_keep_faust_s_fetch_and_a_one_ms_linger() -> None:
+def test_defaults_of_the_kafka_clients_keep_faust_s_fetch_and_a_five_ms_linger() -> None:
     cfg = config.load(env={})
-    assert (cfg.fetch_min_bytes, cfg.fetch_max_wait_ms, cfg.producer_linger_ms) == (1, 1500, 1)
+    assert (cfg.fetch_min_bytes, cfg.fetch_max_wait_ms, cfg.producer_linger_ms) == (1, 1500, 5)
 
 
 def test_defaults_equal_the_document_they_come_from() -> None:
