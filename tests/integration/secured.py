@@ -47,7 +47,9 @@ class SecuredStack:
 
     def _script_env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if k not in CLIENT_VARIABLES}
-        return {**base, "SECURITY": "sasl_ssl", "VPROV_RUN_DIR": str(self.run_dir),
+        # no schema registry here: the suite's own stack has one (make test sets VPROV_REGISTRY)
+        return {**base, "SECURITY": "sasl_ssl", "VPROV_REGISTRY": "0",
+                "VPROV_RUN_DIR": str(self.run_dir),
                 "KAFKA_PORT": str(self.kafka_port),
                 "KAFKA_CONTROLLER_PORT": str(self.controller_port),
                 "REDIS_PORT": str(self.redis_port), "VPROV_CONFIG": str(self.config_path),
