@@ -21,7 +21,7 @@ MIRROR_PID=$MIRROR_DIR/mirror.pid
 MIRROR_LOG=$MIRROR_DIR/mirror.log
 MIRROR_LIBS=$KAFKA_HOME/mirror-libs
 MIRROR_CLASS=org.apache.kafka.connect.mirror.MirrorMaker
-MIRROR_START_TIMEOUT=${MIRROR_START_TIMEOUT:-60}
+MIRROR_START_TIMEOUT=${MIRROR_START_TIMEOUT:-120}
 REGION_KAFKA_HEAP="-Xms64m -Xmx192m"
 
 clustered() { [[ $TOPOLOGY == clusters ]]; }
@@ -168,7 +168,39 @@ EOF2
         sleep 1
         waited=$((waited + 1))
     done
-    say "mirrormaker started (pid $pid, ${waited}s)"
+    mirror_wait_replicating "$pid" "$offset" "$waited"
+}
+
+# "MirrorMaker started" comes before its tasks copy anything: wait until each pair of clusters
+# replicates its topics of this configuration (a MirrorMaker restarted with another one first
+# resumes the topics it had).
+mirror_wait_replicating() {
+    local pid=$1 offset=$2 waited=$3 pair topic pending
+    while :; do
+        pending=""
+        while IFS= read -r line; do
+            pair=${line%%.topics = *}
+            topic=${line#*.topics = }
+            topic=${topic%%,*}
+            topic=${topic//\\/}  # the regex escapes of the generated file
+            if ! tail -c +"$((offset + 1))" "$MIRROR_LOG" | grep -F "topic-partitions $pair: " |
+                tail -n 1 | grep -qF "$topic-"; then
+                pending="$pending $pair"
+            fi
+        done < <(grep -E '^[^#].*->.*\.topics = ' "$MIRROR_DIR/mm2.properties")
+        [[ -z $pending ]] && break
+        if ! proc_cmdline "$pid" >/dev/null; then
+            tail -n 40 "$MIRROR_LOG" >&2
+            rm -f "$MIRROR_PID"
+            die "mirrormaker exited during startup; log: $MIRROR_LOG"
+        fi
+        if ((waited >= MIRROR_START_TIMEOUT)); then
+            die "mirrormaker does not replicate$pending after ${MIRROR_START_TIMEOUT}s; log: $MIRROR_LOG"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "mirrormaker started (pid $pid, replicating after ${waited}s)"
 }
 
 mirror_stop() {

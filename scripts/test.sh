@@ -6,7 +6,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 make --no-print-directory setup
 
-trap 'scripts/stack.sh down' EXIT
+# The multi-cluster tests (tests/integration/test_clusters.py) add a cluster per region in
+# CLUSTER_REGIONS and MirrorMaker to this stack; `down` stops them too, MirrorMaker first.
+export CLUSTER_REGIONS=${CLUSTER_REGIONS:-NA EU}
+trap 'TOPOLOGY=clusters scripts/stack.sh down' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 VPROV_RESET=1 scripts/stack.sh up

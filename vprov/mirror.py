@@ -103,7 +103,10 @@ def properties(config: Config) -> str:
         "sync.topic.acls.enabled = false",
         "refresh.groups.enabled = false",
         f"refresh.topics.interval.seconds = {REFRESH_TOPICS_SECONDS}",
-        # MirrorMaker's own Connect topics on each target cluster
+        # MirrorMaker's own Connect topics on each target cluster; the heartbeat and checkpoint
+        # connectors create their (empty) topics even when they emit nothing
+        f"heartbeats.topic.replication.factor = {rf}",
+        f"checkpoints.topic.replication.factor = {rf}",
         f"config.storage.replication.factor = {rf}",
         f"offset.storage.replication.factor = {rf}",
         f"status.storage.replication.factor = {rf}",

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from tests.integration.conftest import PORT_BASE, error_code
 from tests.integration.harness import (
@@ -179,24 +180,28 @@ def topics_on(kafka: object) -> set[str]:
 
 
 def raw_records(kafka: object, topics: list[str]) -> list[bytes]:
-    """Every key and value now on ``topics`` of one cluster."""
-    reader = consumer(kafka)
+    """Every key and value now on ``topics`` of one cluster, up to the end offsets taken
+    first."""
+    reader = consumer(kafka, **{"enable.partition.eof": False})
     found: list[bytes] = []
     try:
-        from confluent_kafka import TopicPartition
-
         meta = reader.list_topics(timeout=10).topics
-        parts = [TopicPartition(t, p, 0) for t in topics for p in meta[t].partitions]
-        reader.assign(parts)
-        left = {(tp.topic, tp.partition) for tp in parts
-                if reader.get_watermark_offsets(tp, timeout=10)[1] > 0}
+        ends = {}
+        for topic in topics:
+            for p in meta[topic].partitions:
+                low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    ends[(topic, p)] = high
+        reader.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+        left = set(ends)
         deadline = time.monotonic() + 30
         while left and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.5):
+            for msg in reader.consume(1000, 0.2):
                 if msg.error():
-                    left.discard((msg.topic(), msg.partition()))  # end of the partition
                     continue
                 found += [msg.key() or b"", msg.value() or b""]
+                if msg.offset() >= ends[(msg.topic(), msg.partition())] - 1:
+                    left.discard((msg.topic(), msg.partition()))
         assert not left, f"partitions not read to their end: {sorted(left)[:5]}"
     finally:
         reader.close()
