@@ -179,7 +179,7 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
         print("error: vprov deadletter redrive needs --id, --code, --source-topic, --since or "
               "--all (it re-publishes what it selects)", file=sys.stderr)
         return 2
-    reach.kafka_of(config, args.connect_timeout)
+    reach.clusters_of(config, args.connect_timeout)
     letters = deadletter.select(deadletter.read(config, since_ms, args.timeout), selection)
     if args.action == "list":
         for letter in letters:

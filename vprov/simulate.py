@@ -29,14 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from vprov import envelope, fleet, reach
-from vprov.admin import ensure_topics
+from vprov.admin import ensure_placed
 from vprov.avro import serde_from_config
 from vprov.codes import ErrorCode
-from vprov.config import Config
-from vprov.kafka_clients import consumer, producer
+from vprov.config import Cluster, Config
+from vprov.kafka_clients import ClusterProducer, ClusterReader
 from vprov.lifecycle import PROVISION_PENDING_REGIONAL
 from vprov.progress import Progress
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
@@ -288,7 +288,7 @@ class Simulator:
         self.extra_answers = 0
         self.delivery_errors: list[str] = []
         self.open: set[str] = set()  # message ids (and dead-letter payload ids) awaiting answers
-        self.producer = producer(config)
+        self.producer = ClusterProducer(self.catalogue)
         self.progress: Progress | None = None
 
     # --- plan ----------------------------------------------------------------------------------
@@ -523,20 +523,21 @@ class Simulator:
 
     # --- phases --------------------------------------------------------------------------------
 
-    def _answer_reader(self) -> Consumer:
-        topics = [self.catalogue.query_response, self.catalogue.deadletter]
-        topics += [self.catalogue.device_response(r) for r in self.config.regions]
-        reader = consumer(self.config, **{"enable.partition.eof": False,
-                                                            "fetch.wait.max.ms": 20})
-        assignment = []
-        for topic in topics:
-            meta = reader.list_topics(topic, timeout=10).topics[topic]
-            if meta.error is not None:
-                raise SimulationError(f"topic {topic}: {meta.error}")
-            for p in meta.partitions:
-                _, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                assignment.append(TopicPartition(topic, p, high))
-        reader.assign(assignment)
+    def _answer_reader(self) -> ClusterReader:
+        """Answers and dead letters from now on, each topic on its cluster (the regions' device
+        answers on theirs, dead letters wherever a worker writes them)."""
+        cat = self.catalogue
+        placed: dict[Cluster, list[str]] = {}
+        for topic in [cat.query_response, *(cat.device_response(r) for r in self.config.regions)]:
+            placed.setdefault(cat.home(topic), []).append(topic)
+        for cluster in cat.clusters_of(cat.deadletter):
+            placed.setdefault(cluster, []).append(cat.deadletter)
+        reader = ClusterReader(placed, **{"enable.partition.eof": False, "fetch.wait.max.ms": 20})
+        try:
+            reader.assign_ends()
+        except KafkaException as exc:
+            reader.close()
+            raise SimulationError(f"answer topics: {exc}") from None
         return reader
 
     def _register(self) -> None:
@@ -572,7 +573,7 @@ class Simulator:
     def run(self) -> Report:
         began = time.monotonic()
         deadline = began + self.options.timeout
-        ensure_topics(self.config, self.catalogue.external())
+        ensure_placed(self.config, self.catalogue.external())
         reader = self._answer_reader()
         try:
             self._register()
@@ -609,7 +610,7 @@ class Simulator:
                       self.duplicates_sent, self.duplicates_identical, self.duplicate_problems,
                       self.catalogue.lifecycle, self.extra_answers)
 
-    def _provision(self, reader: Consumer, deadline: float) -> None:
+    def _provision(self, reader: ClusterReader, deadline: float) -> None:
         self.progress = Progress("provisioning", total=len(self.runs),
                                  stream=self.progress_stream)
         rate = self.options.rate
@@ -644,7 +645,7 @@ class Simulator:
 def check_reachable(config: Config, options: SimOptions, timeout: float) -> None:
     """``Unreachable`` unless Kafka, Redis (the workers need it to answer) and the global
     worker each answer within ``timeout``."""
-    reach.kafka_of(config, timeout)
+    reach.clusters_of(config, timeout)
     reach.redis_of(config, timeout)
     check_worker(options.global_url, timeout)
 

@@ -223,6 +223,10 @@ class Catalogue:
                 found.append(cluster)
         return found
 
+    @property
+    def global_cluster(self) -> Cluster:
+        return self._config.global_cluster
+
     def home(self, topic: str) -> Cluster:
         """The cluster a client outside the workers reads or writes ``topic`` on: the global
         one for the global side (where the regions' lifecycle events and rehome results are
