@@ -99,9 +99,14 @@ def cmd_acls(args: argparse.Namespace) -> int:
     for binding in bindings:
         print(binding)
     if args.apply:
-        reach.kafka_of(config, args.connect_timeout)
-        acls.apply(config, bindings)
-        print(f"applied {len(bindings)} ACL bindings for {len(found)} principals")
+        reach.clusters_of(config, args.connect_timeout)
+        for cluster in config.clusters:  # each cluster gets the bindings of its own topics
+            mine = bindings if not config.multi_cluster else acls.on_cluster(
+                config, found, cluster.name)
+            acls.apply(cluster, mine)
+            where = f" on the {cluster.name} cluster" if config.multi_cluster else ""
+            print(f"applied {len(mine)} ACL bindings for "
+                  f"{len({b.principal for b in mine})} principals{where}")
     return 0
 
 

@@ -139,3 +139,18 @@ def test_mirror_security_settings_for_the_java_clients() -> None:
     assert "NA.sasl.mechanism = SCRAM-SHA-512" in text
     assert ('NA.sasl.jaas.config = org.apache.kafka.common.security.scram.ScramLoginModule '
             'required username="na" password="p\\\\"w";') in text
+
+
+def test_acls_per_cluster_give_a_worker_rights_on_its_own_cluster_only() -> None:
+    from vprov import acls
+
+    cfg = clustered()
+    cat = Catalogue(cfg)
+    roles = acls.roles(cfg)
+    na = acls.on_cluster(cfg, roles, "NA")
+    glob = acls.on_cluster(cfg, roles, "global")
+    assert {b.principal for b in na} == {"User:vprov-regional-NA", "User:vprov-gateway"}
+    assert "User:vprov-regional-NA" not in {b.principal for b in glob}
+    assert "User:vprov-regional-AP" in {b.principal for b in glob}  # AP shares the global one
+    assert {b.name for b in na if b.principal == "User:vprov-gateway"
+            and b.resource == "TOPIC"} == {cat.device("NA"), cat.device_response("NA")}
