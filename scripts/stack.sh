@@ -328,7 +328,8 @@ cmd_up() {
 }
 
 cmd_down() {
-    if clustered; then clusters_down; fi
+    # a MirrorMaker left running would recreate its topics on a wiped broker with wrong settings
+    if clustered; then clusters_down; elif mirror_pid >/dev/null; then mirror_stop; fi
     stop_service kafka "$KAFKA_PID" "kafka.Kafka $KAFKA_DIR/server.properties"
     stop_service redis "$REDIS_PID" "redis-server"
     say "logs kept: $KAFKA_LOG $REDIS_LOG"

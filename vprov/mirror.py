@@ -103,8 +103,10 @@ def properties(config: Config) -> str:
         "sync.topic.acls.enabled = false",
         "refresh.groups.enabled = false",
         f"refresh.topics.interval.seconds = {REFRESH_TOPICS_SECONDS}",
-        # MirrorMaker's own Connect topics on each target cluster; the heartbeat and checkpoint
-        # connectors create their (empty) topics even when they emit nothing
+        # MirrorMaker's own Connect topics on each target cluster. The heartbeat and checkpoint
+        # connectors create their topics even when they emit nothing (with a replication factor
+        # the cluster cannot meet they log an error at each start instead); MirrorMaker copies
+        # every heartbeats topic whatever the lists say, as "<alias>.heartbeats": they stay empty
         f"heartbeats.topic.replication.factor = {rf}",
         f"checkpoints.topic.replication.factor = {rf}",
         f"config.storage.replication.factor = {rf}",
