@@ -291,6 +291,7 @@ EOF
 print_env() {
     if secured; then
         print_secure_env "${1:-}"
+        if clustered; then clusters_env | grep -v '^KAFKA_BOOTSTRAP_SERVERS='; fi
         return
     fi
     echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
@@ -307,7 +308,7 @@ cmd_up() {
         fi
         say "VPROV_RESET=1: wiping kafka and redis data"
         rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/cluster.id" "$KAFKA_DIR/controller.port" "$REDIS_DIR/data"
-        if clustered; then clusters_wipe; fi
+        clusters_wipe
     fi
     # Fail before starting anything when a port is taken by someone else.
     if ! redis_pid >/dev/null; then

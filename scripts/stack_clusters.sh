@@ -51,6 +51,7 @@ as_region() {
     KAFKA_CONTROLLER_PORT=$(region_controller_port "$region")
     local KAFKA_PID=$KAFKA_DIR/kafka.pid KAFKA_LOG=$KAFKA_DIR/kafka.log
     local KAFKA_HEAP=$REGION_KAFKA_HEAP
+    local SECURITY=plaintext  # the local regional clusters are plaintext, even on a secured stack
     "$@"
 }
 
@@ -67,8 +68,22 @@ clusters_check_ports() {
     done
 }
 
+# VPROV_RESET=1: the regional clusters' data and MirrorMaker's go too, whatever TOPOLOGY says
+# (test runs leave their topics there, and a -Xmx192m broker does not hold them all), unless a
+# regional broker still runs.
 clusters_wipe() {
-    rm -rf "$CLUSTERS_DIR"
+    local dir region
+    for dir in "$CLUSTERS_DIR"/*/; do
+        dir=${dir%/}
+        [[ -d $dir ]] || continue
+        region=$(basename "$dir")
+        if our_pid "$dir/kafka/kafka.pid" "kafka.Kafka $dir/kafka/server.properties" \
+            >/dev/null; then
+            say "kafka $region is running: its data is kept (stop it with TOPOLOGY=clusters)"
+            return 0
+        fi
+    done
+    rm -rf "$CLUSTERS_DIR" "$MIRROR_DIR"
 }
 
 # --- MirrorMaker 2 -----------------------------------------------------------

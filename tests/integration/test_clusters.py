@@ -78,7 +78,9 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config,
     doc = config_module.isolate(config_module.defaults_document(), f"c{uuid.uuid4().hex[:6]}")
     doc["flow"]["rehome_timeout_seconds"] = REHOME_TIMEOUT_SECONDS
     for region in REGIONS:
-        doc["regions"][region]["kafka"] = {"bootstrap_servers": addresses[region]}
+        # the local regional clusters are plaintext, also beside a secured global one
+        doc["regions"][region]["kafka"] = {"bootstrap_servers": addresses[region],
+                                           "security": {"protocol": "PLAINTEXT"}}
     path = tmp_path_factory.mktemp("clusters") / "vprov-clusters.toml"
     path.write_text(config_module.dumps(doc))
     # the regional brokers, this deployment's topics on each cluster, MirrorMaker with its
