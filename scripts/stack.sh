@@ -4,6 +4,10 @@
 #   scripts/stack.sh up [--registry] | down | status | env [ROLE]
 #   scripts/stack.sh registry-java   (prints the Java 21+ the registry would run on, or fails)
 #
+# TOPOLOGY=clusters: the stack's broker is the global cluster, plus one cluster per region and
+# MirrorMaker 2 between them (scripts/stack_clusters.sh, docs/operations.md); `mirror
+# start|stop|restart` drives MirrorMaker alone.
+#
 # SECURITY=sasl_ssl: the same stack secured (docs/security.md): Kafka over SASL_SSL with
 # SCRAM-SHA-512 users and ACLs per role, Redis over TLS with ACL users. Its data lives apart, in
 # ${VPROV_RUN_DIR:-.run/sasl_ssl}; `env` prints the admin's settings, `env ROLE` a role's.
@@ -27,6 +31,7 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 REDIS_PORT=${REDIS_PORT:-6379}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
+KAFKA_HEAP="-Xms256m -Xmx768m"
 CACHE_DIR=${VPROV_CACHE_DIR:-${HOME:-/tmp}/.cache/vprov}
 KAFKA_HOME=$CACHE_DIR/kafka-$KAFKA_VERSION
 LIBS=$KAFKA_HOME/libs
@@ -232,7 +237,8 @@ start_kafka() {
     [[ -f $KAFKA_LOG ]] && offset=$(stat -c %s "$KAFKA_LOG")
     say "starting kafka on 127.0.0.1:$KAFKA_PORT"
     # Own session: a Ctrl-C in the calling terminal does not reach the broker.
-    nohup setsid java -Xms256m -Xmx768m -Djava.awt.headless=true \
+    # shellcheck disable=SC2086  # two options
+    nohup setsid java $KAFKA_HEAP -Djava.awt.headless=true \
         "-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties" \
         -cp "$LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
         </dev/null >>"$KAFKA_LOG" 2>&1 &
@@ -451,11 +457,13 @@ parse_up_args() {
 print_env() {
     if secured; then
         print_secure_env "${1:-}"
+        if clustered; then clusters_env | grep -v '^KAFKA_BOOTSTRAP_SERVERS='; fi
         return
     fi
     echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
     if registry_pid >/dev/null; then echo "SCHEMA_REGISTRY_URL=$(registry_url)"; fi
+    if clustered; then clusters_env | grep -v '^KAFKA_BOOTSTRAP_SERVERS='; fi
 }
 
 cmd_up() {
@@ -468,6 +476,7 @@ cmd_up() {
         fi
         say "VPROV_RESET=1: wiping kafka and redis data"
         rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/cluster.id" "$KAFKA_DIR/controller.port" "$REDIS_DIR/data"
+        clusters_wipe
     fi
     # Fail before starting anything when a port is taken by someone else.
     if ! redis_pid >/dev/null; then
@@ -480,17 +489,21 @@ cmd_up() {
     if [[ $WANT_REGISTRY == 1 ]] && ! registry_pid >/dev/null; then
         check_port_free "$REGISTRY_PORT" "schema registry" REGISTRY_PORT
     fi
+    if clustered; then clusters_check_ports; fi
     if secured; then secure_prepare; fi
     start_redis
     start_kafka
     if secured; then secure_apply_acls; fi
     if [[ $WANT_REGISTRY == 1 ]]; then start_registry; fi
+    if clustered; then clusters_up; fi
     say "stack is up; logs in $RUN_DIR"
     print_env
 }
 
 cmd_down() {
     if [[ -e $REGISTRY_PID ]]; then stop_registry; fi
+    # a MirrorMaker left running would recreate its topics on a wiped broker with wrong settings
+    if clustered; then clusters_down; elif mirror_pid >/dev/null; then mirror_stop; fi
     stop_service kafka "$KAFKA_PID" "kafka.Kafka $KAFKA_DIR/server.properties"
     stop_service redis "$REDIS_PID" "redis-server"
     say "logs kept: $KAFKA_LOG $REDIS_LOG"
@@ -513,6 +526,7 @@ cmd_status() {
     else
         say "schema registry: not running"
     fi
+    if clustered; then clusters_status; fi
 }
 
 # Stops one service and keeps the other running (outage drills); `up` starts it again.
@@ -527,16 +541,19 @@ cmd_stop() {
 
 # shellcheck source=scripts/stack_secure.sh
 source "$ROOT/scripts/stack_secure.sh"
+# shellcheck source=scripts/stack_clusters.sh
+source "$ROOT/scripts/stack_clusters.sh"
 
 case ${1:-} in
     up) shift; parse_up_args "$@"; cmd_up ;;
     down) cmd_down ;;
     stop) cmd_stop "${2:-}" ;;
     status) cmd_status ;;
+    mirror) cmd_mirror "${2:-}" ;;
     env) print_env "${2:-}" | sed 's/^\([A-Z]\)/export \1/' ;;
     registry-java) registry_java ;;
     *)
-        echo "usage: [SECURITY=sasl_ssl] $0 up [--registry]|down|stop kafka|redis|registry|status|env [ROLE]|registry-java" >&2
+        echo "usage: [SECURITY=sasl_ssl] [TOPOLOGY=clusters] $0 up [--registry]|down|stop kafka|redis|registry|status|env [ROLE]|mirror start|stop|restart|registry-java" >&2
         exit 2
         ;;
 esac

@@ -14,11 +14,18 @@ if [[ $VPROV_REGISTRY == 1 ]] && ! scripts/stack.sh registry-java >/dev/null; th
     .venv/bin/python -m pip install --disable-pip-version-check -q -e '.[dev,registry-java]'
 fi
 
-trap 'scripts/stack.sh down' EXIT
+# The multi-cluster tests (tests/integration/test_clusters.py) add a cluster per region in
+# CLUSTER_REGIONS and MirrorMaker to this stack; `down` stops them too, MirrorMaker first.
+export CLUSTER_REGIONS=${CLUSTER_REGIONS:-NA EU}
+trap 'TOPOLOGY=clusters scripts/stack.sh down' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-VPROV_RESET=1 scripts/stack.sh up
-eval "$(scripts/stack.sh env)"
+# the suite's own stack is one cluster, whatever TOPOLOGY says: the tests that need more start it
+# (a clustered stack left running is stopped whole first: its MirrorMaker would follow a wiped
+# global broker)
+TOPOLOGY=clusters scripts/stack.sh down >/dev/null
+VPROV_RESET=1 TOPOLOGY=single scripts/stack.sh up
+eval "$(TOPOLOGY=single scripts/stack.sh env)"
 
 status=0
 .venv/bin/python -m pytest "$@" || status=$?

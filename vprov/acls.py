@@ -129,6 +129,28 @@ def bindings(found: list[Role]) -> list[Binding]:
     return sorted(out)
 
 
+def on_cluster(config: Config, found: list[Role], cluster: str) -> list[Binding]:
+    """The bindings of ``found`` for one cluster when regions have clusters of their own: a
+    worker's principal only on its own cluster, the gateway wherever devices write, the others
+    on the global cluster; and only for the topics placed on that cluster."""
+    topics = {s.name for s in Catalogue(config).placement()[cluster]}
+
+    def lives_here(r: Role) -> bool:
+        if r.name == "gateway":
+            return True
+        region = r.name.removeprefix("regional-")
+        if region != r.name:
+            return config.cluster(region).name == cluster
+        return cluster == config.global_cluster.name
+
+    kept = []
+    for b in bindings([r for r in found if lives_here(r)]):
+        if b.resource == "TOPIC" and b.pattern == "LITERAL" and b.name not in topics:
+            continue
+        kept.append(b)
+    return kept
+
+
 def apply(kafka: KafkaAccess | str, found: list[Binding], timeout: float = 30.0) -> None:
     """Create the bindings (idempotent: Kafka keeps one copy of an ACL) with an admin client
     whose principal may alter ACLs."""

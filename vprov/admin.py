@@ -10,10 +10,11 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from vprov.config import Config
 from vprov.kafka_log import librdkafka_logger
 from vprov.kafka_settings import KafkaAccess, access, librdkafka
 from vprov.reach import Unreachable, kafka_reason, kafka_setting
-from vprov.topics import TopicSpec
+from vprov.topics import Catalogue, TopicSpec
 
 
 class BrokerUnavailable(Unreachable):
@@ -240,3 +241,16 @@ def _observe_settled(admin: AdminClient, bootstrap_servers: str, names: list[str
         if all(partitions.get(n) for n in raced) or time.monotonic() >= deadline:
             return _observe(admin, partitions, names, timeout)
         time.sleep(0.2)
+
+
+def ensure_placed(config: Config, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """``ensure_topics`` on every cluster of ``config`` for the ``specs`` the topic catalogue
+    places there (one cluster, or the global one and the regions')."""
+    wanted = {s.name for s in specs}
+    created: list[str] = []
+    placement = Catalogue(config).placement()
+    for cluster in config.clusters:
+        mine = [s for s in placement[cluster.name] if s.name in wanted]
+        if mine:
+            created += ensure_topics(cluster, mine, timeout)
+    return created

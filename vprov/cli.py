@@ -37,6 +37,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                   f"{', '.join(config.regions)})", file=sys.stderr)
             return 2
         config.region(args.region)  # fails with the list of regions when unknown
+    # a worker talks to its own cluster only, the global or its region's (docs/architecture.md)
+    config = config.seen_from(args.region if args.role == "regional" else None)
     options = WorkerOptions(role=args.role, region=args.region, web_port=args.web_port,
                             web_host=args.web_host, data_dir=Path(args.data_dir))
     return run_worker(config, options, args.loglevel)
@@ -47,17 +49,36 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from vprov.topics import Catalogue
 
     config = _load_config(args)
-    specs = Catalogue(config).all()
-    reach.kafka_of(config, args.connect_timeout)
+    placement = Catalogue(config).placement()  # one cluster, or the global one and the regions'
+    reach.clusters_of(config, args.connect_timeout)
+    for cluster in config.clusters:
+        specs = placement[cluster.name]
+        try:
+            created = ensure_topics(cluster, specs)
+        except TopicMismatch as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 4
+        where = f" @{cluster.name}" if config.multi_cluster else ""
+        for spec in specs:
+            mark = "created" if spec.name in created else "exists"
+            print(f"{mark:8} {spec.name} (partitions={spec.partitions}"
+                  f"{', compacted' if spec.compacted else ''}){where}")
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from vprov import mirror
+
+    config = _load_config(args)
     try:
-        created = ensure_topics(config, specs)
-    except TopicMismatch as exc:
+        text = mirror.properties(config)
+    except mirror.MirrorConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 4
-    for spec in specs:
-        mark = "created" if spec.name in created else "exists"
-        print(f"{mark:8} {spec.name} (partitions={spec.partitions}"
-              f"{', compacted' if spec.compacted else ''})")
+        return 2
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -78,9 +99,14 @@ def cmd_acls(args: argparse.Namespace) -> int:
     for binding in bindings:
         print(binding)
     if args.apply:
-        reach.kafka_of(config, args.connect_timeout)
-        acls.apply(config, bindings)
-        print(f"applied {len(bindings)} ACL bindings for {len(found)} principals")
+        reach.clusters_of(config, args.connect_timeout)
+        for cluster in config.clusters:  # each cluster gets the bindings of its own topics
+            mine = bindings if not config.multi_cluster else acls.on_cluster(
+                config, found, cluster.name)
+            acls.apply(cluster, mine)
+            where = f" on the {cluster.name} cluster" if config.multi_cluster else ""
+            print(f"applied {len(mine)} ACL bindings for "
+                  f"{len({b.principal for b in mine})} principals{where}")
     return 0
 
 
@@ -158,7 +184,7 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
         print("error: vprov deadletter redrive needs --id, --code, --source-topic, --since or "
               "--all (it re-publishes what it selects)", file=sys.stderr)
         return 2
-    reach.kafka_of(config, args.connect_timeout)
+    reach.clusters_of(config, args.connect_timeout)
     letters = deadletter.select(deadletter.read(config, since_ms, args.timeout), selection)
     if args.action == "list":
         for letter in letters:
@@ -306,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     create = topics_sub.add_parser("create", help="create every topic (idempotent)")
     create.set_defaults(func=cmd_topics)
     _common_options(create)
+
+    mirror = sub.add_parser("mirror", help="MirrorMaker 2 between the global and the regional "
+                            "clusters")
+    mirror_sub = mirror.add_subparsers(dest="mirror_command", required=True)
+    mirror_config = mirror_sub.add_parser(
+        "config", help="print the MirrorMaker 2 properties (dedicated mode), from the topic "
+        "catalogue")
+    mirror_config.add_argument("-o", "--output", help="write them to this file")
+    mirror_config.set_defaults(func=cmd_mirror)
 
     acl = sub.add_parser("acls", help="the Kafka ACLs of each role, from the topic catalogue")
     acl.add_argument("--role", help="only this role (global, regional-<R>, publisher, gateway, "

@@ -18,7 +18,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,6 +53,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "KAFKA_SSL_KEY_LOCATION": ("kafka.security", "ssl_key_location", str),
 }
 SECRET_KEYS = ("sasl_password",)  # never shown in a message
+# KAFKA_BOOTSTRAP_SERVERS_<R> -> regions.<R>.kafka.bootstrap_servers: region R's own cluster
+REGION_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS_"
 
 
 class ConfigError(ValueError):
@@ -172,9 +174,18 @@ class HomingTable(_Table):
     by_country: bool
 
 
+class RegionKafka(_Table):
+    """A region's own Kafka cluster (the multi-cluster topology, docs/architecture.md). Without
+    a ``security`` table the region's clients use ``[kafka.security]``."""
+
+    bootstrap_servers: Annotated[str, AfterValidator(_not_blank)]
+    security: KafkaSecurity | None = None
+
+
 class RegionTable(_Table):
     gateway_endpoint: Annotated[str, AfterValidator(_not_blank)]
     countries: list[CountryCode] = []
+    kafka: RegionKafka | None = None  # None: the region's topics live on the global cluster
 
 
 class TopicsTable(_Table):
@@ -218,10 +229,24 @@ class Document(_Table):
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """One Kafka cluster: its name ("global" or a region code), where it is and how to talk to
+    it (a ``vprov.kafka_settings.KafkaAccess``)."""
+
+    name: str
+    bootstrap_servers: str
+    kafka_security: KafkaSecurity = KafkaSecurity()
+
+
+GLOBAL_CLUSTER = "global"
+
+
+@dataclass(frozen=True)
 class Region:
     code: str
     gateway_endpoint: str
     countries: tuple[str, ...]
+    cluster: Cluster | None = None  # its own cluster; None: it shares the global one
 
 
 Topics = TopicsTable  # topic names, per-region ones with a {region} placeholder
@@ -261,6 +286,35 @@ class Config:
             known = ", ".join(sorted(self.regions))
             raise ConfigError(f"unknown region {code!r}; configured regions: {known}") from None
 
+    # Clusters: the global one is [kafka]; a region with a [regions.<R>.kafka] table has its own.
+    @property
+    def global_cluster(self) -> Cluster:
+        return Cluster(GLOBAL_CLUSTER, self.bootstrap_servers, self.kafka_security)
+
+    def cluster(self, region: str | None) -> Cluster:
+        """The cluster of a region's topics and workers (the global one for ``None``)."""
+        if region is None:
+            return self.global_cluster
+        return self.region(region).cluster or self.global_cluster
+
+    @property
+    def clusters(self) -> list[Cluster]:
+        """Every cluster, the global one first."""
+        return [self.global_cluster] + [r.cluster for r in self.regions.values() if r.cluster]
+
+    @property
+    def multi_cluster(self) -> bool:
+        return any(r.cluster for r in self.regions.values())
+
+    def seen_from(self, region: str | None) -> Config:
+        """The configuration as the worker of ``region`` (``None``: the global worker) sees it:
+        its own cluster is the only one, so every client opened from it (the Faust app, the
+        admin client, the readers) connects there and nowhere else."""
+        cluster = self.cluster(region)
+        return replace(self, bootstrap_servers=cluster.bootstrap_servers,
+                       kafka_security=cluster.kafka_security,
+                       regions={code: replace(r, cluster=None) for code, r in self.regions.items()})
+
     def region_for_country(self, country: str) -> str | None:
         for region in self.regions.values():
             if country in region.countries:
@@ -290,12 +344,20 @@ def _config(doc: Document, source: str) -> Config:
         join_wait_seconds=float(doc.flow.join_wait_seconds),
         identity_backoff_max_seconds=float(doc.flow.identity_backoff_max_seconds),
         homing_by_country=doc.homing.by_country,
-        regions={code: Region(code, r.gateway_endpoint, tuple(r.countries))
+        regions={code: Region(code, r.gateway_endpoint, tuple(r.countries),
+                              _region_cluster(code, r.kafka, doc.kafka.security))
                  for code, r in doc.regions.items()},
         topics=doc.topics,
         kafka_security=doc.kafka.security,
         source_path=source,
     )
+
+
+def _region_cluster(code: str, kafka: RegionKafka | None, default: KafkaSecurity
+                    ) -> Cluster | None:
+    if kafka is None:
+        return None
+    return Cluster(code, kafka.bootstrap_servers, kafka.security or default)
 
 
 # --- one line per error ------------------------------------------------------------------------
@@ -397,6 +459,17 @@ def _apply_env(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
             table = table[part]
         table[key] = value
         origins[f"{section}.{key}"] = name
+    regions = doc.get("regions")
+    for name, raw in env.items():
+        region = name.removeprefix(REGION_BOOTSTRAP_ENV)
+        if region == name or raw == "" or not isinstance(regions, dict) \
+                or not isinstance(regions.get(region), dict):
+            continue  # a region the document does not configure is not created by a variable
+        kafka = regions[region].setdefault("kafka", {})
+        if not isinstance(kafka, dict):
+            kafka = regions[region]["kafka"] = {}
+        kafka["bootstrap_servers"] = raw
+        origins[f"regions.{region}.kafka.bootstrap_servers"] = name
     return origins
 
 

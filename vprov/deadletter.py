@@ -99,8 +99,14 @@ def details(letter: dict[str, Any]) -> str:
 
 
 def read(config: Config, since_ms: int | None, timeout: float) -> list[Read]:
-    return read_topic(config, Catalogue(config).deadletter, "DeadLetter", since_ms=since_ms,
-                      timeout=timeout)
+    """The dead letters of every cluster: each worker writes its own on its cluster (the global
+    one, and each region's when regions have clusters of their own)."""
+    topic = Catalogue(config).deadletter
+    found: list[Read] = []
+    for cluster in Catalogue(config).clusters_of(topic):
+        view = config.seen_from(cluster.name if cluster.name in config.regions else None)
+        found += read_topic(view, topic, "DeadLetter", since_ms=since_ms, timeout=timeout)
+    return found
 
 
 def redrive(config: Config, letters: list[dict[str, Any]], dry_run: bool, out: TextIO,
@@ -113,7 +119,7 @@ def redrive(config: Config, letters: list[dict[str, Any]], dry_run: bool, out: T
                   f"(key {(letter['key'] or b'').decode('utf-8', 'replace') or '-'})\n")
     if dry_run or not letters:
         return len(letters)
-    from vprov.kafka_clients import producer
+    from vprov.kafka_clients import ClusterProducer
 
     confirmed = 0
     failures: list[str] = []
@@ -125,7 +131,7 @@ def redrive(config: Config, letters: list[dict[str, Any]], dry_run: bool, out: T
         else:
             failures.append(str(err))
 
-    sender = producer(config)
+    sender = ClusterProducer(Catalogue(config))  # each source topic on its own cluster
     for letter in letters:
         sender.produce(letter["source_topic"], key=letter["key"], value=letter["payload"],
                        headers=[(REDRIVEN_HEADER, letter["dead_letter_id"].encode())],

@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from vprov import envelope, fleet
 from vprov.avro import AvroSerde, serde_from_config
-from vprov.config import Config
-from vprov.kafka_clients import consumer, producer
+from vprov.config import Cluster, Config
+from vprov.kafka_clients import ClusterProducer, ClusterReader
 from vprov.progress import progress
 from vprov.registration_file import to_record
 from vprov.topics import Catalogue
@@ -98,7 +98,8 @@ class FleetDriver:
         self.answer_topics = {self.catalogue.query_response} | {
             self.catalogue.device_response(r) for r in config.regions}
         # Only failed deliveries call back: a callback per record would cost the client CPU.
-        self.producer = producer(config, **{
+        # each record to the cluster its topic lives on (one producer with one cluster)
+        self.producer = ClusterProducer(self.catalogue, **{
             "delivery.report.only.error": True, "on_delivery": self._on_delivery})
         self.reader: Any = None  # assigned by listen()
         self.requests: dict[str, Request] = {}
@@ -253,18 +254,19 @@ class FleetDriver:
         """Assign the answer reader at the end of the answer and dead-letter topics."""
         if self.reader is not None:
             return
-        reader = consumer(self.config, None, **{
+        cat = self.catalogue
+        placed: dict[Cluster, list[str]] = {}
+        for topic in sorted(self.answer_topics):
+            placed.setdefault(cat.home(topic), []).append(topic)
+        for cluster in cat.clusters_of(cat.deadletter):  # wherever a worker writes them
+            placed.setdefault(cluster, []).append(cat.deadletter)
+        reader = ClusterReader(placed, **{
             "enable.partition.eof": False, "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
-        assignment = []
-        for topic in [*sorted(self.answer_topics), self.catalogue.deadletter]:
-            meta = reader.list_topics(topic, timeout=10).topics[topic]
-            if meta.error is not None:
-                reader.close()
-                raise RuntimeError(f"topic {topic}: {meta.error}")
-            for p in meta.partitions:
-                _, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                assignment.append(TopicPartition(topic, p, high))
-        reader.assign(assignment)
+        try:
+            reader.assign_ends()
+        except KafkaException as exc:
+            reader.close()
+            raise RuntimeError(f"answer topics: {exc}") from None
         self.reader = reader
 
     def _read(self, wait: float) -> None:

@@ -1,7 +1,9 @@
 """confluent-kafka clients for the command-line tools (register, simulate, replay, status).
 
-They take the configuration (or a bare bootstrap address): ``vprov.kafka_settings`` adds the
-TLS and SASL settings.
+They take the configuration, a cluster of it, or a bare bootstrap address:
+``vprov.kafka_settings`` adds the TLS and SASL settings. ``ClusterProducer`` and
+``ClusterReader`` serve tools whose topics live on several clusters (regions with clusters of
+their own): each topic on the cluster the topic catalogue places it.
 
 Producers use the murmur2 partitioner, the same as the Java clients and the workers, so a record
 keyed by VIN lands on the partition that holds that VIN's state. librdkafka's log lines go
@@ -11,11 +13,14 @@ through Python logging, de-duplicated (``vprov.kafka_log``; shown by ``vprov -v`
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from vprov.config import Cluster
 from vprov.kafka_log import librdkafka_logger
 from vprov.kafka_settings import KafkaAccess, librdkafka
+from vprov.topics import Catalogue
 
 
 def producer(kafka: KafkaAccess | str, **overrides: object) -> Producer:
@@ -48,3 +53,68 @@ def consumer(kafka: KafkaAccess | str, group_id: str | None = None, **overrides:
     }
     settings.update(overrides)
     return Consumer(settings)
+
+
+class ClusterProducer:
+    """The ``Producer`` calls the tools make (``produce``, ``poll``, ``flush``) over one producer
+    per cluster: each record goes to the cluster its topic lives on (``Catalogue.home``). With
+    one cluster it is one producer."""
+
+    def __init__(self, catalogue: Catalogue, **overrides: object) -> None:
+        self._catalogue = catalogue
+        self._producers: dict[str, Producer] = {}
+        self._overrides = overrides
+
+    def _for(self, topic: str) -> Producer:
+        try:
+            cluster = self._catalogue.home(topic)
+        except KeyError:  # not one of ours (a dead letter's foreign source): the global side
+            cluster = self._catalogue.global_cluster
+        if cluster.name not in self._producers:
+            self._producers[cluster.name] = producer(cluster, **self._overrides)
+        return self._producers[cluster.name]
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        self._for(topic).produce(topic, *args, **kwargs)
+
+    def poll(self, timeout: float = 0) -> int:
+        served = 0
+        for one in self._producers.values():
+            served += one.poll(timeout / max(1, len(self._producers)))
+        return served
+
+    def flush(self, timeout: float = 30) -> int:
+        return sum(one.flush(timeout) for one in self._producers.values())
+
+
+class ClusterReader:
+    """A reader of topics that may live on several clusters: one consumer per cluster,
+    assigned the partitions of its cluster's topics, consumed in turn."""
+
+    def __init__(self, placed: dict[Cluster, list[str]], **overrides: object) -> None:
+        self._readers = [(consumer(cluster, None, **overrides), topics)
+                         for cluster, topics in placed.items() if topics]
+
+    def assign_ends(self, timeout: float = 10) -> None:
+        """Each topic from its end now: only the records written from here on."""
+        for reader, topics in self._readers:
+            assignment = []
+            for topic in topics:
+                meta = reader.list_topics(topic, timeout=timeout).topics[topic]
+                if meta.error is not None:
+                    raise KafkaException(meta.error)
+                for p in meta.partitions:
+                    _, high = reader.get_watermark_offsets(TopicPartition(topic, p),
+                                                           timeout=timeout)
+                    assignment.append(TopicPartition(topic, p, high))
+            reader.assign(assignment)
+
+    def consume(self, count: int, timeout: float) -> list[Any]:
+        found: list[Any] = []
+        for reader, _ in self._readers:
+            found += reader.consume(count, timeout / len(self._readers))
+        return found
+
+    def close(self) -> None:
+        for reader, _ in self._readers:
+            reader.close()

@@ -383,6 +383,24 @@ def kafka_of(config: Config, timeout: float) -> None:
     kafka(config, timeout, kafka_setting(config))
 
 
+def cluster_of(config: Config, region: str | None, timeout: float) -> None:
+    """The cluster of ``region``'s topics (the global one for ``None``) answers."""
+    cluster = config.cluster(region)
+    if region is None or cluster == config.global_cluster:
+        kafka_of(config, timeout)
+        return
+    variable = f"{KAFKA_ENV}_{region}"
+    setting = variable if os.environ.get(variable) else \
+        f"regions.{region}.kafka.bootstrap_servers in {config.source_path}"
+    kafka(cluster, timeout, setting)
+
+
+def clusters_of(config: Config, timeout: float) -> None:
+    """Every cluster of the configuration answers (one, or the global one and the regions')."""
+    for region in (None, *config.regions):
+        cluster_of(config, region, timeout)
+
+
 def redis_of(config: Config, timeout: float) -> None:
     redis(config.redis_url, timeout, redis_setting(config))
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from vprov import envelope, fleet, reach
-from vprov.admin import ensure_topics
+from vprov.admin import ensure_placed
 from vprov.avro import serde_from_config
 from vprov.codes import ErrorCode
 from vprov.config import Config
@@ -407,7 +407,7 @@ class Simulator(FleetDriver):
     def run(self) -> Report:
         began = time.monotonic()
         deadline = began + self.options.timeout
-        ensure_topics(self.config, self.catalogue.external())
+        ensure_placed(self.config, self.catalogue.external())
         try:
             self.listen()
         except RuntimeError as exc:
@@ -457,7 +457,7 @@ class Simulator(FleetDriver):
 def check_reachable(config: Config, options: SimOptions, timeout: float) -> None:
     """``Unreachable`` unless Kafka, Redis (the workers need it to answer) and the global
     worker each answer within ``timeout``."""
-    reach.kafka_of(config, timeout)
+    reach.clusters_of(config, timeout)
     reach.redis_of(config, timeout)
     check_worker(options.global_url, timeout)
 

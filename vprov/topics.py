@@ -2,13 +2,17 @@
 
 SPEC.md section 7 names the external topics; the internal ones carry the global worker's
 repartition hops (see docs/architecture.md). Nothing else in the project spells a topic name.
+
+It also says where each topic lives when regions have clusters of their own (``placement``,
+``home``) and which topics MirrorMaker 2 copies between them (``mirror_flows``): a client picks
+its cluster here, and the MirrorMaker configuration is generated from here (vprov/mirror.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vprov.config import Config
+from vprov.config import GLOBAL_CLUSTER, Cluster, Config
 
 # Tables per role. Faust names a table's changelog "<app id>-<table>-changelog"; the catalogue
 # creates those topics before a worker starts, so their partition count is ours, not a guess.
@@ -34,6 +38,15 @@ class TopicSpec:
     @property
     def config(self) -> dict[str, str]:
         return {"cleanup.policy": "compact"} if self.compacted else {}
+
+
+@dataclass(frozen=True)
+class MirrorFlow:
+    """Topics MirrorMaker 2 copies from one cluster to another, under the same names."""
+
+    source: str  # cluster names
+    target: str
+    topics: tuple[str, ...]
 
 
 class Catalogue:
@@ -170,3 +183,72 @@ class Catalogue:
 
     def all(self) -> list[TopicSpec]:
         return self.external() + self.internal() + self.changelogs()
+
+    # --- where each topic lives (docs/architecture.md, "Deployment topologies") ---------------
+
+    def global_side(self) -> set[str]:
+        """Topics the global worker and the global clients use: they live on the global cluster.
+        ``rehome.<R>`` starts there; ``rehome.result`` and ``vehicle.lifecycle`` end there."""
+        names = {self.query, self.query_response, self.registrations, self.rehome_result,
+                 self.lifecycle, self.deadletter}
+        names |= {self.rehome(r) for r in self._config.regions}
+        names |= {self.system_registrations, self.query_by_system, self.query_by_device,
+                  self.vehicle_commands, *self.ingress_routes().values()}
+        names |= {changelog_topic(self.global_app_id, t) for t in GLOBAL_TABLES}
+        return names
+
+    def regional_side(self, region: str) -> set[str]:
+        """Topics region ``region``'s worker and devices use: they live on the region's cluster.
+        The region writes its own ``rehome.result``, ``vehicle.lifecycle`` and dead letters
+        there; devices' requests, answers, onboarding and the region's tables never leave it."""
+        app = self.regional_app_id(region)
+        return {self.rehome(region), self.device(region), self.device_response(region),
+                self.onboarding(region), self.rehome_result, self.lifecycle, self.deadletter,
+                *self.ingress_routes(region).values(), self.regional_commands(region),
+                changelog_topic(app, regional_table(region))}
+
+    def clusters_of(self, topic: str) -> list[Cluster]:
+        """Every cluster ``topic`` is created on (one with a single cluster)."""
+        found = [self._config.global_cluster] if topic in self.global_side() else []
+        for region in self._config.regions:
+            cluster = self._config.cluster(region)
+            if topic in self.regional_side(region) and cluster not in found:
+                found.append(cluster)
+        return found
+
+    @property
+    def global_cluster(self) -> Cluster:
+        return self._config.global_cluster
+
+    def home(self, topic: str) -> Cluster:
+        """The cluster a client outside the workers reads or writes ``topic`` on: the global
+        one for the global side (where the regions' lifecycle events and rehome results are
+        mirrored to), else the region's."""
+        if topic in self.global_side():
+            return self._config.global_cluster
+        for region in self._config.regions:
+            if topic in self.regional_side(region):
+                return self._config.cluster(region)
+        raise KeyError(f"{topic} is not in the topic catalogue")
+
+    def placement(self) -> dict[str, list[TopicSpec]]:
+        """Cluster name -> the topics to create on it, every topic on every cluster it lives on
+        (MirrorMaker copies partition numbers: a mirrored topic has the same count on both)."""
+        placed: dict[str, list[TopicSpec]] = {c.name: [] for c in self._config.clusters}
+        for spec in self.all():
+            for cluster in self.clusters_of(spec.name):
+                placed[cluster.name].append(spec)
+        return placed
+
+    def mirror_flows(self) -> list[MirrorFlow]:
+        """What crosses the link, for each region with a cluster of its own: the rehome
+        requests go to the region; its rehome results and lifecycle events come back. Nothing
+        else: device data, onboarding and the regional tables stay in the region."""
+        flows = []
+        for region in self._config.regions:
+            name = self._config.cluster(region).name
+            if name == GLOBAL_CLUSTER:
+                continue
+            flows += [MirrorFlow(GLOBAL_CLUSTER, name, (self.rehome(region),)),
+                      MirrorFlow(name, GLOBAL_CLUSTER, (self.rehome_result, self.lifecycle))]
+        return flows
