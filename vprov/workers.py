@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +150,15 @@ def start_all(*workers: WorkerProcess, timeout: float = 120.0) -> float:
     for worker in workers:
         worker.wait_ready(timeout)
     return time.monotonic() - began
+
+
+@contextlib.contextmanager
+def running(workers: Mapping[str, WorkerProcess], timeout: float = 120.0
+            ) -> Iterator[Mapping[str, WorkerProcess]]:
+    """``workers`` started and ready for the block, stopped after it (also when it fails)."""
+    try:
+        start_all(*workers.values(), timeout=timeout)
+        yield workers
+    finally:
+        for worker in workers.values():
+            worker.stop()

@@ -30,6 +30,7 @@ from vprov.config import Config
 from vprov.fleet_driver import wait_indexed
 from vprov.lifecycle_events import dedupe, histories
 from vprov.topics import Catalogue
+from vprov.workers import running
 
 # A region no worker serves: queries homed there time out (13105).
 SILENT_REGION = "ZZ"
@@ -131,15 +132,8 @@ def workers(
         "NA": WorkerProcess("regional", PORTS["NA"], worker_dir, config_path, region="NA"),
         "EU": WorkerProcess("regional", PORTS["EU"], worker_dir, config_path, region="EU"),
     }
-    try:
-        for proc in procs.values():
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready()
+    with running(procs):
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 @pytest.fixture(scope="session")

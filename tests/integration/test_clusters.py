@@ -37,6 +37,7 @@ from vprov.admin import admin_client
 from vprov.config import Config
 from vprov.kafka_clients import consumer
 from vprov.topics import Catalogue
+from vprov.workers import running
 
 REGIONS = ("NA", "EU")  # with clusters of their own
 REHOME_TIMEOUT_SECONDS = 4
@@ -101,15 +102,8 @@ def cluster_workers(clusters: tuple[Config, Path], tmp_path_factory: pytest.Temp
     workdir = tmp_path_factory.mktemp("cluster-workers")
     procs = {"global": WorkerProcess("global", GLOBAL_WEB, workdir, path),
              "NA": WorkerProcess("regional", NA_WEB, workdir, path, region="NA")}
-    try:
-        for proc in procs.values():
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready()
+    with running(procs):
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 class Sides:

@@ -29,6 +29,7 @@ from vprov.kafka_clients import consumer, producer
 from vprov.kafka_settings import KafkaConnection
 from vprov.registration_file import to_record
 from vprov.topics import Catalogue, changelog_topic, regional_table
+from vprov.workers import running
 
 # ports of the secured stack and its workers, after the other tests' web ports
 KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT = PORT_BASE + 300, PORT_BASE + 301, PORT_BASE + 302
@@ -241,15 +242,8 @@ def secured_workers(secured: SecuredStack, tmp_path_factory: pytest.TempPathFact
         "NA": WorkerProcess("regional", NA_WEB, workdir, secured.config_path, region="NA",
                             extra_env=secured.env("regional-NA")),
     }
-    try:
-        for proc in procs.values():
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready()
+    with running(procs):
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 def test_query_and_device_provision_over_sasl_ssl(
