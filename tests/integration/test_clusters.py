@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -293,6 +294,56 @@ def test_link_down_past_the_deadline_fails_with_13105_and_the_retry_succeeds(
     print(f"retry after the link is back: {retry.value['status']} in "
           f"{time.monotonic() - began:.2f} s")
     assert retry.value["status"] == "SUCCESS"
+
+
+def mirror_pid() -> int:
+    """MirrorMaker's process, from the stack's pid file."""
+    run_dir = Path(os.environ.get("VPROV_RUN_DIR") or REPO / ".run")
+    return int((run_dir / "mirror" / "mirror.pid").read_text().split()[0])
+
+
+def test_link_down_within_the_deadline_only_delays_the_answer(
+    clusters: tuple[Config, Path], sides: Sides
+) -> None:
+    """MirrorMaker frozen (SIGSTOP: no record crosses) for less than the rehome deadline while
+    a vehicle queries: nothing fails, the answer comes once the link is back."""
+    vehicle = Fleet(tag=fleet.run_tag(f"blip-{uuid.uuid4()}")).vehicle("NA")
+    sides.register(vehicle)
+    pause = REHOME_TIMEOUT_SECONDS / 2
+    pid = mirror_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        message_id = sides.send_query(vehicle)
+        time.sleep(pause)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    answer = sides.answer(message_id, timeout=30)
+    waited = time.monotonic() - began
+    print(f"\nlink frozen {pause:.1f} s: {answer.value['status']} after {waited:.1f} s")
+    assert answer.value["status"] == "SUCCESS"
+    assert waited >= pause  # it did wait for the link
+    assert sides.na.wait(sides.cat.rehome("NA"), lambda r: r.key == vehicle.vin)[0].value[
+        "action"] == "REGISTER"
+
+
+def test_the_audit_reads_the_global_cluster_clean(
+    clusters: tuple[Config, Path], sides: Sides, provisioned: fleet.SimVehicle,
+    capsys: pytest.CaptureFixture[str], broker_env: None
+) -> None:
+    """``vprov replay --verify`` on the global cluster's ``vehicle.lifecycle``, where the link
+    has brought the region's events, against both workers' tables."""
+    from tests.integration.conftest import run_vprov
+
+    _, path = clusters
+    ids = {r.value["event_id"] for r in sides.na.wait(
+        sides.cat.lifecycle, lambda r: r.key == provisioned.vin, count=len(provisioned.devices))}
+    sides.glob.wait_all(sides.cat.lifecycle, lambda r: r.value["event_id"], ids, timeout=30)
+    code, out, err = run_vprov(path, capsys, "replay", "--vin", provisioned.vin, "--verify",
+                               "--global-url", f"http://127.0.0.1:{GLOBAL_WEB}",
+                               "--region-url", f"NA=http://127.0.0.1:{NA_WEB}")
+    assert code == 0, out + err
+    assert "PROVISIONED" in out
 
 
 def test_simulate_and_deadletter_pick_each_topics_cluster(
