@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 # SECURITY=sasl_ssl: up, down, status, demo and test on the secured stack (docs/security.md)
 SECURITY ?=
 export SECURITY
-# TOPOLOGY=clusters: up, down and status with a Kafka cluster per region and MirrorMaker 2
+# TOPOLOGY=clusters (or multi): up, down, status and demo with a Kafka cluster per region and MirrorMaker 2
 # between them (docs/operations.md, "Multi-cluster topology")
 TOPOLOGY ?=
 export TOPOLOGY
@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $@
 
-up: prereqs $(if $(filter sasl_ssl,$(SECURITY))$(filter clusters,$(TOPOLOGY)),setup) ## start the local Kafka broker and Redis (.run/)
+up: prereqs $(if $(filter sasl_ssl,$(SECURITY))$(filter clusters multi,$(TOPOLOGY)),setup) ## start the local Kafka broker and Redis (.run/)
 	scripts/stack.sh up
 
 down: ## stop them; data and logs stay in .run/

@@ -10,9 +10,10 @@
 # Sourced by scripts/stack.sh; uses its helpers and variables.
 
 TOPOLOGY=${TOPOLOGY:-single}
+[[ $TOPOLOGY == multi ]] && TOPOLOGY=clusters  # the same, by the name the design notes use
 case $TOPOLOGY in
     single | clusters) ;;
-    *) printf '[stack] error: TOPOLOGY=%s: expected single or clusters\n' "$TOPOLOGY" >&2; exit 2 ;;
+    *) printf '[stack] error: TOPOLOGY=%s: expected single or clusters (or multi)\n' "$TOPOLOGY" >&2; exit 2 ;;
 esac
 CLUSTER_REGIONS=${CLUSTER_REGIONS:-NA EU AP}
 CLUSTERS_DIR=$RUN_DIR/clusters
