@@ -23,6 +23,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from tests.avro_samples import SAMPLES as AVRO_SAMPLES
 from tests.integration.conftest import PORT_BASE, Flow, run_vprov
 from tests.integration.harness import (
     BOOTSTRAP,
@@ -43,19 +44,7 @@ from vprov.topics import Catalogue
 # Web ports of this module's workers (a deployment of its own, in registry mode).
 GLOBAL_PORT, NA_PORT = PORT_BASE + 144, PORT_BASE + 145
 
-EVENT = {
-    "event_id": "6f1c3c9e-4b1e-5d5a-9d0e-2f7a1b8c4e21",
-    "vin": "1HGCM82633A004352",
-    "system_id": "c2c-sys-00000001",
-    "device_id": "TCU0000000000000001",
-    "partition": "EU",
-    "state": "PROVISIONED",
-    "previous_state": "REGIONAL",
-    "error_code": None,
-    "cause_message_id": "msg-device-0001",
-    "sequence": 3,
-    "occurred_at": datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC),
-}
+EVENT = AVRO_SAMPLES["LifecycleEvent"]
 DEAD_LETTER = {
     "dead_letter_id": "0b5e2c1a-7d3f-5e8b-9a6c-4f1d2e3b5a70",
     "source_topic": "provisioning.device.NA",

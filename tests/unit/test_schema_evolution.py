@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from avro.compatibility import (
     SchemaIncompatibilityType,
 )
 
+from tests.avro_samples import SAMPLES as AVRO_SAMPLES
 from vprov.avro import (
     NAMESPACE,
     RECORD_NAMES,
@@ -33,19 +33,7 @@ from vprov.avro import (
 HISTORY_FILES = sorted((SCHEMA_DIR / "history").glob("*.avsc"))
 ALL_SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.avsc")) + HISTORY_FILES
 
-EVENT = {
-    "event_id": "6f1c3c9e-4b1e-5d5a-9d0e-2f7a1b8c4e21",
-    "vin": "1HGCM82633A004352",
-    "system_id": "c2c-sys-00000001",
-    "device_id": "TCU0000000000000001",
-    "partition": "EU",
-    "state": "PROVISIONED",
-    "previous_state": "REGIONAL",
-    "error_code": None,
-    "cause_message_id": "msg-device-0001",
-    "sequence": 3,
-    "occurred_at": datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC),
-}
+EVENT = AVRO_SAMPLES["LifecycleEvent"]
 
 
 def load(path: Path) -> dict[str, Any]:
