@@ -115,6 +115,8 @@ REQUIRED: tuple[Requirement, ...] = (
     method(faust_rocksdb.Store, "_db_for_partition"),
     method(faust_store.Store, "_encode_key"),
     method(faust_store.Store, "_decode_value"),
+    # the table sizes /metrics reports (streams/metrics.py)
+    method(faust_rocksdb.Store, "_dbs_for_actives"),
 )
 
 

@@ -243,16 +243,6 @@ class Metrics:
 
 
 # Private names of faust-streaming read at scrape time; checked when the page is installed.
-_FAUST_NAMES = ((RocksDBStore, "_dbs_for_actives"),)
-
-
-def check_faust() -> None:
-    missing = [f"{cls.__name__}.{name}" for cls, name in _FAUST_NAMES if not hasattr(cls, name)]
-    if missing:
-        raise RuntimeError(f"faust-streaming {faust.__version__} has no {', '.join(missing)}: "
-                           "streams/metrics.py reads them for table sizes")
-
-
 def consumer_lag(app: faust.App) -> Iterator[tuple[str, int, int]]:
     """(topic, partition, highwater - committed offset) for each input partition assigned,
     changelogs aside. A partition never committed counts from its log start offset (where the
@@ -280,7 +270,7 @@ def table_sizes(app: faust.App) -> Iterator[tuple[str, int, int]]:
         if not isinstance(store, RocksDBStore):
             continue
         entries = size = 0
-        for db in store._dbs_for_actives():  # noqa: SLF001 - checked by check_faust
+        for db in store._dbs_for_actives():  # noqa: SLF001 - in streams/faust_contract.py
             entries += db.property_int_value("rocksdb.estimate-num-keys") or 0
             size += (db.property_int_value("rocksdb.total-sst-files-size") or 0) + \
                 (db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
@@ -399,7 +389,6 @@ class WorkerCollector:
 
 def install(app: faust.App, shell: Any, metrics: Metrics) -> None:
     """Serve ``metrics`` and the worker's scrape-time values at ``GET /metrics``."""
-    check_faust()
     metrics.registry.register(WorkerCollector(app, shell, metrics))
 
     @app.page("/metrics")
