@@ -245,25 +245,34 @@ start_kafka() {
     pid=$!
     echo "$pid" >"$KAFKA_PID"
 
-    local waited=0
+    wait_for_log kafka "$pid" "$KAFKA_PID" "$KAFKA_LOG" "$offset" 'Kafka Server started' \
+        "$KAFKA_START_TIMEOUT"
+    say "kafka started (pid $pid, ${WAITED}s)"
+}
+
+# Waits until LOG shows MARKER past OFFSET (where the process's own lines begin) while PID
+# lives; sets WAITED (seconds). When the process exits, or TIMEOUT seconds pass, it stops it,
+# removes PID_FILE and dies with the log's tail.
+wait_for_log() {
+    local name=$1 pid=$2 pid_file=$3 log=$4 offset=$5 marker=$6 timeout=$7
+    WAITED=0
     # grep reads from a process substitution, not a pipe: with pipefail, `tail | grep -q` fails
     # when grep stops early and tail gets SIGPIPE, on a long log (a restart)
-    until grep -q 'Kafka Server started' <(tail -c +"$((offset + 1))" "$KAFKA_LOG"); do
+    until grep -qF "$marker" <(tail -c +"$((offset + 1))" "$log"); do
         if ! proc_cmdline "$pid" >/dev/null; then
-            tail -n 40 "$KAFKA_LOG" >&2
-            rm -f "$KAFKA_PID"
-            die "kafka exited during startup; log: $KAFKA_LOG"
+            tail -n 40 "$log" >&2
+            rm -f "$pid_file"
+            die "$name exited during startup; log: $log"
         fi
-        if ((waited >= KAFKA_START_TIMEOUT)); then
-            tail -n 40 "$KAFKA_LOG" >&2
-            stop_pid kafka "$pid"
-            rm -f "$KAFKA_PID"
-            die "kafka did not start within ${KAFKA_START_TIMEOUT}s; log: $KAFKA_LOG"
+        if ((WAITED >= timeout)); then
+            tail -n 40 "$log" >&2
+            stop_pid "$name" "$pid"
+            rm -f "$pid_file"
+            die "$name did not start within ${timeout}s; log: $log"
         fi
         sleep 1
-        waited=$((waited + 1))
+        WAITED=$((WAITED + 1))
     done
-    say "kafka started (pid $pid, ${waited}s)"
 }
 
 # --- redis -----------------------------------------------------------------

@@ -168,23 +168,9 @@ EOF2
         </dev/null >>"$MIRROR_LOG" 2>&1 &
     pid=$!
     echo "$pid" >"$MIRROR_PID"
-    local waited=0
-    until grep -q 'Kafka MirrorMaker started' <(tail -c +"$((offset + 1))" "$MIRROR_LOG"); do
-        if ! proc_cmdline "$pid" >/dev/null; then
-            tail -n 40 "$MIRROR_LOG" >&2
-            rm -f "$MIRROR_PID"
-            die "mirrormaker exited during startup; log: $MIRROR_LOG"
-        fi
-        if ((waited >= MIRROR_START_TIMEOUT)); then
-            tail -n 40 "$MIRROR_LOG" >&2
-            stop_pid mirrormaker "$pid"
-            rm -f "$MIRROR_PID"
-            die "mirrormaker did not start within ${MIRROR_START_TIMEOUT}s; log: $MIRROR_LOG"
-        fi
-        sleep 1
-        waited=$((waited + 1))
-    done
-    mirror_wait_replicating "$pid" "$offset" "$waited"
+    wait_for_log mirrormaker "$pid" "$MIRROR_PID" "$MIRROR_LOG" "$offset" \
+        'Kafka MirrorMaker started' "$MIRROR_START_TIMEOUT"
+    mirror_wait_replicating "$pid" "$offset" "$WAITED"
 }
 
 # "MirrorMaker started" comes before its tasks copy anything: wait until each pair of clusters
