@@ -19,19 +19,24 @@ from streams.shell import Shell, Step, key_text
 from streams.stores import DeadlineIndexedStore, deadline_timer, entry_in_partition
 from streams.web import add_table_view
 from vprov import commands
-from vprov.flows import query, registration
+from vprov.flows import admin, query, registration
 from vprov.flows.common import Context
 from vprov.outputs import Decision
 from vprov.partitioning import owner
 
 
 def rehome_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
-    """The pending rehome's deadline, and how many queries wait for it (for /metrics)."""
+    """The pending rehome's deadline, and how many queries wait for it (for /metrics); or the
+    deadline of a move under way (vprov.flows.admin)."""
     pending = entry.get("pending")
-    if not pending:
-        return None
-    return {"request_id": pending["request_id"], "deadline_ms": pending["deadline_ms"],
-            "waiters": len(pending["waiters"])}
+    if pending:
+        return {"request_id": pending["request_id"], "deadline_ms": pending["deadline_ms"],
+                "waiters": len(pending["waiters"])}
+    command = entry.get("admin")
+    if command and "deadline_ms" in command:
+        return {"request_id": command["request_id"], "deadline_ms": command["deadline_ms"],
+                "waiters": 0}
+    return None
 
 
 def register(app: faust.App, shell: Shell) -> dict[str, Any]:
@@ -120,6 +125,12 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
                                          shell.context(event))
         return decision, store, vin
 
+    def admin_command(event: faust.EventT) -> Step:
+        vin = key_text(event)
+        command = shell.serde.decode("AdminCommand", event.message.value or b"",
+                                     topic=event.message.topic)
+        return admin.handle(command, store.get(vin), shell.context(event)), store, vin
+
     def rehome_result(event: faust.EventT) -> Step:
         vin = key_text(event)
         result = shell.serde.decode("RehomeResult", event.message.value or b"",
@@ -129,7 +140,8 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     # The compacted registration topics are guarded too: the index must never lose a record;
     # the probe tells their compaction holes from dropped records.
     watchdog.install(app, {cat.query, cat.query_by_system, cat.query_by_device,
-                           cat.vehicle_commands, cat.rehome_result, *routes.values()},
+                           cat.vehicle_commands, cat.rehome_result, cat.admin,
+                           *routes.values()},
                      compacted={cat.registrations, cat.system_registrations},
                      probe=OffsetProbe(shell.config, group_prefix=cat.global_app_id))
     agent(cat.registrations, ingest_registration)
@@ -139,6 +151,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
     agent(cat.query_by_device, query_match_device)
     agent(cat.vehicle_commands, vehicle_command)
     agent(cat.rehome_result, rehome_result)
+    agent(cat.admin, admin_command)
 
     add_table_view(app, vehicles, "/vehicles/{vin}/", "vin", "vehicle")
     add_table_view(app, systems, "/systems/{system_id}/", "system_id", "registered system")

@@ -66,6 +66,19 @@ class PendingRehome(TypedDict):
     waiters: list[dict[str, Any]]  # ReplyTo of every query waiting for the outcome
 
 
+class PendingAdmin(TypedDict):
+    """An operator's command under way in a region (``vprov.flows.admin``)."""
+
+    command_id: str
+    operation: str  # MOVE, REPLACE_DEVICE, DECOMMISSION
+    request_id: str  # of the requests to the regions
+    stage: str  # MOVE: "export" (asked the source), "register" (asked the target); else "region"
+    source: str | None  # the vehicle's region when the command came
+    target: NotRequired[str]  # MOVE
+    policy: NotRequired[str]  # MOVE: MIGRATE or RESET
+    deadline_ms: NotRequired[int]  # MOVE: undone when it passes
+
+
 class GlobalVehicle(TypedDict):
     """Table ``vehicles`` (global, key VIN): the global device store's vehicle record."""
 
@@ -75,7 +88,7 @@ class GlobalVehicle(TypedDict):
     sub_system_id: str | None
     primary_device_id: str | None
     devices: list[Registration]
-    state: str  # REGISTERED, REGIONAL, QRY_FAIL
+    state: str  # REGISTERED, REGIONAL, QRY_FAIL, MOVING, DECOMMISSIONED
     sequence: int  # last lifecycle sequence emitted for this vehicle
     region: str | None
     country_code: str | None
@@ -84,6 +97,8 @@ class GlobalVehicle(TypedDict):
     pending: PendingRehome | None
     error_code: int | None
     memo: dict[str, Remembered]
+    admin: NotRequired[PendingAdmin | None]  # an operator's command under way
+    revoked: NotRequired[list[str]]  # devices replaced: their requests are refused (13132)
 
 
 class RegionalDevice(TypedDict):
@@ -110,3 +125,8 @@ class RegionalVehicle(TypedDict):
     held: list[HeldRequest]
     global_identity_deleted: bool
     memo: dict[str, Remembered]
+    # after the first boot (vprov.flows.rehome): a vehicle frozen by a move, handed over to
+    # ("out") or taken up from ("in") another region, whose device requests get 13131 meanwhile
+    frozen: NotRequired[dict[str, str] | None]  # request_id, direction, policy
+    revoked: NotRequired[list[str]]  # devices replaced: their requests are refused (13132)
+    decommissioned: NotRequired[bool]  # only this marker is left: requests get 13133

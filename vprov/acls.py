@@ -21,7 +21,7 @@ READER_GROUP_PREFIX = "vprov-reader-"
 
 @dataclass(frozen=True)
 class Role:
-    name: str  # "global", "regional-NA", "publisher", "gateway", "subscriber"
+    name: str  # "global", "regional-NA", "publisher", "gateway", "subscriber", "fleet-admin"
     username: str  # the SASL user, principal User:<username>
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
@@ -71,8 +71,8 @@ def roles(config: Config) -> list[Role]:
     regions = list(config.regions)
     found = [Role(
         "global", "vprov-global",
-        reads=(cat.query, cat.registrations, cat.rehome_result),
-        writes=(cat.query_response, cat.lifecycle, cat.deadletter,
+        reads=(cat.query, cat.registrations, cat.rehome_result, cat.admin),
+        writes=(cat.query_response, cat.lifecycle, cat.deadletter, cat.admin_outcome,
                 *(cat.rehome(r) for r in regions)),
         own_prefixes=_own(cat.global_app_id), groups=(cat.global_app_id,), worker=True)]
     for r in regions:
@@ -91,6 +91,9 @@ def roles(config: Config) -> list[Role]:
              group_prefixes=(READER_GROUP_PREFIX, "vprov-gateway-")),
         Role("subscriber", "vprov-subscriber", reads=(cat.lifecycle,),
              group_prefixes=(READER_GROUP_PREFIX, "vprov-subscriber-")),
+        # vprov vehicle: sends operators' commands, reads their outcomes
+        Role("fleet-admin", "vprov-fleet-admin", reads=(cat.admin_outcome,),
+             writes=(cat.admin,), group_prefixes=(READER_GROUP_PREFIX, "vprov-fleet-admin-")),
     ]
     return found
 

@@ -8,7 +8,8 @@ checks the real rules; then it compares the end state with the tables the worker
 Folding: vehicle-level events (``device_id`` null) move the vehicle, starting at REGISTERED;
 device events move that device, starting at REGIONAL (a region registers every device REGIONAL
 when the vehicle is rehomed there). A device event without a previous state and in REGIONAL is
-a device joining the rehomed vehicle late; REMOVED is a device that left it.
+a device joining the rehomed vehicle late; REMOVED is a device that left it. A vehicle
+reinstated after its decommissioning (REGISTERED again) starts over with no devices.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _step(folded: Folded, subject: str, current: str | None, event: dict[str, An
     if current is None:  # partial history: trust the first event's own starting point
         return target
     try:
-        return transition(current, target).value
+        return transition(current, target, device=subject != "vehicle").value
     except TransitionRefused:
         folded.problems.append(Problem(
             folded.vin, "refused",
@@ -105,6 +106,9 @@ def fold(vin: str, events: list[dict[str, Any]], from_start: bool = True) -> Fol
         if device_id is None:
             folded.vehicle_state = _step(folded, "vehicle", folded.vehicle_state, event)
             folded.last_vehicle_sequence = seq
+            if folded.vehicle_state == State.REGISTERED:  # reinstated: its devices start over
+                folded.devices.clear()
+                folded.regions.clear()
             continue
         folded.regions.add(event["partition"])
         if event.get("previous_state") is None and event["state"] == JOINED:

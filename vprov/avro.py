@@ -43,6 +43,8 @@ RECORD_NAMES = (
     "LifecycleEvent",
     "ChipsetOnboardingRequest",
     "DeadLetter",
+    "AdminCommand",
+    "AdminOutcome",
 )
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"

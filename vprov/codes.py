@@ -49,6 +49,12 @@ class ErrorCode(IntEnum):
     VIN_BOUND_TO_OTHER_SYSTEM = 13128
     QUERY_FIELD_MISSING = 13129
     HEADER_BODY_MISMATCH = 13130
+    # After the first boot (docs/after-first-boot.md): codes of this project, not of the seed.
+    VEHICLE_BUSY = 13131
+    DEVICE_REPLACED = 13132
+    VEHICLE_DECOMMISSIONED = 13133
+    RESIDENCY_VIOLATION = 13134
+    VEHICLE_NOT_FOUND = 13135
     # Not a device-facing code: an input the worker failed to process goes to the dead-letter
     # topic with this code for operators to inspect.
     INTERNAL_ERROR = 9000
@@ -95,6 +101,11 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM: "VIN is already bound to another system",
     ErrorCode.QUERY_FIELD_MISSING: "mandatory query field missing",
     ErrorCode.HEADER_BODY_MISMATCH: "header and body disagree",
+    ErrorCode.VEHICLE_BUSY: "the vehicle is moving region or being decommissioned; retry later",
+    ErrorCode.DEVICE_REPLACED: "the device was replaced and its identity revoked",
+    ErrorCode.VEHICLE_DECOMMISSIONED: "the vehicle is decommissioned",
+    ErrorCode.RESIDENCY_VIOLATION: "the move would break the country's data residency",
+    ErrorCode.VEHICLE_NOT_FOUND: "no vehicle is bound to this VIN",
     ErrorCode.INTERNAL_ERROR: "internal processing error",
 }
 

@@ -41,6 +41,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "SCHEMA_REGISTRY_URL": ("schema_registry", "url", str),
     "VPROV_REHOME_TIMEOUT_SECONDS": ("flow", "rehome_timeout_seconds", float),
     "VPROV_JOIN_WAIT_SECONDS": ("flow", "join_wait_seconds", float),
+    "VPROV_MOVE_TIMEOUT_SECONDS": ("flow", "move_timeout_seconds", float),
+    "VPROV_FACTORY_RESET": ("flow", "factory_reset", str),
     "VPROV_DELETE_GLOBAL_IDENTITY": ("flow", "delete_global_identity", bool),
     "VPROV_REQUIRE_AUTH_HEADER": ("messages", "require_authenticated_header", bool),
     "VPROV_HOMING_BY_COUNTRY": ("homing", "by_country", bool),
@@ -168,6 +170,8 @@ class FlowTable(_Table):
     max_held_requests: Positive
     join_wait_seconds: PositiveSeconds
     identity_backoff_max_seconds: PositiveSeconds
+    factory_reset: Literal["refuse", "reprovision", "answer"] = "refuse"
+    move_timeout_seconds: PositiveSeconds = 60
 
 
 class HomingTable(_Table):
@@ -199,6 +203,8 @@ class TopicsTable(_Table):
     lifecycle: str
     onboarding: PerRegion
     deadletter: str
+    admin: str = "provisioning.admin"
+    admin_outcome: str = "provisioning.admin.outcome"
 
 
 class Document(_Table):
@@ -277,6 +283,8 @@ class Config:
     regions: dict[str, Region]
     topics: Topics
     kafka_security: KafkaSecurity = KafkaSecurity()
+    factory_reset: str = "refuse"  # refuse, reprovision, answer (docs/after-first-boot.md)
+    move_timeout_seconds: float = 60.0
     source_path: str = field(default=str(DEFAULTS_PATH), compare=False)
 
     def region(self, code: str) -> Region:
@@ -349,6 +357,8 @@ def _config(doc: Document, source: str) -> Config:
                  for code, r in doc.regions.items()},
         topics=doc.topics,
         kafka_security=doc.kafka.security,
+        factory_reset=doc.flow.factory_reset,
+        move_timeout_seconds=float(doc.flow.move_timeout_seconds),
         source_path=source,
     )
 

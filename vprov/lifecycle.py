@@ -4,8 +4,15 @@ The vehicle moves REGISTERED -> REGIONAL on the global side; each of its devices
 REGIONAL -> PROVISIONED or ACTIVE in its region. QRY_FAIL and PROV_FAIL are the failure states;
 a vehicle or device in one of them may try again. A device registered after its vehicle was
 rehomed joins it in REGIONAL (its first event has no previous state); a device moved to another
-system leaves it: REMOVED, from any device state, and it may join again later. Everything else
-is refused with error 5000.
+system, or replaced in a workshop, leaves it: REMOVED, from any device state, and it may join
+again later. Everything else is refused with error 5000.
+
+After the first boot (docs/after-first-boot.md): a REGIONAL vehicle is MOVING while it moves to
+another region and REGIONAL again when the move ends (done or undone); a move with the ``reset``
+policy takes each of its devices back to REGIONAL, to provision again in the new region. A
+factory-reset device that provisions again (policy ``reprovision``) stays in its state, with an
+event. A vehicle is DECOMMISSIONED from any vehicle state but MOVING (its devices REMOVED), and
+only an explicit command makes it REGISTERED again.
 
 The flows move a vehicle or a device only through ``advance``, which checks the table at write
 time and builds the lifecycle event; the audit (``vprov/audit.py``, ``vprov replay --verify``)
@@ -34,21 +41,30 @@ class State(StrEnum):
     ACTIVE = "ACTIVE"
     QRY_FAIL = "QRY_FAIL"
     PROV_FAIL = "PROV_FAIL"
-    REMOVED = "REMOVED"  # a device that left its vehicle (moved to another system)
+    REMOVED = "REMOVED"  # a device that left its vehicle (another system, replaced, scrapped)
+    MOVING = "MOVING"  # a vehicle on its way to another region
+    DECOMMISSIONED = "DECOMMISSIONED"  # a vehicle taken out of service (scrapped, stolen, ...)
 
 
 # Answer state that the query response reports while the device still has to provision.
 PROVISION_PENDING_REGIONAL = "PROVISION_PENDING_REGIONAL"
 
-ALLOWED: dict[State, frozenset[State]] = {
-    # vehicle, global side
-    State.REGISTERED: frozenset({State.REGIONAL, State.QRY_FAIL}),
-    State.QRY_FAIL: frozenset({State.REGIONAL, State.QRY_FAIL}),
-    # device, regional side (a device starts REGIONAL when its vehicle is rehomed)
+# The vehicle's moves (global side; its events have no device_id) and a device's (regional side).
+VEHICLE_MOVES: dict[State, frozenset[State]] = {
+    State.REGISTERED: frozenset({State.REGIONAL, State.QRY_FAIL, State.DECOMMISSIONED}),
+    State.QRY_FAIL: frozenset({State.REGIONAL, State.QRY_FAIL, State.DECOMMISSIONED}),
+    State.REGIONAL: frozenset({State.MOVING, State.DECOMMISSIONED}),
+    State.MOVING: frozenset({State.REGIONAL}),  # moved, or the move undone
+    State.DECOMMISSIONED: frozenset({State.REGISTERED}),  # only by an explicit command
+}
+DEVICE_MOVES: dict[State, frozenset[State]] = {
+    # a device starts REGIONAL when its vehicle is rehomed
     State.REGIONAL: frozenset({State.PROVISIONED, State.ACTIVE, State.PROV_FAIL, State.REMOVED}),
-    State.PROV_FAIL: frozenset({State.PROVISIONED, State.ACTIVE, State.REMOVED}),
-    State.PROVISIONED: frozenset({State.REMOVED}),
-    State.ACTIVE: frozenset({State.REMOVED}),
+    # back to REGIONAL: reset by a move; to itself: provisioned again after a factory reset
+    State.PROV_FAIL: frozenset({State.PROVISIONED, State.ACTIVE, State.REMOVED,
+                                State.REGIONAL}),
+    State.PROVISIONED: frozenset({State.REMOVED, State.REGIONAL, State.PROVISIONED}),
+    State.ACTIVE: frozenset({State.REMOVED, State.REGIONAL, State.ACTIVE}),
     State.REMOVED: frozenset({State.REGIONAL}),  # joins again
 }
 
@@ -67,16 +83,18 @@ class TransitionRefused(ValueError):
         self.target = target
 
 
-def can_transition(current: str, target: str) -> bool:
+def can_transition(current: str, target: str, *, device: bool) -> bool:
+    moves = DEVICE_MOVES if device else VEHICLE_MOVES
     try:
-        return State(target) in ALLOWED[State(current)]
+        return State(target) in moves.get(State(current), frozenset())
     except ValueError:
         return False
 
 
-def transition(current: str, target: str) -> State:
-    """The new state, or ``TransitionRefused`` (error 5000) when the table does not allow it."""
-    if not can_transition(current, target):
+def transition(current: str, target: str, *, device: bool) -> State:
+    """The new state of a device (``device``) or a vehicle, or ``TransitionRefused`` (error
+    5000) when its table does not allow the move."""
+    if not can_transition(current, target, device=device):
         raise TransitionRefused(current, target)
     return State(target)
 
@@ -113,7 +131,7 @@ def advance(ctx: Context, entity: Any, target: State, cause: str, *,
     if device_id is None:
         previous: str | None = entity["state"]
         partition = GLOBAL_PARTITION
-        checked = transition(entity["state"], target)
+        checked = transition(entity["state"], target, device=False)
         updated["state"] = checked.value
     else:
         partition = entity["region"]
@@ -127,7 +145,7 @@ def advance(ctx: Context, entity: Any, target: State, cause: str, *,
             raise TransitionRefused("(not part of the vehicle)", target)
         else:
             previous = current["state"]
-            checked, device = transition(current["state"], target), dict(current)
+            checked, device = transition(current["state"], target, device=True), dict(current)
         device["state"] = checked.value
         updated["devices"][device_id] = device
     updated["sequence"] = entity["sequence"] + 1

@@ -90,6 +90,14 @@ class Catalogue:
     def deadletter(self) -> str:
         return self._t.deadletter
 
+    @property
+    def admin(self) -> str:
+        return self._t.admin
+
+    @property
+    def admin_outcome(self) -> str:
+        return self._t.admin_outcome
+
     def rehome(self, region: str) -> str:
         return self._t.rehome.format(region=region)
 
@@ -151,6 +159,8 @@ class Catalogue:
             self._spec(self.rehome_result),
             self._spec(self.lifecycle),
             self._spec(self.deadletter),
+            self._spec(self.admin),
+            self._spec(self.admin_outcome),
         ]
         for region in self._config.regions:
             specs += [
@@ -190,7 +200,7 @@ class Catalogue:
         """Topics the global worker and the global clients use: they live on the global cluster.
         ``rehome.<R>`` starts there; ``rehome.result`` and ``vehicle.lifecycle`` end there."""
         names = {self.query, self.query_response, self.registrations, self.rehome_result,
-                 self.lifecycle, self.deadletter}
+                 self.lifecycle, self.deadletter, self.admin, self.admin_outcome}
         names |= {self.rehome(r) for r in self._config.regions}
         names |= {self.system_registrations, self.query_by_system, self.query_by_device,
                   self.vehicle_commands, *self.ingress_routes().values()}

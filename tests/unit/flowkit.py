@@ -24,7 +24,7 @@ from vprov import config as vconfig
 from vprov.avro import AvroSerde
 from vprov.config import Config
 from vprov.fleet import SimDevice, SimVehicle
-from vprov.flows import provision, query, registration, rehome
+from vprov.flows import admin, provision, query, registration, rehome
 from vprov.flows.common import Context, Source
 from vprov.outputs import DELETE, KEEP, Decision, Effect, Output
 from vprov.registration_file import to_record
@@ -208,6 +208,15 @@ class Flow:
         """A record on the vehicle-commands topic, e.g. the deadline timer's."""
         return self._run(lambda: self._consume(
             Output("internal", self.topics.vehicle_commands, vin, command)))
+
+    def admin(self, vin: str, operation: str, command_id: str = "cmd-1", **fields: Any
+              ) -> list[Output]:
+        """An operator's AdminCommand on the admin topic (as ``vprov vehicle`` sends it)."""
+        command = SERDE.decode("AdminCommand", SERDE.encode("AdminCommand", {
+            "command_id": command_id, "vin": vin, "operation": operation,
+            "requested_at": self.now_ms, **fields}))
+        return self._run(lambda: self._step(
+            self.vehicles, vin, lambda entry: admin.handle(command, entry, self.context())))
 
     def expire_holds(self, region: str, vin: str) -> list[Output]:
         """The regional hold deadline for ``vin`` (the timer's command)."""

@@ -16,7 +16,7 @@ from vprov import lifecycle as lifecycle_module
 from vprov.audit import compare, fold
 from vprov.codes import ErrorCode
 from vprov.commands import CommandError
-from vprov.flows import provision, query, rehome
+from vprov.flows import admin, handover, provision, query, rehome
 from vprov.ids import derive_id
 from vprov.lifecycle import JOINED, State, TransitionRefused, advance
 
@@ -128,7 +128,8 @@ def test_the_worker_dead_letters_a_refused_transition_as_5000_and_a_bad_command_
 
 def journey(flow: Flow) -> fleet.SimVehicle:
     """Every kind of transition: QRY_FAIL, REGIONAL, PROV_FAIL, PROVISIONED, ACTIVE, a late
-    join, and a device that leaves for another system."""
+    join, a device that leaves for another system; and after the first boot a move (MOVING),
+    a decommissioning and a reinstatement."""
     sim = vehicle(ecu_types=("TCU", "IVI", "REFRIGERATOR", "ADAS"))
     flow.register(sim, devices=[0, 1, 2])
     flow.query(fleet.query(sim, "q-1", flow.now_s, region="ZZ"))  # QRY_FAIL
@@ -149,6 +150,9 @@ def journey(flow: Flow) -> fleet.SimVehicle:
                                                 dataclasses.replace(sim.devices[1],
                                                                     primary=False)))
     flow.register(moved, devices=[len(moved.devices) - 1])  # IVI leaves: REMOVED
+    flow.admin(sim.vin, "MOVE", "c-move", target_region="EU", move_policy="RESET")  # MOVING
+    flow.admin(other.vin, "DECOMMISSION", "c-decommission")  # DECOMMISSIONED
+    flow.admin(other.vin, "REINSTATE", "c-reinstate")  # REGISTERED
     return sim
 
 
@@ -161,12 +165,12 @@ def test_every_lifecycle_event_the_flows_send_is_built_by_advance(
         built.append(out.value)
         return entry, out
 
-    for module in (query, rehome, provision):
+    for module in (query, rehome, provision, admin, handover):
         monkeypatch.setattr(module, "advance", recording)
     flow = Flow(dataclasses.replace(CONFIG, max_held_requests=1))
     journey(flow)
     sent = lifecycle(flow.sent)
-    assert {e["state"] for e in sent} == {s.value for s in State} - {"REGISTERED"}
+    assert {e["state"] for e in sent} == {s.value for s in State}
     assert sorted(e["event_id"] for e in sent) == sorted(e["event_id"] for e in built)
 
 
@@ -177,11 +181,13 @@ def test_the_audit_folds_the_journey_without_a_problem() -> None:
     folded = fold(sim.vin, sorted(events, key=lambda e: e["sequence"]))
     assert folded.problems == []
     assert folded.vehicle_state == "REGIONAL"
+    # moved to EU with the RESET policy: every device that stayed provisions again
     assert folded.devices == {
-        sim.devices[0].device_id: "PROVISIONED",
+        sim.devices[0].device_id: "REGIONAL",
         sim.devices[1].device_id: "REMOVED",
-        sim.devices[2].device_id: "ACTIVE",
+        sim.devices[2].device_id: "REGIONAL",
         sim.devices[3].device_id: "REGIONAL",
     }
-    regional = flow.regional["NA"][sim.vin]
-    assert compare(folded, flow.vehicles[sim.vin], regional, "NA") == []
+    assert sim.vin not in flow.regional["NA"]
+    regional = flow.regional["EU"][sim.vin]
+    assert compare(folded, flow.vehicles[sim.vin], regional, "EU") == []

@@ -1,5 +1,6 @@
 """What every flow step shares: the context, where an input came from, and the standard records
-(failure answers, dead letters); lifecycle events are built by ``vprov.lifecycle.advance``."""
+(failure answers, dead letters, a region's rehome results); lifecycle events are built by
+``vprov.lifecycle.advance``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ class RehomeOutcome(StrEnum):
     REGISTERED = "REGISTERED"
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
+    # after the first boot (docs/after-first-boot.md)
+    EXPORTED = "EXPORTED"
+    REPLACED = "REPLACED"
+    DECOMMISSIONED = "DECOMMISSIONED"
 
 
 @dataclass(frozen=True)
@@ -129,3 +134,80 @@ def dead_letter(
     }
     key = source.key.decode("utf-8", errors="replace") if source.key else ""
     return event(ctx.topics.deadletter, key, "DeadLetter", value)
+
+
+def rehome_result(ctx: Context, request: dict[str, Any], region: str, outcome: RehomeOutcome,
+                  endpoint: str = "", error: tuple[int, str] | None = None,
+                  sequence: int | None = None, snapshot: str | None = None) -> Output:
+    """The region's answer to ``request`` (Avro ``RehomeResult``)."""
+    value = {
+        "request_id": request["request_id"],
+        "vin": request["vin"],
+        "system_id": request["system_id"],
+        "region": region,
+        "outcome": outcome.value,
+        "gateway_endpoint": endpoint,
+        "error_code": error[0] if error else None,
+        "error_message": error[1] if error else None,
+        "completed_at": ctx.now_ms,
+        "sequence": sequence,
+        "snapshot": snapshot,
+    }
+    return event(ctx.topics.rehome_result, request["vin"], "RehomeResult", value)
+
+
+def primary_identity(request: dict[str, Any]) -> dict[str, str]:
+    """The regional gateway identity of the request's primary device."""
+    primary = next(
+        (d for d in request["devices"] if d["device_id"] == request["primary_device_id"]), None
+    )
+    return device_identity(request, primary)
+
+
+def device_identity(vehicle: Any, device: Any) -> dict[str, str]:
+    """A device's gateway identity attributes (``device``: a record with its ECU type and
+    certificate fingerprint, or None)."""
+    attrs = {"system_id": vehicle["system_id"], "vin": vehicle["vin"]}
+    if device is not None:
+        attrs["certificate_fingerprint"] = device["certificate_fingerprint"]
+        attrs["ecu_type"] = device["ecu_type"]
+    return attrs
+
+
+def rehome_request(ctx: Context, vehicle: Any, action: str, request_id: str, region: str,
+                   cause: str, deadline_ms: int, devices: list[Any] | None = None, *,
+                   sequence: int | None = None, move_policy: str | None = None,
+                   snapshot: str | None = None) -> Output:
+    """A request to the region (Avro ``RehomeRequest``) about ``vehicle`` (a global entry):
+    REGISTER carries the vehicle's devices, the others those in ``devices`` (CANCEL none).
+    ``sequence``: the request's sequence field, the one the region's entry takes (default: the
+    one the REGIONAL event of a first boot will carry, the entry's next)."""
+    if devices is None:
+        devices = vehicle["devices"] if action == "REGISTER" else []
+    value = {
+        "request_id": request_id,
+        "action": action,
+        "vin": vehicle["vin"],
+        "system_id": vehicle["system_id"],
+        "sub_system_id": vehicle["sub_system_id"] or "",
+        "region": region,
+        "country_code": vehicle["country_code"] or "",
+        "primary_device_id": vehicle["primary_device_id"] or "",
+        "devices": [
+            {
+                "device_id": d["device_id"],
+                "ecu_type": d["ecu_type"],
+                "primary": d["primary"],
+                "certificate_fingerprint": d["certificate_fingerprint"],
+            }
+            for d in devices
+        ],
+        "cause_message_id": cause,
+        # the sequence the REGIONAL event will carry; the region numbers on from it
+        "sequence": vehicle["sequence"] + 1 if sequence is None else sequence,
+        "requested_at": ctx.now_ms,
+        "deadline_at": deadline_ms,
+        "move_policy": move_policy,
+        "snapshot": snapshot,
+    }
+    return event(ctx.topics.rehome(region), vehicle["vin"], "RehomeRequest", value)

@@ -27,6 +27,7 @@ from vprov.flows.common import (
     Context,
     Source,
     dead_letter,
+    device_identity,
     failure_reply,
     success_reply,
 )
@@ -87,16 +88,28 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
     resent = resend(entry, message_id)
     if resent is not None:
         return resent
+    blocked = after_first_boot(entry, body.device_id)
+    if blocked is not None:
+        return fail(*blocked)
     if entry["system_id"] != body.system_id:
         return fail(ErrorCode.VIN_BOUND_TO_OTHER_SYSTEM, f"vin {body.vin}")
     if device is None:
         return _hold(raw, source, message_id, reply_to, entry, region, ctx,
                      until_ms=ctx.now_ms + int(ctx.config.join_wait_seconds * 1000))
-    if device["state"] in PROVISIONED_STATES:
+    provisioned = device["state"] in PROVISIONED_STATES
+    if provisioned and ctx.config.factory_reset == "refuse":
         return fail(ErrorCode.DEVICE_ALREADY_PROVISIONED, f"device_id {body.device_id}")
     if device["ecu_type"] != body.ecu_type:
         return fail(ErrorCode.FIELD_VIOLATION,
                     f"ecu_type {body.ecu_type} differs from the registered {device['ecu_type']}")
+    if provisioned and ctx.config.factory_reset == "answer":
+        # the device's current state, and nothing changes (remembered, like any answer)
+        answer = success_reply(ctx, topic=ctx.topics.device_response(region), reply_to=reply_to,
+                               response_type=RESPONSE,
+                               body=envelope.device_response_body(device["state"]))
+        updated = copy.deepcopy(entry)
+        remember(updated, message_id, [answer], [])
+        return Decision(state=updated, outputs=[answer])
 
     primary = entry["devices"][entry["primary_device_id"]]
     if not device["primary"] and primary["state"] not in PROVISIONED_STATES:
@@ -120,6 +133,18 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
     return Decision(state=updated, outputs=outputs, effects=effects)
 
 
+def after_first_boot(entry: RegionalVehicle, device_id: str) -> tuple[ErrorCode, str] | None:
+    """Why the vehicle's state after its first boot refuses a device's request, or None:
+    decommissioned (13133), the device replaced (13132), the vehicle frozen by a move (13131)."""
+    if entry.get("decommissioned"):
+        return ErrorCode.VEHICLE_DECOMMISSIONED, f"vin {entry['vin']}"
+    if device_id in entry.get("revoked", ()):
+        return ErrorCode.DEVICE_REPLACED, f"device_id {device_id}"
+    if entry.get("frozen"):
+        return ErrorCode.VEHICLE_BUSY, f"vin {entry['vin']} is moving region"
+    return None
+
+
 def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
           entry: RegionalVehicle, region: str, ctx: Context,
           until_ms: int | None = None) -> Decision:
@@ -139,7 +164,8 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
         updated = copy.deepcopy(entry)
         outputs: list[Output] = []
         # a device that failed before stays PROV_FAIL: no second event
-        if can_transition(entry["devices"][reply_to.device_id]["state"], State.PROV_FAIL):
+        if can_transition(entry["devices"][reply_to.device_id]["state"], State.PROV_FAIL,
+                          device=True):
             updated, failed = advance(ctx, updated, State.PROV_FAIL, message_id,
                                       device_id=reply_to.device_id,
                                       error_code=int(ErrorCode.INVALID_TRANSITION))
@@ -206,23 +232,29 @@ def expire_holds(entry: RegionalVehicle | None, region: str, ctx: Context) -> De
         return Decision()
     updated = copy.deepcopy(entry)
     updated["held"] = [item for item in entry["held"] if item not in expired]
-    outputs: list[Output] = []
-    for item in expired:
-        raw = base64.b64decode(item["raw"])
-        source = Source(**item["source"])
-        parsed = decode_request(raw, expected_type=envelope.DEVICE_PROVISION, config=ctx.config,
-                                now=ctx.now_s)
-        reply_to = parsed.reply_to
-        if reply_to is None:  # held only after decoding: cannot happen, but never drop it
-            answer = dead_letter(ctx, source, raw, ErrorCode.DEVICE_NOT_IN_REGION, "hold expired")
-        else:
-            answer = _fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
+    outputs = [answer_held(updated, item, region, ctx, ErrorCode.DEVICE_NOT_IN_REGION,
                            f"device_id {item['device_id']} is not part of vehicle "
                            f"{entry['vin']} (no registration joined it within "
-                           f"{ctx.config.join_wait_seconds:g}s)", source)
-        remember(updated, item["message_id"], [answer], [])
-        outputs.append(answer)
+                           f"{ctx.config.join_wait_seconds:g}s)")
+               for item in expired]
     return Decision(state=updated, outputs=outputs)
+
+
+def answer_held(entry: RegionalVehicle, item: HeldRequest, region: str, ctx: Context,
+                code: ErrorCode, detail: str) -> Output:
+    """The failure answer to a held request (remembered in ``entry``, so a re-sent request gets
+    the same answer); the caller takes the item out of ``entry["held"]``."""
+    raw = base64.b64decode(item["raw"])
+    source = Source(**item["source"])
+    parsed = decode_request(raw, expected_type=envelope.DEVICE_PROVISION, config=ctx.config,
+                            now=ctx.now_s)
+    reply_to = parsed.reply_to
+    if reply_to is None:  # held only after decoding: cannot happen, but never drop it
+        answer = dead_letter(ctx, source, raw, code, detail)
+    else:
+        answer = _fail(ctx, region, reply_to, code, detail, source)
+    remember(entry, item["message_id"], [answer], [])
+    return answer
 
 
 def _onboarding_chipset(chipset: Chipset) -> dict[str, Any]:
@@ -234,8 +266,12 @@ def _onboarding_chipset(chipset: Chipset) -> dict[str, Any]:
 def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
                entry: RegionalVehicle, region: str, ctx: Context
                ) -> tuple[RegionalVehicle, list[Output], list[Effect]]:
-    """Provision the device: the new entry, its records and effects."""
-    target = State(ctx.config.ecu_states[body.ecu_type])
+    """Provision the device: the new entry, its records and effects. A device provisioned
+    before (a factory reset, policy ``reprovision``) stays in its state and gets its regional
+    identity issued again."""
+    before = entry["devices"][body.device_id]["state"]
+    again = before in PROVISIONED_STATES
+    target = State(before) if again else State(ctx.config.ecu_states[body.ecu_type])
     entry, provisioned = advance(ctx, entry, target, message_id, device_id=body.device_id)
     device = entry["devices"][body.device_id]
     device["details"] = {
@@ -269,6 +305,9 @@ def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
         }),
     ]
     effects: list[Effect] = []
+    if again:
+        effects.append(Effect("create_identity", region, body.device_id,
+                              device_identity(entry, device)))
     if device["primary"] and ctx.config.delete_global_identity:
         effects.append(Effect("delete_identity", GLOBAL_SCOPE, body.device_id))
         entry["global_identity_deleted"] = True

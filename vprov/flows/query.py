@@ -35,12 +35,14 @@ from vprov.commands import (
 )
 from vprov.config import Config
 from vprov.envelope import ProvisionQuery, Rejection, ReplyTo
+from vprov.flows import admin
 from vprov.flows.common import (
     Context,
     RehomeOutcome,
     Source,
     dead_letter,
     failure_reply,
+    rehome_request,
     reply_to_dict,
     reply_to_from,
     success_reply,
@@ -48,7 +50,7 @@ from vprov.flows.common import (
 from vprov.ids import derive_id
 from vprov.lifecycle import PROVISION_PENDING_REGIONAL, State, advance
 from vprov.memo import remember, resend
-from vprov.outputs import Decision, Output, event
+from vprov.outputs import Decision, Output
 from vprov.validation import check_sender, decode_request
 
 RESPONSE = envelope.PROVISION_QUERY_RESPONSE
@@ -81,7 +83,20 @@ def _success(ctx: Context, reply_to: ReplyTo, endpoint: str) -> Output:
 def _is_bound(vehicle: GlobalVehicle) -> bool:
     """A VIN belongs to its system once REGIONAL or while its rehome is under way; a VIN whose
     queries all failed is free again (the failed attempt's work was undone)."""
-    return vehicle["state"] == State.REGIONAL or vehicle["pending"] is not None
+    return vehicle["state"] in (State.REGIONAL, State.MOVING) or vehicle["pending"] is not None
+
+
+def _refused_after_first_boot(ctx: Context, reply_to: ReplyTo, vehicle: GlobalVehicle | None,
+                              device_id: str) -> Decision | None:
+    """A query for a decommissioned vehicle (13133), from a replaced device (13132), or while
+    an operator's command is under way (13131): answered, and remembered; else None."""
+    refused = admin.refusal(vehicle, device_id)
+    if refused is None or vehicle is None:
+        return None
+    answer = _fail(ctx, reply_to, *refused)
+    updated = copy.deepcopy(vehicle)
+    remember(updated, reply_to.message_id or "", [answer], [])
+    return Decision(state=updated, outputs=[answer])
 
 
 def _repeat_or_wait(
@@ -133,6 +148,9 @@ def intake(raw: bytes, source: Source, vehicle: GlobalVehicle | None, ctx: Conte
     resent = resend(vehicle, parsed.envelope.message_id)
     if resent is not None:
         return resent
+    refused = _refused_after_first_boot(ctx, reply_to, vehicle, query.device_id)
+    if refused is not None:
+        return refused
     if vehicle is not None:
         answered = _repeat_or_wait(ctx, query, reply_to, vehicle)
         if answered is not None:
@@ -265,40 +283,6 @@ def _fail_vehicle(
     return updated, outputs
 
 
-def _rehome_request(ctx: Context, vehicle: GlobalVehicle, action: str, request_id: str,
-                    region: str, cause: str, deadline_ms: int,
-                    devices: list[Registration] | None = None) -> Output:
-    """A request to the region: REGISTER carries the vehicle's devices, JOIN and LEAVE the one
-    in ``devices``, CANCEL none."""
-    if devices is None:
-        devices = vehicle["devices"] if action == "REGISTER" else []
-    value = {
-        "request_id": request_id,
-        "action": action,
-        "vin": vehicle["vin"],
-        "system_id": vehicle["system_id"],
-        "sub_system_id": vehicle["sub_system_id"],
-        "region": region,
-        "country_code": vehicle["country_code"] or "",
-        "primary_device_id": vehicle["primary_device_id"],
-        "devices": [
-            {
-                "device_id": d["device_id"],
-                "ecu_type": d["ecu_type"],
-                "primary": d["primary"],
-                "certificate_fingerprint": d["certificate_fingerprint"],
-            }
-            for d in devices
-        ],
-        "cause_message_id": cause,
-        # the sequence the REGIONAL event will carry; the region numbers on from it
-        "sequence": vehicle["sequence"] + 1,
-        "requested_at": ctx.now_ms,
-        "deadline_at": deadline_ms,
-    }
-    return event(ctx.topics.rehome(region), vehicle["vin"], "RehomeRequest", value)
-
-
 def vehicle_command(
     command: VehicleCommand, vehicle: GlobalVehicle | None, ctx: Context
 ) -> Decision:
@@ -321,6 +305,9 @@ def vehicle_command(
         updated = copy.deepcopy(vehicle) if vehicle is not None else _unbound(query.vin)
         remember(updated, message_id, [answer], [])
         return Decision(state=updated, outputs=[answer])
+    refused = _refused_after_first_boot(ctx, reply_to, vehicle, query.device_id)
+    if refused is not None:
+        return refused
     if vehicle is not None:
         answered = _repeat_or_wait(ctx, query, reply_to, vehicle)
         if answered is not None:
@@ -348,7 +335,7 @@ def vehicle_command(
         "cause_message_id": message_id,
         "waiters": [reply_to_dict(reply_to)],
     }
-    request = _rehome_request(ctx, bound, "REGISTER", request_id, region, message_id, deadline_ms)
+    request = rehome_request(ctx, bound, "REGISTER", request_id, region, message_id, deadline_ms)
     # Remembered under the query's id: a re-delivered query re-sends the request, which the
     # region recognises by its request_id.
     remember(bound, message_id, [request, bind], [])
@@ -372,8 +359,8 @@ def _membership(command: Join | Leave, vehicle: GlobalVehicle | None, ctx: Conte
     change: Registration
     if isinstance(command, Join):
         reg = command.registration
-        if reg["system_id"] != vehicle["system_id"]:
-            return Decision()  # moved on since: its leave follows
+        if reg["system_id"] != vehicle["system_id"] or device_id in vehicle.get("revoked", ()):
+            return Decision()  # moved on since (its leave follows), or replaced
         # The vehicle keeps its primary: a late device joins as a secondary.
         change = {**reg, "primary": device_id == vehicle["primary_device_id"]}
         if current == change:
@@ -385,13 +372,17 @@ def _membership(command: Join | Leave, vehicle: GlobalVehicle | None, ctx: Conte
         devices, change = others, current
     updated = copy.deepcopy(vehicle)
     updated["devices"] = devices
-    pending = vehicle["pending"]
-    region = vehicle["region"] if vehicle["state"] == State.REGIONAL else \
-        (pending["region"] if pending else None)
+    pending, moving = vehicle["pending"], vehicle.get("admin")
+    if vehicle["state"] == State.MOVING and moving and "target" in moving:
+        region: str | None = moving["target"]  # it reaches the source no more
+    elif vehicle["state"] == State.REGIONAL:
+        region = vehicle["region"]
+    else:
+        region = pending["region"] if pending else None
     outputs: list[Output] = []
     if region is not None:
         action = command.TAG.upper()
-        outputs.append(_rehome_request(ctx, updated, action, derive_id(command.TAG, cause),
+        outputs.append(rehome_request(ctx, updated, action, derive_id(command.TAG, cause),
                                        region, cause, ctx.now_ms, devices=[change]))
     remember(updated, cause, outputs, [])
     return Decision(state=updated, outputs=outputs)
@@ -408,7 +399,7 @@ def _give_up(ctx: Context, vehicle: GlobalVehicle, cause: str, detail: str) -> D
     assert pending is not None
     failed, outputs = _fail_vehicle(ctx, vehicle, ErrorCode.REGIONAL_REGISTRATION_FAILED, detail,
                                     cause, _waiters(vehicle))
-    outputs.append(_rehome_request(ctx, vehicle, "CANCEL", pending["request_id"],
+    outputs.append(rehome_request(ctx, vehicle, "CANCEL", pending["request_id"],
                                    pending["region"], cause, pending["deadline_ms"]))
     remember(failed, cause, outputs, [])
     return Decision(state=failed, outputs=outputs)
@@ -416,6 +407,9 @@ def _give_up(ctx: Context, vehicle: GlobalVehicle, cause: str, detail: str) -> D
 
 def _deadline(command: RehomeDeadline, vehicle: GlobalVehicle | None, ctx: Context
               ) -> Decision:
+    command_under_way = admin.pending(vehicle, command.request_id)
+    if vehicle is not None and command_under_way is not None:
+        return admin.deadline(vehicle, command_under_way, ctx)
     if vehicle is None or vehicle["pending"] is None:
         return Decision()
     pending = vehicle["pending"]
@@ -429,11 +423,19 @@ def _deadline(command: RehomeDeadline, vehicle: GlobalVehicle | None, ctx: Conte
 def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context) -> Decision:
     """Step 4, on ``provisioning.rehome.result`` (key VIN)."""
     request_id = result["request_id"]
+    outcome = result["outcome"]
+    # one request of an operator's command may be answered by two regions, in turn
+    step = f"rehome:{request_id}:{result['region']}:{outcome}"
+    resent = resend(vehicle, step)
+    if resent is not None:
+        return resent
+    command_under_way = admin.pending(vehicle, request_id)
+    if vehicle is not None and command_under_way is not None:
+        return admin.on_result(result, vehicle, command_under_way, ctx, step)
     cause = f"rehome:{request_id}"
     resent = resend(vehicle, cause)
     if resent is not None:
         return resent
-    outcome = result["outcome"]
     pending = vehicle["pending"] if vehicle else None
     if vehicle is None or pending is None or pending["request_id"] != request_id:
         if outcome == RehomeOutcome.REGISTERED and not (
@@ -442,7 +444,7 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
             late = vehicle or {**_unbound(result["vin"]), "system_id": result["system_id"],
                                "sub_system_id": "", "country_code": "",
                                "primary_device_id": ""}
-            return Decision(outputs=[_rehome_request(
+            return Decision(outputs=[rehome_request(
                 ctx, late, "CANCEL", request_id, result["region"], cause, ctx.now_ms)])
         return Decision()
     if outcome != RehomeOutcome.REGISTERED:

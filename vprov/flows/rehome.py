@@ -16,38 +16,11 @@ import copy
 from typing import Any
 
 from tables.models import RegionalDevice, RegionalVehicle
-from vprov.flows import provision
-from vprov.flows.common import Context, RehomeOutcome
+from vprov.flows import handover, provision
+from vprov.flows.common import Context, RehomeOutcome, primary_identity, rehome_result
 from vprov.lifecycle import JOINED, PROVISIONED_STATES, State, advance
 from vprov.memo import remember, resend
-from vprov.outputs import DELETE, Decision, Effect, Output, event
-
-
-def _result(ctx: Context, request: dict[str, Any], region: str, outcome: RehomeOutcome,
-            endpoint: str = "", error: tuple[int, str] | None = None) -> Output:
-    value = {
-        "request_id": request["request_id"],
-        "vin": request["vin"],
-        "system_id": request["system_id"],
-        "region": region,
-        "outcome": outcome.value,
-        "gateway_endpoint": endpoint,
-        "error_code": error[0] if error else None,
-        "error_message": error[1] if error else None,
-        "completed_at": ctx.now_ms,
-    }
-    return event(ctx.topics.rehome_result, request["vin"], "RehomeResult", value)
-
-
-def _identity(request: dict[str, Any]) -> dict[str, str]:
-    primary = next(
-        (d for d in request["devices"] if d["device_id"] == request["primary_device_id"]), None
-    )
-    attrs = {"system_id": request["system_id"], "vin": request["vin"]}
-    if primary is not None:
-        attrs["certificate_fingerprint"] = primary["certificate_fingerprint"]
-        attrs["ecu_type"] = primary["ecu_type"]
-    return attrs
+from vprov.outputs import DELETE, Decision, Effect, Output
 
 
 def _any_provisioned(entry: RegionalVehicle) -> bool:
@@ -65,13 +38,16 @@ def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
         return _cancel(request, entry, region, ctx)
     if request["action"] in ("JOIN", "LEAVE"):
         return _membership(request, entry, region, ctx, cause)
+    if request["action"] in handover.ACTIONS or request.get("move_policy"):
+        return handover.handle(request, entry, region, ctx, cause)
     return _register(request, entry, region, ctx, cause)
 
 
 def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
               ctx: Context, cause: str) -> Decision:
     endpoint = ctx.config.region(region).gateway_endpoint
-    effect = Effect("create_identity", region, request["primary_device_id"], _identity(request))
+    effect = Effect("create_identity", region, request["primary_device_id"],
+                    primary_identity(request))
     if entry is not None and _any_provisioned(entry):
         # Already provisioned here: confirm, keep the provisioned devices as they are.
         updated = copy.deepcopy(entry)
@@ -100,7 +76,7 @@ def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: st
             "global_identity_deleted": False,
             "memo": {},
         })
-    outputs = [_result(ctx, request, region, RehomeOutcome.REGISTERED, endpoint)]
+    outputs = [rehome_result(ctx, request, region, RehomeOutcome.REGISTERED, endpoint)]
     remember(updated, cause, outputs, [effect])
     return Decision(state=updated, outputs=outputs, effects=[effect])
 
@@ -111,11 +87,12 @@ def _cancel(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
     if entry is None:
         # Nothing stored (or the undo already ran): make sure no identity is left behind.
         return Decision(effects=[undo] if request["primary_device_id"] else [])
-    if entry["request_id"] != request["request_id"] or _any_provisioned(entry):
+    moving_in = (entry.get("frozen") or {}).get("direction") == "in"
+    if entry["request_id"] != request["request_id"] or (_any_provisioned(entry) and not moving_in):
         return Decision()
     undo = Effect("delete_identity", region, entry["primary_device_id"])
     return Decision(state=DELETE, effects=[undo],
-                    outputs=[_result(ctx, request, region, RehomeOutcome.CANCELLED)])
+                    outputs=[rehome_result(ctx, request, region, RehomeOutcome.CANCELLED)])
 
 
 def _membership(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
