@@ -239,6 +239,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
                       timeout=args.timeout, connect_timeout=args.connect_timeout)
 
 
+def cmd_vehicle(args: argparse.Namespace) -> int:
+    from vprov import vehicle_admin
+
+    config = _load_config(args)
+    if args.action == "show-policy":
+        return vehicle_admin.show_policy(config, args.country, sys.stdout)
+    fields: dict[str, object] = {"requested_by": args.requested_by}
+    if args.action == "move":
+        fields.update(target_region=args.to, move_policy=args.policy.upper(), force=args.force)
+    elif args.action == "replace-device":
+        fields.update(old_device_id=args.old, new_device_id=args.new)
+    operation = {"move": "MOVE", "replace-device": "REPLACE_DEVICE",
+                 "decommission": "DECOMMISSION", "reinstate": "REINSTATE"}[args.action]
+    cmd = vehicle_admin.command(operation, args.vin, args.command_id, **fields)
+    return vehicle_admin.run(config, cmd, args.timeout, args.connect_timeout, sys.stdout,
+                             sys.stderr)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from vprov import compose, deployment
 
@@ -436,6 +454,40 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--all", action="store_true",
                              help="redrive every dead letter (no other selection needed)")
         _common_options(cmd)
+
+    vehicle = sub.add_parser("vehicle", help="after the first boot: move a vehicle, replace a "
+                             "device, decommission, reinstate (docs/after-first-boot.md)")
+    vehicle_sub = vehicle.add_subparsers(dest="action", required=True)
+    for action, text in (
+            ("move", "move the vehicle to another region"),
+            ("replace-device", "swap a device for a new one registered to the vehicle's system"),
+            ("decommission", "take the vehicle out of service: identities revoked, data erased"),
+            ("reinstate", "let a decommissioned VIN be queried and bound again"),
+            ("show-policy", "the policies for moves, residency and factory resets")):
+        cmd = vehicle_sub.add_parser(action, help=text)
+        cmd.set_defaults(func=cmd_vehicle)
+        _common_options(cmd)
+        if action == "show-policy":
+            cmd.add_argument("--country", help="also say which region this country is homed in")
+            continue
+        cmd.add_argument("vin")
+        if action == "move":
+            cmd.add_argument("--to", required=True, metavar="REGION", help="the target region")
+            cmd.add_argument("--policy", choices=("migrate", "reset"), default="migrate",
+                             help="migrate: carry the devices' records across (default); "
+                             "reset: every device provisions again")
+            cmd.add_argument("--force", action="store_true",
+                             help="move even if it breaks the country's data residency")
+        if action == "replace-device":
+            cmd.add_argument("--old", required=True, metavar="DEVICE_ID",
+                             help="the device taken out")
+            cmd.add_argument("--new", required=True, metavar="DEVICE_ID",
+                             help="the device put in (registered to the vehicle's system)")
+        cmd.add_argument("--command-id", help="the command's id (default: a new one); send a "
+                         "command again with its id to get its outcome, with no second effect")
+        cmd.add_argument("--requested-by", default="", help="who asks, for the audit")
+        cmd.add_argument("--timeout", type=float, default=90.0,
+                         help="seconds to wait for the outcome (default 90; exit code 4 after)")
     return parser
 
 
