@@ -12,36 +12,17 @@ The first failing check answers, in this order:
    to parse, a duplicate key in any object (parsers disagree on which one wins, so the gateway
    and we could read different messages), nesting too deep, or a value that is not an object
    -> 13113.
-3. envelope, in the table's order (absent, null and blank strings count as missing; a value of the
-   wrong type or outside its alphabet is a field violation, 13122):
-   message_id 1002 -> correlation_id (optional) -> version 1409 (missing or not in
-   ``config.supported_versions``; "v1" and "v2" exist) -> system_id 1001 -> sub_system_id, vin
-   (optional) -> device_id 1003 -> ecu_type 1004 (v1; optional in v2) -> source_id 1005 (must be
-   ``c2c-edge``: only device-to-cloud messages are decoded here) -> target_id 1006 ->
-   message_type 1007 (a name, or in either version an integer code, translated: 1
-   PROVISION_QUERY, 3 PROVISION_QUERY_RESPONSE, 4 DEVICE_PROVISION, 6 DEVICE_PROVISION_RESPONSE;
-   an unknown code fails step 5; neither a string nor an integer, a bool included, is 13122) ->
-   time 1008 (an integer, not a bool; outside 0..2**63-1 is 13122; at or above
-   ``MILLISECONDS_FROM`` it is milliseconds and kept as seconds) -> ttl (optional, default -1;
-   -1 or 0..2**63-1, else 13122) -> status 10001 (v1; optional in v2) -> property bag 13114
-   (under ``property_bag`` or ``propertyBag``: both given and different is 13122; missing, null,
-   not an object, or no encoding under either ``body_encoding_type`` or ``bodyEncodingType``) ->
-   body encoding 13127 (not an integer; a bool is not) / 13126 (not 0 or 1).
-   The header VIN is not checked on its own ("body rules apply"): a bad one disagrees with the
-   valid body VIN and ends in 13130.
+3. envelope: the rows of ``_ENVELOPE``, in order (SPEC section 3).
 4. expiry: ttl != -1 and now > time + ttl (seconds) -> 10003.
 5. message type: not ``expected_type`` -> 13115.
 6. body decoding -> 10000: body missing or null; encoding 0 and not an object; encoding 1 and not
    a string of strict base64 (standard alphabet, padded, no whitespace) of a UTF-8 JSON object
    (same JSON rules as step 2). Then an empty object -> 13118.
-7. body fields, in SPEC order (section 3.1 or 3.3; see ``_query_body`` and ``_device_body``).
-   Normalised on the way: a blank or absent body device id is the envelope's; region and country
-   codes are read in any case (ASCII) and kept upper-case, their shape still checked (13122); a
-   chipset id blank or absent is None (not assigned yet), a given one must be an identifier and
-   unique; a numeric program_sku_id becomes a string.
-8. header/body agreement -> 13130: system_id, sub_system_id, vin, device_id, ecu_type, each
-   compared where the header has it. sub_system_id is not in the SPEC's list, but a response
-   copies it, so a header naming another sub-system is refused rather than echoed.
+7. body fields: the rows of ``_QUERY`` or ``_DEVICE``, in order (SPEC section 3.1 or 3.3).
+8. header/body agreement -> 13130: the fields of ``_AGREEMENT``, where the header has them.
+
+Each table row names a field, its check and its code when missing; the check answers anything
+else (13122 unless it says otherwise) and normalises the value it keeps.
 
 The ``ReplyTo`` of a request, and of a rejection where it can be told, carries the request's
 version and bag spelling so that the answer is written in the same dialect.
@@ -53,10 +34,12 @@ Who sent the message (section 6) needs the vehicle's state, so it is a separate 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import math
 import re
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from vprov.codes import ErrorCode
@@ -196,43 +179,172 @@ def _json_failure(exc: BaseException) -> str:
     return str(exc)[:200]
 
 
-# --- field helpers: each returns the value or raises _Fail --------------------------------------
+# --- the rule engine ------------------------------------------------------------------------------
+
+# A check's verdict: no usable value. The rule's ``missing`` code answers, or it keeps ``default``.
+_MISSING: Any = object()
+
+
+@dataclass(slots=True)
+class _Reading:
+    """What a check sees besides its value: the object a table reads, the prefix of its fields in
+    details, the configuration, for a body the envelope, and the values kept so far by name."""
+
+    obj: dict[str, Any]
+    prefix: str
+    config: Config
+    envelope: Envelope | None = None
+    kept: dict[str, Any] = field(default_factory=dict)
+
+
+Check = Callable[[Any, "Rule", _Reading], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of a table: read ``key``, ``check`` it, keep the result under ``name``.
+
+    ``key`` is a name in the object, or "outer.inner" inside the value of ``outer`` (the one kept
+    by an earlier rule if there is one; one that is not an object holds nothing). The check
+    returns the value to keep or ``_MISSING``, or raises ``_Fail``. ``_MISSING`` answers with
+    ``missing``, or keeps ``default`` when that is None or, with ``v1_only``, outside envelope v1.
+    Details name the field as the key with the table's prefix ("body.").
+    """
+
+    key: str
+    check: Check
+    missing: ErrorCode | None = None
+    default: Any = None
+    name: str = ""  # the keyword it is kept as; the key's last part by default
+    keep: bool = True  # False: checked only
+    v1_only: bool = False
+    outer: str = field(init=False)
+    inner: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        outer, _, inner = self.key.partition(".")
+        object.__setattr__(self, "outer", outer)
+        object.__setattr__(self, "inner", inner)
+        object.__setattr__(self, "name", self.name or inner or outer)
+
+
+def _apply(rules: tuple[Rule, ...], reading: _Reading) -> dict[str, Any]:
+    """The values ``rules`` keep, run in order; the first failure raises ``_Fail``."""
+    obj, kept = reading.obj, reading.kept
+    for rule in rules:
+        if rule.inner:
+            outer = kept[rule.outer] if rule.outer in kept else obj.get(rule.outer)
+            value = outer.get(rule.inner) if type(outer) is dict else None
+        else:
+            value = obj.get(rule.key)
+        value = rule.check(value, rule, reading)
+        if value is _MISSING:
+            if rule.missing is not None and not (rule.v1_only and kept["version"] != VERSION):
+                raise _Fail(rule.missing, reading.prefix + rule.key)
+            value = copy.copy(rule.default)  # a default {} or [] of its own for each message
+        if rule.keep:
+            kept[rule.name] = value
+    return kept
+
+
+def _violation(rule: Rule, reading: _Reading, why: str) -> _Fail:
+    return _Fail(_E.FIELD_VIOLATION, f"{reading.prefix}{rule.key}: {why}")
+
+
+# --- the checks -----------------------------------------------------------------------------------
 
 
 def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _identifier(value: object, field: str, missing: ErrorCode, max_len: int) -> str:
+def _identifier(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """``MAX_LEN[name]`` characters at most of the identifier alphabet."""
+    max_len = MAX_LEN[rule.name]
     if type(value) is str and len(value) <= max_len and _IDENTIFIER(value):
         return value
-    raise _identifier_failure(value, field, missing, max_len)
-
-
-def _identifier_failure(value: object, field: str, missing: ErrorCode, max_len: int) -> _Fail:
     if _blank(value):
-        return _Fail(missing, field)
-    return _Fail(_E.FIELD_VIOLATION, f"{field}: {IDENTIFIER_ALPHABET} only, at most {max_len}")
+        return _MISSING
+    raise _violation(rule, reading, f"{IDENTIFIER_ALPHABET} only, at most {max_len}")
 
 
-def _optional_identifier(value: object, field: str, max_len: int) -> str | None:
-    if _blank(value):
-        return None
-    return _identifier(value, field, _E.FIELD_VIOLATION, max_len)
-
-
-def _text(value: object, field: str, missing: ErrorCode) -> str:
+def _text(value: Any, rule: Rule, reading: _Reading) -> Any:
     if type(value) is str and value.strip():
         return value
     if _blank(value):
-        raise _Fail(missing, field)
-    raise _Fail(_E.FIELD_VIOLATION, f"{field}: not a string")
+        return _MISSING
+    raise _violation(rule, reading, "not a string")
 
 
-def _int64(value: int, field: str, low: int) -> int:
-    if low <= value <= MAX_INT64:
+def _of(kind: type) -> Check:
+    """A value of one JSON type, or absent (null)."""
+    what = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}[kind]
+
+    def check(value: Any, rule: Rule, reading: _Reading) -> Any:
+        if value is None or type(value) is kind:
+            return _MISSING if value is None else value
+        raise _violation(rule, reading, f"not {what}")
+
+    return check
+
+
+_OBJECT, _ARRAY, _STRING, _BOOLEAN = (_of(kind) for kind in (dict, list, str, bool))
+
+
+def _any_object(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """An object, and anything else counts as missing."""
+    return value if type(value) is dict else _MISSING
+
+
+def _vin(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """A VIN of the wrong shape answers as a missing one (its own code)."""
+    return value if is_valid_vin(value) else _MISSING
+
+
+def _version(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """Missing or not in ``config.supported_versions`` (exact, lower case) alike."""
+    return value if type(value) is str and value in reading.config.supported_versions else _MISSING
+
+
+def _edge(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """Only device-to-cloud messages are decoded here."""
+    value = _text(value, rule, reading)
+    if value is not _MISSING and value != SOURCE_EDGE:
+        raise _violation(rule, reading, f"must be {SOURCE_EDGE}")
+    return value
+
+
+def _message_type(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """The type's name: a string as given, an integer code translated (either version may use
+    either form). An unknown code keeps its digits, so the type check answers it with 13115."""
+    if type(value) is int:  # not bool
+        return MESSAGE_TYPE_NAMES.get(value) or str(value)
+    if type(value) is str and value.strip():
         return value
-    raise _Fail(_E.FIELD_VIOLATION, f"{field}: out of range")
+    if _blank(value):
+        return _MISSING
+    raise _violation(rule, reading, "not a string or an integer code")
+
+
+def _time(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """Epoch seconds from seconds or milliseconds (``MILLISECONDS_FROM``); not an integer, a bool
+    included: missing."""
+    if type(value) is not int:
+        return _MISSING
+    if not 0 <= value <= MAX_INT64:
+        raise _violation(rule, reading, "out of range")
+    return value // 1000 if value >= MILLISECONDS_FROM else value
+
+
+def _ttl(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """-1 (never expires) or seconds; absent: never expires."""
+    if value is None:
+        return _MISSING
+    if type(value) is not int:
+        raise _violation(rule, reading, "not an integer")
+    if not -1 <= value <= MAX_INT64:
+        raise _violation(rule, reading, "out of range")
+    return value
 
 
 def _one_of(snake: object, camel: object, field: str) -> object:
@@ -247,6 +359,219 @@ def _one_of(snake: object, camel: object, field: str) -> object:
     return snake
 
 
+def _bag(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """Under ``property_bag`` or ``propertyBag``. One that is not an object holds no encoding:
+    the next rule answers that (13114)."""
+    bag = _one_of(value, reading.obj.get(BAG_CAMEL), BAG_SNAKE)
+    return bag if type(bag) is dict else {}
+
+
+def _encoding(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """``body_encoding_type`` or ``bodyEncodingType``: 0 (JSON) or 1 (base64 of JSON)."""
+    path = reading.prefix + rule.key
+    value = _one_of(value, reading.kept[BAG_SNAKE].get("bodyEncodingType"), path)
+    if value is None:
+        return _MISSING
+    if type(value) is not int:  # also refuses bool, an int subclass
+        raise _Fail(_E.BODY_ENCODING_NOT_INTEGER, path)
+    if value != 0 and value != 1:
+        raise _Fail(_E.BODY_ENCODING_UNSUPPORTED, path)
+    return value
+
+
+def _either(first: object, second: object, conflict: str) -> object:
+    """A value that may come under two names or places; when both are given they must agree."""
+    if _blank(first):
+        return second
+    if not _blank(second) and first != second:
+        raise _Fail(_E.FIELD_VIOLATION, conflict)
+    return first
+
+
+def _body_device_id(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """deviceId (3.1) and device_id (3.3) are both accepted in both messages. Blank or absent in
+    the body (the published sample sends ""), the envelope's device id stands."""
+    value = _either(reading.obj.get("deviceId"), value, "body.deviceId: differs from device_id")
+    assert reading.envelope is not None  # a body's table
+    return reading.envelope.device_id if _blank(value) else _identifier(value, rule, reading)
+
+
+def _ecu_type(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """An identifier naming a configured ECU type."""
+    value = _identifier(value, rule, reading)
+    if value is not _MISSING and value not in reading.config.ecu_states:
+        raise _violation(rule, reading, f"unknown ECU type {value}")
+    return value
+
+
+def _device_ecu_type(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """In device_info or at the top level of the body."""
+    nested = (reading.obj.get("device_info") or {}).get("ecu_type")  # an object or null
+    return _ecu_type(_either(nested, value, "body.ecu_type: differs in device_info"), rule, reading)
+
+
+def _device_primary(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """In device_info or at the top level of the body."""
+    value = _either(value, reading.obj.get("primary"), "body.primary: differs in device_info")
+    return _BOOLEAN(value, rule, reading)
+
+
+def _query_primary(value: Any, rule: Rule, reading: _Reading) -> Any:
+    if value is None:
+        return _MISSING
+    if type(value) is not bool:
+        raise _violation(rule, reading, "not a boolean")
+    if not value:
+        raise _violation(rule, reading, "a query must come from the primary device")
+    return value
+
+
+def _code(shape: Callable[[str], object], why: str) -> Check:
+    """A region or country code in any case, kept upper-case.
+
+    ASCII only before upper-casing: str.upper() maps "ß" to "SS" and "ı" to "I".
+    """
+
+    def check(value: Any, rule: Rule, reading: _Reading) -> Any:
+        if _blank(value):
+            return _MISSING
+        if type(value) is str and value.isascii() and shape(value.upper()):
+            return value.upper()
+        raise _violation(rule, reading, why)
+
+    return check
+
+
+_REGION = _code(_REGION_CODE, "2-8 letters or digits")
+_COUNTRY = _code(_COUNTRY_CODE, "ISO 3166 alpha-2")
+
+
+def _count(value: Any, rule: Rule, reading: _Reading) -> Any:
+    if value is None:
+        return _MISSING
+    if type(value) is not int or value < 0:
+        raise _violation(rule, reading, "not a non-negative integer")
+    return value
+
+
+# Chipset's optional text fields, in its constructor's order after ``id``; program_sku_id last.
+_CHIPSET_TEXT = ("name", "type", "state", "version", "sw_version", "hw_version", "program_sku_id")
+
+
+def _chipsets(value: Any, rule: Rule, reading: _Reading) -> Any:
+    """As many as chipsets_count. A blank or absent id is None (onboarding assigns one), a given
+    one an identifier, unique; a numeric program_sku_id (the published sample) becomes a string."""
+    items = [] if value is None else _ARRAY(value, rule, reading)
+    count = reading.kept["chipsets_count"]
+    if len(items) != count:
+        raise _Fail(_E.CHIPSETS_COUNT_MISMATCH, f"body.chipsets: {len(items)} != {count}")
+    max_len = MAX_LEN["chipset_id"]
+    chipsets = []
+    seen: set[str] = set()
+    # Per-message hot loop: field names for details are built only on failure.
+    for index, item in enumerate(items):
+        if type(item) is not dict:
+            raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}]: not an object")
+        chip_id = item.get("id")
+        if _blank(chip_id):
+            chip_id = None
+        elif not is_valid_identifier(chip_id, max_len):
+            raise _Fail(
+                _E.FIELD_VIOLATION,
+                f"body.chipsets[{index}].id: {IDENTIFIER_ALPHABET} only, at most {max_len}",
+            )
+        elif chip_id in seen:
+            raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].id: duplicate {chip_id}")
+        else:
+            seen.add(chip_id)
+        text = [item.get(key) for key in _CHIPSET_TEXT]
+        if type(text[-1]) is int:
+            text[-1] = str(text[-1])
+        for key, found in zip(_CHIPSET_TEXT, text, strict=True):
+            if found is not None and type(found) is not str:
+                raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].{key}: not a string")
+        chipsets.append(Chipset(chip_id, *text))
+    return tuple(chipsets)
+
+
+# --- the tables: SPEC order; the first failing row answers ---------------------------------------
+
+# The envelope (SPEC 3): absent, null and blank strings are missing; a value of the wrong type or
+# outside its alphabet is a field violation (13122). v2 has no ecu_type or status in its header.
+# The header VIN is not checked on its own ("body rules apply"): a bad one disagrees with the
+# valid body VIN and ends in 13130.
+_ENVELOPE = (
+    Rule("message_id", _identifier, _E.MESSAGE_ID_MISSING),
+    Rule("correlation_id", _identifier),
+    Rule("version", _version, _E.VERSION_UNSUPPORTED),
+    Rule("system_id", _identifier, _E.SYSTEM_ID_MISSING),
+    Rule("sub_system_id", _identifier),
+    Rule("vin", _text),
+    Rule("device_id", _identifier, _E.DEVICE_ID_MISSING),
+    Rule("ecu_type", _identifier, _E.ECU_TYPE_MISSING, v1_only=True),
+    Rule("source_id", _edge, _E.SOURCE_ID_MISSING),
+    Rule("target_id", _text, _E.TARGET_ID_MISSING),
+    Rule("message_type", _message_type, _E.MESSAGE_TYPE_MISSING),
+    Rule("time", _time, _E.TIME_MISSING),
+    Rule("ttl", _ttl, default=-1),
+    Rule("status", _text, _E.STATUS_MISSING, v1_only=True),
+    Rule(BAG_SNAKE, _bag),
+    Rule(f"{BAG_SNAKE}.body_encoding_type", _encoding, _E.PROPERTY_BAG_MISSING),
+)
+
+# PROVISION_QUERY (SPEC 3.1): every field is mandatory (13129), except the VIN's own 13101 and the
+# device id, which defaults to the envelope's.
+_QUERY = (
+    Rule("system_id", _identifier, _E.QUERY_FIELD_MISSING),
+    Rule("sub_system_id", _identifier, _E.QUERY_FIELD_MISSING),
+    Rule("vin", _vin, _E.QUERY_VIN_INVALID),
+    Rule("device_id", _body_device_id),
+    Rule("ecu_type", _ecu_type, _E.QUERY_FIELD_MISSING),
+    Rule("primary", _query_primary, _E.QUERY_FIELD_MISSING),
+    Rule("region_info.region_code", _REGION, _E.QUERY_FIELD_MISSING),
+    Rule("region_info.country_code", _COUNTRY, _E.QUERY_FIELD_MISSING),
+)
+
+# DEVICE_PROVISION (SPEC 3.3): system_id and ecu_type missing answer as in the envelope.
+_DEVICE = (
+    Rule("system_id", _identifier, _E.SYSTEM_ID_MISSING),
+    Rule("sub_system_id", _identifier, _E.SUB_SYSTEM_ID_MISSING),
+    Rule("vin", _vin, _E.VIN_INVALID),
+    Rule("vehicle_info", _any_object, _E.VEHICLE_INFO_MISSING),
+    Rule("device_id", _body_device_id),
+    Rule("device_info", _OBJECT, keep=False),  # holds the next four
+    Rule("ecu_type", _device_ecu_type, _E.ECU_TYPE_MISSING),
+    Rule("device_info.primary", _device_primary, default=False),
+    Rule("device_info.ecu_model", _STRING),
+    Rule("device_info.ecu_make", _STRING),
+    Rule("chipsets_count", _count, _E.CHIPSETS_COUNT_MISSING),
+    Rule("chipsets", _chipsets),
+    Rule("region_info.region_code", _REGION, _E.REGION_CODE_MISSING),
+    Rule("region_info.country_code", _COUNTRY, _E.COUNTRY_CODE_MISSING),
+    Rule("SIMInfo", _OBJECT, default={}, name="sim_info"),
+    Rule("communication_channel", _ARRAY, default=[]),
+    Rule("configuration", _OBJECT, default={}),
+    Rule("privacyFlag", _BOOLEAN, default=False, name="privacy_flag"),
+)
+
+# Header and body agree (13130) where the header has the field. sub_system_id is not in the SPEC's
+# list, but a response copies it, so a header naming another sub-system is refused, not echoed.
+_AGREEMENT = ("system_id", "sub_system_id", "vin", "device_id", "ecu_type")
+
+
+_BODIES: dict[str, tuple[tuple[Rule, ...], Callable[..., ProvisionQuery | DeviceProvision]]] = {
+    PROVISION_QUERY: (_QUERY, ProvisionQuery),
+    DEVICE_PROVISION: (_DEVICE, DeviceProvision),
+}
+
+
+def _check_agreement(envelope: Envelope, body: ProvisionQuery | DeviceProvision) -> None:
+    for name in _AGREEMENT:
+        header = getattr(envelope, name)
+        if header is not None and header != getattr(body, name):
+            raise _Fail(_E.HEADER_BODY_MISMATCH, name)
+
+
 def _bag_spelling(doc: dict[str, Any]) -> str:
     """The key the request's property bag came under; snake case unless only camelCase is used."""
     if doc.get(BAG_SNAKE) is None and doc.get(BAG_CAMEL) is not None:
@@ -254,109 +579,7 @@ def _bag_spelling(doc: dict[str, Any]) -> str:
     return BAG_SNAKE
 
 
-def _message_type(value: object) -> str:
-    """The type's name: a string as given, an integer code translated (either version may use
-    either form). An unknown code keeps its digits, so the type check answers it with 13115."""
-    if type(value) is int:  # not bool
-        return MESSAGE_TYPE_NAMES.get(value) or str(value)
-    if type(value) is str and value.strip():
-        return value
-    if _blank(value):
-        raise _Fail(_E.MESSAGE_TYPE_MISSING, "message_type")
-    raise _Fail(_E.FIELD_VIOLATION, "message_type: not a string or an integer code")
-
-
-def _seconds(time: int) -> int:
-    """Epoch seconds from a time in seconds or in milliseconds (see ``MILLISECONDS_FROM``)."""
-    return time // 1000 if time >= MILLISECONDS_FROM else time
-
-
-def _envelope(doc: dict[str, Any], config: Config) -> Envelope:
-    get = doc.get
-    message_id = _identifier(
-        get("message_id"), "message_id", _E.MESSAGE_ID_MISSING, MAX_LEN["message_id"]
-    )
-    correlation_id = _optional_identifier(
-        get("correlation_id"), "correlation_id", MAX_LEN["correlation_id"]
-    )
-    version = get("version")
-    if type(version) is not str or version not in config.supported_versions:
-        raise _Fail(_E.VERSION_UNSUPPORTED, "version")
-    v1 = version == VERSION  # v2 has no ecu_type or status in its header (nor a vin)
-    system_id = _identifier(
-        get("system_id"), "system_id", _E.SYSTEM_ID_MISSING, MAX_LEN["system_id"]
-    )
-    sub_system_id = _optional_identifier(
-        get("sub_system_id"), "sub_system_id", MAX_LEN["sub_system_id"]
-    )
-    vin = get("vin")
-    if _blank(vin):
-        vin = None
-    elif type(vin) is not str:
-        raise _Fail(_E.FIELD_VIOLATION, "vin: not a string")
-    device_id = _identifier(
-        get("device_id"), "device_id", _E.DEVICE_ID_MISSING, MAX_LEN["device_id"]
-    )
-    ecu_type: str | None
-    if v1:
-        ecu_type = _identifier(
-            get("ecu_type"), "ecu_type", _E.ECU_TYPE_MISSING, MAX_LEN["ecu_type"]
-        )
-    else:
-        ecu_type = _optional_identifier(get("ecu_type"), "ecu_type", MAX_LEN["ecu_type"])
-    source_id = _text(get("source_id"), "source_id", _E.SOURCE_ID_MISSING)
-    if source_id != SOURCE_EDGE:
-        raise _Fail(_E.FIELD_VIOLATION, f"source_id: must be {SOURCE_EDGE}")
-    target_id = _text(get("target_id"), "target_id", _E.TARGET_ID_MISSING)
-    message_type = _message_type(get("message_type"))
-    time = get("time")
-    if type(time) is not int:  # also refuses bool, an int subclass
-        raise _Fail(_E.TIME_MISSING, "time")
-    _int64(time, "time", 0)
-    ttl = get("ttl")
-    if ttl is None:
-        ttl = -1
-    elif type(ttl) is not int:
-        raise _Fail(_E.FIELD_VIOLATION, "ttl: not an integer")
-    else:
-        _int64(ttl, "ttl", -1)
-    status = get("status")
-    if v1:
-        status = _text(status, "status", _E.STATUS_MISSING)
-    elif _blank(status):
-        status = None
-    elif type(status) is not str:
-        raise _Fail(_E.FIELD_VIOLATION, "status: not a string")
-    bag = _one_of(get(BAG_SNAKE), get(BAG_CAMEL), BAG_SNAKE)
-    if type(bag) is not dict:
-        raise _Fail(_E.PROPERTY_BAG_MISSING, "property_bag.body_encoding_type")
-    field = "property_bag.body_encoding_type"
-    encoding = _one_of(bag.get("body_encoding_type"), bag.get("bodyEncodingType"), field)
-    if encoding is None:
-        raise _Fail(_E.PROPERTY_BAG_MISSING, "property_bag.body_encoding_type")
-    if type(encoding) is not int:
-        raise _Fail(_E.BODY_ENCODING_NOT_INTEGER, "property_bag.body_encoding_type")
-    if encoding != 0 and encoding != 1:
-        raise _Fail(_E.BODY_ENCODING_UNSUPPORTED, "property_bag.body_encoding_type")
-    return Envelope(
-        message_id=message_id,
-        correlation_id=correlation_id,
-        version=version,
-        system_id=system_id,
-        sub_system_id=sub_system_id,
-        vin=vin,
-        device_id=device_id,
-        ecu_type=ecu_type,
-        source_id=source_id,
-        target_id=target_id,
-        message_type=message_type,
-        time=_seconds(time),
-        ttl=ttl,
-        status=status,
-        body_encoding_type=encoding,
-        property_bag=bag,
-        bag_spelling=_bag_spelling(doc),
-    )
+# --- the body -------------------------------------------------------------------------------------
 
 
 def _body_object(doc: dict[str, Any], encoding: int) -> Any:
@@ -381,235 +604,6 @@ def _decode_body(doc: dict[str, Any], encoding: int) -> dict[str, Any]:
     if not body:
         raise _Fail(_E.BODY_EMPTY, "body")
     return body
-
-
-# --- body fields --------------------------------------------------------------------------------
-
-
-def _either(first: object, second: object, conflict: str) -> object:
-    """A value that may come under two names or places; when both are given they must agree."""
-    if _blank(first):
-        return second
-    if not _blank(second) and first != second:
-        raise _Fail(_E.FIELD_VIOLATION, conflict)
-    return first
-
-
-def _body_device_id(body: dict[str, Any], envelope: Envelope) -> str:
-    """deviceId (3.1) and device_id (3.3) are both accepted in both messages. Blank or absent in
-    the body (the published sample sends ""), the envelope's device id stands."""
-    value = _either(
-        body.get("deviceId"), body.get("device_id"), "body.deviceId: differs from device_id"
-    )
-    if _blank(value):
-        return envelope.device_id
-    return _identifier(value, "body.device_id", _E.FIELD_VIOLATION, MAX_LEN["device_id"])
-
-
-def _ecu_type(value: object, config: Config, missing: ErrorCode) -> str:
-    ecu_type = _identifier(value, "body.ecu_type", missing, MAX_LEN["ecu_type"])
-    if ecu_type not in config.ecu_states:
-        raise _Fail(_E.FIELD_VIOLATION, f"body.ecu_type: unknown ECU type {ecu_type}")
-    return ecu_type
-
-
-def _code(value: object, shape: Callable[[str], object]) -> str | None:
-    """A region or country code in any case, upper-cased; None when it has not the shape.
-
-    ASCII only before upper-casing: str.upper() maps "ß" to "SS" and "ı" to "I".
-    """
-    if type(value) is not str or not value.isascii():
-        return None
-    code = value.upper()
-    return code if shape(code) else None
-
-
-def _region_info(
-    value: object, region_missing: ErrorCode, country_missing: ErrorCode
-) -> tuple[str, str]:
-    # A region_info that is not an object carries no codes: reported as the codes missing.
-    info = value if type(value) is dict else {}
-    region, country = info.get("region_code"), info.get("country_code")
-    if _blank(region):
-        raise _Fail(region_missing, "body.region_info.region_code")
-    region = _code(region, _REGION_CODE)
-    if region is None:
-        raise _Fail(_E.FIELD_VIOLATION, "body.region_info.region_code: 2-8 letters or digits")
-    if _blank(country):
-        raise _Fail(country_missing, "body.region_info.country_code")
-    country = _code(country, _COUNTRY_CODE)
-    if country is None:
-        raise _Fail(_E.FIELD_VIOLATION, "body.region_info.country_code: ISO 3166 alpha-2")
-    return region, country
-
-
-def _query_body(body: dict[str, Any], envelope: Envelope, config: Config) -> ProvisionQuery:
-    """SPEC 3.1, in its order; every field is mandatory (13129), except the VIN's own 13101 and
-    the device id, which defaults to the envelope's."""
-    missing = _E.QUERY_FIELD_MISSING
-    get = body.get
-    system_id = _identifier(get("system_id"), "body.system_id", missing, MAX_LEN["system_id"])
-    sub_system_id = _identifier(
-        get("sub_system_id"), "body.sub_system_id", missing, MAX_LEN["sub_system_id"]
-    )
-    vin = get("vin")
-    if not is_valid_vin(vin):
-        raise _Fail(_E.QUERY_VIN_INVALID, "body.vin")
-    device_id = _body_device_id(body, envelope)
-    ecu_type = _ecu_type(get("ecu_type"), config, missing)
-    primary = get("primary")
-    if primary is None:
-        raise _Fail(missing, "body.primary")
-    if type(primary) is not bool:
-        raise _Fail(_E.FIELD_VIOLATION, "body.primary: not a boolean")
-    if not primary:
-        raise _Fail(_E.FIELD_VIOLATION, "body.primary: a query must come from the primary device")
-    region_code, country_code = _region_info(get("region_info"), missing, missing)
-    return ProvisionQuery(
-        system_id=system_id,
-        sub_system_id=sub_system_id,
-        vin=vin,
-        device_id=device_id,
-        ecu_type=ecu_type,
-        primary=primary,
-        region_code=region_code,
-        country_code=country_code,
-    )
-
-
-_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-
-
-def _optional(value: object, kind: type, field: str, default: Any = None) -> Any:
-    if value is None:
-        return default
-    if type(value) is not kind:
-        raise _Fail(_E.FIELD_VIOLATION, f"{field}: not {_JSON_NAMES[kind]}")
-    return value
-
-
-# Chipset's optional text fields, in its constructor's order after ``id``; program_sku_id last.
-_CHIPSET_TEXT = ("name", "type", "state", "version", "sw_version", "hw_version", "program_sku_id")
-
-
-def _chipsets(value: object, count: int) -> tuple[Chipset, ...]:
-    items = _optional(value, list, "body.chipsets", [])
-    if len(items) != count:
-        raise _Fail(_E.CHIPSETS_COUNT_MISMATCH, f"body.chipsets: {len(items)} != {count}")
-    max_len = MAX_LEN["chipset_id"]
-    chipsets = []
-    seen: set[str] = set()
-    # Per-message hot loop: field names for details are built only on failure.
-    for index, item in enumerate(items):
-        if type(item) is not dict:
-            raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}]: not an object")
-        chip_id = item.get("id")
-        if _blank(chip_id):
-            chip_id = None  # not assigned yet: onboarding gives it one
-        elif not is_valid_identifier(chip_id, max_len):
-            raise _Fail(
-                _E.FIELD_VIOLATION,
-                f"body.chipsets[{index}].id: {IDENTIFIER_ALPHABET} only, at most {max_len}",
-            )
-        elif chip_id in seen:
-            raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].id: duplicate {chip_id}")
-        else:
-            seen.add(chip_id)
-        text = [item.get(key) for key in _CHIPSET_TEXT]
-        if type(text[-1]) is int:  # program_sku_id: the published sample sends a number
-            text[-1] = str(text[-1])
-        for key, found in zip(_CHIPSET_TEXT, text, strict=True):
-            if found is not None and type(found) is not str:
-                raise _Fail(_E.FIELD_VIOLATION, f"body.chipsets[{index}].{key}: not a string")
-        chipsets.append(Chipset(chip_id, *text))
-    return tuple(chipsets)
-
-
-def _device_body(body: dict[str, Any], envelope: Envelope, config: Config) -> DeviceProvision:
-    """SPEC 3.3, in its order. system_id missing answers as in the envelope (1001), and so does
-    ecu_type (1004), taken from device_info or else the top level; a blank device_id is the
-    envelope's.
-    """
-    get = body.get
-    system_id = _identifier(
-        get("system_id"), "body.system_id", _E.SYSTEM_ID_MISSING, MAX_LEN["system_id"]
-    )
-    sub_system_id = _identifier(
-        get("sub_system_id"),
-        "body.sub_system_id",
-        _E.SUB_SYSTEM_ID_MISSING,
-        MAX_LEN["sub_system_id"],
-    )
-    vin = get("vin")
-    if not is_valid_vin(vin):
-        raise _Fail(_E.VIN_INVALID, "body.vin")
-    vehicle_info = get("vehicle_info")
-    if type(vehicle_info) is not dict:
-        raise _Fail(_E.VEHICLE_INFO_MISSING, "body.vehicle_info")
-    device_id = _body_device_id(body, envelope)
-    info = _optional(get("device_info"), dict, "body.device_info", {})
-    ecu_type = _ecu_type(
-        _either(info.get("ecu_type"), get("ecu_type"), "body.ecu_type: differs in device_info"),
-        config,
-        _E.ECU_TYPE_MISSING,
-    )
-    primary = _optional(
-        _either(info.get("primary"), get("primary"), "body.primary: differs in device_info"),
-        bool,
-        "body.device_info.primary",
-        False,
-    )
-    ecu_model = _optional(info.get("ecu_model"), str, "body.device_info.ecu_model")
-    ecu_make = _optional(info.get("ecu_make"), str, "body.device_info.ecu_make")
-    count = get("chipsets_count")
-    if count is None:
-        raise _Fail(_E.CHIPSETS_COUNT_MISSING, "body.chipsets_count")
-    if type(count) is not int or count < 0:
-        raise _Fail(_E.FIELD_VIOLATION, "body.chipsets_count: not a non-negative integer")
-    chipsets = _chipsets(get("chipsets"), count)
-    region_code, country_code = _region_info(
-        get("region_info"), _E.REGION_CODE_MISSING, _E.COUNTRY_CODE_MISSING
-    )
-    return DeviceProvision(
-        system_id=system_id,
-        sub_system_id=sub_system_id,
-        vin=vin,
-        device_id=device_id,
-        ecu_type=ecu_type,
-        primary=primary,
-        ecu_model=ecu_model,
-        ecu_make=ecu_make,
-        vehicle_info=vehicle_info,
-        chipsets_count=count,
-        chipsets=chipsets,
-        region_code=region_code,
-        country_code=country_code,
-        sim_info=_optional(get("SIMInfo"), dict, "body.SIMInfo", {}),
-        communication_channel=_optional(
-            get("communication_channel"), list, "body.communication_channel", []
-        ),
-        configuration=_optional(get("configuration"), dict, "body.configuration", {}),
-        privacy_flag=_optional(get("privacyFlag"), bool, "body.privacyFlag", False),
-    )
-
-
-_BodyParser = Callable[[dict[str, Any], Envelope, Config], ProvisionQuery | DeviceProvision]
-_BODY_PARSERS: dict[str, _BodyParser] = {
-    PROVISION_QUERY: _query_body,
-    DEVICE_PROVISION: _device_body,
-}
-
-
-def _check_agreement(envelope: Envelope, body: ProvisionQuery | DeviceProvision) -> None:
-    for field, header, inner in (
-        ("system_id", envelope.system_id, body.system_id),
-        ("sub_system_id", envelope.sub_system_id, body.sub_system_id),
-        ("vin", envelope.vin, body.vin),
-        ("device_id", envelope.device_id, body.device_id),
-        ("ecu_type", envelope.ecu_type, body.ecu_type),
-    ):
-        if header is not None and header != inner:
-            raise _Fail(_E.HEADER_BODY_MISMATCH, field)
 
 
 # --- whom to answer -----------------------------------------------------------------------------
@@ -679,8 +673,7 @@ def decode_request(
     ``expected_type`` is the topic's message type: ``PROVISION_QUERY`` or ``DEVICE_PROVISION``
     (anything else is a programming error: ValueError). ``now``: epoch seconds, for the ttl.
     """
-    parse_body = _BODY_PARSERS.get(expected_type)
-    if parse_body is None:
+    if expected_type not in _BODIES:
         raise ValueError(f"expected_type must be {PROVISION_QUERY} or {DEVICE_PROVISION}")
     doc: Any = None
     body: dict[str, Any] | None = None
@@ -699,7 +692,8 @@ def decode_request(
             raise _Fail(_E.NOT_JSON, _json_failure(exc)) from None
         if type(doc) is not dict:
             raise _Fail(_E.NOT_JSON, "not a JSON object")
-        envelope = _envelope(doc, config)
+        kept = _apply(_ENVELOPE, _Reading(doc, "", config))
+        envelope = Envelope(**kept, bag_spelling=_bag_spelling(doc))
         if envelope.ttl != -1 and now > envelope.time + envelope.ttl:
             raise _Fail(
                 _E.MESSAGE_EXPIRED, f"time {envelope.time} + ttl {envelope.ttl} < now {now}"
@@ -707,7 +701,9 @@ def decode_request(
         if envelope.message_type != expected_type:
             raise _Fail(_E.WRONG_MESSAGE_TYPE, f"message_type: expected {expected_type}")
         body = _decode_body(doc, envelope.body_encoding_type)
-        parsed = parse_body(body, envelope, config)
+        rules, build = _BODIES[expected_type]
+        kept = _apply(rules, _Reading(body, "body.", config, envelope))
+        parsed = build(**kept)
         _check_agreement(envelope, parsed)
     except _Fail as fail:
         return Rejection(code=fail.code, detail=fail.detail, reply_to=_rejected_reply_to(doc, body))

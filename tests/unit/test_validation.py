@@ -23,7 +23,12 @@ from vprov.envelope import (
     Request,
 )
 from vprov.validation import (
+    _AGREEMENT,
+    _DEVICE,
+    _ENVELOPE,
+    _QUERY,
     MAX_LEN,
+    Rule,
     check_sender,
     decode_request,
     is_valid_identifier,
@@ -1117,3 +1122,67 @@ def test_check_sender_refuses_a_str_as_the_allowed_collection() -> None:
 def test_check_sender_reason_never_echoes_a_junk_header() -> None:
     reason = check_sender("evil\nlog line", allowed_device_ids={TCU}, config=CONFIG)
     assert reason is not None and "\n" not in reason
+
+
+# --- the rule tables follow SPEC.md's order -------------------------------------------------------
+
+# Field order of SPEC section 3's envelope table (the body is decoded later, step 6), of 3.1 and
+# of 3.3. A nested field ranks as the object holding it; a DEVICE_PROVISION body may also carry
+# ecu_type at its top level, read with device_info's.
+SPEC_ENVELOPE = (
+    "message_id", "correlation_id", "version", "system_id", "sub_system_id", "vin", "device_id",
+    "ecu_type", "source_id", "target_id", "message_type", "time", "ttl", "status", "property_bag",
+)
+SPEC_QUERY = (
+    "system_id", "sub_system_id", "vin", "device_id", "ecu_type", "primary", "region_info",
+)
+SPEC_DEVICE = (
+    "system_id", "sub_system_id", "vin", "vehicle_info", "device_id", "device_info",
+    "chipsets_count", "chipsets", "region_info", "SIMInfo", "communication_channel",
+    "configuration", "privacyFlag",
+)
+
+
+def spec_fields(rules: tuple[Rule, ...], aliases: dict[str, str]) -> list[str]:
+    """The SPEC field of each rule, in table order, runs of the same field counted once."""
+    fields = [aliases.get(rule.key, rule.key.partition(".")[0]) for rule in rules]
+    return [f for i, f in enumerate(fields) if i == 0 or fields[i - 1] != f]
+
+
+@pytest.mark.parametrize(
+    "rule, rules, aliases, spec",
+    named(
+        ("envelope table in SPEC 3 order", _ENVELOPE, {}, SPEC_ENVELOPE),
+        ("query table in SPEC 3.1 order", _QUERY, {}, SPEC_QUERY),
+        ("device table in SPEC 3.3 order", _DEVICE, {"ecu_type": "device_info"}, SPEC_DEVICE),
+    ),
+)
+def test_rule_table_follows_the_spec_order(
+    rule: str, rules: tuple[Rule, ...], aliases: dict[str, str], spec: tuple[str, ...]
+) -> None:
+    assert spec_fields(rules, aliases) == list(spec)
+
+
+def test_envelope_table_answers_the_spec_missing_codes() -> None:
+    missing = {rule.key.partition(".")[0]: rule.missing for rule in _ENVELOPE if rule.missing}
+    assert missing == {
+        "message_id": ErrorCode.MESSAGE_ID_MISSING,  # 1002
+        "version": ErrorCode.VERSION_UNSUPPORTED,  # 1409
+        "system_id": ErrorCode.SYSTEM_ID_MISSING,  # 1001
+        "device_id": ErrorCode.DEVICE_ID_MISSING,  # 1003
+        "ecu_type": ErrorCode.ECU_TYPE_MISSING,  # 1004
+        "source_id": ErrorCode.SOURCE_ID_MISSING,  # 1005
+        "target_id": ErrorCode.TARGET_ID_MISSING,  # 1006
+        "message_type": ErrorCode.MESSAGE_TYPE_MISSING,  # 1007
+        "time": ErrorCode.TIME_MISSING,  # 1008
+        "status": ErrorCode.STATUS_MISSING,  # 10001
+        "property_bag": ErrorCode.PROPERTY_BAG_MISSING,  # 13114
+    }
+
+
+def test_agreement_follows_the_spec_order() -> None:
+    # SPEC 4 lists system_id, vin, device_id, ecu_type; sub_system_id is checked too (copied to
+    # the response), in the envelope's order.
+    spec = ["system_id", "vin", "device_id", "ecu_type"]
+    assert [f for f in _AGREEMENT if f != "sub_system_id"] == spec
+    assert list(_AGREEMENT) == [f for f in SPEC_ENVELOPE if f in _AGREEMENT]
