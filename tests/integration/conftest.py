@@ -37,6 +37,8 @@ SILENT_REGION = "ZZ"
 REHOME_TIMEOUT_SECONDS = 4
 # How long a request from a device the region does not know waits for a late join.
 JOIN_WAIT_SECONDS = 4
+# How long a move to another region may take before it is undone (tests/.../after_first_boot).
+MOVE_TIMEOUT_SECONDS = 8
 # Web ports of the workers the tests start: PORT_BASE .. PORT_BASE + 199.
 PORT_BASE = int(os.environ.get("VPROV_TEST_PORT_BASE", "17066"))
 PORT_SPAN = 300  # the reliability suite's workers start at PORT_BASE + 151
@@ -83,6 +85,7 @@ def write_test_config(path: Path) -> Path:
                                  "countries": []}},
         rehome_timeout_seconds=REHOME_TIMEOUT_SECONDS,
         join_wait_seconds=JOIN_WAIT_SECONDS,
+        move_timeout_seconds=MOVE_TIMEOUT_SECONDS,
     )
 
 

@@ -78,6 +78,7 @@ class Bus:
             self.catalogue.lifecycle: "LifecycleEvent",
             self.catalogue.deadletter: "DeadLetter",
             self.catalogue.rehome_result: "RehomeResult",
+            self.catalogue.admin_outcome: "AdminOutcome",
         }
         for region in config.regions:
             self._avro[self.catalogue.onboarding(region)] = "ChipsetOnboardingRequest"
