@@ -2,6 +2,8 @@
 # End-to-end demo: local stack, one global worker and one per configured region (the layout
 # `vprov config workers` prints), then a simulated fleet.
 # Workers and the stack are always stopped at the end. Exits with the simulator's status.
+# Then a few vehicles go through the operations after their first boot (replaced devices, moves,
+# decommissioning; python -m vprov.after_boot_demo), audited with `vprov replay --verify`.
 # Prints where each worker serves its Prometheus metrics, and the request funnel read from them.
 # Env: VEHICLES (1000), RATE (80 vehicles/s offered), KEEP (set: leave everything running
 # until Ctrl-C, to try `vprov status` and `vprov replay`), WORKER_START_TIMEOUT (120 s),
@@ -130,6 +132,9 @@ done <<<"$layout"
 say "simulating ${VEHICLES:-1000} vehicles at ${RATE:-80} vehicles/s"
 status=0
 "$VPROV" simulate --vehicles "${VEHICLES:-1000}" --rate "${RATE:-80}" || status=$?
+say "after the first boot: devices replaced, vehicles moved and decommissioned"
+"$ROOT/.venv/bin/python" -m vprov.after_boot_demo --global-url "http://127.0.0.1:$(
+    awk '$1 == "global" {print $2}' <<<"$layout")" || status=$?
 say "Prometheus metrics (GET /metrics) of each worker:"
 urls=()
 while read -r name port _; do
