@@ -25,7 +25,6 @@ from flowkit import (
 from vprov import fleet
 from vprov.audit import compare, fold
 from vprov.commands import RehomeDeadline
-from vprov.config import Config
 from vprov.fleet import SimVehicle
 from vprov.identity import GLOBAL_SCOPE
 from vprov.ids import derive_id
@@ -655,7 +654,8 @@ def test_a_decommissioned_vehicle_leaves_a_marker_and_refuses_its_devices_13133(
     marker = flow.regional["NA"][sim.vin]
     assert marker["decommissioned"] is True
     assert (marker["devices"], marker["held"], marker["vehicle_info"]) == ({}, [], {})
-    assert list(marker["memo"]) == ["p-held", f"decommission:{rehome_requests(out)[0]['request_id']}"]
+    request_id = rehome_requests(out)[0]["request_id"]
+    assert list(marker["memo"]) == ["p-held", f"decommission:{request_id}"]
     entry = flow.vehicles[sim.vin]
     assert entry["state"] == "DECOMMISSIONED"
     assert (entry["devices"], entry["primary_device_id"], entry["country_code"],
