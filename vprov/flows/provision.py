@@ -98,7 +98,12 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
                      until_ms=ctx.now_ms + int(ctx.config.join_wait_seconds * 1000))
     provisioned = device["state"] in PROVISIONED_STATES
     if provisioned and ctx.config.factory_reset == "refuse":
-        return fail(ErrorCode.DEVICE_ALREADY_PROVISIONED, f"device_id {body.device_id}")
+        # remembered, like the other policies' answers: a duplicate gets the same bytes
+        refusal = _fail(ctx, region, reply_to, ErrorCode.DEVICE_ALREADY_PROVISIONED,
+                        f"device_id {body.device_id}", source)
+        updated = copy.deepcopy(entry)
+        remember(updated, message_id, [refusal], [])
+        return Decision(state=updated, outputs=[refusal])
     if device["ecu_type"] != body.ecu_type:
         return fail(ErrorCode.FIELD_VIOLATION,
                     f"ecu_type {body.ecu_type} differs from the registered {device['ecu_type']}")

@@ -253,7 +253,10 @@ def _unbound(vin: str) -> GlobalVehicle:
 
 def _bind(matched: Matched, vehicle: GlobalVehicle | None) -> GlobalVehicle:
     query = matched.query
-    devices = sorted(matched.devices, key=lambda d: d["device_id"])
+    # a device replaced before the first boot stays out, though the system's index lists it
+    revoked = set(vehicle.get("revoked", ())) if vehicle else set()
+    devices = sorted((d for d in matched.devices if d["device_id"] not in revoked),
+                     key=lambda d: d["device_id"])
     base = copy.deepcopy(vehicle) if vehicle else _unbound(query.vin)
     base.update({
         "system_id": query.system_id,
