@@ -129,4 +129,5 @@ class RegionalVehicle(TypedDict):
     # ("out") or taken up from ("in") another region, whose device requests get 13131 meanwhile
     frozen: NotRequired[dict[str, str] | None]  # request_id, direction, policy
     revoked: NotRequired[list[str]]  # devices replaced: their requests are refused (13132)
+    deferred: NotRequired[list[dict[str, Any]]]  # JOIN/LEAVE requests that came while frozen
     decommissioned: NotRequired[bool]  # only this marker is left: requests get 13133

@@ -29,7 +29,8 @@ def _any_provisioned(entry: RegionalVehicle) -> bool:
 
 def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
            ctx: Context) -> Decision:
-    """A rehome request (REGISTER or CANCEL) for this region, key VIN."""
+    """A rehome request for this region, key VIN: the first boot's REGISTER, CANCEL, JOIN and
+    LEAVE here, the operations after it in ``handover``."""
     cause = f"{request['action'].lower()}:{request['request_id']}"
     resent = resend(entry, cause)
     if resent is not None:
@@ -37,10 +38,37 @@ def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
     if request["action"] == "CANCEL":
         return _cancel(request, entry, region, ctx)
     if request["action"] in ("JOIN", "LEAVE"):
+        if entry is not None and entry.get("frozen"):
+            # A move numbers the vehicle's events meanwhile: the change waits for its end.
+            deferred = copy.deepcopy(entry)
+            deferred["deferred"] = [*entry.get("deferred", []), {
+                key: request[key] for key in ("action", "request_id", "devices")}]
+            return Decision(state=deferred)
         return _membership(request, entry, region, ctx, cause)
     if request["action"] in handover.ACTIONS or request.get("move_policy"):
-        return handover.handle(request, entry, region, ctx, cause)
+        return _catch_up(handover.handle(request, entry, region, ctx, cause), region, ctx,
+                         cause)
     return _register(request, entry, region, ctx, cause)
+
+
+def _catch_up(decision: Decision, region: str, ctx: Context, cause: str) -> Decision:
+    """After a move's last step here unfroze the vehicle (COMMIT, RESUME): the JOINs and LEAVEs
+    that came while it was frozen, in order, remembered with the step that released them."""
+    state = decision.state
+    if not isinstance(state, dict) or state.get("frozen") or not state.get("deferred"):
+        return decision
+    updated: RegionalVehicle = copy.deepcopy(state)  # type: ignore[assignment]
+    deferred, updated["deferred"] = updated["deferred"], []
+    outputs, effects = list(decision.outputs), list(decision.effects)
+    for request in deferred:
+        step = _membership(request, updated, region, ctx,
+                           f"{request['action'].lower()}:{request['request_id']}")
+        if step.changes_state and isinstance(step.state, dict):
+            updated = step.state  # type: ignore[assignment]
+        outputs += step.outputs
+        effects += step.effects
+    remember(updated, cause, outputs, effects)
+    return Decision(state=updated, outputs=outputs, effects=effects)
 
 
 def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
