@@ -101,12 +101,31 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
                                           ctx).outputs
         return replace(decision, outputs=outputs)
 
+    def vehicle_step_here(decision: Decision, vin: str, entry: Any, ctx: Context) -> Decision:
+        """Step 3 at once, without the hop through the vehicle-commands topic, for the
+        commands to the vehicle being processed: keyed by its VIN, they belong to this very
+        partition. The vehicle's entry moves through both decisions in turn, as it would
+        through the hop, and the result is one decision: one write, every record."""
+        outputs, effects = [], list(decision.effects)
+        state = decision.state
+        current = entry if not decision.changes_state else decision.state
+        for output in decision.outputs:
+            if output.topic != cat.vehicle_commands or output.key != vin:
+                outputs.append(output)
+                continue
+            step = query.vehicle_command(commands.decode_vehicle(output.value), current, ctx)
+            if step.changes_state:
+                state = current = step.state
+            outputs += step.outputs
+            effects += step.effects
+        return Decision(state=state, outputs=outputs, effects=effects)
+
     def query_intake(event: faust.EventT) -> Step:
         vin = key_text(event)
         ctx = shell.context(event)
-        decision = query.intake(event.message.value or b"", shell.source(event), store.get(vin),
-                                ctx)
-        return match_system_here(decision, ctx), store, vin
+        entry = store.get(vin)
+        decision = query.intake(event.message.value or b"", shell.source(event), entry, ctx)
+        return vehicle_step_here(match_system_here(decision, ctx), vin, entry, ctx), store, vin
 
     def query_match_system(event: faust.EventT) -> Step:
         decision = query.match_system(commands.decode_query_hop(event.message.value),
