@@ -96,15 +96,10 @@ def _export(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
     return Decision(state=updated, outputs=outputs)
 
 
-def _take_up(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
-             ctx: Context, cause: str) -> Decision:
-    snapshot = json.loads(request.get("snapshot") or "{}")
-    devices: dict[str, RegionalDevice] = dict(snapshot.get("devices", {}))
-    for d in request["devices"]:  # a device the source did not know yet joins here REGIONAL
-        devices.setdefault(d["device_id"], RegionalDevice(
-            ecu_type=d["ecu_type"], primary=d["primary"],
-            certificate_fingerprint=d["certificate_fingerprint"], state=State.REGIONAL.value))
-    updated = RegionalVehicle({
+def regional_entry(request: dict[str, Any], region: str,
+                   devices: dict[str, RegionalDevice]) -> RegionalVehicle:
+    """A vehicle's new entry in ``region`` from the global side's request, with ``devices``."""
+    return RegionalVehicle({
         "vin": request["vin"],
         "system_id": request["system_id"],
         "sub_system_id": request["sub_system_id"],
@@ -114,10 +109,25 @@ def _take_up(request: dict[str, Any], entry: RegionalVehicle | None, region: str
         "primary_device_id": request["primary_device_id"],
         "sequence": request["sequence"],
         "devices": devices,
-        "vehicle_info": snapshot.get("vehicle_info", {}),
+        "vehicle_info": {},
         "held": [],
-        "global_identity_deleted": snapshot.get("global_identity_deleted", False),
+        "global_identity_deleted": False,
         "memo": {},
+    })
+
+
+def _take_up(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
+             ctx: Context, cause: str) -> Decision:
+    snapshot = json.loads(request.get("snapshot") or "{}")
+    devices: dict[str, RegionalDevice] = dict(snapshot.get("devices", {}))
+    for d in request["devices"]:  # a device the source did not know yet joins here REGIONAL
+        devices.setdefault(d["device_id"], RegionalDevice(
+            ecu_type=d["ecu_type"], primary=d["primary"],
+            certificate_fingerprint=d["certificate_fingerprint"], state=State.REGIONAL.value))
+    updated = regional_entry(request, region, devices)
+    updated.update({
+        "vehicle_info": snapshot.get("vehicle_info", {}),
+        "global_identity_deleted": snapshot.get("global_identity_deleted", False),
         "frozen": {"request_id": request["request_id"], "direction": "in",
                    "policy": request["move_policy"]},
         "revoked": snapshot.get("revoked", []),

@@ -81,29 +81,12 @@ def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: st
         updated = copy.deepcopy(entry)
         updated["request_id"] = request["request_id"]
     else:
-        updated = RegionalVehicle({
-            "vin": request["vin"],
-            "system_id": request["system_id"],
-            "sub_system_id": request["sub_system_id"],
-            "region": region,
-            "country_code": request["country_code"],
-            "request_id": request["request_id"],
-            "primary_device_id": request["primary_device_id"],
-            "sequence": request["sequence"],
-            "devices": {
-                d["device_id"]: {
-                    "ecu_type": d["ecu_type"],
-                    "primary": d["primary"],
-                    "certificate_fingerprint": d["certificate_fingerprint"],
-                    "state": State.REGIONAL.value,
-                }
-                for d in request["devices"]
-            },
-            "vehicle_info": {},
-            "held": [],
-            "global_identity_deleted": False,
-            "memo": {},
-        })
+        updated = handover.regional_entry(request, region, {
+            d["device_id"]: RegionalDevice(
+                ecu_type=d["ecu_type"], primary=d["primary"],
+                certificate_fingerprint=d["certificate_fingerprint"],
+                state=State.REGIONAL.value)
+            for d in request["devices"]})
     outputs = [rehome_result(ctx, request, region, RehomeOutcome.REGISTERED, endpoint)]
     remember(updated, cause, outputs, [effect])
     return Decision(state=updated, outputs=outputs, effects=[effect])
