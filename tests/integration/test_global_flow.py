@@ -185,8 +185,10 @@ def test_cancel_removes_the_regional_registration(
     topic = flow.cat.rehome("NA")
     flow.bus.send(topic, vehicle.vin, flow.bus.serde.encode("RehomeRequest", cancel, topic=topic))
     flow.bus.flush()
-    wait_until(lambda: flow.workers["NA"].get(f"/vehicles/{vehicle.vin}/")[0] == 404,
-               what="regional vehicle removed")
+    # the region sends its CANCELLED result after it wrote the table and ran the effects
+    flow.bus.wait(flow.cat.rehome_result, lambda r: r.key == vehicle.vin
+                  and r.value["outcome"] == "CANCELLED")
+    assert flow.workers["NA"].get(f"/vehicles/{vehicle.vin}/")[0] == 404
     assert not redis_client.exists(identity_key("NA", vehicle.primary.device_id))
 
 
