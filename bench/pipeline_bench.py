@@ -129,10 +129,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-seconds", type=float, default=30.0)
     p.add_argument("--py-spy", help="path of the py-spy executable (default: on PATH or next "
                                     "to this Python)")
-    p.add_argument("--target-rate", type=float, default=300.0)
-    p.add_argument("--target-p99-ms", type=float, default=250.0)
+    p.add_argument("--target-rate", type=float, default=400.0)
+    p.add_argument("--target-p99-ms", type=float, default=150.0,
+                   help="p99 query -> answer at half the target rate")
     p.add_argument("--target-rss-mb", type=float, default=500.0)
     p.add_argument("--target-state", type=int, default=100_000)
+    p.add_argument("--target-ratio", type=float, default=0.035)
+    p.add_argument("--target-cpu-us", type=float, default=400.0,
+                   help="worker CPU per consumed record")
     p.add_argument("--out", default=str(REPO / "bench" / "out"),
                    help="run directory parent (git-ignored)")
     p.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
@@ -501,7 +505,8 @@ class Bench:
                       "max_unsustained": a.max_unsustained,
                       "misrouted": a.misrouted_shares,
                       "ingress_rate_given": bool(a.ingress_rate)},
-            targets=Targets(a.target_rate, a.target_p99_ms, a.target_rss_mb, a.target_state),
+            targets=Targets(a.target_rate, a.target_p99_ms, a.target_rss_mb, a.target_state,
+                            a.target_ratio, a.target_cpu_us),
             notes=list(a.note),
         )
         self.start()

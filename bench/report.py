@@ -130,10 +130,12 @@ class StateLoad:
 
 @dataclass
 class Targets:
-    rate: float = 300.0
-    p99_ms: float = 250.0
+    rate: float = 400.0
+    p99_ms: float = 150.0
     rss_mb: float = 500.0
     state_vehicles: int = 100_000
+    ratio: float = 0.035  # pipeline records/s over relay records/s, at the reference level
+    cpu_us_per_record: float = 400.0  # both workers' CPU per worker-consumed record
 
 
 @dataclass
@@ -209,6 +211,15 @@ class RunReport:
             return None
         return 1000 * best.result.achieved_rate / self.baseline.rate
 
+    @property
+    def cpu_us_per_record(self) -> float | None:
+        """Both workers' CPU per record they consumed, at the reference level (µs)."""
+        ref = self.reference_level()
+        if ref is None or not ref.consumed:
+            return None
+        worker_cpu = ref.usage.cpu.get("global", 0) + ref.usage.cpu.get("regional", 0)
+        return 1e6 * worker_cpu / ref.consumed
+
     def ingress_cost(self) -> tuple[IngressPhase, IngressPhase, float, dict[str, float]] | None:
         """(lowest-share phase, highest-share phase, extra worker CPU ms per forwarded record,
         the same per worker): the difference in worker CPU per vehicle between the two phases
@@ -270,6 +281,14 @@ class RunReport:
             out.append(Verdict(f"p99 query -> answer <= {t.p99_ms:g} ms at {t.rate / 2:g}/s",
                                met, f"p99 {p99:.0f} ms at {where}"
                                + ("" if half.sustained else ", level not sustained")))
+        ratio, per_record = self.ratio, self.cpu_us_per_record
+        out.append(Verdict(f"pipeline/relay ratio >= {t.ratio:g}",
+                           None if ratio is None else ratio >= t.ratio,
+                           "no baseline" if ratio is None else f"ratio {ratio:.3f}"))
+        out.append(Verdict(f"worker CPU per consumed record <= {t.cpu_us_per_record:g} µs",
+                           None if per_record is None else per_record <= t.cpu_us_per_record,
+                           "no level" if per_record is None
+                           else f"{per_record:.0f} µs at the reference level"))
         peak = max(self.rss_peak.values(), default=0) / MB
         loaded = self.state.outcome.result.completed if self.state else 0
         name = f"peak RSS per worker <= {t.rss_mb:g} MB with {t.state_vehicles:,} vehicles"
