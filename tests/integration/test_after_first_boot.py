@@ -72,6 +72,18 @@ def audit_clean(config_path: Path, capsys: pytest.CaptureFixture[str], vin: str,
     return out
 
 
+def seen(flow: Flow, vin: str, state: str, device_id: str | None = None, count: int = 1
+         ) -> int:
+    """Wait until the bus has ``count`` distinct events of the vehicle into ``state`` (of
+    ``device_id``, or of the vehicle); then the number of the vehicle's distinct events."""
+    def history() -> list[dict[str, Any]]:
+        return flow.histories({vin}).get(vin, [])
+
+    wait_until(lambda: sum(e["state"] == state and e["device_id"] == device_id
+                           for e in history()) >= count, timeout=30)
+    return len(history())
+
+
 def urls_of(flow: Flow) -> dict[str, str]:
     return {"global": flow.workers["global"].url, "NA": flow.workers["NA"].url,
             "EU": flow.workers["EU"].url}
@@ -111,7 +123,7 @@ def test_a_migrated_vehicle_answers_from_its_new_region_and_keeps_its_devices(
     assert "MOVING" in out
 
     # the same command again: the same outcome, no second effect
-    events = len(flow.histories({vehicle.vin})[vehicle.vin])
+    events = seen(flow, vehicle.vin, "REGIONAL", count=2)  # the first boot's, the switch
     code, again = vehicle_cmd(config_path, capsys, "move", vehicle.vin, "--to", "EU",
                               "--policy", "migrate", "--command-id", f"mv-{vehicle.vin}")
     assert code == 0 and "DONE (region EU)" in again, again
@@ -211,9 +223,13 @@ def test_replacing_the_primary_revokes_the_old_device_and_the_new_one_provisions
     wait_until(lambda: new.device_id in (regional(flow, "NA", vehicle.vin)[1] or {})
                .get("devices", {}), timeout=30)
 
-    code, out = vehicle_cmd(config_path, capsys, "replace-device", vehicle.vin, "--old",
-                            old.device_id, "--new", new.device_id)
+    command = ("replace-device", vehicle.vin, "--old", old.device_id, "--new", new.device_id,
+               "--command-id", f"rp-{vehicle.vin}")
+    code, out = vehicle_cmd(config_path, capsys, *command)
     assert code == 0 and "DONE" in out, out
+    events = seen(flow, vehicle.vin, "REMOVED", old.device_id)
+    code, again = vehicle_cmd(config_path, capsys, *command)  # repeated: same outcome, no effect
+    assert code == 0 and "DONE" in again, again
     assert error_code(flow.provision(vehicle, old)) == 13132
     assert error_code(flow.query(vehicle)) == 13132  # the old primary asks
     assert not redis_client.exists(identity_key("NA", old.device_id))
@@ -226,6 +242,8 @@ def test_replacing_the_primary_revokes_the_old_device_and_the_new_one_provisions
     status, entry = regional(flow, "NA", vehicle.vin)
     assert entry["primary_device_id"] == new.device_id
     assert old.device_id not in entry["devices"]
+    # the repeat added nothing: only the new device's PROVISIONED came after it
+    assert seen(flow, vehicle.vin, "PROVISIONED", new.device_id) == events + 1
     audit_clean(config_path, capsys, vehicle.vin, urls_of(flow))
 
 
@@ -233,8 +251,14 @@ def test_a_decommissioned_vehicle_is_erased_refused_and_reinstated_only_explicit
         flow: Flow, fleet_: Fleet, config_path: Path, capsys: pytest.CaptureFixture[str],
         redis_client: redis.Redis) -> None:
     vehicle = provisioned(flow, fleet_)
-    code, out = vehicle_cmd(config_path, capsys, "decommission", vehicle.vin)
+    command = ("decommission", vehicle.vin, "--command-id", f"dc-{vehicle.vin}")
+    code, out = vehicle_cmd(config_path, capsys, *command)
     assert code == 0 and "DONE" in out, out
+    events = seen(flow, vehicle.vin, "DECOMMISSIONED")
+    code, again = vehicle_cmd(config_path, capsys, *command)  # repeated: same outcome, no effect
+    assert code == 0 and "DONE" in again, again
+    time.sleep(1)
+    assert len(flow.histories({vehicle.vin})[vehicle.vin]) == events
     # erased in the region: only the marker; the global store keeps what the audit needs
     status, entry = regional(flow, "NA", vehicle.vin)
     assert entry["decommissioned"] is True and entry["devices"] == {}
