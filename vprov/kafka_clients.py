@@ -77,6 +77,10 @@ class ClusterProducer:
     def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
         self._for(topic).produce(topic, *args, **kwargs)
 
+    def list_topics(self, topic: str, timeout: float = 10) -> Any:
+        """``topic``'s metadata, from the cluster it lives on."""
+        return self._for(topic).list_topics(topic, timeout=timeout)
+
     def poll(self, timeout: float = 0) -> int:
         served = 0
         for one in self._producers.values():
