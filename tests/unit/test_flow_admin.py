@@ -199,16 +199,23 @@ def test_a_moved_vehicles_query_is_answered_with_the_new_regions_endpoint() -> N
     assert answer["body"]["iot_gateway_endpoint"] == CONFIG.regions["EU"].gateway_endpoint
 
 
-# --- the same command again ----------------------------------------------------------------------
-
-
-def test_a_move_sent_again_while_under_way_and_after_has_one_effect() -> None:
+def moving_with_the_target_silent() -> tuple[Flow, SimVehicle, str, list[Output]]:
+    """A provisioned vehicle moving NA -> EU whose REGISTER waits, parked, on EU's rehome topic:
+    the flow, the vehicle, that topic, and what the command produced."""
     flow, sim = Flow(), vehicle()
     provisioned(flow, sim)
     eu = flow.topics.rehome("EU")
     flow.paused.add(eu)
-    first = move(flow, sim)
+    sent = move(flow, sim)
     assert flow.vehicles[sim.vin]["state"] == "MOVING"
+    return flow, sim, eu, sent
+
+
+# --- the same command again ----------------------------------------------------------------------
+
+
+def test_a_move_sent_again_while_under_way_and_after_has_one_effect() -> None:
+    flow, sim, eu, first = moving_with_the_target_silent()
     sent = {(r["action"], r["request_id"]) for r in rehome_requests(flow.sent)}
     event_ids = {e["event_id"] for e in lifecycle(flow.sent)}
     flow.advance(5)
@@ -356,12 +363,7 @@ def test_a_replaced_device_cannot_replace_another_13132() -> None:
 
 
 def test_a_failure_in_the_target_undoes_the_move() -> None:
-    flow, sim = Flow(), vehicle()
-    provisioned(flow, sim)
-    eu = flow.topics.rehome("EU")
-    flow.paused.add(eu)
-    move(flow, sim)
-    assert flow.vehicles[sim.vin]["state"] == "MOVING"
+    flow, sim, eu, _ = moving_with_the_target_silent()
     out = flow.result(failed_result(flow, sim, move_id(sim), "EU"))
     assert [(e["previous_state"], e["state"]) for e in lifecycle(out)] == [("MOVING", "REGIONAL")]
     assert [(r["action"], r["region"]) for r in rehome_requests(out)] == [("RESUME", "NA"),
@@ -386,11 +388,7 @@ def test_a_failure_in_the_target_undoes_the_move() -> None:
 
 
 def test_the_deadline_undoes_a_move_and_a_late_registered_gets_a_cancel() -> None:
-    flow, sim = Flow(), vehicle()
-    provisioned(flow, sim)
-    eu = flow.topics.rehome("EU")
-    flow.paused.add(eu)
-    move(flow, sim)
+    flow, sim, eu, _ = moving_with_the_target_silent()
     assert deadline(flow, sim, move_id(sim)) == []  # not yet: nothing happens
     assert flow.vehicles[sim.vin]["state"] == "MOVING"
     flow.advance(CONFIG.move_timeout_seconds)
