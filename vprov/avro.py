@@ -141,6 +141,9 @@ def _load_codec(record_name: str, schema_dir: Traversable) -> _Codec:
     )
 
 
+REGISTRY_TIMEOUT_SECONDS = 10
+
+
 class _Registry:
     """Confluent wire format; imported lazily so the default format needs no registry client."""
 
@@ -150,7 +153,9 @@ class _Registry:
             topic_subject_name_strategy,
         )
 
-        self._client = SchemaRegistryClient({"url": url})
+        # A bounded wait: the client's default is none, and one answer the registry never sends
+        # would stall the worker for good; a request that times out is retried by the client.
+        self._client = SchemaRegistryClient({"url": url, "timeout": REGISTRY_TIMEOUT_SECONDS})
         # Pinned: newer clients default to an association lookup before falling back to it.
         self._strategy = {"subject.name.strategy": topic_subject_name_strategy}
         self._serializers: dict[str, Any] = {}

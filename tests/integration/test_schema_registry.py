@@ -82,7 +82,7 @@ def avsc(record_name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def client(schema_registry_url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": schema_registry_url})
+    return SchemaRegistryClient({"url": schema_registry_url, "timeout": 10})
 
 
 # --- the wire format ----------------------------------------------------------------------
@@ -307,7 +307,9 @@ def test_a_subscriber_with_only_confluent_kafka_reads_every_lifecycle_event(
     ours = flow.bus.wait(flow.cat.lifecycle, lambda r: r.key == vehicle.vin, count=3)
 
     # No project code below: the registry client and its deserializer, writer schema by id.
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry_url}))
+    # as a subscriber would set it up, with a bounded wait for the registry's answers
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry_url,
+                                                         "timeout": 10}))
     topic = flow.cat.lifecycle
     context = SerializationContext(topic, MessageField.VALUE)
     read = [deserialize(value, context)
