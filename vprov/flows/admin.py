@@ -203,7 +203,7 @@ def _moved(result: dict[str, Any], vehicle: GlobalVehicle, admin: PendingAdmin, 
                        ctx.now_ms, devices=updated["devices"], sequence=updated["sequence"]),
         _outcome(ctx, _command(vehicle, admin), "DONE", admin["target"]),
     ]
-    return _finish(updated, admin, cause, outputs)
+    return _finish(updated, admin["command_id"], cause, outputs)
 
 
 def _undo_move(vehicle: GlobalVehicle, admin: PendingAdmin, ctx: Context, cause: str,
@@ -224,7 +224,7 @@ def _undo_move(vehicle: GlobalVehicle, admin: PendingAdmin, ctx: Context, cause:
         outputs.append(rehome_request(ctx, updated, "CANCEL", admin["request_id"],
                                       admin["target"], command_id, ctx.now_ms))
     outputs.append(_outcome(ctx, _command(vehicle, admin), "FAILED", source, code, detail))
-    return _finish(updated, admin, cause, outputs)
+    return _finish(updated, admin["command_id"], cause, outputs)
 
 
 # --- replace a device ------------------------------------------------------------------------
@@ -308,9 +308,7 @@ def _decommissioned(command: dict[str, Any], vehicle: GlobalVehicle, sequence: i
                     "country_code": None, "gateway_endpoint": None, "pending": None,
                     "error_code": None, "memo": {}, "admin": None, "revoked": []})
     outputs = [decommissioned, _outcome(ctx, command, "DONE", vehicle["region"])]
-    remember(updated, cause, outputs, effects)
-    remember(updated, _cause(command["command_id"]), outputs[-1:], [])
-    return Decision(state=updated, outputs=outputs, effects=effects)
+    return _finish(updated, command["command_id"], cause, outputs, effects)
 
 
 def _reinstate(command: dict[str, Any], vehicle: GlobalVehicle, ctx: Context,
@@ -327,12 +325,12 @@ def _reinstate(command: dict[str, Any], vehicle: GlobalVehicle, ctx: Context,
 # --- the regions' answers and the deadline ---------------------------------------------------
 
 
-def _finish(updated: GlobalVehicle, admin: PendingAdmin, cause: str, outputs: list[Output],
+def _finish(updated: GlobalVehicle, command_id: str, cause: str, outputs: list[Output],
             effects: list[Effect] | None = None) -> Decision:
     """The command's last step: remembered under its cause, and its outcome (the last output)
     under the command, so the command sent again gets the final outcome, not ACCEPTED."""
     remember(updated, cause, outputs, effects or [])
-    remember(updated, _cause(admin["command_id"]), outputs[-1:], [])
+    remember(updated, _cause(command_id), outputs[-1:], [])
     return Decision(state=updated, outputs=outputs, effects=effects or [])
 
 
@@ -371,7 +369,7 @@ def on_result(result: dict[str, Any], vehicle: GlobalVehicle, admin: PendingAdmi
         updated = copy.deepcopy(vehicle)
         updated["admin"] = None
         outputs = [_outcome(ctx, _command(vehicle, admin), "DONE", result["region"])]
-        return _finish(updated, admin, cause, outputs)
+        return _finish(updated, admin["command_id"], cause, outputs)
     return Decision()
 
 
