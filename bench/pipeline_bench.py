@@ -115,8 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ingress-rate", type=float, default=0.0,
                    help="offered vehicles/s of the misrouted phases (0: the highest sustained "
                         "level, else the lowest level)")
-    p.add_argument("--baseline-records", type=int, default=0,
-                   help="records for the relay baseline (0: the reference level's count)")
+    p.add_argument("--baseline-seconds", type=float, default=5.0,
+                   help="the relay baseline's timed window (each of its three runs)")
     p.add_argument("--region", default="NA", help="the regional worker's region")
     p.add_argument("--ports", default="19066,19067", help="web ports: global,regional")
     p.add_argument("--partitions", type=int, default=0,
@@ -613,15 +613,12 @@ class Bench:
 
     def baseline(self, report: RunReport) -> None:
         ref = report.reference_level()
-        # As many records as the workers consumed over all levels: the same amount of work,
-        # and enough for a relay run long enough to time.
-        moved = sum(o.consumed for o in report.levels)
-        records = self.args.baseline_records or max(moved, 10_000)
         self.wait_idle()
-        print(f"baseline relay: {records:,} records", file=sys.stderr)
+        print(f"baseline relay: three {self.args.baseline_seconds:g} s windows", file=sys.stderr)
         before = self.cpu_snapshot()
         report.baseline = run_baseline(self.args.bootstrap, self.broker.admin, self.prefix,
-                                       records, self.config.partitions, self.region, self.dir)
+                                       self.config.partitions, self.region, self.dir,
+                                       seconds=self.args.baseline_seconds)
         usage = self.usage(before, self.cpu_snapshot())
         if ref is not None:
             report.baseline_reference = (

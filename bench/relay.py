@@ -1,11 +1,15 @@
 """The baseline: the least a Kafka stream processor can do, a consume -> produce relay.
 
-``run_baseline`` fills a source topic with N device messages (not timed), then starts this file
-as a separate process (so it does not share the interpreter with the load generator). The relay
-joins a consumer group and produces every record it reads to the target topic with the same
-producer settings as the project's clients (acks=all, idempotence, murmur2) until N records are
-delivered. Records per second is N over the time from the first record read to the last delivery:
-one record consumed and one produced per relayed record, through the same broker as the pipeline.
+``run_baseline`` seeds a topic with N of the pipeline's own device-facing messages (not timed),
+then starts this file as a separate process (so it does not share the interpreter with the load
+generator). The relay joins a consumer group and produces every record it reads back to the
+same topic, with the same producer settings as the project's clients (acks=all, idempotence,
+murmur2), so the N records circulate and the relay never runs dry. After a warm-up it counts the
+records it moves in a fixed window of wall-clock time: records per second is that count over
+the window, one record consumed and one produced per relayed record, through the same broker as
+the pipeline. A fixed window, rather than a fixed count, keeps the figure independent of how
+many records the run happens to seed (a count the relay moves in a fraction of a second is
+mostly start-up and scheduling noise).
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from vprov import fleet
 from vprov.kafka_clients import consumer, producer
 
+SEED_RECORDS = 20_000  # in flight around the loop: enough for full fetches on every partition
+
 
 @dataclass
 class BaselineResult:
-    """The median of ``repeats`` relay runs over the same N records (a sub-second run is
-    sensitive to whatever else the broker does at that moment)."""
+    """The median of ``repeats`` relay runs, each a fixed window of steady-state relaying."""
 
-    records: int
+    records: int  # moved in the median run's window
     mean_bytes: float
-    seconds: float
+    seconds: float  # the median run's window, its closing flush included
     cpu_seconds: float
     delivered: int
     rates: list[float]
@@ -49,7 +54,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def relay(bootstrap: str, source: str, target: str, count: int, group: str,
+def relay(bootstrap: str, topic: str, group: str, seconds: float, warmup: float,
           timeout: float) -> dict[str, float]:
     reader = consumer(bootstrap, group_id=group, **{"enable.partition.eof": False})
     writer = producer(bootstrap)
@@ -59,21 +64,26 @@ def relay(bootstrap: str, source: str, target: str, count: int, group: str,
         if not assigned:
             assigned.append(time.monotonic())
 
-    reader.subscribe([source], on_assign=on_assign)
+    reader.subscribe([topic], on_assign=on_assign)
+    first = window_start = window_end = cpu_start = 0.0
     moved = 0
-    first = cpu_first = 0.0
     deadline = time.monotonic() + timeout
-    while moved < count and time.monotonic() < deadline:
-        for msg in reader.consume(1000, 0.5):
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if window_end and now >= window_end:
+            break
+        if first and not window_start and now >= first + warmup:
+            # Steady state from here on, as the pipeline's workers were already running.
+            window_start, cpu_start, moved = now, _cpu_seconds(), 0
+            window_end = now + seconds
+        for msg in reader.consume(1000, 0.1):
             if msg.error() is not None:
                 continue
-            if moved == 0:
-                # Steady state from the first record on, as the pipeline's workers were
-                # already running; start-up (offset lookup, first fetch) is reported apart.
-                first, cpu_first = time.monotonic(), _cpu_seconds()
+            if not first:
+                first = time.monotonic()
             while True:
                 try:
-                    writer.produce(target, key=msg.key(), value=msg.value())
+                    writer.produce(topic, key=msg.key(), value=msg.value())
                     break
                 except BufferError:
                     writer.poll(0.01)
@@ -81,10 +91,12 @@ def relay(bootstrap: str, source: str, target: str, count: int, group: str,
         writer.poll(0)
     left = writer.flush(60)
     end = time.monotonic()
-    cpu = _cpu_seconds() - cpu_first
+    cpu = _cpu_seconds() - cpu_start
     reader.close()
-    startup = first - assigned[0] if assigned and moved else 0.0
-    return {"moved": moved, "undelivered": left, "seconds": end - first if moved else 0.0,
+    if not window_start:
+        raise SystemExit(f"relay: no steady state within {timeout:.0f} s (records seen: {moved})")
+    startup = first - assigned[0] if assigned else 0.0
+    return {"moved": moved, "undelivered": left, "seconds": end - window_start,
             "cpu_seconds": cpu, "startup_seconds": startup}
 
 
@@ -101,16 +113,13 @@ def _sample_messages(tag: str, region: str, vehicles: int) -> list[tuple[bytes, 
     return out
 
 
-def run_baseline(bootstrap: str, admin: AdminClient, prefix: str, records: int, partitions: int,
-                 region: str, log_dir: Path, repeats: int = 3, timeout: float = 300.0
-                 ) -> BaselineResult:
-    source, target = f"{prefix}.baseline.in", f"{prefix}.baseline.out"
+def _seed(bootstrap: str, admin: AdminClient, topic: str, partitions: int,
+          samples: list[tuple[bytes, bytes]], records: int) -> int:
+    """Creates ``topic`` with ``records`` of the samples in it; returns their bytes."""
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in (source, target)],
-        operation_timeout=30)
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)], operation_timeout=30)
     for future in futures.values():
         future.result()
-    samples = _sample_messages(fleet.run_tag(prefix), region, 200)
     writer = producer(bootstrap)
     size = 0
     for n in range(records):
@@ -118,45 +127,57 @@ def run_baseline(bootstrap: str, admin: AdminClient, prefix: str, records: int, 
         size += len(value)
         while True:
             try:
-                writer.produce(source, key=key, value=value)
+                writer.produce(topic, key=key, value=value)
                 break
             except BufferError:
                 writer.poll(0.01)
         writer.poll(0)
     writer.flush(60)
+    return size
+
+
+def run_baseline(bootstrap: str, admin: AdminClient, prefix: str, partitions: int, region: str,
+                 log_dir: Path, seconds: float = 5.0, repeats: int = 3,
+                 records: int = SEED_RECORDS, timeout: float = 120.0) -> BaselineResult:
+    samples = _sample_messages(fleet.run_tag(prefix), region, 200)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)}
     runs = []
+    size = 0
     for run in range(repeats):
-        # A new group each time: every run reads the N records from the start.
+        # A fresh topic each run: a run that started on its predecessor's backlog would read a
+        # log of millions of records instead of circulating the seed.
+        topic = f"{prefix}.baseline-{run}"
+        size = _seed(bootstrap, admin, topic, partitions, samples, records)
         args = [sys.executable, str(Path(__file__).resolve()), "--bootstrap", bootstrap,
-                "--source", source, "--target", target, "--count", str(records),
-                "--group", f"{prefix}-baseline-{run}", "--timeout", str(timeout)]
+                "--topic", topic, "--group", f"{prefix}-baseline-{run}",
+                "--seconds", str(seconds), "--timeout", str(timeout)]
         with (log_dir / "baseline-relay.log").open("ab") as log:
             done = subprocess.run(args, stdout=subprocess.PIPE, stderr=log, env=env,
                                   timeout=timeout + 120, check=True)
         runs.append(json.loads(done.stdout))
-    runs.sort(key=lambda r: r["seconds"])
-    median = runs[len(runs) // 2]
+        admin.delete_topics([topic], operation_timeout=30)[topic].result()
+    rates = [int(r["moved"]) / r["seconds"] for r in runs]
+    median = sorted(runs, key=lambda r: int(r["moved"]) / r["seconds"])[len(runs) // 2]
     moved = int(median["moved"])
     return BaselineResult(records=moved, mean_bytes=size / max(records, 1),
                           seconds=float(median["seconds"]),
                           cpu_seconds=float(median["cpu_seconds"]),
                           delivered=moved - int(median["undelivered"]),
-                          startup_seconds=float(median["startup_seconds"]),
-                          rates=[int(r["moved"]) / r["seconds"] for r in runs if r["seconds"]])
+                          startup_seconds=float(median["startup_seconds"]), rates=rates)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="consume -> produce relay (benchmark baseline)")
     parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--target", required=True)
-    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--topic", required=True)
     parser.add_argument("--group", required=True)
-    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="the timed window")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of relaying before the window opens")
+    parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    result = relay(args.bootstrap, args.source, args.target, args.count, args.group,
+    result = relay(args.bootstrap, args.topic, args.group, args.seconds, args.warmup,
                    args.timeout)
     print(json.dumps(result))
     return 0
