@@ -121,6 +121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ports", default="19066,19067", help="web ports: global,regional")
     p.add_argument("--partitions", type=int, default=0,
                    help="partitions per topic (0: the packaged default)")
+    p.add_argument("--scale-out", action="store_true",
+                   help="after the other phases, start a second worker per role and run the "
+                        "same levels again (the scale-out figure)")
     p.add_argument("--profile", action="store_true",
                    help="sample both workers with py-spy during an extra, unscored phase")
     p.add_argument("--profile-rate", type=float, default=0.0,
@@ -203,8 +206,8 @@ class Monitor:
                                  f"{worker.log_tail()}")
             rss = worker.rss()
             now[name] = rss
-            self.peak[name] = max(self.peak[name], rss)
-            self.phase_peak[name] = max(self.phase_peak[name], rss)
+            self.peak[name] = max(self.peak.get(name, 0), rss)
+            self.phase_peak[name] = max(self.phase_peak.get(name, 0), rss)
         return now
 
     def start_phase(self) -> None:
@@ -282,7 +285,8 @@ class Bench:
                   f"{self.dir / 'data'}", file=sys.stderr)
             return
         # The workers' RocksDB state is large after a state load; logs and figures stay.
-        shutil.rmtree(self.dir / "data", ignore_errors=True)
+        for data in ("data", "data-2"):
+            shutil.rmtree(self.dir / data, ignore_errors=True)
         try:
             groups = [self.cat.global_app_id, self.cat.regional_app_id(self.region),
                       *(f"{self.prefix}-baseline-{run}" for run in range(3))]
@@ -316,10 +320,11 @@ class Bench:
 
     def cpu_snapshot(self) -> dict[str, float]:
         snap = {}
-        for name, worker in self.workers.items():
+        for worker in self.workers.values():
+            # Per role: with a second worker per role (--scale-out) both count together.
             user, system = worker.cpu_split()
-            snap[name] = user + system
-            snap[f"{name}.system"] = system
+            snap[worker.role] = snap.get(worker.role, 0.0) + user + system
+            snap[f"{worker.role}.system"] = snap.get(f"{worker.role}.system", 0.0) + system
         snap.update({name: s.cpu_seconds() for name, s in self.samplers.items()})
         times = self.me.cpu_times()
         snap["client"] = times.user + times.system
@@ -329,9 +334,10 @@ class Bench:
 
     @staticmethod
     def usage(before: dict[str, float], after: dict[str, float]) -> Usage:
-        cpu = {k: after[k] - before[k] for k in after
+        cpu = {k: after[k] - before.get(k, 0.0) for k in after
                if k not in ("machine", "wall") and "." not in k}
-        system = {k.split(".")[0]: after[k] - before[k] for k in after if k.endswith(".system")}
+        system = {k.split(".")[0]: after[k] - before.get(k, 0.0) for k in after
+                  if k.endswith(".system")}
         return Usage(wall=after["wall"] - before["wall"], cpu=cpu,
                      machine=after["machine"] - before["machine"], system=system)
 
@@ -525,10 +531,12 @@ class Bench:
         level_vehicles = [max(1, round(rate * a.seconds)) for rate in a.level_rates]
         profile_vehicles = round(max(a.level_rates + [a.profile_rate]) * a.profile_seconds) \
             if a.profile else 0
+        scale_vehicles = sum(level_vehicles) if a.scale_out else 0
         # The ingress rate may be chosen after the levels: register for the highest it can be.
         ingress_vehicles = len(a.misrouted_shares) * max(
             1, round(max(a.level_rates + [a.ingress_rate]) * a.seconds))
-        total = a.state_vehicles + sum(level_vehicles) + profile_vehicles + ingress_vehicles
+        total = (a.state_vehicles + sum(level_vehicles) + profile_vehicles + ingress_vehicles
+                 + scale_vehicles)
         report.registered_vehicles = total
         report.registration_seconds = self.register(total)
         print(f"registered {total:,} vehicles in {report.registration_seconds:.0f} s",
@@ -567,6 +575,9 @@ class Bench:
         if a.profile:
             time.sleep(a.pause)
             self.profile(report)
+        if a.scale_out:
+            time.sleep(a.pause)
+            self.scale_out(report, level_vehicles)
         report.rss_peak = dict(self.monitor.peak)
         report.client_cpu_seconds = sum(self.me.cpu_times()[:2]) - client_cpu0
         report.wall_seconds = time.monotonic() - began
@@ -580,6 +591,41 @@ class Bench:
                 + ", ".join(f"{name} ({o.usage.other_percent:.0f}%)" for name, o in disturbed)
                 + ": figures of those phases are disturbed by other work on the machine.")
         return report
+
+    def scale_out(self, report: RunReport, level_vehicles: list[int]) -> None:
+        """A second worker per role joins each consumer group (the partitions split between
+        the two, the new one restores its tables from the changelogs); then the levels again."""
+        a = self.args
+        config_path = self.dir / "config.toml"
+        extra = {f"{w.role}-2": WorkerProcess(w.role, port, config_path, self.dir / "data-2",
+                                              self.dir / f"worker-{w.role}-2.log", w.region,
+                                              w.env, cwd=REPO)
+                 for w, port in zip(list(self.workers.values()),
+                                    (a.web_ports[0] + 2, a.web_ports[1] + 2), strict=True)}
+        print("scale-out: starting a second worker per role", file=sys.stderr)
+        began = time.monotonic()
+        for name, worker in extra.items():
+            self.workers[name] = worker.start()
+        for worker in self.workers.values():
+            worker.wait_ready(300)
+        self.wait_idle()
+        report.scale_out_seconds = time.monotonic() - began
+        report.deployment.append(
+            ("scale-out phases", f"a second worker per role (web ports {a.web_ports[0] + 2},"
+                                 f"{a.web_ports[1] + 2}), then the levels again"))
+        for rate, vehicles in zip(a.level_rates, level_vehicles, strict=True):
+            if rate not in [o.result.rate for o in report.levels]:
+                self.next_index += vehicles  # skipped with one worker per role: skip here too
+                continue
+            time.sleep(a.pause)
+            outcome = self.phase(PhaseResult(f"2 per role {rate:g}/s", rate, vehicles),
+                                 rate=rate)
+            self.judge(outcome)
+            report.scale_out.append(outcome)
+            q = summary_ms(outcome.result.query_latency)
+            print(f"two workers per role, level {rate:g}/s: achieved "
+                  f"{outcome.result.achieved_rate:.1f}/s, query p99 {q['p99']:.0f} ms, "
+                  f"sustained: {outcome.sustained} {outcome.verdict}", file=sys.stderr)
 
     def ingress(self, report: RunReport) -> None:
         """One paced phase per misrouted share: what the ingress' forwarding hop costs."""

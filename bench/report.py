@@ -173,6 +173,8 @@ class RunReport:
     ingress: list[IngressPhase] = field(default_factory=list)
     ingress_rate: float | None = None
     ingress_note: str = ""
+    scale_out: list[Outcome] = field(default_factory=list)  # the levels, two workers per role
+    scale_out_seconds: float = 0.0  # second workers started -> ready and idle
     rss_peak: dict[str, int] = field(default_factory=dict)
     client_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -380,6 +382,10 @@ def console(report: RunReport) -> str:
                 "loop); RSS after: " + ", ".join(f"{k} {_mb(v)} MB"
                                                   for k, v in s.rss_after.items())]
     out += ingress_console(report)
+    if report.scale_out:
+        out += ["", "scale-out (one worker per role | two):", *(
+            f"  {row[0]}/s: {row[1]} v/s, p99 {row[3]} ms | {row[6]} v/s, p99 {row[8]} ms"
+            for row in scale_out_rows(report))]
     out.append("")
     out.append("peak RSS: " + ", ".join(f"{k} {_mb(v)} MB" for k, v in report.rss_peak.items()))
     if report.baseline is not None:
@@ -412,6 +418,48 @@ def vehicles_per_krecords_line(report: RunReport) -> str:
     return (f"sustained vehicles/s per 1,000 relay records/s = {value:.2f} (the "
             f"{best.result.rate:g} vehicles/s level achieved {best.result.achieved_rate:.1f} "
             f"vehicles/s; the relay moved {report.baseline.rate:,.0f} records/s)")
+
+
+def scale_out_rows(report: RunReport) -> list[list[str]]:
+    """Each level with one worker per role beside the same level with two."""
+    two = {o.result.rate: o for o in report.scale_out}
+    rows = []
+    for one in report.levels:
+        other = two.get(one.result.rate)
+        if other is None:
+            continue
+        row = [f"{one.result.rate:g}"]
+        for o in (one, other):
+            q = summary_ms(o.result.query_latency)
+            cpu = o.cpu_ms_per_vehicle("global") + o.cpu_ms_per_vehicle("regional")
+            row += [f"{o.result.achieved_rate:.1f}", "yes" if o.sustained else "no",
+                    _ms(q["p99"]), f"{cpu:.1f}", _pct(o.usage.machine_percent)]
+        rows.append(row)
+    return rows
+
+
+SCALE_OUT_HEADER = [
+    "offered v/s", "1 per role: achieved v/s", "sustained", "query p99 ms",
+    "worker CPU ms/vehicle", "machine CPU", "2 per role: achieved v/s", "sustained",
+    "query p99 ms", "worker CPU ms/vehicle", "machine CPU",
+]
+
+
+def scale_out_markdown(report: RunReport) -> list[str]:
+    if not report.scale_out:
+        return []
+    lines = ["", "## Scale-out: two workers per role", "",
+             f"After the other phases a second global and a second regional worker joined the "
+             f"two consumer groups (ready, state restored and idle after "
+             f"{report.scale_out_seconds:.0f} s); then the same levels ran again. Worker CPU is "
+             "the sum of both workers of a role.", ""]
+    lines += _table(SCALE_OUT_HEADER, scale_out_rows(report))
+    best_one = max((o.result.achieved_rate for o in report.levels if o.sustained), default=0.0)
+    best_two = max((o.result.achieved_rate for o in report.scale_out if o.sustained),
+                   default=0.0)
+    lines += ["", f"Highest sustained level: {best_one:.1f} vehicles/s with one worker per "
+              f"role, {best_two:.1f} with two."]
+    return lines
 
 
 def ingress_rows(report: RunReport) -> list[list[str]]:
@@ -800,6 +848,7 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
         lines += ["", f"Workers wrote {first.per_vehicle(first.produced):.1f} records and "
                   f"consumed {first.per_vehicle(first.consumed):.1f} per vehicle."]
     lines += ingress_markdown(report, ingress_png)
+    lines += scale_out_markdown(report)
     lines += ["", "## Baseline: consume → produce relay", ""]
     if report.baseline is not None:
         b = report.baseline
