@@ -29,6 +29,7 @@ from vprov.config import Config
 from vprov.funnel import funnels
 from vprov.simulate import SimOptions, Simulator
 from vprov.topics import Catalogue
+from vprov.workers import running
 
 WEB_PORTS = {"global": PORT_BASE + 142, "NA": PORT_BASE + 143}
 VEHICLES = 16
@@ -65,15 +66,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory
     ensure_topics(BOOTSTRAP, Catalogue(config).all(), timeout=20)
     workers = {"global": WorkerProcess("global", WEB_PORTS["global"], tmp, Path(path)),
                "NA": WorkerProcess("regional", WEB_PORTS["NA"], tmp, Path(path), region="NA")}
-    try:
-        for worker in workers.values():
-            worker.start()
-        for worker in workers.values():
-            worker.wait_ready()
+    with running(workers):
         yield config, workers
-    finally:
-        for worker in workers.values():
-            worker.stop()
 
 
 def test_the_funnel_adds_up_after_a_simulated_fleet(

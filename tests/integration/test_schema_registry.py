@@ -40,6 +40,7 @@ from vprov.avro import CONFLUENT_MAGIC, RECORD_NAMES, SCHEMA_DIR, AvroSerde, his
 from vprov.config import Config
 from vprov.kafka_clients import consumer
 from vprov.topics import Catalogue
+from vprov.workers import running
 
 # Web ports of this module's workers (a deployment of its own, in registry mode).
 GLOBAL_PORT, NA_PORT = PORT_BASE + 144, PORT_BASE + 145
@@ -240,14 +241,9 @@ def registry_deployment(schema_registry_url: str, tmp_path_factory: pytest.TempP
     procs = {"global": WorkerProcess("global", GLOBAL_PORT, tmp, path, extra_env=env),
              "NA": WorkerProcess("regional", NA_PORT, tmp, path, region="NA", extra_env=env)}
     try:
-        for proc in procs.values():
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready(timeout=120)
-        yield Flow(bus, procs), path
+        with running(procs):
+            yield Flow(bus, procs), path
     finally:
-        for proc in procs.values():
-            proc.stop()
         bus.close()
 
 

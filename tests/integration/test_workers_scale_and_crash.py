@@ -13,7 +13,7 @@ import pytest
 from tests.integration.conftest import PORT_BASE, Flow
 from tests.integration.harness import Fleet, WorkerProcess, own_deployment, wait_until
 from vprov import fleet
-from vprov.workers import start_all
+from vprov.workers import running, start_all
 
 VEHICLES = 200
 
@@ -57,11 +57,9 @@ def scaled(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess], Pat
         "NA2": WorkerProcess("regional", PORT_BASE + 103, tmp_path, path, region="NA"),
     }
     try:
-        start_all(*procs.values())
-        yield Flow(bus, procs), procs, path
+        with running(procs):
+            yield Flow(bus, procs), procs, path
     finally:
-        for proc in procs.values():
-            proc.stop()
         bus.close()
 
 
@@ -118,11 +116,9 @@ def crashable(tmp_path: Path) -> Iterator[tuple[Flow, dict[str, WorkerProcess]]]
         "NA": WorkerProcess("regional", PORT_BASE + 111, tmp_path, path, region="NA"),
     }
     try:
-        start_all(*procs.values())
-        yield Flow(bus, procs), procs
+        with running(procs):
+            yield Flow(bus, procs), procs
     finally:
-        for proc in procs.values():
-            proc.stop()
         bus.close()
 
 

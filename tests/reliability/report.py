@@ -13,6 +13,28 @@ INVARIANTS = ("vehicles", "provisioned", "lost_answers", "conflicting_answers",
               "duplicate_events", "lifecycle_records", "audit")
 
 
+# One section of prose per scenario that ran, its figures filled in from the scenario's row.
+SECTIONS = (
+    ("test_sigkill_workers_at_random_moments", "Crashes",
+     "{kills} SIGKILLs of the global and the regional worker at random moments, {restarts} "
+     "restarts. Recovery (restart until `/health` is ready, tables recovered from the "
+     "changelog): median {recovery_seconds_median} s, max {recovery_seconds_max} s (the group's "
+     "10 s session timeout for the dead member dominates)."),
+    ("test_scale_out_and_back_during_a_run", "Scaling",
+     "1 → {workers_per_role_max} → 1 workers per role during the run. Time to settle (every "
+     "worker ready and the role's input partitions all assigned again): scale-out "
+     "{settle_seconds_scale_out} s (includes starting the new processes), scale-back "
+     "{settle_seconds_scale_back} s."),
+    ("test_broker_restart_in_the_middle_of_a_run", "Broker restart",
+     "Broker stopped and started again mid-run: {broker_down_seconds} s from stop to ready. "
+     "Workers stayed up and caught up."),
+    ("test_redis_outage_of_ten_seconds", "Redis outage",
+     "Redis down {redis_down_seconds} s mid-run: identity operations retried with backoff and "
+     "completed; every vehicle's regional identity exists and its primary's global identity is "
+     "gone."),
+)
+
+
 def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -36,33 +58,9 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
             "`duplicate_events` (one transition under two event ids) must be 0. "
             "`lifecycle_records` counts re-sent copies of events (same `event_id`) that "
             "de-duplication removes; `audit` is `vprov replay --verify` against the tables.", ""]
-    crash = by_name.get("test_sigkill_workers_at_random_moments")
-    if crash:
-        out += ["## Crashes", "",
-                f"{crash['kills']} SIGKILLs of the global and the regional worker at random "
-                f"moments, {crash['restarts']} restarts. Recovery (restart until `/health` is "
-                f"ready, tables recovered from the changelog): median "
-                f"{crash['recovery_seconds_median']} s, max {crash['recovery_seconds_max']} s "
-                "(the group's 10 s session timeout for the dead member dominates).", ""]
-    scale = by_name.get("test_scale_out_and_back_during_a_run")
-    if scale:
-        out += ["## Scaling", "",
-                f"1 → {scale['workers_per_role_max']} → 1 workers per role during the run. "
-                f"Time to settle (every worker ready and the role's input partitions all "
-                f"assigned again): scale-out "
-                f"{scale['settle_seconds_scale_out']} s (includes starting the new processes), "
-                f"scale-back {scale['settle_seconds_scale_back']} s.", ""]
-    broker = by_name.get("test_broker_restart_in_the_middle_of_a_run")
-    if broker:
-        out += ["## Broker restart", "",
-                f"Broker stopped and started again mid-run: {broker['broker_down_seconds']} s "
-                "from stop to ready. Workers stayed up and caught up.", ""]
-    redis_row = by_name.get("test_redis_outage_of_ten_seconds")
-    if redis_row:
-        out += ["## Redis outage", "",
-                f"Redis down {redis_row['redis_down_seconds']} s mid-run: identity operations "
-                "retried with backoff and completed; every vehicle's regional identity exists "
-                "and its primary's global identity is gone.", ""]
+    for scenario, title, text in SECTIONS:
+        if scenario in by_name:
+            out += [f"## {title}", "", text.format(**by_name[scenario]), ""]
     hostile = by_name.get("test_hostile_input_interleaved_with_valid_traffic")
     if hostile:
         out += ["## Bad input", "",

@@ -29,7 +29,7 @@ from vprov.commands import QueryHop, decode_query_hop
 from vprov.envelope import ProvisionQuery, ReplyTo
 from vprov.fleet import SimVehicle
 from vprov.flows import query
-from vprov.outputs import KEEP
+from vprov.outputs import KEEP, Output
 
 NA_ENDPOINT = CONFIG.regions["NA"].gateway_endpoint
 EU_ENDPOINT = CONFIG.regions["EU"].gateway_endpoint
@@ -62,6 +62,20 @@ def pending_request_id(flow: Flow, sim: SimVehicle) -> str:
     pending = flow.vehicles[sim.vin]["pending"]
     assert pending is not None
     return pending["request_id"]
+
+
+def waiting_for_region(message_id: str = "q-1") -> tuple[Flow, SimVehicle, str]:
+    """A registered vehicle queried, its REGISTER held before region NA: (flow, vehicle, the
+    pending request's id)."""
+    flow, sim = Flow(), vehicle()
+    flow.register(sim)
+    flow.paused.add(flow.topics.rehome("NA"))
+    flow.query(ask(flow, sim, message_id))
+    return flow, sim, pending_request_id(flow, sim)
+
+
+def deadline(flow: Flow, sim: SimVehicle, request_id: str) -> list[Output]:
+    return flow.command(sim.vin, {"kind": "deadline", "request_id": request_id})
 
 
 # --- the happy path ----------------------------------------------------------------------------
@@ -382,11 +396,7 @@ def test_two_systems_racing_for_one_vin_the_second_loses_with_13128() -> None:
 
 
 def test_failed_regional_registration_is_13105_qry_fail_and_a_cancel() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    flow.query(ask(flow, sim))
-    request_id = pending_request_id(flow, sim)
+    flow, sim, request_id = waiting_for_region()
     out = flow.result({"request_id": request_id, "vin": sim.vin, "system_id": sim.system_id,
                        "region": "NA", "outcome": "FAILED", "gateway_endpoint": "",
                        "error_code": 5000, "error_message": "store unavailable",
@@ -402,37 +412,21 @@ def test_failed_regional_registration_is_13105_qry_fail_and_a_cancel() -> None:
     assert flow.vehicles[sim.vin]["pending"] is None
 
 
-def test_deadline_command_before_the_deadline_changes_nothing() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    flow.query(ask(flow, sim))
+@pytest.mark.parametrize(("late_by", "own_request"), [(-0.001, True), (1, False)],
+                         ids=["before the deadline", "for another request"])
+def test_deadline_command_that_does_not_apply_changes_nothing(late_by: float,
+                                                               own_request: bool) -> None:
+    flow, sim, request_id = waiting_for_region()
     before = flow.snapshot()
-    flow.advance(CONFIG.rehome_timeout_seconds - 0.001)
-    assert flow.command(sim.vin, {"kind": "deadline",
-                                  "request_id": pending_request_id(flow, sim)}) == []
-    assert flow.snapshot() == before
-
-
-def test_deadline_command_for_another_request_changes_nothing() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    flow.query(ask(flow, sim))
-    before = flow.snapshot()
-    flow.advance(CONFIG.rehome_timeout_seconds + 1)
-    assert flow.command(sim.vin, {"kind": "deadline", "request_id": "someone-else"}) == []
+    flow.advance(CONFIG.rehome_timeout_seconds + late_by)
+    assert deadline(flow, sim, request_id if own_request else "someone-else") == []
     assert flow.snapshot() == before
 
 
 def test_deadline_passed_is_13105_qry_fail_and_a_cancel_for_the_region() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    flow.query(ask(flow, sim))
-    request_id = pending_request_id(flow, sim)
+    flow, sim, request_id = waiting_for_region()
     flow.advance(CONFIG.rehome_timeout_seconds + 0.5)
-    out = flow.command(sim.vin, {"kind": "deadline", "request_id": request_id})
+    out = deadline(flow, sim, request_id)
     answer = only_reply(out)
     assert (error_code(answer), answer["correlation_id"]) == (13105, "q-1")
     assert answer["body"]["lifecyclestate"] == "QRY_FAIL"
@@ -445,13 +439,9 @@ def test_deadline_passed_is_13105_qry_fail_and_a_cancel_for_the_region() -> None
 
 
 def test_late_registered_result_after_giving_up_is_cancelled_and_leaves_nothing() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    flow.query(ask(flow, sim))
-    request_id = pending_request_id(flow, sim)
+    flow, sim, request_id = waiting_for_region()
     flow.advance(CONFIG.rehome_timeout_seconds + 1)
-    flow.command(sim.vin, {"kind": "deadline", "request_id": request_id})
+    deadline(flow, sim, request_id)
     out = flow.release()  # the region finally handles the REGISTER, then the CANCEL
     late_cancels = [o for o in event_outputs(out, "RehomeRequest")
                     if o.value["action"] == "CANCEL"]
@@ -513,17 +503,13 @@ def test_exact_duplicate_of_a_repeat_query_gets_the_original_answer() -> None:
     assert reply_texts(again) == reply_texts(first)
 
 
-def test_repeat_query_for_a_regional_vehicle_from_a_non_primary_device_is_13122() -> None:
+@pytest.mark.parametrize(("device", "changes"), [(1, {}), (0, {"ecu_type": "IVI"})],
+                         ids=["from a non-primary device", "with another ECU type"])
+def test_repeat_query_for_a_regional_vehicle_is_13122(device: int,
+                                                      changes: dict[str, str]) -> None:
     flow, sim = Flow(), vehicle()
     flow.homed(sim)
-    out = flow.query(ask(flow, as_device(sim, 1), "q-2"))
-    assert error_code(only_reply(out)) == 13122
-
-
-def test_repeat_query_for_a_regional_vehicle_with_another_ecu_type_is_13122() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.homed(sim)
-    out = flow.query(ask(flow, as_device(sim, 0, ecu_type="IVI"), "q-2"))
+    out = flow.query(ask(flow, as_device(sim, device, **changes), "q-2"))
     assert error_code(only_reply(out)) == 13122
 
 
@@ -561,10 +547,7 @@ def test_exact_duplicate_while_pending_resends_only_the_same_request() -> None:
 
 
 def test_query_from_a_non_primary_device_while_pending_is_13122() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    flow.query(ask(flow, sim, "q-1"))
+    flow, sim, _ = waiting_for_region()
     out = flow.query(ask(flow, as_device(sim, 1), "q-ivi"))
     out += flow.release()
     [answer] = answer_to(out, "q-ivi")
@@ -587,15 +570,11 @@ def test_reprocessing_the_same_rehome_result_repeats_the_same_records() -> None:
 
 
 def test_deadline_after_completion_changes_nothing() -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    flow.query(ask(flow, sim))
-    request_id = pending_request_id(flow, sim)
+    flow, sim, request_id = waiting_for_region()
     flow.release()
     before = flow.snapshot()
     flow.advance(CONFIG.rehome_timeout_seconds + 1)
-    assert flow.command(sim.vin, {"kind": "deadline", "request_id": request_id}) == []
+    assert deadline(flow, sim, request_id) == []
     assert flow.snapshot() == before
 
 
@@ -612,15 +591,11 @@ def test_event_ids_are_derived_from_the_cause() -> None:
 def test_retry_after_a_timeout_reaches_regional_and_the_abandoned_request_is_undone(
     results_late: bool,
 ) -> None:
-    flow, sim = Flow(), vehicle()
-    flow.register(sim)
-    flow.paused.add(flow.topics.rehome("NA"))
-    if results_late:
+    flow, sim, abandoned = waiting_for_region()
+    if results_late:  # the region's results wait too (nothing reaches them before the release)
         flow.paused.add(flow.topics.rehome_result)
-    flow.query(ask(flow, sim, "q-1"))
-    abandoned = pending_request_id(flow, sim)
     flow.advance(CONFIG.rehome_timeout_seconds + 1)
-    flow.command(sim.vin, {"kind": "deadline", "request_id": abandoned})
+    deadline(flow, sim, abandoned)
     flow.query(ask(flow, sim, "q-2"))
     retried = pending_request_id(flow, sim)
     out = flow.release(flow.topics.rehome("NA"))

@@ -81,14 +81,10 @@ DEVICE_REFUSED = [
 ]
 
 
-def cases(table: list[tuple[str, str, str]]) -> list[Any]:
-    return [pytest.param(a, b, id=f"{a or '∅'} → {b}: {why}") for a, b, why in table]
-
-
 def both(vehicle: list[tuple[str, str, str]], device: list[tuple[str, str, str]]) -> list[Any]:
-    return [pytest.param(a, b, False, id=f"vehicle {a or '∅'} → {b}: {why}")
-            for a, b, why in vehicle] + \
-        [pytest.param(a, b, True, id=f"device {a or '∅'} → {b}: {why}") for a, b, why in device]
+    return [pytest.param(a, b, is_device, id=f"{who} {a or '∅'} → {b}: {why}")
+            for who, is_device, table in (("vehicle", False, vehicle), ("device", True, device))
+            for a, b, why in table]
 
 
 @pytest.mark.parametrize(("current", "target", "device"), both(VEHICLE_ALLOWED, DEVICE_ALLOWED))

@@ -160,6 +160,12 @@ def accepted(raw: bytes, kind: str = Q) -> Request:
     return result
 
 
+def valid_reply_to(encoding: int = 0) -> ReplyTo:
+    """Whom the answer to ``message()`` goes back to."""
+    return ReplyTo(message_id="msg-0001", system_id=SYSTEM, sub_system_id=SUB, vin=VIN,
+                   device_id=TCU, ecu_type="TCU", body_encoding_type=encoding)
+
+
 E = ErrorCode
 # (rule, topic's type, raw message, expected code)
 CASES: list[tuple[str, str, bytes, ErrorCode]] = [
@@ -555,15 +561,7 @@ def test_valid_query_parses(encoding: int) -> None:
     assert (envelope.message_type, envelope.time, envelope.ttl) == (Q, NOW - 10, -1)
     assert (envelope.status, envelope.body_encoding_type) == ("SUBMIT", encoding)
     assert envelope.property_bag == {"body_encoding_type": encoding}
-    assert request.reply_to == ReplyTo(
-        message_id="msg-0001",
-        system_id=SYSTEM,
-        sub_system_id=SUB,
-        vin=VIN,
-        device_id=TCU,
-        ecu_type="TCU",
-        body_encoding_type=encoding,
-    )
+    assert request.reply_to == valid_reply_to(encoding)
 
 
 @pytest.mark.parametrize("encoding", [0, 1])
@@ -984,15 +982,7 @@ def test_unanswerable_rejection_has_no_reply_to(rule: str, raw: bytes) -> None:
 
 def test_rejection_reply_to_holds_what_is_known() -> None:
     rejection = rejected(message(body={"primary": False}))
-    assert rejection.reply_to == ReplyTo(
-        message_id="msg-0001",
-        system_id=SYSTEM,
-        sub_system_id=SUB,
-        vin=VIN,
-        device_id=TCU,
-        ecu_type="TCU",
-        body_encoding_type=0,
-    )
+    assert rejection.reply_to == valid_reply_to()
 
 
 @pytest.mark.parametrize("encoding", [0, 1])
@@ -1015,15 +1005,9 @@ def test_rejection_reply_to_never_echoes_invalid_values() -> None:
         body={"vin": "also bad", "system_id": "s p", "ecu_type": []},
     )
     reply_to = rejected(raw).reply_to
-    assert reply_to == ReplyTo(
-        message_id=None,
-        system_id=None,
-        sub_system_id=SUB,
-        vin=None,
-        device_id=TCU,
-        ecu_type=None,
-        body_encoding_type=0,
-    )
+    # sub_system_id and device_id were valid; the rest is left out
+    assert reply_to == dataclasses.replace(valid_reply_to(), message_id=None, system_id=None,
+                                           vin=None, ecu_type=None)
 
 
 def test_rejection_with_unsupported_encoding_answers_with_encoding_0() -> None:
