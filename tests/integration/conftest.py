@@ -21,7 +21,9 @@ from tests.integration.harness import (
     Fleet,
     Record,
     WorkerProcess,
+    delete_topics,
     isolated_config,
+    topic_names,
 )
 from vprov import config as config_module
 from vprov import fleet
@@ -75,12 +77,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+# Prefixes of the session's own deployment: its topics outlive every module.
+SESSION_PREFIXES: set[str] = set()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drop_module_topics(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The topics a module created are deleted after it (its workers have stopped by then):
+    a suite leaves thousands of partitions on the broker otherwise, and a broker restarts, and
+    answers metadata requests, the slower the more it holds. A module that needs its topics
+    kept past its end says ``KEEP_TOPICS = True``."""
+    try:
+        before = topic_names()
+    except Exception:  # noqa: BLE001 - no broker: the module's own tests say so
+        before = None
+    yield
+    if before is None or getattr(request.module, "KEEP_TOPICS", False):
+        return
+    try:
+        created = topic_names() - before
+    except Exception:  # noqa: BLE001 - a module may leave the broker stopped
+        return
+    delete_topics(t for t in created
+                  if not t.startswith(("_", *SESSION_PREFIXES)) and "mm2-" not in t)
+
+
 def write_test_config(path: Path) -> Path:
     """The session's deployment: its own prefix and topic names (so two sessions, or a session
     and a demo, on one broker never share a consumer group), a short rehome timeout, and a
     region no worker serves."""
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    SESSION_PREFIXES.add(prefix)
     return isolated_config(
-        path, f"t{uuid.uuid4().hex[:6]}",
+        path, prefix,
         regions={SILENT_REGION: {"gateway_endpoint": "mqtts://zz.iot.vprov.example:8883",
                                  "countries": []}},
         rehome_timeout_seconds=REHOME_TIMEOUT_SECONDS,

@@ -3,6 +3,7 @@ subscribers would: produce device JSON, read answers and Avro events back from t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from vprov import config as config_module
 from vprov import envelope, fleet, workers
-from vprov.admin import ensure_topics
+from vprov.admin import admin_client, ensure_topics
 from vprov.avro import AvroSerde
 from vprov.config import Config
 from vprov.kafka_clients import consumer, producer
@@ -34,6 +35,21 @@ def kafka_security_env() -> dict[str, str]:
     command run with an environment of its own."""
     return {k: v for k, v in os.environ.items()
             if k.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))}
+
+
+def topic_names(bootstrap: str = BOOTSTRAP) -> set[str]:
+    return set(admin_client(bootstrap).list_topics(timeout=10).topics)
+
+
+def delete_topics(names: Iterable[str], bootstrap: str = BOOTSTRAP) -> None:
+    """Delete ``names`` and wait for the broker to take it; best effort (a topic already gone,
+    or a broker a test has stopped, is no failure of the test that ran)."""
+    names = sorted(names)
+    if not names:
+        return
+    for future in admin_client(bootstrap).delete_topics(names, operation_timeout=30).values():
+        with contextlib.suppress(Exception):  # clean-up must never fail a test
+            future.result(timeout=60)
 
 
 @dataclass

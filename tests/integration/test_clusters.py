@@ -40,6 +40,8 @@ from vprov.kafka_clients import consumer
 from vprov.topics import Catalogue
 from vprov.workers import running
 
+# MirrorMaker keeps mirroring this module's topics until the session ends: leave them.
+KEEP_TOPICS = True
 REGIONS = ("NA", "EU")  # with clusters of their own
 REHOME_TIMEOUT_SECONDS = 4
 GLOBAL_WEB, NA_WEB = PORT_BASE + 140, PORT_BASE + 141

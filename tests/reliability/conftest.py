@@ -7,6 +7,7 @@ report to docs/reliability.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -29,7 +30,9 @@ from tests.integration.harness import (
     Bus,
     Fleet,
     WorkerProcess,
+    delete_topics,
     own_deployment,
+    topic_names,
     wait_until,
 )
 from vprov import fleet
@@ -176,6 +179,9 @@ def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
         for proc in dep.procs:
             proc.stop()
         bus.close()
+        # the next scenario's broker restart is the slower the more partitions it reloads
+        with contextlib.suppress(Exception):
+            delete_topics(t for t in topic_names() if t.startswith(prefix))
         if dep.figures:
             dep.figures.update(consumer_repairs(dep.procs))
         if sizes.report and dep.figures:
