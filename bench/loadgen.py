@@ -8,7 +8,6 @@ producer with another partitioner would; the others go through the murmur2 produ
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,8 +20,7 @@ from vprov import envelope, fleet
 from vprov.avro import AvroSerde
 from vprov.config import Config
 from vprov.fleet_driver import FleetDriver, Request, Trip
-from vprov.latency import NO_VALUE as UNSET
-from vprov.latency import percentile, summary_ms
+from vprov.latency import summary_ms
 
 __all__ = ["LoadGenerator", "PhaseResult", "summary_ms"]
 
@@ -46,8 +44,6 @@ class PhaseResult:
     device_latency: list[float] = field(default_factory=list)
     vehicle_latency: list[float] = field(default_factory=list)
     completion_times: list[float] = field(default_factory=list)
-    # vehicle latency by start order, for the growth check (NaN: did not complete)
-    vehicle_latency_in_order: list[float] = field(default_factory=list)
     send_lag: list[float] = field(default_factory=list)  # actual - intended start (open loop)
     dead_letters: int = 0
     misrouted: float = 0.0  # share of vehicles whose requests went to a wrong partition
@@ -79,17 +75,6 @@ class PhaseResult:
         """From the end of sending until the last vehicle completed (or gave up)."""
         end = max(self.completion_times, default=self.started_at + self.window)
         return max(0.0, end - (self.started_at + self.window))
-
-    @property
-    def latency_growth(self) -> float:
-        """Median vehicle latency of the last fifth of starts over that of the first fifth."""
-        values = self.vehicle_latency_in_order
-        fifth = max(1, len(values) // 5)
-        first = [v for v in values[:fifth] if not math.isnan(v)]
-        last = [v for v in values[-fifth:] if not math.isnan(v)]
-        if not first or not last:
-            return UNSET
-        return percentile(last, 50) / max(percentile(first, 50), 1e-9)
 
 
 class LoadGenerator(FleetDriver):
@@ -148,7 +133,6 @@ class LoadGenerator(FleetDriver):
         phase.completed += 1
         latency = trip.ended_at - trip.due_at
         phase.vehicle_latency.append(latency)
-        phase.vehicle_latency_in_order[trip.index - self._first] = latency
         phase.completion_times.append(trip.ended_at)
 
     def on_other(self, topic: str, value: bytes) -> None:
@@ -169,7 +153,6 @@ class LoadGenerator(FleetDriver):
         self.phase = phase
         self._first = first
         self._misrouted = [is_misrouted(first + i, phase.misrouted) for i in range(n)]
-        phase.vehicle_latency_in_order = [UNSET] * n
         trips = self.plan((self.vehicle(first + i) for i in range(n)), first)
         label = f"{rate:g} vehicles/s" if rate else f"state load (window {window})"
         phase.started_at = time.monotonic()

@@ -7,7 +7,6 @@ de-duplicate. No random ids anywhere in the flow.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 NAMESPACE = uuid.UUID("6f1c3c9e-4b1e-5d5a-9d0e-2f7a1b8c4e21")
@@ -18,6 +17,3 @@ def derive_id(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, "\x1f".join(str(p) for p in parts)))
 
 
-def payload_digest(raw: bytes) -> str:
-    """Stable short digest of raw bytes, for messages that carry no usable message_id."""
-    return hashlib.sha256(raw).hexdigest()[:32]
