@@ -47,7 +47,8 @@ def delete_topics(names: Iterable[str], bootstrap: str = BOOTSTRAP) -> None:
     names = sorted(names)
     if not names:
         return
-    for future in admin_client(bootstrap).delete_topics(names, operation_timeout=30).values():
+    admin = admin_client(bootstrap)  # held until the answers came: a dropped client sends nothing
+    for future in admin.delete_topics(names, operation_timeout=30).values():
         with contextlib.suppress(Exception):  # clean-up must never fail a test
             future.result(timeout=60)
 
