@@ -181,6 +181,9 @@ offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# a deleted topic's files go after a second (the default keeps them a minute): test runs and
+# benchmarks delete thousands of partitions, and a restart reloads every file still there
+log.segment.delete.delay.ms=1000
 EOF
     if secured; then secure_kafka_config; fi
     cat >"$KAFKA_DIR/log4j.properties" <<EOF
