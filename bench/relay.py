@@ -27,7 +27,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from vprov import fleet
-from vprov.kafka_clients import consumer, producer
+from vprov.kafka_clients import consumer, produce_when_room, producer
 
 SEED_RECORDS = 20_000  # in flight around the loop: enough for full fetches on every partition
 
@@ -81,12 +81,7 @@ def relay(bootstrap: str, topic: str, group: str, seconds: float, warmup: float,
                 continue
             if not first:
                 first = time.monotonic()
-            while True:
-                try:
-                    writer.produce(topic, key=msg.key(), value=msg.value())
-                    break
-                except BufferError:
-                    writer.poll(0.01)
+            produce_when_room(writer, topic, key=msg.key(), value=msg.value())
             moved += 1
         writer.poll(0)
     left = writer.flush(60)
@@ -125,12 +120,7 @@ def _seed(bootstrap: str, admin: AdminClient, topic: str, partitions: int,
     for n in range(records):
         key, value = samples[n % len(samples)]
         size += len(value)
-        while True:
-            try:
-                writer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                writer.poll(0.01)
+        produce_when_room(writer, topic, key=key, value=value)
         writer.poll(0)
     writer.flush(60)
     return size

@@ -114,7 +114,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaError, Message
 
     from vprov.avro import serde_from_config
-    from vprov.kafka_clients import producer
+    from vprov.kafka_clients import produce_when_room, producer
     from vprov.progress import progress
     from vprov.registration_file import LineError, read_lines
     from vprov.topics import Catalogue
@@ -144,13 +144,8 @@ def cmd_register(args: argparse.Namespace) -> int:
             print(f"{path}:{item}: skipped", file=sys.stderr)
         else:
             value = serde.encode("DeviceRegistration", item, topic=topic)
-            while True:
-                try:
-                    out.produce(topic, key=item["device_id"].encode(), value=value,
-                                on_delivery=delivered)
-                    break
-                except BufferError:  # the local queue is full: let it drain
-                    out.poll(0.1)
+            produce_when_room(out, topic, key=item["device_id"].encode(), value=value,
+                              on_delivery=delivered)
             out.poll(0)
             published += 1
         bar.update()

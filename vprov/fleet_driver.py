@@ -33,7 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from vprov import envelope, fleet
 from vprov.avro import AvroSerde, serde_from_config
 from vprov.config import Cluster, Config
-from vprov.kafka_clients import ClusterProducer, ClusterReader
+from vprov.kafka_clients import ClusterProducer, ClusterReader, produce_when_room
 from vprov.progress import progress
 from vprov.registration_file import to_record
 from vprov.topics import Catalogue
@@ -158,13 +158,9 @@ class FleetDriver:
     def produce(self, topic: str, key: str | bytes, value: bytes, partition: int | None = None
                 ) -> None:
         key = key.encode() if isinstance(key, str) else key
-        while True:
-            try:  # partition -1: the producer's murmur2 partitioner picks the key's owner
-                self.producer.produce(topic, key=key, value=value,
-                                      partition=-1 if partition is None else partition)
-                return
-            except BufferError:  # local queue full: serve it and try again
-                self.producer.poll(0.01)
+        # partition -1: the producer's murmur2 partitioner picks the key's owner
+        produce_when_room(self.producer, topic, key=key, value=value,
+                          partition=-1 if partition is None else partition)
 
     def send(self, trip: Trip, kind: str, topic: str, raw: bytes, message_id: str,
              device: fleet.SimDevice | None = None) -> Request:

@@ -13,7 +13,7 @@ through Python logging, de-duplicated (``vprov.kafka_log``; shown by ``vprov -v`
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -37,6 +37,22 @@ def producer(kafka: KafkaAccess | str, **overrides: object) -> Producer:
     }
     settings.update(overrides)
     return Producer(settings)
+
+
+class Producing(Protocol):
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+
+
+def produce_when_room(out: Producing, topic: str, **record: Any) -> None:
+    """``out.produce``, serving deliveries while librdkafka's local queue is full (it raises
+    ``BufferError`` instead of waiting)."""
+    while True:
+        try:
+            out.produce(topic, **record)
+            return
+        except BufferError:
+            out.poll(0.01)
 
 
 def consumer(kafka: KafkaAccess | str, group_id: str | None = None, **overrides: object
