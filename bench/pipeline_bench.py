@@ -36,6 +36,7 @@ from typing import Any
 
 import profiles
 import psutil
+from client_floor import run_floor
 from deploy import (
     REPO,
     Broker,
@@ -117,6 +118,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "level, else the lowest level)")
     p.add_argument("--baseline-seconds", type=float, default=5.0,
                    help="the relay baseline's timed window (each of its three runs)")
+    p.add_argument("--floor-rates", default="300,2400",
+                   help="records/s at which a bare relay on each Kafka client is measured "
+                        "(the client floor; default: the workers' records/s at 50 and 400 "
+                        "vehicles/s); empty: skip")
+    p.add_argument("--floor-seconds", type=float, default=10.0,
+                   help="the client floor's timed window per client and rate")
     p.add_argument("--region", default="NA", help="the regional worker's region")
     p.add_argument("--ports", default="19066,19067", help="web ports: global,regional")
     p.add_argument("--partitions", type=int, default=0,
@@ -155,10 +162,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.level_rates = [float(x) for x in args.levels.split(",") if x.strip()]
         args.web_ports = [int(x) for x in args.ports.split(",")]
         args.misrouted_shares = [float(x) for x in args.misrouted.split(",") if x.strip()]
+        args.floor_rates = [float(x) for x in args.floor_rates.split(",") if x.strip()]
     except ValueError:
-        p.error("--levels, --ports and --misrouted take comma-separated numbers")
-    if len(args.web_ports) != 2 or any(r <= 0 for r in args.level_rates):
-        p.error("--ports takes two ports; --levels positive rates")
+        p.error("--levels, --ports, --misrouted and --floor-rates take comma-separated numbers")
+    if len(args.web_ports) != 2 or any(r <= 0 for r in args.level_rates + args.floor_rates):
+        p.error("--ports takes two ports; --levels and --floor-rates positive rates")
     if any(not 0 <= x <= 1 for x in args.misrouted_shares) or args.ingress_rate < 0:
         p.error("--misrouted takes shares between 0 and 1; --ingress-rate a rate (0: default)")
     return args
@@ -572,6 +580,11 @@ class Bench:
             self.ingress(report)
         time.sleep(a.pause)
         self.baseline(report)
+        if a.floor_rates:
+            self.wait_idle()
+            report.floor = run_floor(a.bootstrap, self.broker.admin, self.prefix,
+                                     self.config.partitions, a.floor_rates, a.floor_seconds,
+                                     self.dir)
         if a.profile:
             time.sleep(a.pause)
             self.profile(report)
