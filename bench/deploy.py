@@ -29,13 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 # --- configuration ------------------------------------------------------------------------------
 
 def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, regions: tuple[str, ...],
-                 partitions: int | None = None) -> Config:
+                 partitions: int | None = None, producer_client: str | None = None) -> Config:
     """The packaged defaults with the run's own app prefix and topic names, and only the regions
     that get a worker (topics of regions nobody serves would only load the broker)."""
     doc = config_module.isolate(config_module.defaults_document(), prefix)
     doc["kafka"]["bootstrap_servers"] = bootstrap
     if partitions:
         doc["kafka"]["partitions"] = partitions
+    if producer_client:
+        doc["kafka"]["producer_client"] = producer_client
     doc["redis"]["url"] = redis_url
     doc["regions"] = {code: body for code, body in doc["regions"].items() if code in regions}
     path.write_text(config_module.dumps(doc), encoding="utf-8")

@@ -128,6 +128,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ports", default="19066,19067", help="web ports: global,regional")
     p.add_argument("--partitions", type=int, default=0,
                    help="partitions per topic (0: the packaged default)")
+    p.add_argument("--producer-client", choices=("librdkafka", "aiokafka"),
+                   help="the workers' kafka.producer_client (default: the packaged default)")
     p.add_argument("--scale-out", action="store_true",
                    help="after the other phases, start a second worker per role and run the "
                         "same levels again (the scale-out figure)")
@@ -259,7 +261,8 @@ class Bench:
             if listener_pid(port) is not None:
                 raise SystemExit(f"port {port} is in use; pick others with --ports")
         self.config = write_config(self.dir / "config.toml", self.prefix, a.bootstrap,
-                                   a.redis_url, (self.region,), a.partitions or None)
+                                   a.redis_url, (self.region,), a.partitions or None,
+                                   a.producer_client)
         self.cat = Catalogue(self.config)
         ensure_topics(a.bootstrap, self.cat.all())
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": a.bootstrap, "REDIS_URL": a.redis_url,

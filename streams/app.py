@@ -16,7 +16,7 @@ from streams.transport import FetchSettings, consumer_of, install
 from vprov.avro import serde_from_config
 from vprov.config import Config
 from vprov.identity import RedisIdentityRegistry
-from vprov.kafka_settings import faust_settings
+from vprov.kafka_settings import faust_settings, librdkafka
 from vprov.topics import Catalogue
 
 
@@ -69,7 +69,8 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     # Faust's consumer and producer with the commit guard (streams/commit_guard.py), and the
     # fetch settings Faust does not expose
     install(app, FetchSettings(min_bytes=config.fetch_min_bytes,
-                               max_wait_ms=config.fetch_max_wait_ms))
+                               max_wait_ms=config.fetch_max_wait_ms),
+            librdkafka(config) if config.producer_client == "librdkafka" else None)
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
     metrics = worker_metrics.Metrics(catalogue, config, options.region)
     shell = Shell(app, catalogue, config, serde_from_config(config), registry, metrics)

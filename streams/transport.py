@@ -1,5 +1,6 @@
 """The Kafka transport of a worker's Faust app: Faust's aiokafka transport with the commit guard
-(``streams/commit_guard.py``) and the fetch settings of the configuration.
+(``streams/commit_guard.py``), the fetch settings of the configuration and, unless
+``kafka.producer_client = "aiokafka"``, the librdkafka producer (``streams/producer.py``).
 
 Faust builds its consumer and producer through ``app.transport`` (``Transport.Consumer`` and
 ``Transport.Producer``); ``install`` gives one app this transport, so nothing else in the
@@ -10,6 +11,7 @@ before it starts (aiokafka hands them to its fetcher in ``start``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -19,6 +21,7 @@ from faust.transport.drivers import aiokafka as driver
 
 from streams import faust_contract
 from streams.commit_guard import DrainingProducer, GuardedConsumer, GuardedTopics
+from streams.producer import LibrdkafkaProducer
 
 
 @dataclass(frozen=True)
@@ -50,21 +53,31 @@ class Transport(driver.Transport):
     Consumer = Consumer
     Producer = DrainingProducer
 
-    def __init__(self, *args: Any, fetch: FetchSettings | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch: FetchSettings | None = None,
+                 librdkafka: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fetch = fetch or FetchSettings()
         self.guarded = GuardedTopics()
+        self.librdkafka = librdkafka  # connection settings; None: Faust's aiokafka producer
+
+    def create_producer(self, **kwargs: Any) -> Any:
+        if self.librdkafka is None:
+            return super().create_producer(**kwargs)
+        return LibrdkafkaProducer(self, settings=self.librdkafka, **kwargs)
 
     def create_consumer(self, callback: Any, **kwargs: Any) -> Any:
         return super().create_consumer(callback, guarded=self.guarded, **kwargs)
 
 
-def install(app: faust.App, fetch: FetchSettings) -> Transport:
+def install(app: faust.App, fetch: FetchSettings,
+            librdkafka: Mapping[str, Any] | None = None) -> Transport:
     """Give ``app`` this transport; call it right after creating the app, before anything
-    reaches ``app.transport`` (declaring a topic or an agent does). Fails with
-    ``faust_contract.UnsupportedFaust`` when the installed Faust lacks what the guard uses."""
+    reaches ``app.transport`` (declaring a topic or an agent does). ``librdkafka``: the
+    connection settings of the librdkafka producer; None keeps Faust's aiokafka producer.
+    Fails with ``faust_contract.UnsupportedFaust`` when the installed Faust lacks what the
+    guard uses."""
     faust_contract.check()
-    transport = Transport(app.conf.broker_consumer, app, fetch=fetch)
+    transport = Transport(app.conf.broker_consumer, app, fetch=fetch, librdkafka=librdkafka)
     app.transport = transport
     return transport
 

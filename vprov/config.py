@@ -144,6 +144,7 @@ class KafkaTable(_Table):
     fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)]
     # Faust holds the linger in seconds: above 1000 ms an odd value would not survive the trip
     producer_linger_ms: Annotated[int, Field(ge=0, le=1000)]
+    producer_client: Literal["librdkafka", "aiokafka"] = "librdkafka"
     security: KafkaSecurity = KafkaSecurity()
 
 
@@ -267,6 +268,7 @@ class Config:
     fetch_min_bytes: int
     fetch_max_wait_ms: int
     producer_linger_ms: int
+    producer_client: str  # "librdkafka" or "aiokafka" (Faust's own producer)
     redis_url: str
     schema_registry_url: str
     max_payload_bytes: int
@@ -339,6 +341,7 @@ def _config(doc: Document, source: str) -> Config:
         fetch_min_bytes=doc.kafka.fetch_min_bytes,
         fetch_max_wait_ms=doc.kafka.fetch_max_wait_ms,
         producer_linger_ms=doc.kafka.producer_linger_ms,
+        producer_client=doc.kafka.producer_client,
         redis_url=doc.redis.url,
         schema_registry_url=doc.schema_registry.url,
         max_payload_bytes=doc.messages.max_payload_bytes,

@@ -220,6 +220,8 @@ BAD_DOCS: list[Any] = [
                  id="linger over a second"),
     pytest.param(_drop("kafka", "producer_linger_ms"), "kafka.producer_linger_ms",
                  id="missing linger"),
+    pytest.param(_set("kafka", "producer_client", "kafka-python"), "kafka.producer_client",
+                 id="a producer the workers do not have"),
     pytest.param(_set("flow", "delete_global_identity", "yes"), "flow.delete_global_identity",
                  id="string for a bool"),
     pytest.param(_set("flow", "max_held_requests", 0), "flow.max_held_requests",

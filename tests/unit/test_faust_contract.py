@@ -20,6 +20,7 @@ from faust.types import TP
 from streams import faust_contract
 from streams.app import WorkerOptions, create_app
 from streams.commit_guard import DrainingProducer, GuardedConsumer, drain_buffer
+from streams.producer import LibrdkafkaProducer
 from streams.transport import TunedConsumerThread
 from tests.unit.guardkit import (
     NOWHERE,
@@ -83,8 +84,12 @@ def test_a_worker_app_consumes_and_produces_through_the_repaired_classes(tmp_pat
                                               data_dir=tmp_path))
     consumer = app.consumer
     assert isinstance(consumer, GuardedConsumer)
-    assert isinstance(app.producer, DrainingProducer)
-    assert app.producer.linger_ms == 5
+    producer = app.producer
+    assert isinstance(producer, LibrdkafkaProducer)  # the default kafka.producer_client
+    assert producer.linger_ms == 5
+    assert producer._settings["linger.ms"] == 5
+    assert producer._settings["bootstrap.servers"] == "127.0.0.1:1"
+    assert producer._settings["partitioner"] == "murmur2_random"
 
     async def fetch_settings() -> tuple[int, int]:
         thread = consumer._thread
@@ -96,6 +101,14 @@ def test_a_worker_app_consumes_and_produces_through_the_repaired_classes(tmp_pat
             await kafka.stop()
 
     assert asyncio.get_event_loop().run_until_complete(fetch_settings()) == (2048, 25)
+
+
+def test_faust_s_own_producer_with_the_buffer_drain_when_configured(tmp_path: Path) -> None:
+    doc = vconfig.defaults_document()
+    doc["kafka"].update(bootstrap_servers="127.0.0.1:1", producer_client="aiokafka")
+    app, _ = create_app(vconfig.from_document(doc),
+                        WorkerOptions(role="global", region=None, web_port=1, data_dir=tmp_path))
+    assert isinstance(app.producer, DrainingProducer)
 
 
 def test_the_repairs_change_only_the_app_they_are_installed_on() -> None:
