@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
+from deploy import Broker
 
 CLIENTS = ("faust", "aiokafka", "librdkafka")
 LINGER_MS = 5  # the workers' kafka.producer_linger_ms default
@@ -103,20 +104,18 @@ def librdkafka_relay(bootstrap: str, source: str, sink: str, group: str) -> None
 
 # --- the measurement ----------------------------------------------------------------------------
 
-def _end_offset(admin: AdminClient, topic: str, partitions: int, attempts: int = 50) -> int:
-    from confluent_kafka import KafkaException, TopicPartition
-    from confluent_kafka.admin import OffsetSpec
+def _await_leaders(broker: Broker, topics: list[str], attempts: int = 50) -> None:
+    """Return once ``topics``, just created, have partition leaders (offsets can be read)."""
+    from confluent_kafka import KafkaException
 
-    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
     for attempt in range(attempts):
         try:
-            return sum(f.result().offset
-                       for f in admin.list_offsets(request, request_timeout=30).values())
-        except KafkaException:  # a topic just created has no leaders yet for a moment
+            broker.end_offsets(topics)
+            return
+        except KafkaException:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2)
-    raise AssertionError("unreachable")
 
 
 def _send(writer: object, topic: str, rate: float, seconds: float, start: int) -> int:
@@ -135,17 +134,19 @@ def _send(writer: object, topic: str, rate: float, seconds: float, start: int) -
     return count
 
 
-def measure(client: str, rate: float, *, bootstrap: str, admin: AdminClient, prefix: str,
+def measure(client: str, rate: float, *, bootstrap: str, broker: Broker, prefix: str,
             partitions: int, seconds: float, log_dir: Path, join_timeout: float = 60.0
             ) -> FloorResult:
     from vprov.kafka_clients import producer
 
     tag = f"{prefix}.floor-{client}-{rate:g}"
     source, sink = f"{tag}-in", f"{tag}-out"
+    admin = broker.admin
     for future in admin.create_topics([NewTopic(t, num_partitions=partitions,
                                                 replication_factor=1) for t in (source, sink)],
                                       operation_timeout=30).values():
         future.result()
+    _await_leaders(broker, [source, sink])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)}
     args = [sys.executable, str(Path(__file__).resolve()), client, "--bootstrap", bootstrap,
@@ -157,7 +158,7 @@ def measure(client: str, rate: float, *, bootstrap: str, admin: AdminClient, pre
     try:
         # Warm up at the measured rate until the relay has joined its group and forwards.
         sent, deadline = 0, time.monotonic() + join_timeout
-        while _end_offset(admin, sink, partitions) == 0:
+        while broker.end_offsets([sink])[sink] == 0:
             if relay.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the {client} relay did not start forwarding in "
                                    f"{join_timeout:.0f} s (exit {relay.returncode}); "
@@ -166,13 +167,13 @@ def measure(client: str, rate: float, *, bootstrap: str, admin: AdminClient, pre
         sent += _send(writer, source, rate, 2.0, sent)
         time.sleep(1.0)
         cpu = psutil.Process(relay.pid)
-        before, relayed_before = cpu.cpu_times(), _end_offset(admin, sink, partitions)
+        before, relayed_before = cpu.cpu_times(), broker.end_offsets([sink])[sink]
         began = time.monotonic()
         count = _send(writer, source, rate, seconds, sent)
         window = time.monotonic() - began
         relayed = 0
         for _ in range(50):  # the window's last records reach the sink within a few hops
-            relayed = _end_offset(admin, sink, partitions) - relayed_before
+            relayed = broker.end_offsets([sink])[sink] - relayed_before
             if relayed >= count:
                 break
             time.sleep(0.1)
@@ -189,14 +190,14 @@ def measure(client: str, rate: float, *, bootstrap: str, admin: AdminClient, pre
     return FloorResult(client, rate, count, relayed, window, spent)
 
 
-def run_floor(bootstrap: str, admin: AdminClient, prefix: str, partitions: int,
+def run_floor(bootstrap: str, broker: Broker, prefix: str, partitions: int,
               rates: list[float], seconds: float, log_dir: Path) -> list[FloorResult]:
     results = []
     for rate in rates:
         for client in CLIENTS:
             print(f"client floor: {client} at {rate:g} records/s for {seconds:g} s",
                   file=sys.stderr)
-            result = measure(client, rate, bootstrap=bootstrap, admin=admin, prefix=prefix,
+            result = measure(client, rate, bootstrap=bootstrap, broker=broker, prefix=prefix,
                              partitions=partitions, seconds=seconds, log_dir=log_dir)
             print(f"  {result.us_per_record:,.0f} µs of CPU per record "
                   f"({result.relayed:,} of {result.sent:,} relayed)", file=sys.stderr)

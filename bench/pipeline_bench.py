@@ -585,7 +585,7 @@ class Bench:
         self.baseline(report)
         if a.floor_rates:
             self.wait_idle()
-            report.floor = run_floor(a.bootstrap, self.broker.admin, self.prefix,
+            report.floor = run_floor(a.bootstrap, self.broker, self.prefix,
                                      self.config.partitions, a.floor_rates, a.floor_seconds,
                                      self.dir)
         if a.profile:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client_floor import FloorResult
+from client_floor import CLIENTS, FloorResult
 from deploy import Machine
 from loadgen import PhaseResult, summary_ms
 from profiles import Profile
@@ -391,8 +391,7 @@ def console(report: RunReport) -> str:
             f"  {row[0]}/s: {row[1]} v/s, p99 {row[3]} ms | {row[6]} v/s, p99 {row[8]} ms"
             for row in scale_out_rows(report))]
     if report.floor:
-        out += ["", "client floor, µs of CPU per relayed record (" +
-                ", ".join(dict.fromkeys(r.client for r in report.floor)) + "):", *(
+        out += ["", f"client floor, µs of CPU per relayed record ({', '.join(CLIENTS)}):", *(
                     f"  {row[0]} records/s: " + " | ".join(row[1:-1])
                     for row in floor_rows(report))]
     out.append("")
@@ -475,17 +474,15 @@ def floor_rows(report: RunReport) -> list[list[str]]:
     by_rate: dict[float, dict[str, FloorResult]] = {}
     for r in report.floor:
         by_rate.setdefault(r.rate, {})[r.client] = r
-    clients = list(dict.fromkeys(r.client for r in report.floor))
     return [[f"{rate:,.0f}", *(f"{row[c].us_per_record:,.0f}" if c in row else "—"
-                               for c in clients),
-             ", ".join(f"{c} {row[c].relayed:,}/{row[c].sent:,}" for c in clients if c in row)]
+                               for c in CLIENTS),
+             ", ".join(f"{c} {row[c].relayed:,}/{row[c].sent:,}" for c in CLIENTS if c in row)]
             for rate, row in sorted(by_rate.items())]
 
 
 def floor_markdown(report: RunReport) -> list[str]:
     if not report.floor:
         return []
-    clients = list(dict.fromkeys(r.client for r in report.floor))
     lines = ["", "## Client floor: a bare relay on each Kafka client", "",
              "A relay that forwards each record and does nothing else, one process per client, "
              "fed at a fixed rate by a paced producer (fresh topics, the workers' partition "
@@ -493,7 +490,7 @@ def floor_markdown(report: RunReport) -> list[str]:
              "threads, per relayed record. `faust` is a Faust agent on the workers' stack "
              "(aiokafka, uvloop): no worker's cost per consumed record can be lower at its "
              "rate.", ""]
-    lines += _table(["records/s", *(f"{c}: µs per record" for c in clients),
+    lines += _table(["records/s", *(f"{c}: µs per record" for c in CLIENTS),
                      "relayed / sent"], floor_rows(report))
     target = report.targets.cpu_us_per_record
     lines += ["", f"Target for the pipeline: {target:g} µs of worker CPU per consumed record."]

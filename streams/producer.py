@@ -77,7 +77,8 @@ class LibrdkafkaProducer(base.Producer):
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self._partition_counts: dict[str, int] = {}
-        self._connection_keys = set(settings)  # what an admin client needs of the settings
+        self._connection = dict(settings)  # brokers and credentials, for the admin client
+        self._admin: AdminClient | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -221,11 +222,12 @@ class LibrdkafkaProducer(base.Producer):
             settings["cleanup.policy"] = ",".join(policies)
         if retention:
             settings["retention.ms"] = str(int(want_seconds(retention) * 1000))
-        admin = AdminClient({k: v for k, v in self._settings.items()
-                             if k in self._connection_keys})
+        if self._admin is None:  # Faust declares every topic at start: one client for them all
+            self._admin = AdminClient(self._connection)
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replication,
                        config=settings)
-        future = admin.create_topics([new], operation_timeout=want_seconds(timeout))[topic]
+        future = self._admin.create_topics([new],
+                                           operation_timeout=want_seconds(timeout))[topic]
         try:
             await asyncio.wrap_future(future)
         except confluent_kafka.KafkaException as exc:
