@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -27,6 +28,17 @@ class WorkerOptions:
     web_port: int
     web_host: str = "127.0.0.1"
     data_dir: Path = Path(".run/data")
+    # what tells this worker from the others of its role across restarts: a StatefulSet
+    # ordinal, a host name (``group_instance_id``)
+    instance: str | None = None
+
+
+def group_instance_id(app_name: str, options: WorkerOptions) -> str:
+    """The worker's static member id in its group: its role's group and its instance name,
+    which defaults to the host name and web port (the same pair names its RocksDB directory),
+    so a worker restarted in place comes back as the same member."""
+    instance = options.instance or f"{socket.gethostname()}-{options.web_port}"
+    return f"{app_name}.{instance}"
 
 
 def app_id(catalogue: Catalogue, options: WorkerOptions) -> str:
@@ -56,11 +68,15 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         producer_acks=-1,
         broker_commit_every=500,
         broker_commit_interval=1.0,
-        table_standby_replicas=0,
+        # a warm copy of each table partition on another worker of the role: a partition that
+        # moves replays only what its standby has not applied yet
+        table_standby_replicas=config.table_standby_replicas,
         # a worker that dies without leaving the group is noticed after this long; the group
         # waits for it before handing its partitions to the others
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
+        broker_session_timeout=config.session_timeout_ms / 1000,
+        broker_heartbeat_interval=config.heartbeat_interval_ms / 1000,
+        consumer_group_instance_id=(group_instance_id(name, options)
+                                    if config.static_membership else None),
         # finish the events in flight before giving partitions away in a rebalance
         stream_wait_empty=True,
         topic_disable_leader=True,

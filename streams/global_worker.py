@@ -50,11 +50,14 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
         shell.metrics.deadline_index = store.deadlines
 
     routes = cat.ingress_routes()
+    # the devices' requests go to their vehicle's partition whatever their record key
+    requests = {cat.query}
 
     def agent(topic: str, step: Any) -> None:
         name = f"vprov.global.{step.__name__}"
         if topic in routes:
-            shell.ingress_agent(topic, routes[topic], step, name=name)
+            shell.ingress_agent(topic, routes[topic], step, name=name,
+                                by_vin=topic in requests)
         else:
             shell.agent(topic, step, name=name)
 

@@ -44,11 +44,14 @@ def register(app: faust.App, shell: Shell, region: str) -> dict[str, Any]:
         shell.metrics.deadline_index = store.deadlines
 
     routes = cat.ingress_routes(region)
+    # the devices' requests go to their vehicle's partition whatever their record key
+    requests = {cat.device(region)}
 
     def agent(topic: str, step: Any) -> None:
         name = f"vprov.regional.{region}.{step.__name__}"
         if topic in routes:
-            shell.ingress_agent(topic, routes[topic], step, name=name)
+            shell.ingress_agent(topic, routes[topic], step, name=name,
+                                by_vin=topic in requests)
         else:
             shell.agent(topic, step, name=name)
 

@@ -31,6 +31,7 @@ from vprov.lifecycle import TransitionRefused
 from vprov.outputs import DELETE, KEEP, Decision, Output
 from vprov.partitioning import ORIGIN_HEADER, origin_value, owner, parse_origin
 from vprov.topics import Catalogue
+from vprov.validation import routing_vin
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
@@ -177,22 +178,34 @@ class Shell:
         self.app.agent(self.topic(topic), name=name)(consume)
 
     def ingress_agent(self, topic: str, rerouted: str, step: Callable[[faust.EventT], Step],
-                      name: str) -> None:
-        """Agents for an external input topic whose producers may partition keys their own way
-        (SPEC.md 3.7). A record on the partition that owns its key (murmur2, like the tables)
-        is processed where it is; another is forwarded once to ``rerouted``, keyed the same, and
-        processed there by the worker that owns the key's table partition. A record without a
-        key has no state to find: it is processed where it is (and answered by its flow)."""
+                      name: str, *, by_vin: bool = False) -> None:
+        """Agents for an external input topic whose producers may partition and key records their
+        own way (SPEC.md 3.7). A record's routing key is its record key or, with ``by_vin``, the
+        VIN its request names (``routing_vin``): the record key is a hint, and a gateway keys by
+        what it has, a device id, a client id, or nothing. A record on the partition that owns
+        its routing key (murmur2, like the tables) and keyed by it is processed where it is;
+        another is forwarded once to ``rerouted``, keyed by its routing key, and processed there
+        by the worker that owns that key's table partition. A record without a routing key has
+        no state to find: it is processed where it is (and answered by its flow)."""
         partitions = self.config.partitions
+        limit = self.config.max_payload_bytes
         self._rerouted.add(rerouted)
+
+        def routing_key(message: Any) -> bytes | None:
+            if by_vin:
+                vin = routing_vin(message.value, max_payload_bytes=limit)
+                if vin is not None:
+                    return vin.encode("utf-8")
+            return cast(bytes | None, message.key)
 
         async def consume(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 message = event.message
-                if message.key is not None and owner(message.key, partitions) != \
-                        message.partition:
+                key = routing_key(message)
+                if key is not None and (key != message.key
+                                        or owner(key, partitions) != message.partition):
                     await self._retrying(self.source(event).ref,
-                                         partial(self._forward, event, rerouted))
+                                         partial(self._forward, event, rerouted, key))
                     self.forwarded += 1
                     continue
                 await self.process(event, partial(step, event))
@@ -200,7 +213,7 @@ class Shell:
         self.app.agent(self.topic(topic), name=name)(consume)
         self.agent(rerouted, step, name=f"{name}.rerouted")
 
-    async def _forward(self, event: faust.EventT, rerouted: str) -> None:
+    async def _forward(self, event: faust.EventT, rerouted: str, key: bytes) -> None:
         message = event.message
         headers = [(k, v) for k, v in _header_items(message.headers) if k != ORIGIN_HEADER]
         headers.append((ORIGIN_HEADER,
@@ -209,7 +222,7 @@ class Shell:
         # the answer is the same, byte for byte, on either path. (+0.5 ms: Faust truncates.)
         timestamp = (record_time_ms(event) + 0.5) / 1000
         # cast: a header may have no value; Kafka carries None, Faust's annotation says bytes
-        await self.topic(rerouted).send(key=message.key, value=message.value,
+        await self.topic(rerouted).send(key=key, value=message.value,
                                         timestamp=timestamp,
                                         headers=cast(list[tuple[str, bytes]], headers))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # a worker talks to its own cluster only, the global or its region's (docs/architecture.md)
     config = config.seen_from(args.region if args.role == "regional" else None)
     options = WorkerOptions(role=args.role, region=args.region, web_port=args.web_port,
-                            web_host=args.web_host, data_dir=Path(args.data_dir))
+                            web_host=args.web_host, data_dir=Path(args.data_dir),
+                            instance=args.instance)
     return run_worker(config, options, args.loglevel)
 
 
@@ -338,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--web-host", default="127.0.0.1")
     worker.add_argument("--data-dir", default=".run/data", help="RocksDB state directory")
     worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--instance", default=os.environ.get("VPROV_INSTANCE") or None,
+                        help="this worker's name in its group, stable across restarts (a "
+                             "StatefulSet ordinal, a host name; default: host name and web "
+                             "port; env VPROV_INSTANCE)")
     worker.set_defaults(func=cmd_worker)
 
     topics = sub.add_parser("topics", help="topic administration")
@@ -392,11 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
     _common_options(simulate)
 
-    status = sub.add_parser("status", help="one vehicle: its records and recent lifecycle events")
+    status = sub.add_parser("status", help="one vehicle: the stage it waits in and what to do "
+                            "next, its records and recent lifecycle events")
     status.add_argument("vin")
     _worker_urls(status)
     status.add_argument("--events", type=int, default=10, help="events to show (default 10)")
-    status.add_argument("--json", action="store_true", help="print the combined JSON")
+    status.add_argument("--json", action="store_true",
+                        help="print the combined JSON, the stage under \"stage\"")
     status.set_defaults(func=cmd_status)
     _common_options(status)
 

@@ -37,6 +37,10 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers", str),
     "VPROV_PARTITIONS": ("kafka", "partitions", int),
     "VPROV_APP_PREFIX": ("kafka", "app_prefix", str),
+    "VPROV_STANDBY_REPLICAS": ("kafka", "table_standby_replicas", int),
+    "VPROV_SESSION_TIMEOUT_MS": ("kafka", "session_timeout_ms", int),
+    "VPROV_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms", int),
+    "VPROV_STATIC_MEMBERSHIP": ("kafka", "static_membership", bool),
     "REDIS_URL": ("redis", "url", str),
     "SCHEMA_REGISTRY_URL": ("schema_registry", "url", str),
     "VPROV_REHOME_TIMEOUT_SECONDS": ("flow", "rehome_timeout_seconds", float),
@@ -145,7 +149,22 @@ class KafkaTable(_Table):
     # Faust holds the linger in seconds: above 1000 ms an odd value would not survive the trip
     producer_linger_ms: Annotated[int, Field(ge=0, le=1000)]
     producer_client: Literal["librdkafka", "aiokafka"] = "librdkafka"
+    # Consumer groups (docs/operations.md, "Failover"): warm copies of each table partition on
+    # other workers of the role, how soon a silent worker is given up, and static membership
+    table_standby_replicas: Annotated[int, Field(ge=0)] = 1
+    session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 3000
+    heartbeat_interval_ms: Positive = 500
+    static_membership: bool = True
     security: KafkaSecurity = KafkaSecurity()
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> KafkaTable:
+        if self.heartbeat_interval_ms * 2 > self.session_timeout_ms:
+            raise ValueError(
+                f"kafka.heartbeat_interval_ms={self.heartbeat_interval_ms}: expected at most "
+                f"half of kafka.session_timeout_ms ({self.session_timeout_ms}), so that a "
+                "late heartbeat does not evict a live worker")
+        return self
 
 
 class RedisTable(_Table):
@@ -269,6 +288,10 @@ class Config:
     fetch_max_wait_ms: int
     producer_linger_ms: int
     producer_client: str  # "librdkafka" or "aiokafka" (Faust's own producer)
+    table_standby_replicas: int
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    static_membership: bool
     redis_url: str
     schema_registry_url: str
     max_payload_bytes: int
@@ -342,6 +365,10 @@ def _config(doc: Document, source: str) -> Config:
         fetch_max_wait_ms=doc.kafka.fetch_max_wait_ms,
         producer_linger_ms=doc.kafka.producer_linger_ms,
         producer_client=doc.kafka.producer_client,
+        table_standby_replicas=doc.kafka.table_standby_replicas,
+        session_timeout_ms=doc.kafka.session_timeout_ms,
+        heartbeat_interval_ms=doc.kafka.heartbeat_interval_ms,
+        static_membership=doc.kafka.static_membership,
         redis_url=doc.redis.url,
         schema_registry_url=doc.schema_registry.url,
         max_payload_bytes=doc.messages.max_payload_bytes,

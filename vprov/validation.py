@@ -625,19 +625,23 @@ def _peek_body(doc: dict[str, Any], encoding: int) -> dict[str, Any]:
     return body if type(body) is dict else {}
 
 
-def _rejected_reply_to(doc: object, body: dict[str, Any] | None) -> ReplyTo | None:
-    """Whom to answer about a rejected message: None when no usable device id is known."""
-    if type(doc) is not dict:
-        return None
-    bag_spelling = _bag_spelling(doc)
-    bag = doc.get(bag_spelling)
+def _declared_encoding(doc: dict[str, Any]) -> int:
+    """Best effort: the body encoding the property bag declares, 0 when it declares none."""
+    bag = doc.get(_bag_spelling(doc))
     encoding = None
     if type(bag) is dict:
         encoding = bag.get("body_encoding_type")
         if encoding is None:
             encoding = bag.get("bodyEncodingType")
-    if type(encoding) is not int or encoding not in (0, 1):
-        encoding = 0
+    return encoding if type(encoding) is int and encoding in (0, 1) else 0
+
+
+def _rejected_reply_to(doc: object, body: dict[str, Any] | None) -> ReplyTo | None:
+    """Whom to answer about a rejected message: None when no usable device id is known."""
+    if type(doc) is not dict:
+        return None
+    bag_spelling = _bag_spelling(doc)
+    encoding = _declared_encoding(doc)
     if body is None:
         body = _peek_body(doc, encoding)
     info = body.get("device_info")
@@ -719,3 +723,26 @@ def decode_request(
         bag_spelling=envelope.bag_spelling,
     )
     return Request(envelope=envelope, body=parsed, reply_to=reply_to)
+
+
+# --- where a request belongs ----------------------------------------------------------------------
+
+
+def routing_vin(raw: bytes | None, *, max_payload_bytes: int) -> str | None:
+    """The VIN a request belongs to, for routing it to the partition that holds its vehicle: the
+    body's VIN, else the v1 header's; None when neither is a valid VIN. Never raises on ``raw``.
+
+    A record's Kafka key is only a routing hint: a gateway forwarding v2 messages (whose header
+    has no VIN) keys by what it has, a device or client id, or nothing. The request is routed by
+    what it says; ``decode_request`` then judges it in full where it lands.
+    """
+    if not raw or len(raw) > max_payload_bytes:
+        return None
+    try:
+        doc = _parse_json(raw)
+    except (ValueError, RecursionError):
+        return None
+    if type(doc) is not dict:
+        return None
+    body = _peek_body(doc, _declared_encoding(doc))
+    return next((v for v in (body.get("vin"), doc.get("vin")) if is_valid_vin(v)), None)

@@ -66,7 +66,6 @@ def test_base64_body_is_answered_in_base64(flow: Flow, fleet_: Fleet) -> None:
         ("non-primary device", 13122),
         ("unknown region", 6100),
         ("authenticated header names another device", 1401),
-        ("record key differs from body vin", 13130),
     ],
 )
 def test_failure_classes_answer_with_their_code(
@@ -97,8 +96,6 @@ def test_failure_classes_answer_with_their_code(
         kwargs["region"] = "XX"
     elif case == "authenticated header names another device":
         kwargs["headers"] = {"authenticated-device-id": vehicle.devices[1].device_id}
-    elif case == "record key differs from body vin":
-        kwargs["key"] = other.vin
     message_id = flow.send_query(vehicle, **kwargs)  # type: ignore[arg-type]
     answer = flow.answer(message_id)
     assert answer.value["status"] == "FAIL"

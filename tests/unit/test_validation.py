@@ -33,6 +33,7 @@ from vprov.validation import (
     decode_request,
     is_valid_identifier,
     is_valid_vin,
+    routing_vin,
 )
 
 CONFIG = load(env={})
@@ -1170,3 +1171,34 @@ def test_agreement_follows_the_spec_order() -> None:
     spec = ["system_id", "vin", "device_id", "ecu_type"]
     assert [f for f in _AGREEMENT if f != "sub_system_id"] == spec
     assert list(_AGREEMENT) == [f for f in SPEC_ENVELOPE if f in _AGREEMENT]
+
+
+OTHER_VIN = "1HGCM82633A004353"
+
+
+@pytest.mark.parametrize(
+    ("rule", "raw", "vin"),
+    named(
+        ("v1 query: the body's vin", message(), VIN),
+        ("v2 query (no vin in the header): the body's vin", message_v2(), VIN),
+        ("v2 device provisioning, base64 body: the body's vin", message_v2(D, encoding=1), VIN),
+        ("camelCase property bag, base64 body", camel(message(D, encoding=1)), VIN),
+        ("header and body disagree: the body's vin (validation answers 13130)",
+         message(env={"vin": OTHER_VIN}), VIN),
+        ("v1 body without a vin: the header's", message(body={"vin": DROP}), VIN),
+        ("v1 body with an invalid vin: the header's", message(body={"vin": "not-a-vin"}), VIN),
+        ("v2 body without a vin: none", message_v2(body={"vin": DROP}), None),
+        ("body not base64: the header's", message(env={"body": "%%%",
+                                                       "property_bag.body_encoding_type": 1}),
+         VIN),
+        ("not JSON", b"\xff\xfe{", None),
+        ("a JSON array", b"[1, 2]", None),
+        ("empty", b"", None),
+        ("no value (a tombstone)", None, None),
+        ("nesting too deep", b"[" * 100_000, None),
+        ("a duplicate key", b'{"vin": "1HGCM82633A004352", "vin": "1HGCM82633A004353"}', None),
+        ("over the size limit", message() + b" " * CONFIG.max_payload_bytes, None),
+    ),
+)
+def test_routing_vin(rule: str, raw: bytes | None, vin: str | None) -> None:
+    assert routing_vin(raw, max_payload_bytes=CONFIG.max_payload_bytes) == vin
