@@ -181,6 +181,9 @@ offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# the workers' session timeout may go down to 2 s (kafka.session_timeout_ms; the broker's default
+# floor is 6 s): a worker that dies is noticed within that (docs/operations.md)
+group.min.session.timeout.ms=2000
 # a deleted topic's files go after a second (the default keeps them a minute): test runs and
 # benchmarks delete thousands of partitions, and a restart reloads every file still there
 log.segment.delete.delay.ms=1000
