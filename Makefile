@@ -31,10 +31,10 @@ $(VENV)/.installed: pyproject.toml
 up: prereqs $(if $(filter sasl_ssl,$(SECURITY))$(filter clusters multi,$(TOPOLOGY)),setup) ## start the local Kafka broker and Redis (.run/)
 	scripts/stack.sh up
 
-down: ## stop them; data and logs stay in .run/
+down: ## stop the stack up started, in its recorded mode; data and logs stay in .run/
 	scripts/stack.sh down
 
-status: ## show what runs
+status: ## show what runs (the recorded mode, unless SECURITY or TOPOLOGY is given)
 	scripts/stack.sh status
 
 test: prereqs ## all tests on a fresh stack (PYTEST_ARGS=... to select)

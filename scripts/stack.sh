@@ -12,6 +12,11 @@
 # SCRAM-SHA-512 users and ACLs per role, Redis over TLS with ACL users. Its data lives apart, in
 # ${VPROV_RUN_DIR:-.run/sasl_ssl}; `env` prints the admin's settings, `env ROLE` a role's.
 #
+# `up` records the mode it starts (SECURITY, TOPOLOGY, CLUSTER_REGIONS) in
+# ${VPROV_RUN_DIR:-.run}/stack.mode; down, stop, status, env and mirror act on that stack when
+# those variables are not set (`make down` after `make up SECURITY=sasl_ssl` stops the secured
+# stack). `up` starts what it is told: plaintext and single unless the variables say otherwise.
+#
 # Broker jars are fetched once with Maven into ${VPROV_CACHE_DIR:-~/.cache/vprov}.
 # Data, logs, pid files and generated configs live in ${VPROV_RUN_DIR:-.run}.
 # Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REDIS_PORT (6379),
@@ -35,13 +40,53 @@ KAFKA_HEAP="-Xms256m -Xmx768m"
 CACHE_DIR=${VPROV_CACHE_DIR:-${HOME:-/tmp}/.cache/vprov}
 KAFKA_HOME=$CACHE_DIR/kafka-$KAFKA_VERSION
 LIBS=$KAFKA_HOME/libs
+
+# --- the recorded mode ------------------------------------------------------
+
+BASE_RUN_DIR=${VPROV_RUN_DIR:-$ROOT/.run}
+[[ $BASE_RUN_DIR == /* ]] || BASE_RUN_DIR=$PWD/$BASE_RUN_DIR
+MODE_FILE=$BASE_RUN_DIR/stack.mode
+MODE_ORIGIN="as set, or the defaults"  # where the mode came from, for `status`
+
+# The value of $1 (SECURITY, TOPOLOGY or CLUSTER_REGIONS) that `up` recorded; nothing when
+# there is none or it is not one the script knows (a hand-edited file is not trusted further).
+recorded_mode() {
+    [[ -r $MODE_FILE ]] || return 0
+    awk -F= -v key="$1" '$1 == key {
+        if ((key == "SECURITY" && $2 ~ /^(plaintext|sasl_ssl)$/) ||
+            (key == "TOPOLOGY" && $2 ~ /^(single|clusters)$/) ||
+            (key == "CLUSTER_REGIONS" && $2 ~ /^[A-Za-z0-9_ ]+$/)) print $2
+        exit
+    }' "$MODE_FILE"
+}
+
+# Fills SECURITY, TOPOLOGY and CLUSTER_REGIONS the caller left unset from the record.
+follow_recorded_mode() {
+    local name value
+    for name in SECURITY TOPOLOGY CLUSTER_REGIONS; do
+        [[ -z ${!name:-} ]] || continue
+        value=$(recorded_mode "$name")
+        [[ -n $value ]] || continue
+        printf -v "$name" '%s' "$value"
+        [[ $name == CLUSTER_REGIONS ]] || MODE_ORIGIN="recorded by up in $MODE_FILE"
+    done
+}
+
+# The run directory of security mode $1.
+run_dir_for() {
+    local dir
+    case $1 in
+        plaintext) dir=${VPROV_RUN_DIR:-$ROOT/.run} ;;
+        sasl_ssl) dir=${VPROV_RUN_DIR:-$ROOT/.run/sasl_ssl} ;;
+        *) printf '[stack] error: SECURITY=%s: expected plaintext or sasl_ssl\n' "$1" >&2; exit 2 ;;
+    esac
+    [[ $dir == /* ]] || dir=$PWD/$dir
+    echo "$dir"
+}
+
+[[ ${1:-} == up ]] || follow_recorded_mode
 SECURITY=${SECURITY:-plaintext}
-case $SECURITY in
-    plaintext) RUN_DIR=${VPROV_RUN_DIR:-$ROOT/.run} ;;
-    sasl_ssl) RUN_DIR=${VPROV_RUN_DIR:-$ROOT/.run/sasl_ssl} ;;
-    *) printf '[stack] error: SECURITY=%s: expected plaintext or sasl_ssl\n' "$SECURITY" >&2; exit 2 ;;
-esac
-[[ $RUN_DIR == /* ]] || RUN_DIR=$PWD/$RUN_DIR
+RUN_DIR=$(run_dir_for "$SECURITY")
 KAFKA_DIR=$RUN_DIR/kafka
 REDIS_DIR=$RUN_DIR/redis
 KAFKA_PID=$KAFKA_DIR/kafka.pid
@@ -467,6 +512,55 @@ parse_up_args() {
     done
 }
 
+# --- the recorded mode, continued ---------------------------------------------
+
+# 0 when the broker or Redis of the recorded mode runs (by its run directory's pid files).
+recorded_stack_runs() {
+    local security dir
+    security=$(recorded_mode SECURITY)
+    [[ -n $security ]] || return 1
+    dir=$(run_dir_for "$security")
+    our_pid "$dir/kafka/kafka.pid" "kafka.Kafka $dir/kafka/server.properties" >/dev/null ||
+        our_pid "$dir/redis/redis.pid" redis-server >/dev/null
+}
+
+# An `up` in another security mode would meet the running stack's ports or pid files.
+check_recorded_security() {
+    local security
+    security=$(recorded_mode SECURITY)
+    [[ -n $security && $security != "$SECURITY" ]] || return 0
+    recorded_stack_runs || return 0
+    die "the stack recorded in $MODE_FILE runs with SECURITY=$security: stop it first" \
+        "(make down, or scripts/stack.sh down), or up with SECURITY=$security; a second stack" \
+        "beside it needs its own VPROV_RUN_DIR and ports"
+}
+
+# Written before anything starts: a plain `down` also stops a stack whose `up` failed half-way.
+# A single `up` on a running clustered stack keeps it recorded as clusters: its regional
+# clusters run on, and `down` must stop them.
+record_mode() {
+    local topology=$TOPOLOGY regions=$CLUSTER_REGIONS
+    if [[ $topology == single && $(recorded_mode TOPOLOGY) == clusters ]] &&
+        recorded_stack_runs; then
+        topology=clusters regions=$(recorded_mode CLUSTER_REGIONS)
+    fi
+    mkdir -p "$BASE_RUN_DIR"
+    {
+        echo "# Written by scripts/stack.sh up: the stack that down, stop, status, env and mirror"
+        echo "# act on when SECURITY, TOPOLOGY and CLUSTER_REGIONS are not set."
+        echo "SECURITY=$SECURITY"
+        echo "TOPOLOGY=$topology"
+        if [[ $topology == clusters ]]; then echo "CLUSTER_REGIONS=$regions"; fi
+    } >"$MODE_FILE"
+}
+
+# After `down`: the record goes when the stack it names was stopped (clusters stop single too).
+forget_mode() {
+    [[ $(recorded_mode SECURITY) == "$SECURITY" ]] || return 0
+    [[ $(recorded_mode TOPOLOGY) == "$TOPOLOGY" ]] || clustered || return 0
+    rm -f "$MODE_FILE"
+}
+
 # --- commands --------------------------------------------------------------
 
 print_env() {
@@ -484,6 +578,7 @@ print_env() {
 cmd_up() {
     require_tools
     if [[ $WANT_REGISTRY == 1 ]]; then require_registry_tools; fi
+    check_recorded_security
     mkdir -p "$RUN_DIR"
     if [[ ${VPROV_RESET:-0} == 1 ]]; then
         if kafka_pid >/dev/null || redis_pid >/dev/null; then
@@ -505,6 +600,7 @@ cmd_up() {
         check_port_free "$REGISTRY_PORT" "schema registry" REGISTRY_PORT
     fi
     if clustered; then clusters_check_ports; fi
+    record_mode
     if secured; then secure_prepare; fi
     start_redis
     start_kafka
@@ -521,11 +617,13 @@ cmd_down() {
     if clustered; then clusters_down; elif mirror_pid >/dev/null; then mirror_stop; fi
     stop_service kafka "$KAFKA_PID" "kafka.Kafka $KAFKA_DIR/server.properties"
     stop_service redis "$REDIS_PID" "redis-server"
+    forget_mode
     say "logs kept: $KAFKA_LOG $REDIS_LOG"
 }
 
 cmd_status() {
     local pid
+    say "mode: SECURITY=$SECURITY TOPOLOGY=$TOPOLOGY ($MODE_ORIGIN)"
     if pid=$(kafka_pid); then
         say "kafka: running (pid $pid, 127.0.0.1:$KAFKA_PORT, log $KAFKA_LOG)"
     else

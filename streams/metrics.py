@@ -10,6 +10,9 @@ Two sources, one registry per app (several apps in one process never mix their c
   the pending rehomes and held requests (from the tables' small deadline indexes), and the
   shell's own counters.
 
+Every series whose labels are known in advance (answers by flow and code, dead letters by source
+flow and code, lifecycle events by state) is there from the start, at 0.
+
 Latency. A request answered in the step that reads it (most device requests, every refused
 request) is timed from its record's timestamp. A request that waits (a query's hops and its
 rehome, a device request held for its primary) leaves its record timestamp here, under the key
@@ -34,8 +37,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from streams.transport import consumer_of
+from vprov.codes import ErrorCode
 from vprov.config import Config
 from vprov.envelope import response_error_code
+from vprov.lifecycle import State
 from vprov.topics import Catalogue
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,17 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
                    120.0)
 WAIT_LIMIT_SECONDS = 600.0
 PRUNE_EVERY_SECONDS = 60.0
+# Series that exist before their first event, at 0: an alert on ``increase()`` or a dashboard
+# sees 0 rather than "no data", and the first event is counted as an increase.
+# Every code may answer or dead-letter a request (INTERNAL_ERROR is never an answer); any other
+# input is dead-lettered only by the shell (streams.shell.dead_letter_code).
+ANSWER_CODES: tuple[ErrorCode, ...] = tuple(
+    code for code in ErrorCode if code is not ErrorCode.INTERNAL_ERROR)
+REQUEST_DEAD_LETTER_CODES: tuple[ErrorCode, ...] = tuple(ErrorCode)
+SHELL_DEAD_LETTER_CODES: tuple[ErrorCode, ...] = (ErrorCode.INVALID_TRANSITION,
+                                                  ErrorCode.INTERNAL_ERROR)
+REGISTRATION = "registration"  # the flow of a dead letter from the registrations topic
+INTERNAL = "internal"  # the flow of a dead letter from any other topic
 
 
 class Waiting:
@@ -157,20 +173,39 @@ class Metrics:
         self._answered_by: dict[tuple[str, int | None], Any] = {}
         self._dead_by: dict[tuple[str, int], Any] = {}
         self._lifecycle_by: dict[str, Any] = {}
-        self._answer_child(flow, None)  # a zero series, so a dashboard has it from the start
+        self._start_at_zero(flow)
+
+    def dead_letter_codes(self, request_flow: str) -> dict[str, tuple[ErrorCode, ...]]:
+        """The codes a dead letter of this worker can carry, by the flow of its source."""
+        flows = {request_flow: REQUEST_DEAD_LETTER_CODES, INTERNAL: SHELL_DEAD_LETTER_CODES}
+        if self.region == GLOBAL:  # only the global worker reads the registrations
+            flows[REGISTRATION] = SHELL_DEAD_LETTER_CODES
+        return flows
+
+    def _start_at_zero(self, flow: str) -> None:
+        """Create every series whose labels are known now (a labelled counter has none until
+        its first ``labels()``)."""
+        self._answer_child(flow, None)
+        for answer_code in ANSWER_CODES:
+            self._answer_child(flow, answer_code)
+        for source, codes in self.dead_letter_codes(flow).items():
+            for dead_code in codes:
+                self._dead_child(source, dead_code)
+        for state in State:
+            self._lifecycle_child(state.value)
 
     def _answer_child(self, flow: str, code: int | None) -> Any:
         child = self._answered_by.get((flow, code))
         if child is None:
-            outcome, label = ("success", "") if code is None else ("fail", str(code))
+            outcome, label = ("success", "") if code is None else ("fail", str(int(code)))
             child = self._answered_by[(flow, code)] = self._answered.labels(
                 self.region, flow, outcome, label)
         return child
 
     def source_flow(self, topic: str) -> str:
         if topic == self._registrations:
-            return "registration"
-        return self._requests.get(topic, "internal")
+            return REGISTRATION
+        return self._requests.get(topic, INTERNAL)
 
     def count(self, event: faust.EventT, outputs: Sequence[Any]) -> None:
         """Count one processed input and the records its decision sent. Never raises: a
@@ -232,7 +267,7 @@ class Metrics:
         child = self._dead_by.get((flow, code))
         if child is None:
             child = self._dead_by[(flow, code)] = self._dead_letters.labels(
-                self.region, flow, str(code))
+                self.region, flow, str(int(code)))
         return child
 
     def _lifecycle_child(self, state: str) -> Any:

@@ -22,6 +22,7 @@ from vprov import reach
 from vprov.acls import worker_role
 from vprov.admin import TopicMismatch, ensure_topics
 from vprov.config import Config
+from vprov.group_settings import check_session_timeout
 from vprov.kafka_log import ClientRepeatFilter
 from vprov.topics import Catalogue
 
@@ -120,6 +121,10 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
         reach.kafka_permissions(config, [t.name for t in topics], list(role.groups),
                                 WAIT_SECONDS)
         ensure_topics(config, topics)
+        problem = check_session_timeout(config, WAIT_SECONDS)
+        if problem is not None:  # the broker would refuse every join, and Faust retry forever
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     except reach.Refused as exc:  # waiting would not help
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -10,9 +10,11 @@ it back. Every few seconds it looks at each input partition of the worker for on
 - records wait past the head and the topic's agent holds nothing: Faust believes it has read
   them.
 
-When the head has not moved between two checks, the partition is sought back to its head. The
-records are processed again; decisions are deterministic and remembered, so that changes nothing
-but the stall.
+A dropped head (the first state) is sought back at once: the agent takes a partition's records
+in order, so it never comes by itself. A head that has not moved between two checks (the second
+state) is sought back then. The records are processed again; decisions are deterministic and
+remembered, so that changes nothing but the stall. Records are dropped when partitions move, so
+the check runs every second: a failover's stall is what the check interval adds to it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from streams.offset_probe import OffsetProbe, absent_before
 from streams.transport import consumer_of, transport_of
 
 log = logging.getLogger(__name__)
-CHECK_SECONDS = 5.0
+CHECK_SECONDS = 1.0
 
 
 def stalled_partitions(consumer: GuardedConsumer,
@@ -45,16 +47,21 @@ def stalled_partitions(consumer: GuardedConsumer,
         if end is None or tp in paused:
             continue
         head = consumer.head(tp) or 0
-        acked = consumer.acked_offsets(tp)
-        if acked:
-            # The agent takes a partition's records in order: an acknowledged record past an
-            # unacknowledged head that the agent does not hold means the head was dropped.
-            if min(acked) > head and (tp, head) not in held:
+        if consumer.acked_offsets(tp):
+            if head_dropped(consumer, tp, held):
                 found[tp] = (head, end)
             continue  # otherwise the next commit moves the head
         if head < end and tp.topic not in busy_topics:
             found[tp] = (head, end)
     return found
+
+
+def head_dropped(consumer: GuardedConsumer, tp: Any, held: set[tuple[Any, int]]) -> bool:
+    """The agent takes a partition's records in order: an acknowledged record past an
+    unacknowledged head that the agent does not hold means the head was dropped."""
+    acked = consumer.acked_offsets(tp)
+    head = consumer.head(tp) or 0
+    return bool(acked) and min(acked) > head and (tp, head) not in held
 
 
 def install(app: faust.App, sources: set[str], compacted: set[str] | None = None,
@@ -96,6 +103,8 @@ async def check_partitions(consumer: GuardedConsumer, watched: set[str], compact
         suspects.clear()
         return
     now = stalled_partitions(consumer, highwaters)
+    held = {(m.tp, m.offset) for m in consumer.in_flight()}
+    dropped = {tp for tp in now if head_dropped(consumer, tp, held)}
     for tp, (head, end) in list(now.items()):
         if tp.topic in compacted:
             assert probe is not None
@@ -112,8 +121,8 @@ async def check_partitions(consumer: GuardedConsumer, watched: set[str], compact
                 consumer.add_processed(tp, absent)
                 del now[tp]
                 continue
-        # the head did not move in a whole check interval although it has to
-        if suspects.get(tp) == head:
+        # dropped, or it did not move in a whole check interval although it has to
+        if suspects.get(tp) == head or tp in dropped:
             log.warning("partition %s:%d stopped at offset %d although it holds records "
                         "up to %d; seeking back to %d", tp.topic, tp.partition, head,
                         end - 1, head)

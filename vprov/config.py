@@ -154,7 +154,7 @@ class KafkaTable(_Table):
     table_standby_replicas: Annotated[int, Field(ge=0)] = 1
     session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 3000
     heartbeat_interval_ms: Positive = 500
-    static_membership: bool = True
+    static_membership: bool = False
     security: KafkaSecurity = KafkaSecurity()
 
     @model_validator(mode="after")

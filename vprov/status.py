@@ -1,23 +1,31 @@
-"""``vprov status VIN``: one vehicle as the workers see it, and its recent lifecycle events.
+"""``vprov status VIN``: one vehicle as the workers see it, the stage it waits in, and its
+recent lifecycle events.
 
 The global worker answers ``GET /vehicles/{vin}/`` for any VIN (Faust forwards the request to the
 worker that owns the key); once the vehicle is REGIONAL its region's worker holds the device
-states. The recent events come from the lifecycle topic, read by a throw-away consumer.
+states. While a region is asked to take the vehicle (a first-boot rehome, a move), that region's
+worker is asked too, and its silence is reported, not fatal: it is often the answer. The events
+and the dead letters come from their topics, read by throw-away consumers; ``vprov.stage``
+decides the stage from all of it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from vprov import deployment, reach
+from vprov import deadletter, deployment, reach
 from vprov.config import Config
 from vprov.history import event_line
 from vprov.lifecycle import State
 from vprov.lifecycle_events import dedupe, read_lifecycle
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
+from vprov.stage import RegionView, Stage, format_stage, stage_of
+from vprov.topic_reader import TopicUnreadable
 from vprov.validation import is_valid_vin
 from vprov.webclient import NoAnswer, WebClient
 
@@ -128,13 +136,59 @@ class UnknownVin(LookupError):
     pass
 
 
+def region_view(config: Config, vin: str, region: str, urls: dict[str, str], timeout: float,
+                strict: bool) -> RegionView:
+    """What ``region``'s worker holds of ``vin``. ``strict``: a worker that does not answer is
+    WorkerUnreachable (the vehicle lives there); else it is reported in the view."""
+    url = urls.get(region)
+    if url is None:
+        return RegionView(problem=f"no URL for its worker: pass --region-url {region}="
+                          "http://host:port")
+    views = WorkerViews(url, role=region, timeout=timeout)
+    try:
+        return RegionView(entry=regional_vehicle(views, vin, config), url=url)
+    except WorkerUnreachable as exc:
+        if strict:
+            raise
+        return RegionView(problem=str(exc), url=url)
+    finally:
+        views.close()
+
+
+def awaited_regions(record: dict[str, Any]) -> list[str]:
+    """Regions asked to take the vehicle and not answered yet: a first-boot rehome's, a move's
+    (the source while it exports, then the target)."""
+    found = []
+    pending = record.get("pending")
+    if pending:
+        found.append(pending["region"])
+    command = record.get("admin")
+    if command and command.get("operation") == "MOVE":
+        found.append(command["source"] if command.get("stage") == "export"
+                     else command["target"])
+    return [r for r in found if r]
+
+
+def vehicle_dead_letters(config: Config, vin: str, timeout: float
+                         ) -> tuple[list[dict[str, Any]], str | None]:
+    """``vin``'s dead letters, and why none could be read (None when read)."""
+    try:
+        letters = deadletter.select(deadletter.read(config, None, timeout),
+                                    deadletter.Selection())
+    except TopicUnreadable as exc:
+        return [], f"dead letters not read: {exc}"
+    return letters, None
+
+
 def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[str, str],
                    events: int = 10, lifecycle_timeout: float = 10.0,
-                   timeout: float = DEFAULT_CONNECT_TIMEOUT) -> dict[str, Any]:
-    """The combined view of ``vin``: global record, regional record, recent events.
+                   timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                   now_ms: int | None = None) -> tuple[dict[str, Any], Stage]:
+    """The combined view of ``vin`` (global record, regional record, the stage it waits in,
+    recent events), and the stage.
 
-    Raises UnknownVin when the global table has no record, WorkerUnreachable when a worker
-    does not answer (``timeout``: seconds per request).
+    Raises UnknownVin when the global table has no record, WorkerUnreachable when the global
+    worker or the home region's does not answer (``timeout``: seconds per request).
     """
     views = WorkerViews(global_url, timeout=timeout)
     try:
@@ -148,20 +202,28 @@ def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[
     regional: dict[str, Any] | None = None
     regional_url = region_urls.get(region) if region else None
     note = None
+    seen: dict[str, RegionView] = {}
     if region and global_record.get("state") == State.REGIONAL:
         if regional_url is None:
             note = f"no URL for region {region}: pass --region-url {region}=http://host:port"
         else:
-            regional_views = WorkerViews(regional_url, role=region, timeout=timeout)
-            try:
-                regional = regional_vehicle(regional_views, vin, config)
-            finally:
-                regional_views.close()
+            seen[region] = region_view(config, vin, region, region_urls, timeout, strict=True)
+            found = seen[region].entry
+            regional = dict(found) if found is not None else None
             if regional is None:
                 note = f"region {region} has no record of {vin} (see vprov replay --verify)"
+    for awaited in awaited_regions(global_record):
+        if awaited not in seen:
+            seen[awaited] = region_view(config, vin, awaited, region_urls, timeout,
+                                        strict=False)
     history, _ = dedupe(read_lifecycle(config, vins={vin}, timeout=lifecycle_timeout))
     history.sort(key=lambda e: e["sequence"])
-    return {
+    letters, unread = vehicle_dead_letters(config, vin, lifecycle_timeout)
+    stage = stage_of(config, vin, global_record, seen, history, letters,
+                     int(time.time() * 1000) if now_ms is None else now_ms)
+    if unread:
+        stage = replace(stage, seen=(*stage.seen, unread))
+    return ({
         "vin": vin,
         "global_url": global_url,
         "global_owner": owner,
@@ -170,14 +232,16 @@ def vehicle_status(config: Config, vin: str, global_url: str, region_urls: dict[
         "regional_url": regional_url,
         "regional": regional,
         "note": note,
+        "stage": stage.to_dict(),
         "events_total": len(history),
         "events": history[-events:] if events > 0 else [],
-    }
+    }, stage)
 
 
-def format_status(doc: dict[str, Any]) -> str:
+def format_status(doc: dict[str, Any], stage: Stage) -> str:
     glob = doc["global"]
     lines = [f"vehicle {doc['vin']}: {glob.get('state')}"]
+    lines += format_stage(stage)
     region = doc["region"] or "-"
     lines.append(f"  home region     {region}  (gateway {glob.get('gateway_endpoint') or '-'})")
     lines.append(f"  system          {glob.get('system_id')} / {glob.get('sub_system_id')}, "
@@ -216,8 +280,8 @@ def run(config: Config, vin: str, global_url: str, region_pairs: list[str] | Non
         # vehicle is there
         reach.kafka_of(config, connect_timeout)
         check_worker(global_url, connect_timeout)
-        doc = vehicle_status(config, vin, global_url, urls, events=events,
-                             timeout=connect_timeout)
+        doc, stage = vehicle_status(config, vin, global_url, urls, events=events,
+                                    timeout=connect_timeout)
     except ValueError as exc:
         print(f"error: {exc}", file=err)
         return 2
@@ -231,5 +295,5 @@ def run(config: Config, vin: str, global_url: str, region_pairs: list[str] | Non
     if as_json:
         print(json.dumps(jsonable(doc), indent=2, sort_keys=True), file=out)
     else:
-        print(format_status(doc), file=out)
+        print(format_status(doc, stage), file=out)
     return 0

@@ -40,6 +40,8 @@ from vprov.identity import GLOBAL_SCOPE, identity_key
 from vprov.topics import Catalogue
 from vprov.workers import running
 
+pytestmark = pytest.mark.reprovisioning
+
 
 def provisioned(flow: Flow, fleet_: Fleet, region: str = "NA") -> fleet.SimVehicle:
     """A vehicle homed in ``region`` with both devices provisioned."""

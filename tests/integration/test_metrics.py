@@ -70,6 +70,28 @@ def deployment(tmp_path_factory: pytest.TempPathFactory
         yield config, workers
 
 
+def has(samples: Samples, name: str, **labels: str) -> bool:
+    return any(n == name and all(have.get(k) == v for k, v in labels.items())
+               for n, have, _ in samples)
+
+
+def test_a_fresh_worker_shows_its_counters_at_zero(
+    deployment: tuple[Config, dict[str, WorkerProcess]]
+) -> None:
+    """Before any input (the module's first test), every known series is there at 0: a
+    dashboard shows 0, not "no data"."""
+    _, workers = deployment
+    for worker, flow in ((workers["global"], "query"), (workers["NA"], "device")):
+        samples = scrape(worker)
+        counted = {"vprov_requests_total", "vprov_dead_letters_total",
+                   "vprov_lifecycle_events_total"}
+        assert {value for name, _, value in samples if name in counted} == {0}
+        assert has(samples, "vprov_dead_letters_total", flow=flow, code="13113")
+        assert has(samples, "vprov_dead_letters_total", flow="internal", code="9000")
+        assert has(samples, "vprov_requests_total", flow=flow, outcome="fail", code="13111")
+        assert has(samples, "vprov_lifecycle_events_total", state="PROVISIONED")
+
+
 def test_the_funnel_adds_up_after_a_simulated_fleet(
     deployment: tuple[Config, dict[str, WorkerProcess]], fleet_: Fleet
 ) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import threading
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.integration.conftest import Flow
@@ -29,13 +30,18 @@ class FleetDriver(fleet_driver.FleetDriver):
         self.rate = rate
         self.trips = self.plan(vehicles)
         self.answers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # the longest wait for a first answer, per kind of request (query, device), in seconds
+        self.longest: dict[str, float] = defaultdict(float)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.started_at = 0.0
         self.finished_at: float | None = None
 
     def on_answer(self, request: fleet_driver.Request, doc: dict[str, Any], topic: str,
                   raw: bytes, now: float) -> None:
-        self.answers[request.message_id].append(doc)
+        answers = self.answers[request.message_id]
+        answers.append(doc)
+        if len(answers) == 1:
+            self.longest[request.kind] = max(self.longest[request.kind], now - request.sent_at)
 
     def start(self) -> FleetDriver:
         self.started_at = time.monotonic()
@@ -73,6 +79,7 @@ class Outcome:
     duplicate_events: int  # the same transition under two event ids: must be 0
     wrong_histories: list[str]
     lifecycle_records: int  # re-sent copies of an event (same event_id): allowed, de-duplicated
+    conflicts: list[str] = field(default_factory=list)  # the first requests answered two ways
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -93,6 +100,7 @@ def check_invariants(flow: Flow, driver: FleetDriver) -> Outcome:
         wait_until(all_read, timeout=30, what="every vehicle's lifecycle events read")
     lost = 0
     conflicting = 0
+    conflicts: list[str] = []
     provisioned = 0
     for trip in driver.trips:
         requests = trip.sent or ["(query not sent)"]
@@ -101,6 +109,9 @@ def check_invariants(flow: Flow, driver: FleetDriver) -> Outcome:
             answers = driver.answers.get(request, [])
             if any(a != answers[0] for a in answers):
                 conflicting += 1
+                if len(conflicts) < 10:
+                    conflicts.append(f"{driver.requests[request].kind} {request}: " + " | ".join(
+                        json.dumps(a, sort_keys=True)[:600] for a in answers))
         devices = [m for m in trip.sent if driver.requests[m].kind == "device"]
         if devices and all(driver.answers[m] and driver.answers[m][0]["status"] == "SUCCESS"
                            for m in devices):
@@ -123,4 +134,5 @@ def check_invariants(flow: Flow, driver: FleetDriver) -> Outcome:
     unique = sum(len(v) for v in events.values())
     return Outcome(vehicles=len(driver.trips), provisioned=provisioned, lost_answers=lost,
                    conflicting_answers=conflicting, duplicate_events=repeated,
-                   wrong_histories=wrong[:10], lifecycle_records=len(records) - unique)
+                   wrong_histories=wrong[:10], lifecycle_records=len(records) - unique,
+                   conflicts=conflicts)

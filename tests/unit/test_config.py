@@ -61,9 +61,22 @@ def test_defaults_of_the_flow_and_messages() -> None:
     assert cfg.topics.query == "provisioning.query"
 
 
-def test_defaults_of_the_kafka_clients_keep_faust_s_fetch_and_a_five_ms_linger() -> None:
+def test_defaults_of_the_kafka_clients_a_short_fetch_wait_and_a_five_ms_linger() -> None:
+    # a broker answers a connection's requests in turn, so every offset and metadata request a
+    # worker makes waits behind its idle fetch: 200 ms, not Faust's 1500, in a failover
     cfg = config.load(env={})
-    assert (cfg.fetch_min_bytes, cfg.fetch_max_wait_ms, cfg.producer_linger_ms) == (1, 1500, 5)
+    assert (cfg.fetch_min_bytes, cfg.fetch_max_wait_ms, cfg.producer_linger_ms) == (1, 200, 5)
+
+
+def test_defaults_of_the_consumer_groups() -> None:
+    cfg = config.load(env={})
+    assert (cfg.table_standby_replicas, cfg.session_timeout_ms, cfg.heartbeat_interval_ms,
+            cfg.static_membership) == (1, 3000, 500, False)
+
+
+def test_a_heartbeat_longer_than_half_the_session_is_refused() -> None:
+    with pytest.raises(config.ConfigError, match="kafka.heartbeat_interval_ms=2000"):
+        config.load(env={"VPROV_SESSION_TIMEOUT_MS": "3000", "VPROV_HEARTBEAT_INTERVAL_MS": "2000"})
 
 
 def test_defaults_equal_the_document_they_come_from() -> None:

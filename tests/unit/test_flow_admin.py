@@ -30,6 +30,8 @@ from vprov.identity import GLOBAL_SCOPE
 from vprov.ids import derive_id
 from vprov.outputs import Output
 
+pytestmark = pytest.mark.reprovisioning
+
 # --- helpers -------------------------------------------------------------------------------------
 
 

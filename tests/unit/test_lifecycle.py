@@ -114,6 +114,7 @@ def test_every_pair_outside_the_allowed_table_is_refused(table: list[tuple[str, 
             (current, target)
 
 
+@pytest.mark.reprovisioning
 def test_provisioned_states_are_left_only_by_removal_reset_or_reprovisioning() -> None:
     assert frozenset({State.PROVISIONED, State.ACTIVE}) == PROVISIONED_STATES
     for final in PROVISIONED_STATES:

@@ -142,3 +142,25 @@ def test_a_head_that_stays_put_for_two_checks_is_sought_back(
     assert suspects == {P0: 3} and sought == []
     run(check_partitions(consumer, {P0.topic}, set(), None, suspects))
     assert sought == [(P0, 3)]
+
+
+def test_a_dropped_head_is_sought_back_at_the_first_check(
+        consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records past the head processed and the head not held: it was dropped and never comes
+    by itself, so the first check seeks back (a failover's stall waits for no second check)."""
+    sought: list[tuple[TP, int]] = []
+
+    async def highwaters(*partitions: TP) -> dict[TP, int]:
+        return {P0: 20}
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {P0})
+    monkeypatch.setattr(consumer, "highwaters", highwaters)
+    monkeypatch.setattr(consumer, "seek", seek)
+    set_committed(consumer, {P0: 9})
+    process(consumer, P0, [12, 13])
+    asyncio.get_event_loop().run_until_complete(
+        check_partitions(consumer, {P0.topic}, set(), None, {}))
+    assert sought == [(P0, 9)]

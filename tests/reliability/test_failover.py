@@ -1,0 +1,81 @@
+"""Two workers per role, and one of them lost or restarted while a fleet is in flight: the other
+takes its partitions over from its standby tables (docs/operations.md, "Failover"). Each
+scenario checks the suite's invariants and reports the longest wait for an answer per flow."""
+
+from __future__ import annotations
+
+import time
+
+from tests.integration.harness import WorkerProcess
+from tests.reliability.conftest import Deployment, Sizes, input_partitions, wait_settled
+from tests.reliability.driver import FleetDriver, check_invariants
+from tests.reliability.test_reliability import FINISH_TIMEOUT, assert_clean, when
+from vprov.workers import start_all
+
+
+def pairs(dep: Deployment) -> tuple[list[WorkerProcess], list[WorkerProcess], dict[str, int]]:
+    """Two global and two NA workers, ready and settled on their partitions, and how many input
+    partitions each role has (read from the first worker, alone in its group at first)."""
+    glob = [dep.worker("global")]
+    na = [dep.worker("regional", "NA")]
+    start_all(*glob, *na)
+    totals = {"global": input_partitions(glob[0]), "NA": input_partitions(na[0])}
+    glob.append(dep.worker("global"))
+    na.append(dep.worker("regional", "NA"))
+    start_all(glob[1], na[1])
+    wait_settled(glob, totals["global"])
+    wait_settled(na, totals["NA"])
+    return glob, na, totals
+
+
+def longest(driver: FleetDriver) -> dict[str, float]:
+    return {f"longest_{kind}_answer_seconds": round(seconds, 2)
+            for kind, seconds in sorted(driver.longest.items())}
+
+
+def test_one_of_two_workers_per_role_sigkilled(deployment: Deployment, sizes: Sizes) -> None:
+    """A global and an NA worker SIGKILLed at a third of the run and not restarted: their
+    partitions move to the survivors, whose standbys hold the tables already."""
+    dep = deployment
+    glob, na, totals = pairs(dep)
+    vehicles = dep.fleet(sizes.vehicles)
+    flow = dep.flow(glob[0], na[0])
+    flow.register(*vehicles)
+    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    when(driver, 0.33)
+    killed_at = time.monotonic()
+    glob[1].kill()
+    na[1].kill()
+    wait_settled(glob[:1], totals["global"])
+    wait_settled(na[:1], totals["NA"])
+    moved = time.monotonic() - killed_at
+    driver.wait(FINISH_TIMEOUT)
+    dep.figures.update({"workers_per_role": 2, "killed": 2,
+                        "partitions_moved_seconds": round(moved, 2), **longest(driver),
+                        "run_seconds": round(driver.seconds, 1)})
+    assert_clean(dep, check_invariants(flow, driver), glob[0], na[0])
+
+
+def test_rolling_restart_of_every_worker(deployment: Deployment, sizes: Sizes) -> None:
+    """Each of the four workers stopped (SIGTERM) and started again, one at a time, each once
+    the group has settled again, while the fleet goes on."""
+    dep = deployment
+    glob, na, totals = pairs(dep)
+    vehicles = dep.fleet(sizes.vehicles)
+    flow = dep.flow(glob[0], na[0])
+    flow.register(*vehicles)
+    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    when(driver, 0.1)
+    back: list[float] = []
+    for worker, role, total in ([(w, glob, totals["global"]) for w in glob]
+                                + [(w, na, totals["NA"]) for w in na]):
+        worker.stop()
+        began = time.monotonic()
+        worker.start().wait_ready(180)
+        back.append(time.monotonic() - began)
+        wait_settled(role, total)
+    driver.wait(FINISH_TIMEOUT)
+    dep.figures.update({"workers_per_role": 2, "restarts": len(back),
+                        "ready_after_start_seconds_max": round(max(back), 2),
+                        **longest(driver), "run_seconds": round(driver.seconds, 1)})
+    assert_clean(dep, check_invariants(flow, driver), glob[0], na[0])
