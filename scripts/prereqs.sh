@@ -25,6 +25,7 @@ need make "make" make
 need redis-server "redis-server and redis-cli (Redis 6+)" redis-server redis-cli
 need default-jdk-headless "java (a JDK 17+, for the Kafka broker)" java
 need maven "mvn (Maven, fetches the Kafka jars)" mvn
+need prometheus "prometheus and promtool (the alert rules' tests)" prometheus promtool
 if ! command -v python3 >/dev/null 2>&1; then
     missing+=("python3|python3 (3.11+)")
 else
@@ -51,6 +52,19 @@ if [[ ${VPROV_PREREQS_INSTALL:-1} != 0 && $(id -u) == 0 ]] && command -v apt-get
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${packages[@]}"
+    # Debian's prometheus package enables and starts a server on port 9090, where
+    # docker/compose.yaml publishes its own; the tests start theirs on ports of their own and
+    # need only the binaries, so the service installed here is stopped and disabled.
+    if [[ " ${packages[*]} " == *" prometheus "* ]]; then
+        if [[ -d /run/systemd/system ]]; then
+            systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+        elif [[ -x /etc/init.d/prometheus ]]; then
+            invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+            update-rc.d prometheus disable >/dev/null 2>&1 || true
+        fi
+        echo "[prereqs] the prometheus service Debian starts is stopped and disabled" \
+             "(the tests start their own server)"
+    fi
     exit 0
 fi
 

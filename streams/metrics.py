@@ -28,10 +28,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.manager import TableManager
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -296,6 +297,23 @@ def consumer_lag(app: faust.App) -> Iterator[tuple[str, int, int]]:
             yield tp.topic, tp.partition, max(highwater - offset, 0)
 
 
+def standby_lag(app: faust.App) -> Iterator[tuple[str, int, int]]:
+    """(changelog topic, partition, highwater - next offset to apply) for each standby table
+    partition of this worker: how far its warm copy is behind, which a takeover replays. One
+    whose highwater is not known yet is left out."""
+    recovery = cast(TableManager, app.tables).recovery  # the interface does not declare it
+    consumer = consumer_of(app)
+    for tp in sorted(recovery.standby_tps):
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - a partition being revoked has none
+            continue
+        if highwater is None:
+            continue
+        applied = recovery.standby_offsets.get(tp, -1)  # the last offset applied, -1: none
+        yield tp.topic, tp.partition, max(highwater - (applied + 1), 0)
+
+
 def table_sizes(app: faust.App) -> Iterator[tuple[str, int, int]]:
     """(table, estimated entries, bytes in SST files and memtables) over the partitions this
     worker serves: RocksDB's own estimates, cheap whatever the table's size (an overwritten or
@@ -328,6 +346,7 @@ SCRAPED = {
     "vprov_inputs_forwarded": "counter",
     "vprov_retries": "counter",
     "vprov_consumer_lag": "gauge",
+    "vprov_standby_lag": "gauge",
     "vprov_table_entries": "gauge",
     "vprov_table_bytes": "gauge",
     "vprov_pending_rehomes": "gauge",
@@ -383,6 +402,15 @@ class WorkerCollector:
         except Exception as exc:  # noqa: BLE001 - the consumer is not started yet
             log.debug("no consumer lag: %s", exc)
         yield lag
+        standby = GaugeMetricFamily("vprov_standby_lag", "Changelog records a standby table "
+                                    "partition has not applied yet (highwater - next offset).",
+                                    labels=["region", "topic", "partition"])
+        try:
+            for topic, partition, value in standby_lag(self.app):
+                standby.add_metric([region, topic, str(partition)], value)
+        except Exception as exc:  # noqa: BLE001 - as above
+            log.debug("no standby lag: %s", exc)
+        yield standby
 
     def _tables(self, region: str) -> Iterable[Metric]:
         entries = GaugeMetricFamily("vprov_table_entries", "Entries of a table on this worker "

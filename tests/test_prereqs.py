@@ -13,7 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "prereqs.sh"
-TOOLS = ("bash", "mktemp", "rm", "id", "make", "java", "mvn", "redis-server", "redis-cli")
+TOOLS = ("bash", "mktemp", "rm", "id", "make", "java", "mvn", "redis-server", "redis-cli",
+         "prometheus", "promtool")
 
 
 def real_python() -> str:
