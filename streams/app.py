@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,8 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "dead_lettered": shell.dead_lettered,
             "forwarded": shell.forwarded,
             "local_state_discarded": shell.local_state_discarded,
+            "bulk_restore": (dataclasses.asdict(shell.bulk_restored)
+                             if shell.bulk_restored is not None else None),
             "retries": shell.retries,
         }
         return web.json(body, status=200 if ready else 503)

@@ -14,7 +14,7 @@ from pathlib import Path
 import mode.loop
 from confluent_kafka import KafkaException
 
-from streams import global_worker, regional_worker
+from streams import bulk_restore, global_worker, regional_worker
 from streams.app import WorkerOptions, create_app
 from streams.faust_contract import UnsupportedFaust
 from streams.local_state import reconcile
@@ -151,5 +151,8 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
                   for table in app.tables.values()}
     shell.local_state_discarded = len(reconcile(
         config, Path(app.conf.tabledir), changelogs, group_id=f"{app.conf.id}-local-state"))
+    if config.bulk_restore:
+        shell.bulk_restored = bulk_restore.restore(config, Path(app.conf.tabledir), changelogs,
+                                                   config.partitions)
     QuietWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     return 0

@@ -34,6 +34,7 @@ from vprov.topics import Catalogue
 from vprov.validation import routing_vin
 
 if TYPE_CHECKING:
+    from streams.bulk_restore import Restored
     from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class Shell:
         self.retries = 0
         self.forwarded = 0
         self.local_state_discarded = 0  # table partitions restored afresh at start
+        self.bulk_restored: Restored | None = None  # what was read in bulk before Faust started
         # the ingress' rerouted topics: their records carry their origin in a header
         self._rerouted: set[str] = set()
 

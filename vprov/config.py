@@ -41,6 +41,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "VPROV_SESSION_TIMEOUT_MS": ("kafka", "session_timeout_ms", int),
     "VPROV_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms", int),
     "VPROV_STATIC_MEMBERSHIP": ("kafka", "static_membership", bool),
+    "VPROV_BULK_RESTORE": ("kafka", "bulk_restore", bool),
     "REDIS_URL": ("redis", "url", str),
     "SCHEMA_REGISTRY_URL": ("schema_registry", "url", str),
     "VPROV_REHOME_TIMEOUT_SECONDS": ("flow", "rehome_timeout_seconds", float),
@@ -155,6 +156,8 @@ class KafkaTable(_Table):
     session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 3000
     heartbeat_interval_ms: Positive = 500
     static_membership: bool = False
+    # an empty or far-behind disk: read the changelogs in bulk before Faust opens the tables
+    bulk_restore: bool = True
     security: KafkaSecurity = KafkaSecurity()
 
     @model_validator(mode="after")
@@ -292,6 +295,7 @@ class Config:
     session_timeout_ms: int
     heartbeat_interval_ms: int
     static_membership: bool
+    bulk_restore: bool
     redis_url: str
     schema_registry_url: str
     max_payload_bytes: int
@@ -369,6 +373,7 @@ def _config(doc: Document, source: str) -> Config:
         session_timeout_ms=doc.kafka.session_timeout_ms,
         heartbeat_interval_ms=doc.kafka.heartbeat_interval_ms,
         static_membership=doc.kafka.static_membership,
+        bulk_restore=doc.kafka.bulk_restore,
         redis_url=doc.redis.url,
         schema_registry_url=doc.schema_registry.url,
         max_payload_bytes=doc.messages.max_payload_bytes,
