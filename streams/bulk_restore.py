@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.local_state import OFFSET_KEY, partition_dir, read_persisted_offset
+from streams.local_state import OFFSET_KEY, partition_dir, read_persisted_offset, watermarks
 from vprov.kafka_settings import KafkaAccess, librdkafka
 
 log = logging.getLogger(__name__)
@@ -124,13 +124,9 @@ def _bounds(reader: Any, changelogs: Mapping[str, str], partitions: int, timeout
             ) -> dict[tuple[str, int], tuple[int, int]]:
     from confluent_kafka import TopicPartition
 
-    found = {}
-    for table, topic in changelogs.items():
-        for partition in range(partitions):
-            low, high = reader.get_watermark_offsets(TopicPartition(topic, partition),
-                                                     timeout=timeout)
-            found[(table, partition)] = (int(low), int(high))
-    return found
+    deadline = time.monotonic() + timeout
+    return {(table, partition): watermarks(reader, TopicPartition(topic, partition), deadline)
+            for table, topic in changelogs.items() for partition in range(partitions)}
 
 
 class _Store:

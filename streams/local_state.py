@@ -169,23 +169,24 @@ def _broker_facts(kafka: KafkaAccess | str, group_id: str, changelogs: Mapping[s
             if table not in ids:
                 continue
             for partition in partitions.get(table, []):
-                ends[(table, partition)] = _end_offset(reader, TopicPartition(topic, partition),
-                                                       deadline)
+                ends[(table, partition)] = watermarks(reader, TopicPartition(topic, partition),
+                                                      deadline)[1]
     finally:
         reader.close()
     return ids, ends
 
 
-def _end_offset(reader: Any, tp: Any, deadline: float) -> int:
-    """The partition's end offset; a topic created a moment ago may not have a leader yet
-    (the worker creates missing topics just before), so retriable errors are retried."""
+def watermarks(reader: Any, tp: Any, deadline: float) -> tuple[int, int]:
+    """The partition's (log start, end) offsets; a topic created a moment ago may not have a
+    leader yet (the worker creates missing topics just before), so retriable errors are
+    retried until ``deadline`` (monotonic)."""
     from confluent_kafka import KafkaException
 
     while True:
         try:
-            _, high = reader.get_watermark_offsets(tp, timeout=max(0.5,
-                                                                   deadline - time.monotonic()))
-            return int(high)
+            low, high = reader.get_watermark_offsets(tp, timeout=max(
+                0.5, deadline - time.monotonic()))
+            return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0]
             if time.monotonic() >= deadline or not (error.retriable() or error.name() in (

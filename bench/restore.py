@@ -1,0 +1,184 @@
+"""Restore benchmark: a global worker with an empty disk and a large state in its changelogs.
+
+A synthetic state of ``vehicles`` vehicles, shaped like the entries the flows write (two
+registrations, a system and a REGIONAL vehicle with its remembered answer: four changelog
+records a vehicle), is written straight into a deployment's changelog topics with librdkafka.
+Then a global worker starts on an empty disk, once with the bulk restore
+(streams/bulk_restore.py) and once, on a smaller state, with Faust's own recovery only; each
+reports the seconds from process start to ready and the changelog records per second.
+
+    .venv/bin/python bench/restore.py --vehicles 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy import REPO, Broker, write_config
+
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Producer  # noqa: E402
+
+from vprov.admin import ensure_topics  # noqa: E402
+from vprov.config import Config  # noqa: E402
+from vprov.topics import Catalogue  # noqa: E402
+from vprov.workers import WorkerProcess  # noqa: E402
+
+RECORDS_PER_VEHICLE = 4
+GLOBAL_TABLES = ("registrations", "systems", "vehicles")
+
+
+@dataclass
+class RestoreRun:
+    """One empty-disk start of a global worker."""
+
+    mode: str  # "bulk" or "faust"
+    vehicles: int
+    records: int
+    ready_seconds: float  # process start to ready
+    records_per_second: float  # changelog records over ready_seconds
+    bulk_seconds: float | None  # the bulk load alone, as the worker reports it
+    cpu_seconds: float
+
+
+@dataclass
+class RestoreReport:
+    write_records_per_second: float
+    runs: list[RestoreRun]
+
+
+def entries(index: int, tag: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(table, key, entry) of one synthetic vehicle, shaped like the flows' entries."""
+    vin = f"{tag}{index:011d}"[-17:].upper()
+    system_id = f"sys-{tag}{index:010d}"[:23]
+    devices = [{"system_id": system_id, "sub_system_id": f"sub-{index:010d}",
+                "device_id": f"d{tag}{index:09d}{ecu[0]}"[:19], "ecu_type": ecu,
+                "primary": ecu == "TCU", "certificate_fingerprint": uuid.UUID(int=index).hex * 2,
+                "home_region": "NA"} for ecu in ("TCU", "IVI")]
+    answer = {"topic": "provisioning.query.response", "key": vin, "kind": "reply",
+              "value": json.dumps({"message_id": str(uuid.UUID(int=index + 1)),
+                                   "correlation_id": str(uuid.UUID(int=index + 2)),
+                                   "status": "SUCCESS", "vin": vin,
+                                   "body": {"gateway_endpoint": "mqtts://na.example:8883",
+                                            "lifecyclestate": "PROVISION_PENDING_REGIONAL"}})}
+    vehicle = {"vin": vin, "system_id": system_id, "sub_system_id": devices[0]["sub_system_id"],
+               "primary_device_id": devices[0]["device_id"], "devices": devices,
+               "state": "REGIONAL", "sequence": 1, "region": "NA", "country_code": "US",
+               "gateway_endpoint": "mqtts://na.example:8883",
+               "request_id": str(uuid.UUID(int=index + 3)), "pending": None, "error_code": None,
+               "memo": {str(uuid.UUID(int=index + 2)): {"outputs": [answer], "effects": []}}}
+    return ([("registrations", d["device_id"], d) for d in devices]
+            + [("systems", system_id, {"devices": {d["device_id"]: d for d in devices},
+                                       "vin": vin}),
+               ("vehicles", vin, vehicle)])
+
+
+def write_state(config: Config, vehicles: int, tag: str) -> float:
+    """Write the synthetic state into the global changelogs; returns records/s."""
+    cat = Catalogue(config)
+    topics = {t: f"{cat.global_app_id}-{t}-changelog" for t in GLOBAL_TABLES}
+    out = Producer({"bootstrap.servers": config.bootstrap_servers, "linger.ms": 50,
+                    "batch.num.messages": 10000, "compression.type": "lz4",
+                    "queue.buffering.max.messages": 1_000_000,
+                    "partitioner": "murmur2_random", "enable.idempotence": True})
+    began = time.monotonic()
+    for index in range(vehicles):
+        for table, key, entry in entries(index, tag):
+            value = json.dumps(entry, separators=(",", ":")).encode()
+            while True:
+                try:
+                    out.produce(topics[table], key=key.encode(), value=value)
+                    break
+                except BufferError:
+                    out.poll(0.05)
+        if index % 5000 == 0:
+            out.poll(0)
+        if index and index % 100_000 == 0:
+            print(f"restore bench: {index} of {vehicles} vehicles written", file=sys.stderr)
+    out.flush(120)
+    return vehicles * RECORDS_PER_VEHICLE / (time.monotonic() - began)
+
+
+def start_empty(config_path: Path, workdir: Path, port: int, mode: str, vehicles: int,
+                timeout: float) -> RestoreRun:
+    data = workdir / f"data-{mode}"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {**os.environ, "VPROV_BULK_RESTORE": "true" if mode == "bulk" else "false"}
+    worker = WorkerProcess("global", port, config_path, data, workdir / f"worker-{mode}.log",
+                           env=env, cwd=REPO)
+    began = time.monotonic()
+    worker.start()
+    try:
+        worker.wait_ready(timeout)
+        ready = time.monotonic() - began
+        health = worker.health() or {}
+        cpu = sum(worker.cpu_split())
+    finally:
+        worker.stop()
+    bulk = health.get("bulk_restore") or {}
+    records = vehicles * RECORDS_PER_VEHICLE
+    return RestoreRun(mode, vehicles, records, round(ready, 2), round(records / ready),
+                      round(bulk["seconds"], 2) if bulk.get("seconds") else None,
+                      round(cpu, 1))
+
+
+def run_restore(bootstrap: str, redis_url: str, workdir: Path, vehicles: int,
+                faust_vehicles: int, port: int) -> RestoreReport:
+    """The bulk restore on ``vehicles`` vehicles, Faust's recovery on ``faust_vehicles`` (0:
+    not run); each deployment of its own, removed afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    write_rate = 0.0
+    for mode, count in (("bulk", vehicles), ("faust", faust_vehicles)):
+        if count <= 0:
+            continue
+        prefix = f"rb{uuid.uuid4().hex[:6]}"
+        path = workdir / f"{prefix}.toml"
+        config = write_config(path, prefix, bootstrap, redis_url, ("NA",))
+        ensure_topics(config, Catalogue(config).all())
+        broker = Broker(bootstrap)
+        try:
+            rate = write_state(config, count, prefix)
+            write_rate = write_rate or rate
+            print(f"restore bench: {count} vehicles ({count * RECORDS_PER_VEHICLE} records) "
+                  f"written at {rate:.0f} records/s; starting an empty-disk worker ({mode})",
+                  file=sys.stderr)
+            run = start_empty(path, workdir, port, mode, count, timeout=1800)
+            print(f"restore bench: {mode}: ready after {run.ready_seconds} s, "
+                  f"{run.records_per_second} records/s", file=sys.stderr)
+            runs.append(run)
+        finally:
+            broker.delete_run(prefix, [Catalogue(config).global_app_id])
+    return RestoreReport(round(write_rate), runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+                   or "127.0.0.1:9092")
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL")
+                   or "redis://127.0.0.1:6379/0")
+    p.add_argument("--vehicles", type=int, default=1_000_000)
+    p.add_argument("--faust-vehicles", type=int, default=25_000,
+                   help="state for the run with Faust's own recovery (0: none)")
+    p.add_argument("--port", type=int, default=19070)
+    p.add_argument("--out", default=str(REPO / "bench" / "out" / "restore"))
+    args = p.parse_args(argv)
+    report = run_restore(args.bootstrap, args.redis_url, Path(args.out), args.vehicles,
+                         args.faust_vehicles, args.port)
+    print(json.dumps(asdict(report), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
