@@ -11,6 +11,9 @@ export SECURITY
 # between them (docs/operations.md, "Multi-cluster topology")
 TOPOLOGY ?=
 export TOPOLOGY
+# WORKERS=2: make demo runs two workers per role, each role one consumer group
+WORKERS ?= 1
+export WORKERS
 
 .DEFAULT_GOAL := help
 .PHONY: help prereqs setup up down status test demo lint bench reliability clean

@@ -64,6 +64,7 @@ from report import (
     plot_latency,
     plot_rss,
 )
+from restore import run_restore
 
 from vprov import fleet
 from vprov.admin import ensure_topics
@@ -122,6 +123,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="records/s at which a bare relay on each Kafka client is measured "
                         "(the client floor; default: the workers' records/s at 50 and 400 "
                         "vehicles/s); empty: skip")
+    p.add_argument("--restore-vehicles", type=int, default=1_000_000,
+                   help="synthetic state for the empty-disk restore phase (0: no phase)")
+    p.add_argument("--restore-faust-vehicles", type=int, default=25_000,
+                   help="state for the same start with Faust's own recovery (0: none)")
     p.add_argument("--floor-seconds", type=float, default=10.0,
                    help="the client floor's timed window per client and rate")
     p.add_argument("--region", default="NA", help="the regional worker's region")
@@ -588,6 +593,11 @@ class Bench:
             report.floor = run_floor(a.bootstrap, self.broker, self.prefix,
                                      self.config.partitions, a.floor_rates, a.floor_seconds,
                                      self.dir)
+        if a.restore_vehicles or a.restore_faust_vehicles:
+            self.wait_idle()
+            report.restore = run_restore(a.bootstrap, a.redis_url, self.dir / "restore",
+                                         a.restore_vehicles, a.restore_faust_vehicles,
+                                         a.web_ports[0] + 10)
         if a.profile:
             time.sleep(a.pause)
             self.profile(report)

@@ -14,6 +14,7 @@ from loadgen import PhaseResult, summary_ms
 from profiles import Profile
 from profiles import markdown as profile_markdown
 from relay import BaselineResult
+from restore import RestoreReport
 
 MB = 1_000_000
 COMPONENTS = ("global", "regional", "broker", "redis", "client")
@@ -177,6 +178,7 @@ class RunReport:
     ingress_note: str = ""
     scale_out: list[Outcome] = field(default_factory=list)  # the levels, two workers per role
     scale_out_seconds: float = 0.0  # second workers started -> ready and idle
+    restore: RestoreReport | None = None  # empty-disk starts on a synthetic state
     rss_peak: dict[str, int] = field(default_factory=dict)
     client_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -390,6 +392,11 @@ def console(report: RunReport) -> str:
         out += ["", "scale-out (one worker per role | two):", *(
             f"  {row[0]}/s: {row[1]} v/s, p99 {row[3]} ms | {row[6]} v/s, p99 {row[8]} ms"
             for row in scale_out_rows(report))]
+    if report.restore is not None:
+        out += ["", "empty-disk restore (global worker):", *(
+            f"  {r.mode}: {r.vehicles:,} vehicles ({r.records:,} records), ready after "
+            f"{r.ready_seconds:g} s, {r.records_per_second:,} records/s"
+            for r in report.restore.runs)]
     if report.floor:
         out += ["", f"client floor, µs of CPU per relayed record ({', '.join(CLIENTS)}):", *(
                     f"  {row[0]} records/s: " + " | ".join(row[1:-1])
@@ -478,6 +485,27 @@ def floor_rows(report: RunReport) -> list[list[str]]:
                                for c in CLIENTS),
              ", ".join(f"{c} {row[c].relayed:,}/{row[c].sent:,}" for c in CLIENTS if c in row)]
             for rate, row in sorted(by_rate.items())]
+
+
+def restore_markdown(report: RunReport) -> list[str]:
+    if report.restore is None or not report.restore.runs:
+        return []
+    lines = ["", "## Restore: a global worker on an empty disk", "",
+             "A synthetic state written straight into a deployment's changelogs (two "
+             "registrations, a system and a REGIONAL vehicle with its remembered answer: four "
+             f"records a vehicle, written at {report.restore.write_records_per_second:,} "
+             "records/s; `bench/restore.py`), then a global worker started with an empty data "
+             "directory: once with the bulk restore (`streams/bulk_restore.py`), once with "
+             "Faust's own recovery on a smaller state. Ready: from process start until the "
+             "worker reports ready (tables recovered, partitions assigned); records/s: the "
+             "state's records over that time, start-up included.", ""]
+    lines += _table(["restore", "vehicles", "changelog records", "ready after s",
+                     "records/s", "bulk load s", "worker CPU s"],
+                    [[r.mode, f"{r.vehicles:,}", f"{r.records:,}", f"{r.ready_seconds:g}",
+                      f"{r.records_per_second:,}",
+                      f"{r.bulk_seconds:g}" if r.bulk_seconds is not None else "—",
+                      f"{r.cpu_seconds:g}"] for r in report.restore.runs])
+    return lines
 
 
 def floor_markdown(report: RunReport) -> list[str]:
@@ -885,6 +913,7 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
     lines += ingress_markdown(report, ingress_png)
     lines += scale_out_markdown(report)
     lines += floor_markdown(report)
+    lines += restore_markdown(report)
     lines += ["", "## Baseline: consume → produce relay", ""]
     if report.baseline is not None:
         b = report.baseline

@@ -23,16 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Producer
 from deploy import REPO, Broker, write_config
 
-sys.path.insert(0, str(REPO))
-
-from confluent_kafka import Producer  # noqa: E402
-
-from vprov.admin import ensure_topics  # noqa: E402
-from vprov.config import Config  # noqa: E402
-from vprov.topics import Catalogue  # noqa: E402
-from vprov.workers import WorkerProcess  # noqa: E402
+from vprov.admin import ensure_topics
+from vprov.config import Config
+from vprov.topics import Catalogue
+from vprov.workers import WorkerProcess
 
 RECORDS_PER_VEHICLE = 4
 GLOBAL_TABLES = ("registrations", "systems", "vehicles")

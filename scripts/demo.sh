@@ -8,7 +8,8 @@
 # Env: VEHICLES (1000), RATE (80 vehicles/s offered), KEEP (set: leave everything running
 # until Ctrl-C, to try `vprov status` and `vprov replay`), WORKER_START_TIMEOUT (120 s),
 # VPROV (the vprov command), VPROV_CONFIG (the configuration), DRY_RUN (set: print the workers
-# it would start, start nothing).
+# it would start, start nothing), WORKERS (1: workers per role; each role is one consumer group,
+# its further workers listen on the web port + 100, + 200, ...).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -110,6 +111,20 @@ wait_healthy() {
 [[ -n ${DRY_RUN:-} ]] || make --no-print-directory setup
 # One line per worker: name, web port, `vprov worker` options.
 layout=$("$VPROV" config workers)
+WORKERS=${WORKERS:-1}
+if ! [[ $WORKERS =~ ^[1-9]$ ]]; then
+    say "WORKERS=$WORKERS: expected the workers per role, 1 to 9"
+    exit 2
+fi
+# further workers of each role: the same options, their own web port and state directory
+replicas=""
+for ((k = 2; k <= WORKERS; k++)); do
+    while read -r name port args; do
+        replicas+="$name-$k $((port + 100 * (k - 1))) $args"$'\n'
+    done <<<"$layout"
+done
+layout+=$'\n'"${replicas%$'\n'}"
+layout=$(sed '/^$/d' <<<"$layout")
 if [[ -n ${DRY_RUN:-} ]]; then
     printf '%s\n' "$layout"
     exit 0

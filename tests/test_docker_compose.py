@@ -170,7 +170,8 @@ def test_a_fourth_region_reaches_compose(tmp_path: Path, four_regions: Path) -> 
 
 def test_a_fourth_region_reaches_the_demo(four_regions: Path) -> None:
     """`make demo` starts the workers the configuration names (DRY_RUN: lists them)."""
-    env = {**os.environ, "DRY_RUN": "1", "VPROV": VPROV, "VPROV_CONFIG": str(four_regions)}
+    env = {**os.environ, "DRY_RUN": "1", "VPROV": VPROV, "VPROV_CONFIG": str(four_regions),
+           "WORKERS": "1"}
     out = _run([BASH, str(DEMO)], env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
@@ -179,6 +180,29 @@ def test_a_fourth_region_reaches_the_demo(four_regions: Path) -> None:
         "eu 6068 --role regional --region EU",
         "ap 6069 --role regional --region AP",
         "sa 6070 --role regional --region SA",
+    ]
+
+
+def test_the_demo_runs_two_workers_per_role(four_regions: Path) -> None:
+    """`make demo WORKERS=2`: a second worker of each role, on the web port + 100."""
+    env = {**os.environ, "DRY_RUN": "1", "VPROV": VPROV, "VPROV_CONFIG": str(four_regions),
+           "WORKERS": "2"}
+    out = _run([BASH, str(DEMO)], env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:5] == [
+        "global 6066 --role global",
+        "na 6067 --role regional --region NA",
+        "eu 6068 --role regional --region EU",
+        "ap 6069 --role regional --region AP",
+        "sa 6070 --role regional --region SA",
+    ]
+    assert lines[5:] == [
+        "global-2 6166 --role global",
+        "na-2 6167 --role regional --region NA",
+        "eu-2 6168 --role regional --region EU",
+        "ap-2 6169 --role regional --region AP",
+        "sa-2 6170 --role regional --region SA",
     ]
 
 
