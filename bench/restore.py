@@ -21,18 +21,13 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka import Producer
 from deploy import REPO, Broker, write_config
 
 from vprov.admin import ensure_topics
-from vprov.config import Config
+from vprov.synthetic_state import RECORDS_PER_VEHICLE, write_state
 from vprov.topics import Catalogue
 from vprov.workers import WorkerProcess
-
-RECORDS_PER_VEHICLE = 4
-GLOBAL_TABLES = ("registrations", "systems", "vehicles")
 
 
 @dataclass
@@ -52,58 +47,6 @@ class RestoreRun:
 class RestoreReport:
     write_records_per_second: float
     runs: list[RestoreRun]
-
-
-def entries(index: int, tag: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(table, key, entry) of one synthetic vehicle, shaped like the flows' entries."""
-    vin = f"{tag}{index:011d}"[-17:].upper()
-    system_id = f"sys-{tag}{index:010d}"[:23]
-    devices = [{"system_id": system_id, "sub_system_id": f"sub-{index:010d}",
-                "device_id": f"d{tag}{index:09d}{ecu[0]}"[:19], "ecu_type": ecu,
-                "primary": ecu == "TCU", "certificate_fingerprint": uuid.UUID(int=index).hex * 2,
-                "home_region": "NA"} for ecu in ("TCU", "IVI")]
-    answer = {"topic": "provisioning.query.response", "key": vin, "kind": "reply",
-              "value": json.dumps({"message_id": str(uuid.UUID(int=index + 1)),
-                                   "correlation_id": str(uuid.UUID(int=index + 2)),
-                                   "status": "SUCCESS", "vin": vin,
-                                   "body": {"gateway_endpoint": "mqtts://na.example:8883",
-                                            "lifecyclestate": "PROVISION_PENDING_REGIONAL"}})}
-    vehicle = {"vin": vin, "system_id": system_id, "sub_system_id": devices[0]["sub_system_id"],
-               "primary_device_id": devices[0]["device_id"], "devices": devices,
-               "state": "REGIONAL", "sequence": 1, "region": "NA", "country_code": "US",
-               "gateway_endpoint": "mqtts://na.example:8883",
-               "request_id": str(uuid.UUID(int=index + 3)), "pending": None, "error_code": None,
-               "memo": {str(uuid.UUID(int=index + 2)): {"outputs": [answer], "effects": []}}}
-    return ([("registrations", d["device_id"], d) for d in devices]
-            + [("systems", system_id, {"devices": {d["device_id"]: d for d in devices},
-                                       "vin": vin}),
-               ("vehicles", vin, vehicle)])
-
-
-def write_state(config: Config, vehicles: int, tag: str) -> float:
-    """Write the synthetic state into the global changelogs; returns records/s."""
-    cat = Catalogue(config)
-    topics = {t: f"{cat.global_app_id}-{t}-changelog" for t in GLOBAL_TABLES}
-    out = Producer({"bootstrap.servers": config.bootstrap_servers, "linger.ms": 50,
-                    "batch.num.messages": 10000, "compression.type": "lz4",
-                    "queue.buffering.max.messages": 1_000_000,
-                    "partitioner": "murmur2_random", "enable.idempotence": True})
-    began = time.monotonic()
-    for index in range(vehicles):
-        for table, key, entry in entries(index, tag):
-            value = json.dumps(entry, separators=(",", ":")).encode()
-            while True:
-                try:
-                    out.produce(topics[table], key=key.encode(), value=value)
-                    break
-                except BufferError:
-                    out.poll(0.05)
-        if index % 5000 == 0:
-            out.poll(0)
-        if index and index % 100_000 == 0:
-            print(f"restore bench: {index} of {vehicles} vehicles written", file=sys.stderr)
-    out.flush(120)
-    return vehicles * RECORDS_PER_VEHICLE / (time.monotonic() - began)
 
 
 def start_empty(config_path: Path, workdir: Path, port: int, mode: str, vehicles: int,

@@ -17,6 +17,7 @@ from typing import Any
 import faust
 from mode.types.signals import BaseSignalT
 
+from streams.local_state import OFFSET_KEY
 from streams.shell import Shell, encode_internal, now_ms
 from vprov.commands import Command
 
@@ -120,9 +121,14 @@ class DeadlineIndexedStore:
         return self.entries.pop(key, default)
 
     def reindex(self) -> None:
-        # a comprehension, not list(): list() asks the table for its length first, which walks
-        # every RocksDB key once more
-        self.deadlines.rebuild([item for item in self.entries.items()])
+        """Rebuild the index from the entries of the partitions this worker serves, read
+        straight from their RocksDB stores: Faust's ``items()`` costs about 40 µs an entry (40 s
+        for a million vehicles, with the event loop blocked), the raw read a few."""
+        store = self.entries.data
+        self.deadlines.rebuild(
+            (key, store._decode_value(raw))  # noqa: SLF001 - in streams/faust_contract.py
+            for db in store._dbs_for_actives()  # noqa: SLF001 - as above
+            for key, raw in db.items() if key != OFFSET_KEY)
 
 
 def deadline_timer(app: faust.App, shell: Shell, store: DeadlineIndexedStore, topic: str,

@@ -3,9 +3,13 @@ store updates it, a rebuild from the table replaces it, and each passed deadline
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from streams.global_worker import rehome_deadline
+from streams.local_state import OFFSET_KEY
 from streams.stores import DeadlineIndex, DeadlineIndexedStore
 
 
@@ -81,12 +85,33 @@ def test_the_store_writes_the_table_and_the_index_together() -> None:
     assert "A" not in table and store.deadlines.get("A") is None
 
 
-def test_the_store_rebuilds_its_index_from_the_table() -> None:
-    table = {b"A": vehicle("rq-a", 100), b"B": vehicle(None)}
+class HeldPartitions:
+    """What the rebuild reads of a Faust RocksDB store: the databases of the partitions this
+    worker serves (real RocksDB here, with Faust's offset key), and its value codec."""
+
+    def __init__(self, dbs: list[Any]) -> None:
+        self.dbs = dbs
+
+    def _dbs_for_actives(self) -> list[Any]:
+        return self.dbs
+
+    def _decode_value(self, raw: bytes) -> Any:
+        return json.loads(raw)
+
+
+def test_the_store_rebuilds_its_index_from_the_table(tmp_path: Path) -> None:
+    import rocksdict
+
+    db = rocksdict.Rdict(str(tmp_path / "vehicles-0.db"), options=rocksdict.Options(raw_mode=True))
+    for key, entry in ((b"A", vehicle("rq-a", 100)), (b"B", vehicle(None))):
+        db.put(key, json.dumps(entry).encode())
+    db.put(OFFSET_KEY, b"41")
+    table = SimpleNamespace(data=HeldPartitions([db]))
     store = DeadlineIndexedStore(table, rehome_deadline)
     assert len(store.deadlines) == 0  # written before this worker held the partition
     store.reindex()
     assert [key for key, _ in store.deadlines.pop_due(100)] == ["A"]
+    db.close()
 
 
 def test_a_value_without_a_deadline_is_counted_but_never_comes_up() -> None:
