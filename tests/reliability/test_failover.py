@@ -10,7 +10,12 @@ from tests.integration.harness import WorkerProcess
 from tests.reliability.conftest import Deployment, Sizes, input_partitions, wait_settled
 from tests.reliability.driver import FleetDriver, check_invariants
 from tests.reliability.test_reliability import FINISH_TIMEOUT, assert_clean, when
+from vprov.synthetic_state import RECORDS_PER_VEHICLE, write_state
 from vprov.workers import start_all
+
+# the state a replaced worker restores (synthetic entries in the changelogs, on top of the
+# fleet's own)
+EMPTY_DISK_STATE_VEHICLES = 20_000
 
 
 def pairs(dep: Deployment) -> tuple[list[WorkerProcess], list[WorkerProcess], dict[str, int]]:
@@ -79,3 +84,36 @@ def test_rolling_restart_of_every_worker(deployment: Deployment, sizes: Sizes) -
                         "ready_after_start_seconds_max": round(max(back), 2),
                         **longest(driver), "run_seconds": round(driver.seconds, 1)})
     assert_clean(dep, check_invariants(flow, driver), glob[0], na[0])
+
+
+def test_a_worker_replaced_by_one_with_an_empty_disk(deployment: Deployment,
+                                                     sizes: Sizes) -> None:
+    """The global worker SIGKILLed mid-run and replaced by one on another machine, whose disk
+    is empty: it restores 20,000 vehicles of state and more (bulk, streams/bulk_restore.py)
+    before it answers again. Figures: its time to ready and the longest answers."""
+    dep = deployment
+    write_state(dep.config, EMPTY_DISK_STATE_VEHICLES, f"e{dep.config.app_prefix}")
+    glob = dep.worker("global")
+    na = dep.worker("regional", "NA")
+    start_all(glob, na)
+    vehicles = dep.fleet(sizes.vehicles)
+    flow = dep.flow(glob, na)
+    flow.register(*vehicles)
+    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    when(driver, 0.33)
+    glob.kill()
+    replacement = dep.worker("global")  # another web port: another, empty, state directory
+    began = time.monotonic()
+    replacement.start().wait_ready(300)
+    ready = time.monotonic() - began
+    restored = (replacement.health() or {}).get("bulk_restore") or {}
+    driver.wait(FINISH_TIMEOUT)
+    dep.figures.update({
+        "state_vehicles": EMPTY_DISK_STATE_VEHICLES,
+        "state_records": EMPTY_DISK_STATE_VEHICLES * RECORDS_PER_VEHICLE,
+        "ready_seconds": round(ready, 2), "bulk_restored_records": restored.get("records"),
+        "bulk_restore_seconds": round(restored.get("seconds") or 0.0, 2),
+        **longest(driver), "run_seconds": round(driver.seconds, 1)})
+    assert restored.get("records", 0) >= EMPTY_DISK_STATE_VEHICLES * RECORDS_PER_VEHICLE
+    flow = dep.flow(replacement, na)
+    assert_clean(dep, check_invariants(flow, driver), replacement, na)
