@@ -13,6 +13,7 @@ from faust.tables.manager import TableManager
 from faust.web import Response
 
 from streams import metrics as worker_metrics
+from streams import standby_flush
 from streams.shell import Shell
 from streams.transport import FetchSettings, consumer_of, install
 from vprov.avro import serde_from_config
@@ -91,6 +92,7 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
     metrics = worker_metrics.Metrics(catalogue, config, options.region)
     shell = Shell(app, catalogue, config, serde_from_config(config), registry, metrics)
+    standby_flush.install(app)
     _health_page(app, shell)
     worker_metrics.install(app, shell, metrics)
     return app, shell
@@ -130,6 +132,7 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "dead_lettered": shell.dead_lettered,
             "forwarded": shell.forwarded,
             "local_state_discarded": shell.local_state_discarded,
+            "changelog_records_applied": shell.changelog_records_applied,
             "bulk_restore": (dataclasses.asdict(shell.bulk_restored)
                              if shell.bulk_restored is not None else None),
             "retries": shell.retries,

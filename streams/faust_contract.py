@@ -19,6 +19,7 @@ import aiokafka
 import faust
 from faust.stores import base as faust_store
 from faust.stores import rocksdb as faust_rocksdb
+from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as driver
@@ -117,6 +118,10 @@ REQUIRED: tuple[Requirement, ...] = (
     method(faust_store.Store, "_decode_value"),
     # the table sizes /metrics reports (streams/metrics.py)
     method(faust_rocksdb.Store, "_dbs_for_actives"),
+    # standby buffers applied every second (streams/standby_flush.py)
+    method(faust_recovery.Recovery, "flush_buffers"),
+    field(faust_recovery.Recovery, "buffers"),
+    field(faust_recovery.Recovery, "standby_offsets"),
 )
 
 

@@ -58,6 +58,8 @@ RETRY_REPORT_SECONDS = 30.0
 
 # What one input step returns: the decision, and the table and key its state belongs to.
 Step = tuple[Decision, Any, "str | None"]
+# A record to send: topic, key, value, headers (None: none)
+OutRecord = tuple[str, bytes, bytes, "list[tuple[str, bytes]] | None"]
 
 
 def now_ms() -> int:
@@ -121,6 +123,7 @@ class Shell:
         self.forwarded = 0
         self.local_state_discarded = 0  # table partitions restored afresh at start
         self.bulk_restored: Restored | None = None  # what was read in bulk before Faust started
+        self.changelog_records_applied = 0  # by Faust's recovery, to active and standby tables
         # the ingress' rerouted topics: their records carry their origin in a header
         self._rerouted: set[str] = set()
 
@@ -155,19 +158,36 @@ class Shell:
             authenticated=header_value(message.headers, self.config.authenticated_header),
         )
 
-    def encode(self, output: Output) -> tuple[str, bytes, bytes]:
+    def encode(self, output: Output) -> OutRecord:
+        """Topic, key, value and headers: a reply to an authenticated device's request names
+        that device in the authenticated-device header (``Output.to``), so that the edge bridge
+        gives it to the connection the request came from."""
+        headers = None
         if output.kind == "reply":
             value = output.value.encode("utf-8")
+            if output.to:
+                headers = [(self.config.authenticated_header, output.to.encode("utf-8"))]
         elif output.kind == "event":
             value = self.serde.encode(output.record or "", output.value, topic=output.topic)
         else:
             value = encode_internal(output.value)
-        return output.topic, output.key.encode("utf-8"), value
+        return output.topic, output.key.encode("utf-8"), value, headers
 
     def table(self, name: str) -> Any:
-        """A table of JSON entries keyed by the raw key, partitioned like every topic."""
-        return self.app.Table(name, partitions=self.config.partitions, default=None,
-                              key_type=bytes, value_type=None, options=ROCKSDB_OPTIONS)
+        """A table of JSON entries keyed by the raw key, partitioned like every topic. The
+        changelog records Faust's recovery applies to it (restores, standbys, takeovers) are
+        counted in ``changelog_records_applied``."""
+        table = self.app.Table(name, partitions=self.config.partitions, default=None,
+                               key_type=bytes, value_type=None, options=ROCKSDB_OPTIONS)
+        apply_batch = table.apply_changelog_batch
+
+        def counted(batch: Any) -> None:
+            batch = list(batch)
+            self.changelog_records_applied += len(batch)
+            apply_batch(batch)
+
+        table.apply_changelog_batch = counted  # type: ignore[method-assign]
+        return table
 
     def agent(self, topic: str, step: Callable[[faust.EventT], Step], name: str) -> None:
         """An agent that runs ``step`` on each record of ``topic``, one at a time (concurrency
@@ -273,7 +293,7 @@ class Shell:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
-    async def _carry_out(self, decision: Decision, records: list[tuple[str, bytes, bytes]],
+    async def _carry_out(self, decision: Decision, records: list[OutRecord],
                          table: Any, key: str | None) -> None:
         if decision.state is DELETE:
             table.pop(key, None)
@@ -283,6 +303,6 @@ class Shell:
             await apply_effect(self.registry, effect)
         await self._send(records)
 
-    async def _send(self, records: list[tuple[str, bytes, bytes]]) -> None:
-        for topic, key, value in records:
-            await self.topic(topic).send(key=key, value=value)
+    async def _send(self, records: list[OutRecord]) -> None:
+        for topic, key, value, headers in records:
+            await self.topic(topic).send(key=key, value=value, headers=headers)
