@@ -18,8 +18,25 @@ SECTIONS = (
     ("test_sigkill_workers_at_random_moments", "Crashes",
      "{kills} SIGKILLs of the global and the regional worker at random moments, {restarts} "
      "restarts. Recovery (restart until `/health` is ready, tables recovered from the "
-     "changelog): median {recovery_seconds_median} s, max {recovery_seconds_max} s (the group's "
-     "10 s session timeout for the dead member dominates)."),
+     "changelog): median {recovery_seconds_median} s, max {recovery_seconds_max} s (the "
+     "group's session timeout for the dead member, `kafka.session_timeout_ms`, is part of it)."),
+    ("test_one_of_two_workers_per_role_sigkilled", "One of two workers per role lost",
+     "Two workers per role, standby tables on; at a third of the run one global and one NA "
+     "worker SIGKILLed and not restarted. Their partitions moved to the survivors in "
+     "{partitions_moved_seconds} s (kill until each survivor is ready and holds every input "
+     "partition). Longest wait for an answer: query {longest_query_answer_seconds} s, device "
+     "{longest_device_answer_seconds} s."),
+    ("test_rolling_restart_of_every_worker", "Rolling restart",
+     "Two workers per role; each of the four stopped (SIGTERM) and started again in turn, the "
+     "next once the group had settled, while the fleet went on. Slowest restart to ready: "
+     "{ready_after_start_seconds_max} s. Longest wait for an answer: query "
+     "{longest_query_answer_seconds} s, device {longest_device_answer_seconds} s."),
+    ("test_a_worker_replaced_by_one_with_an_empty_disk", "Empty disk",
+     "The global worker SIGKILLed at a third of the run and replaced by one with an empty state "
+     "directory, with {state_vehicles} vehicles of state besides the fleet's ({state_records} "
+     "changelog records). Ready {ready_seconds} s after its start; the bulk restore read "
+     "{bulk_restored_records} records in {bulk_restore_seconds} s. Longest wait for an answer: "
+     "query {longest_query_answer_seconds} s, device {longest_device_answer_seconds} s."),
     ("test_scale_out_and_back_during_a_run", "Scaling",
      "1 → {workers_per_role_max} → 1 workers per role during the run. Time to settle (every "
      "worker ready and the role's input partitions all assigned again): scale-out "
