@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from tests.integration.conftest import Flow
 from tests.integration.harness import WorkerProcess
 from tests.reliability.conftest import Deployment, Sizes, input_partitions, wait_settled
 from tests.reliability.driver import FleetDriver, check_invariants
@@ -33,6 +34,15 @@ def pairs(dep: Deployment) -> tuple[list[WorkerProcess], list[WorkerProcess], di
     return glob, na, totals
 
 
+def driving(dep: Deployment, sizes: Sizes, glob: WorkerProcess, na: WorkerProcess
+            ) -> tuple[Flow, FleetDriver]:
+    """A fleet of ``sizes.vehicles`` registered, and driven at ``sizes.rate`` from now on."""
+    vehicles = dep.fleet(sizes.vehicles)
+    flow = dep.flow(glob, na)
+    flow.register(*vehicles)
+    return flow, FleetDriver(flow, vehicles, sizes.rate).start()
+
+
 def longest(driver: FleetDriver) -> dict[str, float]:
     return {f"longest_{kind}_answer_seconds": round(seconds, 2)
             for kind, seconds in sorted(driver.longest.items())}
@@ -43,10 +53,7 @@ def test_one_of_two_workers_per_role_sigkilled(deployment: Deployment, sizes: Si
     partitions move to the survivors, whose standbys hold the tables already."""
     dep = deployment
     glob, na, totals = pairs(dep)
-    vehicles = dep.fleet(sizes.vehicles)
-    flow = dep.flow(glob[0], na[0])
-    flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    flow, driver = driving(dep, sizes, glob[0], na[0])
     when(driver, 0.33)
     killed_at = time.monotonic()
     glob[1].kill()
@@ -66,10 +73,7 @@ def test_rolling_restart_of_every_worker(deployment: Deployment, sizes: Sizes) -
     the group has settled again, while the fleet goes on."""
     dep = deployment
     glob, na, totals = pairs(dep)
-    vehicles = dep.fleet(sizes.vehicles)
-    flow = dep.flow(glob[0], na[0])
-    flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    flow, driver = driving(dep, sizes, glob[0], na[0])
     when(driver, 0.1)
     back: list[float] = []
     for worker, role, total in ([(w, glob, totals["global"]) for w in glob]
@@ -96,10 +100,7 @@ def test_a_worker_replaced_by_one_with_an_empty_disk(deployment: Deployment,
     glob = dep.worker("global")
     na = dep.worker("regional", "NA")
     start_all(glob, na)
-    vehicles = dep.fleet(sizes.vehicles)
-    flow = dep.flow(glob, na)
-    flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    _, driver = driving(dep, sizes, glob, na)
     when(driver, 0.33)
     glob.kill()
     replacement = dep.worker("global")  # another web port: another, empty, state directory

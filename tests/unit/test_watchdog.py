@@ -120,14 +120,13 @@ def test_a_broker_that_does_not_answer_skips_the_check(
     assert "could not read the end offsets of 1 partitions" in caplog.text
 
 
-def test_a_head_that_stays_put_for_two_checks_is_sought_back(
-        consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same check with a broker that answers: a stalled head is a suspect at the first
-    check and sought back at the second."""
+def broker_answering(consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch,
+                     end: int) -> list[tuple[TP, int]]:
+    """P0 assigned, its end offset ``end``; returns the list the consumer's seeks go to."""
     sought: list[tuple[TP, int]] = []
 
     async def highwaters(*partitions: TP) -> dict[TP, int]:
-        return {P0: 9}
+        return {P0: end}
 
     async def seek(tp: TP, offset: int) -> None:
         sought.append((tp, offset))
@@ -135,6 +134,14 @@ def test_a_head_that_stays_put_for_two_checks_is_sought_back(
     monkeypatch.setattr(consumer, "assignment", lambda: {P0})
     monkeypatch.setattr(consumer, "highwaters", highwaters)
     monkeypatch.setattr(consumer, "seek", seek)
+    return sought
+
+
+def test_a_head_that_stays_put_for_two_checks_is_sought_back(
+        consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check with a broker that answers: a stalled head is a suspect at the first
+    check and sought back at the second."""
+    sought = broker_answering(consumer, monkeypatch, end=9)
     set_committed(consumer, {P0: 3})
     suspects: dict[TP, int] = {}
     run = asyncio.get_event_loop().run_until_complete
@@ -148,17 +155,7 @@ def test_a_dropped_head_is_sought_back_at_the_first_check(
         consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Records past the head processed and the head not held: it was dropped and never comes
     by itself, so the first check seeks back (a failover's stall waits for no second check)."""
-    sought: list[tuple[TP, int]] = []
-
-    async def highwaters(*partitions: TP) -> dict[TP, int]:
-        return {P0: 20}
-
-    async def seek(tp: TP, offset: int) -> None:
-        sought.append((tp, offset))
-
-    monkeypatch.setattr(consumer, "assignment", lambda: {P0})
-    monkeypatch.setattr(consumer, "highwaters", highwaters)
-    monkeypatch.setattr(consumer, "seek", seek)
+    sought = broker_answering(consumer, monkeypatch, end=20)
     set_committed(consumer, {P0: 9})
     process(consumer, P0, [12, 13])
     asyncio.get_event_loop().run_until_complete(
