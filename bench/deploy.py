@@ -85,6 +85,16 @@ def port_of(address: str) -> int | None:
 
 # --- topics and offsets -------------------------------------------------------------------------
 
+def worker_env(**extra: str) -> dict[str, str]:
+    """The benchmark's environment for its workers, less the variables that override
+    configuration keys (``SCHEMA_REGISTRY_URL`` left by `scripts/stack.sh env`, say): the
+    workers read the run's configuration file and nothing else, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in config_module.ENV_OVERRIDES
+           and not k.startswith(config_module.REGION_BOOTSTRAP_ENV)}
+    return {**env, **extra}
+
+
 class Broker:
     """Offsets and topic housekeeping through one AdminClient."""
 

@@ -46,6 +46,7 @@ from deploy import (
     machine,
     machine_busy_seconds,
     port_of,
+    worker_env,
     write_config,
 )
 from loadgen import LoadGenerator, PhaseResult, summary_ms
@@ -65,6 +66,7 @@ from report import (
     plot_rss,
 )
 from restore import run_restore
+from standby_cost import run_standby_cost
 
 from vprov import fleet
 from vprov.admin import ensure_topics
@@ -127,6 +129,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="synthetic state for the empty-disk restore phase (0: no phase)")
     p.add_argument("--restore-faust-vehicles", type=int, default=25_000,
                    help="state for the same start with Faust's own recovery (0: none)")
+    p.add_argument("--standby-vehicles", type=int, default=1200,
+                   help="vehicles of the standby-cost phase, two workers per role, with and "
+                        "without standbys (0: no phase)")
+    p.add_argument("--standby-rate", type=float, default=40.0)
     p.add_argument("--floor-seconds", type=float, default=10.0,
                    help="the client floor's timed window per client and rate")
     p.add_argument("--region", default="NA", help="the regional worker's region")
@@ -270,9 +276,8 @@ class Bench:
                                    a.producer_client)
         self.cat = Catalogue(self.config)
         ensure_topics(a.bootstrap, self.cat.all())
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": a.bootstrap, "REDIS_URL": a.redis_url,
-               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
-                                             if p)}
+        env = worker_env(PYTHONPATH=os.pathsep.join(
+            p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
         config_path = self.dir / "config.toml"
         data = self.dir / "data"
         self.workers = {
@@ -598,6 +603,11 @@ class Bench:
             report.restore = run_restore(a.bootstrap, a.redis_url, self.dir / "restore",
                                          a.restore_vehicles, a.restore_faust_vehicles,
                                          a.web_ports[0] + 10)
+        if a.standby_vehicles:
+            self.wait_idle()
+            report.standby_cost = run_standby_cost(a.bootstrap, a.redis_url,
+                                                   self.dir / "standby", a.standby_vehicles,
+                                                   a.standby_rate, a.web_ports[0] + 20)
         if a.profile:
             time.sleep(a.pause)
             self.profile(report)

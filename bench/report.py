@@ -15,6 +15,7 @@ from profiles import Profile
 from profiles import markdown as profile_markdown
 from relay import BaselineResult
 from restore import RestoreReport
+from standby_cost import StandbyRun
 
 MB = 1_000_000
 COMPONENTS = ("global", "regional", "broker", "redis", "client")
@@ -179,6 +180,7 @@ class RunReport:
     scale_out: list[Outcome] = field(default_factory=list)  # the levels, two workers per role
     scale_out_seconds: float = 0.0  # second workers started -> ready and idle
     restore: RestoreReport | None = None  # empty-disk starts on a synthetic state
+    standby_cost: list[StandbyRun] = field(default_factory=list)  # with and without standbys
     rss_peak: dict[str, int] = field(default_factory=dict)
     client_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -397,6 +399,11 @@ def console(report: RunReport) -> str:
             f"  {r.mode}: {r.vehicles:,} vehicles ({r.records:,} records), ready after "
             f"{r.ready_seconds:g} s, {r.records_per_second:,} records/s"
             for r in report.restore.runs)]
+    if report.standby_cost:
+        out += ["", "standby tables, two workers per role:", *(
+            f"  {r.standbys} standby: {r.cpu_ms_per_vehicle} ms worker CPU and "
+            f"{r.changelog_records_per_vehicle} changelog records applied per vehicle"
+            for r in report.standby_cost)]
     if report.floor:
         out += ["", f"client floor, µs of CPU per relayed record ({', '.join(CLIENTS)}):", *(
                     f"  {row[0]} records/s: " + " | ".join(row[1:-1])
@@ -505,6 +512,24 @@ def restore_markdown(report: RunReport) -> list[str]:
                       f"{r.records_per_second:,}",
                       f"{r.bulk_seconds:g}" if r.bulk_seconds is not None else "—",
                       f"{r.cpu_seconds:g}"] for r in report.restore.runs])
+    return lines
+
+
+def standby_markdown(report: RunReport) -> list[str]:
+    if not report.standby_cost:
+        return []
+    first = report.standby_cost[0]
+    lines = ["", "## Standby tables: what they cost", "",
+             f"Two workers per role, {first.vehicles:,} vehicles at a paced rate through both "
+             "flows, once with one standby per table partition (`kafka.table_standby_replicas "
+             "= 1`, the default) and once with none (`bench/standby_cost.py`, a deployment of "
+             "its own each). Worker CPU: the four workers' user and system time while the fleet "
+             "ran; changelog records: what Faust's recovery applied meanwhile (a standby reads "
+             "every write of the partitions it keeps warm).", ""]
+    lines += _table(["standbys", "vehicles completed", "worker CPU ms/vehicle",
+                     "changelog records applied/vehicle"],
+                    [[str(r.standbys), f"{r.completed:,}", f"{r.cpu_ms_per_vehicle:g}",
+                      f"{r.changelog_records_per_vehicle:g}"] for r in report.standby_cost])
     return lines
 
 
@@ -914,6 +939,7 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
     lines += scale_out_markdown(report)
     lines += floor_markdown(report)
     lines += restore_markdown(report)
+    lines += standby_markdown(report)
     lines += ["", "## Baseline: consume → produce relay", ""]
     if report.baseline is not None:
         b = report.baseline

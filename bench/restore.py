@@ -22,7 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy import REPO, Broker, write_config
+from deploy import REPO, Broker, worker_env, write_config
 
 from vprov.admin import ensure_topics
 from vprov.synthetic_state import RECORDS_PER_VEHICLE, write_state
@@ -53,7 +53,7 @@ def start_empty(config_path: Path, workdir: Path, port: int, mode: str, vehicles
                 timeout: float) -> RestoreRun:
     data = workdir / f"data-{mode}"
     shutil.rmtree(data, ignore_errors=True)
-    env = {**os.environ, "VPROV_BULK_RESTORE": "true" if mode == "bulk" else "false"}
+    env = worker_env(VPROV_BULK_RESTORE="true" if mode == "bulk" else "false")
     worker = WorkerProcess("global", port, config_path, data, workdir / f"worker-{mode}.log",
                            env=env, cwd=REPO)
     began = time.monotonic()
