@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,7 @@ class Outcome:
     wrong_histories: list[str]
     lifecycle_records: int  # re-sent copies of an event (same event_id): allowed, de-duplicated
     conflicts: list[str] = field(default_factory=list)  # the first requests answered two ways
+    failures: dict[str, int] = field(default_factory=dict)  # trips that failed, by reason
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -135,4 +136,5 @@ def check_invariants(flow: Flow, driver: FleetDriver) -> Outcome:
     return Outcome(vehicles=len(driver.trips), provisioned=provisioned, lost_answers=lost,
                    conflicting_answers=conflicting, duplicate_events=repeated,
                    wrong_histories=wrong[:10], lifecycle_records=len(records) - unique,
-                   conflicts=conflicts)
+                   conflicts=conflicts,
+                   failures=dict(Counter(t.failure for t in driver.trips if t.failure)))

@@ -453,6 +453,32 @@ def test_late_registered_result_after_giving_up_is_cancelled_and_leaves_nothing(
     assert ("NA", sim.primary.device_id) not in flow.identities
 
 
+def test_a_registered_result_before_the_lost_query_write_is_redone_still_ends_regional() -> None:
+    """A worker crashed after its REGISTER reached the region but before its vehicle entry (the
+    pending rehome) reached the changelog. The worker taking over meets the region's REGISTERED
+    first: no vehicle, so it cancels. Then it processes the query again, which sends the same
+    REGISTER; the region answers the CANCEL (CANCELLED) and registers again. The CANCELLED is
+    not a refusal of the pending REGISTER: the vehicle ends REGIONAL, the device gets SUCCESS."""
+    flow, sim, request_id = waiting_for_region()
+    flow.vehicles.pop(sim.vin)  # the lost changelog write
+    result_topic = flow.topics.rehome_result
+    flow.paused.add(result_topic)
+    flow.release(flow.topics.rehome("NA"))  # the REGISTER: REGISTERED, parked before the global
+    flow.paused.add(flow.topics.rehome("NA"))
+    [cancel] = rehome_requests(flow.release(result_topic), "CANCEL")  # the global side cancels
+    assert cancel["request_id"] == request_id
+    flow.query(ask(flow, sim, "q-1"))  # the uncommitted query, processed again
+    assert pending_request_id(flow, sim) == request_id
+    out = flow.release()  # the region: CANCEL, then the same REGISTER again
+    outcomes = [o.value["outcome"] for o in event_outputs(out, "RehomeResult")]
+    assert outcomes == ["CANCELLED", "REGISTERED"]
+    answer = only_reply(out)
+    assert (answer["correlation_id"], answer["status"]) == ("q-1", "SUCCESS")
+    assert flow.vehicles[sim.vin]["state"] == "REGIONAL"
+    assert flow.regional["NA"][sim.vin]["request_id"] == request_id
+    assert ("NA", sim.primary.device_id) in flow.identities
+
+
 def test_late_registered_result_for_an_unknown_vehicle_is_cancelled() -> None:
     sim = vehicle()
     result = {"request_id": "req-9", "vin": sim.vin, "system_id": sim.system_id, "region": "EU",

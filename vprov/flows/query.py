@@ -450,6 +450,12 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
             return Decision(outputs=[rehome_request(
                 ctx, late, "CANCEL", request_id, result["region"], cause, ctx.now_ms)])
         return Decision()
+    if outcome == RehomeOutcome.CANCELLED:
+        # The answer to a CANCEL this side sent, not to the REGISTER that is pending: after a
+        # crash a region's REGISTERED can come before the query that sent the REGISTER is
+        # processed again; it is cancelled (above), the query sends the same REGISTER again,
+        # and the region registers the vehicle again. Its REGISTERED decides.
+        return Decision()
     if outcome != RehomeOutcome.REGISTERED:
         detail = result.get("error_message") or f"region {result['region']} refused"
         return _give_up(ctx, vehicle, cause, detail)
