@@ -21,6 +21,9 @@ class Output:
     key: str
     value: Any
     record: str | None = None  # Avro record name, for kind == "event"
+    # a reply's addressee: the authenticated device its request came from, sent as the record's
+    # authenticated-device header (None: no header)
+    to: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -30,8 +33,8 @@ class Output:
         return cls(**data)
 
 
-def reply(topic: str, key: str, payload: bytes) -> Output:
-    return Output("reply", topic, key, payload.decode("utf-8"))
+def reply(topic: str, key: str, payload: bytes, to: str | None = None) -> Output:
+    return Output("reply", topic, key, payload.decode("utf-8"), to=to)
 
 
 def event(topic: str, key: str, record: str, value: dict[str, Any]) -> Output:
