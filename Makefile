@@ -11,6 +11,14 @@ export SECURITY
 # between them (docs/operations.md, "Multi-cluster topology")
 TOPOLOGY ?=
 export TOPOLOGY
+# BROKERS=3: up, demo, test, reliability and bench on three Kafka brokers, topics with
+# replication factor 3 and min.insync.replicas 2 (docs/operations.md, "Three brokers")
+BROKERS ?=
+export BROKERS
+# EDGE=mqtt: up and demo with Mosquitto brokers as the IoT cores, the identities in them and the
+# devices speaking MQTT through the edge bridges (docs/operations.md, "The device edge")
+EDGE ?=
+export EDGE
 # WORKERS=2: make demo runs two workers per role, each role one consumer group
 WORKERS ?= 1
 export WORKERS

@@ -9,7 +9,10 @@
 # until Ctrl-C, to try `vprov status` and `vprov replay`), WORKER_START_TIMEOUT (120 s),
 # VPROV (the vprov command), VPROV_CONFIG (the configuration), DRY_RUN (set: print the workers
 # it would start, start nothing), WORKERS (1: workers per role; each role is one consumer group,
-# its further workers listen on the web port + 100, + 200, ...).
+# its further workers listen on the web port + 100, + 200, ...), EDGE (mqtt: the stack's
+# Mosquitto brokers hold the device identities, an edge bridge per broker links it to Kafka, and
+# the simulated devices speak MQTT), SIM_TIMEOUT (seconds the simulation may take: 120, 600 with
+# EDGE=mqtt).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -108,6 +111,31 @@ wait_healthy() {
     say "$name worker healthy on http://127.0.0.1:$port/health, metrics on http://127.0.0.1:$port/metrics"
 }
 
+# EDGE=mqtt: `vprov edge --scope SCOPE`, one per broker, stopped with the workers.
+start_bridge() {
+    local scope=$1 dir=$WORKERS_DIR/edge-$1
+    mkdir -p "$dir"
+    say "starting the $scope edge bridge (log $dir/edge.log)"
+    (cd "$dir" && exec "$VPROV" edge --scope "$scope") </dev/null >"$dir/edge.log" 2>&1 &
+    worker_pid[edge-$scope]=$!
+}
+
+wait_bridge() {
+    local scope=$1 waited=0 log=$WORKERS_DIR/edge-$1/edge.log
+    until grep -qF "edge bridge $scope: device/+/out" "$log" 2>/dev/null; do
+        if ! kill -0 "${worker_pid[edge-$scope]}" 2>/dev/null ||
+            ((waited >= WORKER_START_TIMEOUT)); then
+            tail -n 20 "$log" >&2
+            say "the $scope edge bridge did not start; log: $log"
+            return 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "$scope edge bridge: $(grep -F "edge bridge $scope: device/+/out" "$log" | tail -n 1 |
+        sed 's/.*edge bridge [^:]*: //')"
+}
+
 [[ -n ${DRY_RUN:-} ]] || make --no-print-directory setup
 # One line per worker: name, web port, `vprov worker` options.
 layout=$("$VPROV" config workers)
@@ -133,6 +161,11 @@ fi
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+if [[ ${EDGE:-} == mqtt ]]; then
+    # a broker per configured region, besides the global one
+    EDGE_REGIONS=${EDGE_REGIONS:-$("$VPROV" config regions | tr '\n' ' ')}
+    export EDGE_REGIONS
+fi
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 
@@ -144,9 +177,24 @@ while read -r name port _; do
     wait_healthy "$name" "$port"
 done <<<"$layout"
 
-say "simulating ${VEHICLES:-1000} vehicles at ${RATE:-80} vehicles/s"
+via=kafka
+timeout=${SIM_TIMEOUT:-120}
+if [[ ${EDGE:-} == mqtt ]]; then
+    via=mqtt
+    # the brokers' identity writes pace registration and provisioning (docs/operations.md)
+    timeout=${SIM_TIMEOUT:-600}
+    for scope in global $EDGE_REGIONS; do
+        start_bridge "$scope"
+    done
+    for scope in global $EDGE_REGIONS; do
+        wait_bridge "$scope"
+    done
+fi
+
+say "simulating ${VEHICLES:-1000} vehicles at ${RATE:-80} vehicles/s (devices via $via)"
 status=0
-"$VPROV" simulate --vehicles "${VEHICLES:-1000}" --rate "${RATE:-80}" || status=$?
+"$VPROV" simulate --vehicles "${VEHICLES:-1000}" --rate "${RATE:-80}" --via "$via" \
+    --timeout "$timeout" || status=$?
 say "after the first boot: devices replaced, vehicles moved and decommissioned"
 "$ROOT/.venv/bin/python" -m vprov.after_boot_demo --global-url "http://127.0.0.1:$(
     awk '$1 == "global" {print $2}' <<<"$layout")" || status=$?

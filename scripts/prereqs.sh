@@ -26,6 +26,12 @@ need redis-server "redis-server and redis-cli (Redis 6+)" redis-server redis-cli
 need default-jdk-headless "java (a JDK 17+, for the Kafka broker)" java
 need maven "mvn (Maven, fetches the Kafka jars)" mvn
 need prometheus "prometheus and promtool (the alert rules' tests)" prometheus promtool
+# Eclipse Mosquitto 2 with its dynamic-security plugin: the IoT brokers of EDGE=mqtt and of
+# tests/integration/test_edge_mqtt.py (the broker is in /usr/sbin, off a user's PATH)
+if ! { command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]]; } ||
+    ! compgen -G '/usr/lib/*/mosquitto_dynamic_security.so' >/dev/null; then
+    missing+=("mosquitto|mosquitto (Eclipse Mosquitto 2 and its dynamic-security plugin)")
+fi
 if ! command -v python3 >/dev/null 2>&1; then
     missing+=("python3|python3 (3.11+)")
 else
@@ -64,6 +70,17 @@ if [[ ${VPROV_PREREQS_INSTALL:-1} != 0 && $(id -u) == 0 ]] && command -v apt-get
         fi
         echo "[prereqs] the prometheus service Debian starts is stopped and disabled" \
              "(the tests start their own server)"
+    fi
+    # likewise the mosquitto service (port 1883): the stack starts brokers of its own
+    if [[ " ${packages[*]} " == *" mosquitto "* ]]; then
+        if [[ -d /run/systemd/system ]]; then
+            systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
+        elif [[ -x /etc/init.d/mosquitto ]]; then
+            invoke-rc.d mosquitto stop >/dev/null 2>&1 || true
+            update-rc.d mosquitto disable >/dev/null 2>&1 || true
+        fi
+        echo "[prereqs] the mosquitto service Debian starts is stopped and disabled" \
+             "(the stack starts its own brokers)"
     fi
     exit 0
 fi

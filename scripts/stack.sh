@@ -8,14 +8,27 @@
 # MirrorMaker 2 between them (scripts/stack_clusters.sh, docs/operations.md); `mirror
 # start|stop|restart` drives MirrorMaker alone.
 #
+# BROKERS=3: three combined KRaft nodes (broker and controller each, a quorum of three) instead
+# of one, with replication factor 3 and min.insync.replicas 2 for the project's topics (`env`
+# prints them); node 1 is KAFKA_PORT, nodes 2 and 3 KAFKA_PORT_2 and KAFKA_PORT_3 (KAFKA_PORT + 10
+# and + 20), each controller on the next port (KAFKA_CONTROLLER_PORT_<N>). `stop kafka-N` stops
+# one node (controlled shutdown), `kill kafka-N` SIGKILLs it, `controller` prints the node that
+# leads the quorum (docs/operations.md, "Three brokers").
+#
+# EDGE=mqtt: Mosquitto brokers as the device edge's IoT cores, one global and one per region in
+# EDGE_REGIONS, over TLS with the stack's CA (scripts/stack_mqtt.sh, docs/operations.md, "The
+# device edge"); `mqtt start|stop|restart|status [SCOPE]` drives them alone, `env` prints their
+# settings while they run.
+#
 # SECURITY=sasl_ssl: the same stack secured (docs/security.md): Kafka over SASL_SSL with
 # SCRAM-SHA-512 users and ACLs per role, Redis over TLS with ACL users. Its data lives apart, in
 # ${VPROV_RUN_DIR:-.run/sasl_ssl}; `env` prints the admin's settings, `env ROLE` a role's.
 #
-# `up` records the mode it starts (SECURITY, TOPOLOGY, CLUSTER_REGIONS) in
+# `up` records the mode it starts (SECURITY, TOPOLOGY, CLUSTER_REGIONS, BROKERS) in
 # ${VPROV_RUN_DIR:-.run}/stack.mode; down, stop, status, env and mirror act on that stack when
 # those variables are not set (`make down` after `make up SECURITY=sasl_ssl` stops the secured
-# stack). `up` starts what it is told: plaintext and single unless the variables say otherwise.
+# stack). `up` starts what it is told: plaintext and single unless the variables say otherwise,
+# and as many brokers as the recorded stack has unless BROKERS says otherwise.
 #
 # Broker jars are fetched once with Maven into ${VPROV_CACHE_DIR:-~/.cache/vprov}.
 # Data, logs, pid files and generated configs live in ${VPROV_RUN_DIR:-.run}.
@@ -48,22 +61,23 @@ BASE_RUN_DIR=${VPROV_RUN_DIR:-$ROOT/.run}
 MODE_FILE=$BASE_RUN_DIR/stack.mode
 MODE_ORIGIN="as set, or the defaults"  # where the mode came from, for `status`
 
-# The value of $1 (SECURITY, TOPOLOGY or CLUSTER_REGIONS) that `up` recorded; nothing when
+# The value of $1 (SECURITY, TOPOLOGY, CLUSTER_REGIONS or BROKERS) that `up` recorded; nothing when
 # there is none or it is not one the script knows (a hand-edited file is not trusted further).
 recorded_mode() {
     [[ -r $MODE_FILE ]] || return 0
     awk -F= -v key="$1" '$1 == key {
         if ((key == "SECURITY" && $2 ~ /^(plaintext|sasl_ssl)$/) ||
             (key == "TOPOLOGY" && $2 ~ /^(single|clusters)$/) ||
-            (key == "CLUSTER_REGIONS" && $2 ~ /^[A-Za-z0-9_ ]+$/)) print $2
+            (key == "CLUSTER_REGIONS" && $2 ~ /^[A-Za-z0-9_ ]+$/) ||
+            (key == "BROKERS" && $2 ~ /^(1|3)$/)) print $2
         exit
     }' "$MODE_FILE"
 }
 
-# Fills SECURITY, TOPOLOGY and CLUSTER_REGIONS the caller left unset from the record.
+# Fills SECURITY, TOPOLOGY, CLUSTER_REGIONS and BROKERS the caller left unset from the record.
 follow_recorded_mode() {
     local name value
-    for name in SECURITY TOPOLOGY CLUSTER_REGIONS; do
+    for name in SECURITY TOPOLOGY CLUSTER_REGIONS BROKERS; do
         [[ -z ${!name:-} ]] || continue
         value=$(recorded_mode "$name")
         [[ -n $value ]] || continue
@@ -85,6 +99,8 @@ run_dir_for() {
 }
 
 [[ ${1:-} == up ]] || follow_recorded_mode
+# an `up` keeps the recorded stack's node count unless told one: its storage is formatted for it
+if [[ ${1:-} == up && -z ${BROKERS:-} ]]; then BROKERS=$(recorded_mode BROKERS); fi
 SECURITY=${SECURITY:-plaintext}
 RUN_DIR=$(run_dir_for "$SECURITY")
 KAFKA_DIR=$RUN_DIR/kafka
@@ -95,6 +111,19 @@ KAFKA_LOG=$KAFKA_DIR/kafka.log
 REDIS_LOG=$REDIS_DIR/redis.log
 FORMAT_ARGS=()  # extra arguments of the storage format (the SCRAM users of a secured stack)
 STOP_TIMEOUT=30
+
+BROKERS=${BROKERS:-1}
+case $BROKERS in
+    1 | 3) ;;
+    *) printf '[stack] error: BROKERS=%s: expected 1 or 3\n' "$BROKERS" >&2; exit 2 ;;
+esac
+# node 1's ports: nodes 2 and 3 take theirs from them (node_port), also inside as_node
+STACK_KAFKA_PORT=$KAFKA_PORT
+STACK_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
+KAFKA_NODE_ID=1  # the node the kafka functions act on (as_node sets it)
+# three JVMs on a developer's machine: each gets two thirds of the single broker's heap (with
+# 384 MB, a few hundred partitions kept the collector busy enough to slow every answer)
+NODE_KAFKA_HEAP="-Xms256m -Xmx512m"
 
 REGISTRY_VERSION=3.3.3
 REGISTRY_ARTIFACT=io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all
@@ -190,6 +219,66 @@ stop_service() {
 
 # --- kafka -----------------------------------------------------------------
 
+multi_broker() { ((BROKERS > 1)); }
+
+# Client port of node $1: KAFKA_PORT for node 1, else KAFKA_PORT_<N> (KAFKA_PORT + 10 * (N - 1)).
+node_port() {
+    local var=KAFKA_PORT_$1
+    if (($1 == 1)); then echo "$STACK_KAFKA_PORT"; return; fi
+    echo "${!var:-$((STACK_KAFKA_PORT + 10 * ($1 - 1)))}"
+}
+
+# Controller port of node $1: KAFKA_CONTROLLER_PORT for node 1, else KAFKA_CONTROLLER_PORT_<N>
+# (the port after the node's client port).
+node_controller_port() {
+    local var=KAFKA_CONTROLLER_PORT_$1
+    if (($1 == 1)); then echo "$STACK_CONTROLLER_PORT"; return; fi
+    echo "${!var:-$(($(node_port "$1") + 1))}"
+}
+
+# Node 1 lives where the single broker does: a stack's data stays where it was.
+node_dir() {
+    if (($1 == 1)); then echo "$RUN_DIR/kafka"; else echo "$RUN_DIR/kafka-$1"; fi
+}
+
+node_name() {
+    if multi_broker; then echo "kafka-$KAFKA_NODE_ID"; else echo kafka; fi
+}
+
+# The node ids of the stack's cluster.
+nodes() { seq 1 "$BROKERS"; }
+
+# Runs "$@" with the broker variables of node $1 of the stack's cluster (as as_region does for
+# a region's cluster).
+as_node() {
+    local node=$1 dir port controller heap=$KAFKA_HEAP
+    shift
+    dir=$(node_dir "$node")
+    port=$(node_port "$node")
+    controller=$(node_controller_port "$node")
+    if multi_broker; then heap=$NODE_KAFKA_HEAP; fi
+    local KAFKA_NODE_ID=$node KAFKA_DIR=$dir KAFKA_PORT=$port KAFKA_CONTROLLER_PORT=$controller
+    local KAFKA_PID=$dir/kafka.pid KAFKA_LOG=$dir/kafka.log KAFKA_HEAP=$heap
+    local KAFKA_CLUSTER_ID_FILE
+    KAFKA_CLUSTER_ID_FILE=$(node_dir 1)/cluster.id  # one cluster id for every node
+    "$@"
+}
+
+# The static quorum of a three-node cluster: every node is a voter.
+quorum_voters() {
+    local node voters=()
+    for node in $(nodes); do
+        voters+=("$node@127.0.0.1:$(node_controller_port "$node")")
+    done
+    (IFS=,; echo "${voters[*]}")
+}
+
+# What a node's storage was formatted for: the controller port of a single node, the voters of a
+# quorum. Another value at the next start means other ports or another BROKERS.
+quorum_signature() {
+    if multi_broker; then quorum_voters; else echo "$KAFKA_CONTROLLER_PORT"; fi
+}
+
 fetch_kafka() {
     [[ -f $KAFKA_HOME/.complete ]] && return 0
     say "fetching Kafka $KAFKA_VERSION jars into $LIBS (once)"
@@ -211,8 +300,8 @@ write_kafka_config() {
     cat >"$KAFKA_DIR/server.properties" <<EOF
 # Generated by scripts/stack.sh; edits are overwritten on the next 'up'.
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+node.id=$KAFKA_NODE_ID
+$(kafka_quorum_config)
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
@@ -220,11 +309,11 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$KAFKA_DIR/data
 num.partitions=8
-default.replication.factor=1
+default.replication.factor=$BROKERS
 auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+offsets.topic.replication.factor=$BROKERS
+transaction.state.log.replication.factor=$BROKERS
+transaction.state.log.min.isr=$(((BROKERS + 1) / 2))
 group.initial.rebalance.delay.ms=0
 # the workers' session timeout may go down to 2 s (kafka.session_timeout_ms; the broker's default
 # floor is 6 s): a worker that dies is noticed within that (docs/operations.md)
@@ -233,6 +322,7 @@ group.min.session.timeout.ms=2000
 # benchmarks delete thousands of partitions, and a restart reloads every file still there
 log.segment.delete.delay.ms=1000
 EOF
+    if multi_broker; then multi_broker_config >>"$KAFKA_DIR/server.properties"; fi
     if secured; then secure_kafka_config; fi
     cat >"$KAFKA_DIR/log4j.properties" <<EOF
 # Generated by scripts/stack.sh: INFO to kafka.log only.
@@ -248,57 +338,195 @@ log4j.logger.org.apache.kafka.clients=WARN
 EOF
 }
 
+# A single node names its quorum by bootstrap server (a dynamic quorum, formatted --standalone);
+# three nodes list the voters (a static quorum: nothing to add or remove on a local stack).
+kafka_quorum_config() {
+    if multi_broker; then
+        echo "controller.quorum.voters=$(quorum_voters)"
+    else
+        echo "controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT"
+    fi
+}
+
+# Appended to server.properties on a three-node cluster (docs/operations.md, "Three brokers").
+multi_broker_config() {
+    cat <<EOF
+
+# --- BROKERS=3 ---
+# never elect a replica that was out of sync: a lost broker may stall a partition, never
+# truncate acknowledged records
+unclean.leader.election.enable=false
+# a broker that stops heartbeating is fenced after 4 s (9 s by default): its partitions get new
+# leaders and leave it out of their ISR then, so that is the longest stall a SIGKILL causes
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=4000
+# min.insync.replicas stays 1 for the cluster: the project sets 2 on each of its topics
+# (kafka.min_insync_replicas), and the tests' and benchmark's own one-replica topics stay
+# writable
+EOF
+}
+
 format_kafka() {
-    local formatted_port
+    local formatted signature id_file=${KAFKA_CLUSTER_ID_FILE:-$KAFKA_DIR/cluster.id}
+    signature=$(quorum_signature)
     if [[ -f $KAFKA_DIR/data/meta.properties ]]; then
-        formatted_port=$(cat "$KAFKA_DIR/controller.port" 2>/dev/null || echo "$KAFKA_CONTROLLER_PORT")
-        if [[ $formatted_port != "$KAFKA_CONTROLLER_PORT" ]]; then
-            die "storage was formatted for controller port $formatted_port; run with VPROV_RESET=1 to start afresh"
+        formatted=$(cat "$KAFKA_DIR/controller.port" 2>/dev/null || echo "$signature")
+        if [[ $formatted != "$signature" ]]; then
+            die "the storage in $KAFKA_DIR was formatted for controller quorum $formatted, not" \
+                "$signature: start it with the ports and BROKERS it was formatted with, or with" \
+                "VPROV_RESET=1 to start afresh"
         fi
         return 0
     fi
     local log4j=-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties
-    if [[ ! -s $KAFKA_DIR/cluster.id ]]; then
-        java "$log4j" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid >"$KAFKA_DIR/cluster.id"
+    if [[ ! -s $id_file ]]; then
+        mkdir -p "$(dirname "$id_file")"
+        java "$log4j" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid >"$id_file"
     fi
-    say "formatting Kafka storage (cluster id $(<"$KAFKA_DIR/cluster.id"))"
-    if ! java "$log4j" -cp "$LIBS/*" kafka.tools.StorageTool format --standalone \
-        -t "$(<"$KAFKA_DIR/cluster.id")" -c "$KAFKA_DIR/server.properties" "${FORMAT_ARGS[@]}" \
+    local quorum=(--standalone)
+    if multi_broker; then quorum=(); fi  # the voters are in server.properties
+    say "formatting $(node_name) storage (cluster id $(<"$id_file"))"
+    if ! java "$log4j" -cp "$LIBS/*" kafka.tools.StorageTool format "${quorum[@]}" \
+        -t "$(<"$id_file")" -c "$KAFKA_DIR/server.properties" "${FORMAT_ARGS[@]}" \
         >"$KAFKA_DIR/format.out" 2>&1; then
         cat "$KAFKA_DIR/format.out" >&2
         die "formatting Kafka storage failed"
     fi
-    echo "$KAFKA_CONTROLLER_PORT" >"$KAFKA_DIR/controller.port"
+    echo "$signature" >"$KAFKA_DIR/controller.port"
 }
 
 start_kafka() {
+    if launch_kafka; then await_kafka "$LAUNCHED_PID" "$LAUNCHED_OFFSET"; fi
+}
+
+# Starts the broker unless it runs; false when it was running. Sets LAUNCHED_PID and
+# LAUNCHED_OFFSET (where its lines begin in the log) for await_kafka: the nodes of a quorum are
+# all launched before any is waited for, as none starts alone.
+launch_kafka() {
     local pid
     if pid=$(kafka_pid); then
-        say "kafka already running (pid $pid)"
-        return 0
+        say "$(node_name) already running (pid $pid)"
+        return 1
     fi
     rm -f "$KAFKA_PID"
-    check_port_free "$KAFKA_PORT" kafka KAFKA_PORT
-    check_port_free "$KAFKA_CONTROLLER_PORT" "kafka controller" KAFKA_CONTROLLER_PORT
+    check_node_ports
     fetch_kafka
     write_kafka_config
     format_kafka
 
-    local offset=0
-    [[ -f $KAFKA_LOG ]] && offset=$(stat -c %s "$KAFKA_LOG")
-    say "starting kafka on 127.0.0.1:$KAFKA_PORT"
+    LAUNCHED_OFFSET=0
+    [[ -f $KAFKA_LOG ]] && LAUNCHED_OFFSET=$(stat -c %s "$KAFKA_LOG")
+    say "starting $(node_name) on 127.0.0.1:$KAFKA_PORT"
     # Own session: a Ctrl-C in the calling terminal does not reach the broker.
     # shellcheck disable=SC2086  # two options
     nohup setsid java $KAFKA_HEAP -Djava.awt.headless=true \
         "-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties" \
         -cp "$LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
         </dev/null >>"$KAFKA_LOG" 2>&1 &
-    pid=$!
-    echo "$pid" >"$KAFKA_PID"
+    LAUNCHED_PID=$!
+    echo "$LAUNCHED_PID" >"$KAFKA_PID"
+}
 
-    wait_for_log kafka "$pid" "$KAFKA_PID" "$KAFKA_LOG" "$offset" 'Kafka Server started' \
-        "$KAFKA_START_TIMEOUT"
-    say "kafka started (pid $pid, ${WAITED}s)"
+await_kafka() {
+    local pid=$1 offset=$2
+    wait_for_log "$(node_name)" "$pid" "$KAFKA_PID" "$KAFKA_LOG" "$offset" \
+        'Kafka Server started' "$KAFKA_START_TIMEOUT"
+    say "$(node_name) started (pid $pid, ${WAITED}s)"
+}
+
+# Every node of the stack's cluster that does not run yet: all launched, then waited for.
+start_brokers() {
+    local node launched=() pids=() offsets=() i
+    for node in $(nodes); do
+        if as_node "$node" launch_kafka; then
+            launched+=("$node") pids+=("$LAUNCHED_PID") offsets+=("$LAUNCHED_OFFSET")
+        fi
+    done
+    for i in "${!launched[@]}"; do
+        as_node "${launched[$i]}" await_kafka "${pids[$i]}" "${offsets[$i]}"
+    done
+}
+
+# Stops every node (also those of an earlier three-node stack still running): all are told at
+# once, as a quorum that loses a node at a time would make the last ones wait for it.
+stop_brokers() {
+    local node pid running=()
+    for node in 1 2 3; do
+        if pid=$(as_node "$node" kafka_pid); then
+            running+=("$node:$pid")
+            kill -TERM "$pid" 2>/dev/null || true
+        elif ((node <= BROKERS)) || [[ -e $(node_dir "$node")/kafka.pid ]]; then
+            as_node "$node" stop_node  # not running, or a stale pid file
+        fi
+    done
+    for node in "${running[@]}"; do
+        as_node "${node%%:*}" stop_pid_of "${node#*:}"
+    done
+}
+
+# Waits for node's process $1 to stop (stop_pid), then forgets its pid file.
+stop_pid_of() {
+    stop_pid "$(node_name)" "$1"
+    rm -f "$KAFKA_PID"
+}
+
+stop_node() {
+    stop_service "$(node_name)" "$KAFKA_PID" "kafka.Kafka $KAFKA_DIR/server.properties"
+}
+
+check_node_ports() {
+    local suffix=""
+    if ((KAFKA_NODE_ID > 1)); then suffix=_$KAFKA_NODE_ID; fi
+    kafka_pid >/dev/null && return 0
+    check_port_free "$KAFKA_PORT" "$(node_name)" "KAFKA_PORT$suffix"
+    check_port_free "$KAFKA_CONTROLLER_PORT" "$(node_name) controller" "KAFKA_CONTROLLER_PORT$suffix"
+}
+
+node_status() {
+    local pid
+    if pid=$(kafka_pid); then
+        say "$(node_name): running (pid $pid, 127.0.0.1:$KAFKA_PORT, log $KAFKA_LOG)"
+    else
+        say "$(node_name): not running"
+    fi
+}
+
+# SIGKILL, for drills: no controlled shutdown, its partitions wait for the controller to fence it.
+kill_node() {
+    local pid
+    if ! pid=$(kafka_pid); then
+        say "$(node_name): not running"
+        return 0
+    fi
+    say "killing $(node_name) (pid $pid)"
+    kill -KILL "$pid"
+    while proc_cmdline "$pid" >/dev/null; do sleep 0.1; done
+    rm -f "$KAFKA_PID"
+}
+
+# `stop kafka-N` / `kill kafka-N`: the node number of a three-node stack's node name.
+node_of() {
+    local node=${1#kafka-}
+    [[ $1 == kafka-* && $node =~ ^[0-9]+$ ]] && ((node >= 1 && node <= BROKERS)) ||
+        die "$1: expected kafka-1 to kafka-$BROKERS (BROKERS=$BROKERS)"
+    echo "$node"
+}
+
+# The node that leads the controller quorum: the leader of the highest epoch any node
+# recorded in its quorum-state file.
+active_controller() {
+    local node file best_epoch=-1 leader="" epoch id
+    for node in $(nodes); do
+        file=$(node_dir "$node")/data/__cluster_metadata-0/quorum-state
+        [[ -r $file ]] || continue
+        epoch=$(sed -n 's/.*"leaderEpoch":\([0-9]*\).*/\1/p' "$file")
+        id=$(sed -n 's/.*"leaderId":\(-\{0,1\}[0-9]*\).*/\1/p' "$file")
+        if [[ -n $epoch && -n $id ]] && ((id >= 0 && epoch > best_epoch)); then
+            best_epoch=$epoch leader=$id
+        fi
+    done
+    [[ -n $leader ]] || die "no node has recorded a controller leader yet"
+    echo "$leader"
 }
 
 # Waits until LOG shows MARKER past OFFSET (where the process's own lines begin) while PID
@@ -547,9 +775,10 @@ record_mode() {
     mkdir -p "$BASE_RUN_DIR"
     {
         echo "# Written by scripts/stack.sh up: the stack that down, stop, status, env and mirror"
-        echo "# act on when SECURITY, TOPOLOGY and CLUSTER_REGIONS are not set."
+        echo "# act on when SECURITY, TOPOLOGY, CLUSTER_REGIONS and BROKERS are not set."
         echo "SECURITY=$SECURITY"
         echo "TOPOLOGY=$topology"
+        echo "BROKERS=$BROKERS"
         if [[ $topology == clusters ]]; then echo "CLUSTER_REGIONS=$regions"; fi
     } >"$MODE_FILE"
 }
@@ -567,46 +796,104 @@ print_env() {
     if secured; then
         print_secure_env "${1:-}"
         if clustered; then clusters_env | grep -v '^KAFKA_BOOTSTRAP_SERVERS='; fi
+        mqtt_env
         return
     fi
-    echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+    echo "KAFKA_BOOTSTRAP_SERVERS=$(bootstrap_servers)"
+    if multi_broker; then replication_env; fi
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
     if registry_pid >/dev/null; then echo "SCHEMA_REGISTRY_URL=$(registry_url)"; fi
     if clustered; then clusters_env | grep -v '^KAFKA_BOOTSTRAP_SERVERS='; fi
+    mqtt_env
+}
+
+# Every node's address: a client that finds one node down asks the next.
+bootstrap_servers() {
+    local node servers=()
+    for node in $(nodes); do servers+=("127.0.0.1:$(node_port "$node")"); done
+    (IFS=,; echo "${servers[*]}")
+}
+
+# The topics' replication on three brokers (kafka.replication_factor, min_insync_replicas): a
+# write is acknowledged by two replicas, and survives one broker lost.
+replication_env() {
+    echo "VPROV_REPLICATION_FACTOR=3"
+    echo "VPROV_MIN_INSYNC_REPLICAS=2"
+}
+
+any_broker_runs() {
+    local node
+    for node in 1 2 3; do
+        if as_node "$node" kafka_pid >/dev/null; then return 0; fi
+    done
+    return 1
+}
+
+# The three-node cluster is for the single topology in plaintext: the regional clusters have one
+# broker each (kafka.replication_factor applies to every cluster), and the secured stack's
+# certificates and users are made for one.
+check_brokers_combination() {
+    multi_broker || return 0
+    if clustered; then
+        die "BROKERS=3 with TOPOLOGY=clusters: the regional clusters have one broker each and" \
+            "kafka.replication_factor applies to every cluster; use one of the two"
+    fi
+    if secured; then
+        die "BROKERS=3 with SECURITY=sasl_ssl is not supported; use one of the two"
+    fi
+}
+
+# A node that runs as part of another cluster (one broker where three are asked for, or the
+# reverse) would never form the quorum asked for.
+check_running_quorum() {
+    local formatted
+    kafka_pid >/dev/null || return 0
+    formatted=$(cat "$KAFKA_DIR/controller.port" 2>/dev/null) || return 0
+    if [[ $formatted != "$(quorum_signature)" ]]; then
+        die "$(node_name) runs in a cluster formatted for controller quorum $formatted, not" \
+            "$(quorum_signature) (BROKERS=$BROKERS): stop the stack first (scripts/stack.sh" \
+            "down), then start it with VPROV_RESET=1"
+    fi
 }
 
 cmd_up() {
+    local node
+    check_brokers_combination
     require_tools
     if [[ $WANT_REGISTRY == 1 ]]; then require_registry_tools; fi
     check_recorded_security
     mkdir -p "$RUN_DIR"
     if [[ ${VPROV_RESET:-0} == 1 ]]; then
-        if kafka_pid >/dev/null || redis_pid >/dev/null; then
+        if any_broker_runs || redis_pid >/dev/null; then
             cmd_down
         fi
         say "VPROV_RESET=1: wiping kafka and redis data"
         rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/cluster.id" "$KAFKA_DIR/controller.port" "$REDIS_DIR/data"
+        rm -rf "$(node_dir 2)" "$(node_dir 3)"
         clusters_wipe
+        mqtt_wipe
     fi
     # Fail before starting anything when a port is taken by someone else.
     if ! redis_pid >/dev/null; then
         check_port_free "$REDIS_PORT" redis REDIS_PORT
     fi
-    if ! kafka_pid >/dev/null; then
-        check_port_free "$KAFKA_PORT" kafka KAFKA_PORT
-        check_port_free "$KAFKA_CONTROLLER_PORT" "kafka controller" KAFKA_CONTROLLER_PORT
-    fi
+    for node in $(nodes); do
+        as_node "$node" check_running_quorum
+        as_node "$node" check_node_ports
+    done
     if [[ $WANT_REGISTRY == 1 ]] && ! registry_pid >/dev/null; then
         check_port_free "$REGISTRY_PORT" "schema registry" REGISTRY_PORT
     fi
     if clustered; then clusters_check_ports; fi
+    if edge_mqtt; then mqtt_check_ports; fi
     record_mode
     if secured; then secure_prepare; fi
     start_redis
-    start_kafka
+    start_brokers
     if secured; then secure_apply_acls; fi
     if [[ $WANT_REGISTRY == 1 ]]; then start_registry; fi
     if clustered; then clusters_up; fi
+    if edge_mqtt; then mqtt_up; fi
     say "stack is up; logs in $RUN_DIR"
     print_env
 }
@@ -615,20 +902,19 @@ cmd_down() {
     if [[ -e $REGISTRY_PID ]]; then stop_registry; fi
     # a MirrorMaker left running would recreate its topics on a wiped broker with wrong settings
     if clustered; then clusters_down; elif mirror_pid >/dev/null; then mirror_stop; fi
-    stop_service kafka "$KAFKA_PID" "kafka.Kafka $KAFKA_DIR/server.properties"
+    mqtt_down
+    stop_brokers
     stop_service redis "$REDIS_PID" "redis-server"
     forget_mode
     say "logs kept: $KAFKA_LOG $REDIS_LOG"
 }
 
 cmd_status() {
-    local pid
-    say "mode: SECURITY=$SECURITY TOPOLOGY=$TOPOLOGY ($MODE_ORIGIN)"
-    if pid=$(kafka_pid); then
-        say "kafka: running (pid $pid, 127.0.0.1:$KAFKA_PORT, log $KAFKA_LOG)"
-    else
-        say "kafka: not running"
-    fi
+    local pid node
+    say "mode: SECURITY=$SECURITY TOPOLOGY=$TOPOLOGY BROKERS=$BROKERS ($MODE_ORIGIN)"
+    for node in $(nodes); do
+        as_node "$node" node_status
+    done
     if pid=$(redis_pid); then
         say "redis: running (pid $pid, 127.0.0.1:$REDIS_PORT, log $REDIS_LOG)"
     else
@@ -640,15 +926,17 @@ cmd_status() {
         say "schema registry: not running"
     fi
     if clustered; then clusters_status; fi
+    mqtt_status
 }
 
 # Stops one service and keeps the other running (outage drills); `up` starts it again.
 cmd_stop() {
     case ${1:-} in
-        kafka) stop_service kafka "$KAFKA_PID" "kafka.Kafka $KAFKA_DIR/server.properties" ;;
+        kafka) stop_brokers ;;
+        kafka-*) node=$(node_of "$1") || exit 1; as_node "$node" stop_node ;;
         redis) stop_service redis "$REDIS_PID" "redis-server" ;;
         registry) stop_registry ;;
-        *) die "usage: $0 stop kafka|redis|registry" ;;
+        *) die "usage: $0 stop kafka|kafka-N|redis|registry" ;;
     esac
 }
 
@@ -656,17 +944,22 @@ cmd_stop() {
 source "$ROOT/scripts/stack_secure.sh"
 # shellcheck source=scripts/stack_clusters.sh
 source "$ROOT/scripts/stack_clusters.sh"
+# shellcheck source=scripts/stack_mqtt.sh
+source "$ROOT/scripts/stack_mqtt.sh"
 
 case ${1:-} in
     up) shift; parse_up_args "$@"; cmd_up ;;
     down) cmd_down ;;
     stop) cmd_stop "${2:-}" ;;
+    kill) node=$(node_of "${2:-}") || exit 1; as_node "$node" kill_node ;;
+    controller) active_controller ;;
     status) cmd_status ;;
     mirror) cmd_mirror "${2:-}" ;;
+    mqtt) cmd_mqtt "${2:-}" "${3:-}" ;;
     env) print_env "${2:-}" | sed 's/^\([A-Z]\)/export \1/' ;;
     registry-java) registry_java ;;
     *)
-        echo "usage: [SECURITY=sasl_ssl] [TOPOLOGY=clusters] $0 up [--registry]|down|stop kafka|redis|registry|status|env [ROLE]|mirror start|stop|restart|registry-java" >&2
+        echo "usage: [SECURITY=sasl_ssl] [TOPOLOGY=clusters] [BROKERS=3] $0 up [--registry]|down|stop kafka|kafka-N|redis|registry|kill kafka-N|controller|status|env [ROLE]|mirror start|stop|restart|mqtt start|stop|restart|status [SCOPE]|registry-java" >&2
         exit 2
         ;;
 esac

@@ -53,6 +53,7 @@ as_region() {
     local KAFKA_PID=$KAFKA_DIR/kafka.pid KAFKA_LOG=$KAFKA_DIR/kafka.log
     local KAFKA_HEAP=$REGION_KAFKA_HEAP
     local SECURITY=plaintext  # the local regional clusters are plaintext, even on a secured stack
+    local BROKERS=1 KAFKA_NODE_ID=1 KAFKA_CLUSTER_ID_FILE=$KAFKA_DIR/cluster.id  # single-node
     "$@"
 }
 

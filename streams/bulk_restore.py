@@ -8,8 +8,8 @@ records the offset where Faust's RocksDB store keeps it (``OFFSET_KEY``). Faust'
 reads only what was written since: the tail.
 
 It runs after ``streams.local_state.reconcile`` (which discards local state the changelog
-disowns), on every partition of the worker's tables whose local state is more than
-``min_records`` behind its changelog: a worker cannot know its assignment before it joins its
+disowns), on every partition of the worker's tables that is behind its changelog, when together
+they are ``min_records`` or more behind: a worker cannot know its assignment before it joins its
 group, and with standbys a worker of two holds every partition, active or standby.
 
 The store holds exactly what Faust's recovery writes: a record's key and value bytes as they are
@@ -31,7 +31,7 @@ from vprov.kafka_settings import KafkaAccess, librdkafka
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 20_000  # records per consume() call, and per RocksDB write batch
-DEFAULT_MIN_RECORDS = 10_000  # below this, Faust's own recovery is quick enough
+DEFAULT_MIN_RECORDS = 10_000  # behind in all; below this, Faust's own recovery is quick enough
 PROGRESS_SECONDS = 5.0
 # RocksDB during the bulk load only: large write buffers, fewer flushes. Faust reopens the
 # store with its own options.
@@ -67,17 +67,19 @@ class Restored:
 def plan(persisted: Mapping[tuple[str, int], int | None],
          bounds: Mapping[tuple[str, int], tuple[int, int]], topics: Mapping[str, str],
          min_records: int) -> list[Range]:
-    """The partitions worth a bulk load. ``persisted``: (table, partition) -> the offset of the
-    last record the local store applied (None: none); ``bounds``: (table, partition) ->
-    (log start, end offset) of its changelog; ``topics``: table -> changelog topic."""
+    """The partitions a bulk load reads: every partition behind its changelog, when together
+    they are ``min_records`` or more behind (below that, Faust's own recovery is as quick as
+    starting a reader); else none. ``persisted``: (table, partition) -> the offset of the last
+    record the local store applied (None: none); ``bounds``: (table, partition) -> (log start,
+    end offset) of its changelog; ``topics``: table -> changelog topic."""
     ranges = []
     for (table, partition), (low, high) in sorted(bounds.items()):
         applied = persisted.get((table, partition))
         start = low if applied is None else max(applied + 1, low)
         wanted = Range(table, topics[table], partition, start, high)
-        if wanted.records >= min_records:
+        if wanted.records > 0:
             ranges.append(wanted)
-    return ranges
+    return ranges if sum(r.records for r in ranges) >= min_records else []
 
 
 def restore(kafka: KafkaAccess | str, tables_dir: Path, changelogs: Mapping[str, str],

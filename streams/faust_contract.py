@@ -17,6 +17,8 @@ from typing import Any
 
 import aiokafka
 import faust
+from aiokafka import client as aiokafka_client
+from aiokafka.consumer import group_coordinator
 from faust.stores import base as faust_store
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables import recovery as faust_recovery
@@ -112,6 +114,15 @@ REQUIRED: tuple[Requirement, ...] = (
     called_by(aiokafka.AIOKafkaConsumer, "_fetch_min_bytes", "start"),
     called_by(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", "__init__"),
     called_by(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", "start"),
+    # offset commits on a connection of their own (streams/transport.py)
+    called_by(aiokafka.AIOKafkaConsumer, "_client", "__init__"),
+    Requirement(aiokafka_client.AIOKafkaClient, "send", "coroutine taking group=",
+                lambda o, n: inspect.iscoroutinefunction(getattr(o, n, None))
+                and "group" in inspect.signature(getattr(o, n)).parameters),
+    called_by(group_coordinator.GroupCoordinator, "send", "_send_req"),
+    called_by(group_coordinator.GroupCoordinator, "COORDINATION", "_send_req"),
+    called_by(group_coordinator.GroupCoordinator, "_send_req", "_do_commit_offsets"),
+    called_by(group_coordinator.GroupCoordinator, "OffsetCommitRequest", "_do_commit_offsets"),
     # a table entry read from a partition other than the current event's (streams/stores.py)
     method(faust_rocksdb.Store, "_db_for_partition"),
     method(faust_store.Store, "_encode_key"),

@@ -23,6 +23,7 @@ from vprov.acls import worker_role
 from vprov.admin import TopicMismatch, ensure_topics
 from vprov.config import Config
 from vprov.group_settings import check_session_timeout
+from vprov.identity import open_registry
 from vprov.kafka_log import ClientRepeatFilter
 from vprov.topics import Catalogue
 
@@ -142,6 +143,9 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
     except UnsupportedFaust as exc:  # a Faust release the commit guard was not written for
         print(f"error: {exc}", file=sys.stderr)
         return 5
+    if config.edge.identity != "redis":
+        # the identities in the IoT brokers (edge.identity); create_app gives the shell Redis's
+        shell.registry = open_registry(config)
     if options.role == "global":
         global_worker.register(app, shell)
     else:

@@ -295,12 +295,15 @@ class Shell:
 
     async def _carry_out(self, decision: Decision, records: list[OutRecord],
                          table: Any, key: str | None) -> None:
+        # The effects first: a crash after them and before the write processes the input
+        # again from the state before, which repeats them (each is idempotent); a crash after
+        # the write would find the state that says they were done, and skip them for good.
+        for effect in decision.effects:
+            await apply_effect(self.registry, effect)
         if decision.state is DELETE:
             table.pop(key, None)
         elif decision.state is not KEEP:
             table[key] = decision.state
-        for effect in decision.effects:
-            await apply_effect(self.registry, effect)
         await self._send(records)
 
     async def _send(self, records: list[OutRecord]) -> None:

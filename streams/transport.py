@@ -6,7 +6,9 @@ Faust builds its consumer and producer through ``app.transport`` (``Transport.Co
 ``Transport.Producer``); ``install`` gives one app this transport, so nothing else in the
 process changes. Faust passes aiokafka a fixed ``fetch_max_wait_ms=1500`` and no
 ``fetch_min_bytes``: ``TunedConsumerThread`` sets both on the aiokafka consumer it creates,
-before it starts (aiokafka hands them to its fetcher in ``start``).
+before it starts (aiokafka hands them to its fetcher in ``start``). It also gives the consumer's
+offset commits a connection of their own (``commits_on_their_own_connection``, defect 6 of
+docs/faust-defects.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, cast
 
 import aiokafka
 import faust
+from aiokafka.client import ConnectionGroup
+from aiokafka.protocol.commit import OffsetCommitRequest
 from faust.transport.drivers import aiokafka as driver
 
 from streams import faust_contract
@@ -32,12 +36,40 @@ class FetchSettings:
     max_wait_ms: int = 1500  # Faust's value
 
 
+# The connection group of the offset commits, beside aiokafka's DEFAULT (fetches, metadata) and
+# COORDINATION (heartbeats, joins, offset fetches): the client keeps one connection per node
+# and group.
+COMMIT_CONNECTION = "offset-commit"
+
+
+def commits_on_their_own_connection(client: Any) -> None:
+    """Send ``client``'s OffsetCommit requests on a connection of their own.
+
+    A broker answers the requests of one connection in order. aiokafka sends the group's
+    heartbeats and its offset commits on the same connection to the coordinator, and a commit
+    waits until every in-sync replica of ``__consumer_offsets`` has it: while a SIGKILLed broker
+    is still counted in sync (until the controller fences it, seconds later), the commit waits,
+    the heartbeats queued behind it are read too late, and the coordinator drops the worker from
+    its group after the session timeout. The group then rebalances, which a broker crash alone
+    needs not: every partition's records are read again, and answers wait for it."""
+    send = client.send
+
+    async def send_routed(node_id: Any, request: Any, *,
+                          group: Any = ConnectionGroup.DEFAULT) -> Any:
+        if group == ConnectionGroup.COORDINATION and isinstance(request, OffsetCommitRequest):
+            group = COMMIT_CONNECTION
+        return await send(node_id, request, group=group)
+
+    client.send = send_routed
+
+
 class TunedConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: driver.Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         fetch = cast("Transport", self.transport).fetch
         consumer._fetch_min_bytes = fetch.min_bytes
         consumer._fetch_max_wait_ms = fetch.max_wait_ms
+        commits_on_their_own_connection(consumer._client)
         return consumer
 
 

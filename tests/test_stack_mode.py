@@ -17,7 +17,7 @@ from tests.ports import closed_port
 REPO = Path(__file__).resolve().parents[1]
 STACK = REPO / "scripts" / "stack.sh"
 # what would choose a mode, a stack or a broker other than the test's own
-UNSET = ("SECURITY", "TOPOLOGY", "CLUSTER_REGIONS", "VPROV_RESET", "VPROV_REGISTRY",
+UNSET = ("SECURITY", "TOPOLOGY", "CLUSTER_REGIONS", "BROKERS", "VPROV_RESET", "VPROV_REGISTRY",
          "KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SCHEMA_REGISTRY_URL")
 
 
@@ -63,7 +63,7 @@ def test_env_and_status_follow_the_recorded_secured_mode(tmp_path: Path) -> None
     assert env["REDIS_URL"].startswith("'rediss://admin:redis-pw@127.0.0.1:3/0")
     assert role["KAFKA_SASL_USERNAME"] == "vprov-global-worker"
     assert status.splitlines()[0] == ("[stack] mode: SECURITY=sasl_ssl TOPOLOGY=single "
-                                      f"(recorded by up in {tmp_path}/stack.mode)")
+                                      f"BROKERS=1 (recorded by up in {tmp_path}/stack.mode)")
 
 
 def test_a_mode_given_wins_over_the_record(tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ class ObservedTopic:
 
     partitions: int
     cleanup_policy: str  # as Kafka reports it: "delete", "compact" or "compact,delete"
+    replication_factor: int | None = None  # the fewest replicas of any partition; None: unknown
+    min_insync_replicas: int | None = None  # None: unknown
 
     @property
     def compacted(self) -> bool:
@@ -49,6 +51,26 @@ class Mismatch:
     def compaction_differs(self) -> bool:
         return self.found.compacted != self.spec.compacted
 
+    # Replication only counts when below the setting: more is the operator's choice.
+    @property
+    def replication_low(self) -> bool:
+        found = self.found.replication_factor
+        return found is not None and found < self.spec.replication_factor
+
+    @property
+    def insync_low(self) -> bool:
+        found = self.found.min_insync_replicas
+        return found is not None and found < self.spec.min_insync_replicas
+
+    @property
+    def layout_differs(self) -> bool:
+        """Partitions or compaction: what co-partitioning and the offset guard need."""
+        return self.partitions_differ or self.compaction_differs
+
+    @property
+    def durability_low(self) -> bool:
+        return self.replication_low or self.insync_low
+
 
 class TopicMismatch(RuntimeError):
     """Existing topics disagree with the catalogue; the message says which and how to fix."""
@@ -61,9 +83,10 @@ class TopicMismatch(RuntimeError):
 def compare_topics(specs: Iterable[TopicSpec], observed: Mapping[str, ObservedTopic]
                    ) -> list[Mismatch]:
     """The existing topics (``observed``, by name) whose partition count or compaction differs
-    from their spec. Topics absent from ``observed`` do not exist yet and cannot disagree."""
+    from their spec, or whose replication is below it. Topics absent from ``observed`` do not
+    exist yet and cannot disagree."""
     found = [Mismatch(spec, observed[spec.name]) for spec in specs if spec.name in observed]
-    return [m for m in found if m.partitions_differ or m.compaction_differs]
+    return [m for m in found if m.layout_differs or m.durability_low]
 
 
 def _plural(count: int, word: str) -> str:
@@ -87,6 +110,22 @@ def _recreate_reason(m: Mismatch) -> str | None:
     return None
 
 
+def _fixes(m: Mismatch, bootstrap_servers: str) -> list[str]:
+    """One fix for the layout, one per replication setting below the configuration."""
+    fixes = [_fix(m, bootstrap_servers)] if m.layout_differs else []
+    if m.replication_low:
+        fixes.append(f"give each of its {_plural(m.found.partitions, 'partition')} "
+                     f"{m.spec.replication_factor} replicas with `kafka-reassign-partitions.sh "
+                     f"--bootstrap-server {bootstrap_servers} --reassignment-json-file FILE "
+                     f"--execute`, FILE listing {m.spec.replication_factor} broker ids for each "
+                     "partition (docs/operations.md, \"Three brokers\")")
+    if m.insync_low:
+        fixes.append(f"`kafka-configs.sh --bootstrap-server {bootstrap_servers} --alter "
+                     f"--entity-type topics --entity-name {m.spec.name} --add-config "
+                     f"min.insync.replicas={m.spec.min_insync_replicas}`")
+    return fixes
+
+
 def _fix(m: Mismatch, bootstrap_servers: str) -> str:
     name, expected = m.spec.name, m.spec.partitions
     recreate = (f"delete it with `kafka-topics.sh --bootstrap-server {bootstrap_servers} "
@@ -107,23 +146,25 @@ def mismatch_message(mismatches: list[Mismatch], observed: Mapping[str, Observed
     """What was found and expected of each mismatched topic, and how to fix it. ``observed`` is
     every existing topic of the deployment, to tell whether setting the configured partition
     count to theirs is a fix too."""
-    expected = mismatches[0].spec.partitions
+    spec = mismatches[0].spec
     verb = "does" if len(mismatches) == 1 else "do"
+    needs = []
+    if any(m.layout_differs for m in mismatches):
+        needs.append("Faust co-partitions every topic, so each table lookup needs all of them "
+                     f"to have kafka.partitions = {spec.partitions} partitions, and "
+                     "cleanup.policy=compact on the compacted ones only")
+    if any(m.durability_low for m in mismatches):
+        needs.append(f"Every topic needs at least kafka.replication_factor = "
+                     f"{spec.replication_factor} replicas and min.insync.replicas = "
+                     f"{spec.min_insync_replicas} (kafka.min_insync_replicas), so that a write "
+                     "the brokers acknowledged survives the loss of a broker")
     lines = [f"{_plural(len(mismatches), 'topic')} of this deployment {verb} not match its "
-             "configuration. Faust co-partitions every topic, so each table lookup needs all of "
-             f"them to have kafka.partitions = {expected} partitions, and cleanup.policy=compact "
-             "on the compacted ones only:"]
+             f"configuration. {'. '.join(needs)}:"]
     for m in mismatches:
-        found, wanted = [], []
-        if m.partitions_differ:
-            found.append(_plural(m.found.partitions, "partition"))
-            wanted.append(_plural(m.spec.partitions, "partition"))
-        if m.compaction_differs:
-            found.append(f"cleanup.policy={m.found.cleanup_policy}")
-            wanted.append(f"cleanup.policy={_policy(m.spec.compacted)}")
+        found, wanted = _differences(m)
         lines.append(f"  {m.spec.name}: found {' and '.join(found)}, "
                      f"expected {' and '.join(wanted)}")
-        lines.append(f"    fix: {_fix(m, bootstrap_servers)}")
+        lines += [f"    fix: {fix}" for fix in _fixes(m, bootstrap_servers)]
     counts = {t.partitions for t in observed.values()}
     if any(m.partitions_differ for m in mismatches) and len(counts) == 1:
         (count,) = counts
@@ -137,6 +178,35 @@ def mismatch_message(mismatches: list[Mismatch], observed: Mapping[str, Observed
     return "\n".join(lines)
 
 
+def _differences(m: Mismatch) -> tuple[list[str], list[str]]:
+    """What was found and what is expected, for each setting of ``m`` that differs."""
+    found, wanted = [], []
+    if m.partitions_differ:
+        found.append(_plural(m.found.partitions, "partition"))
+        wanted.append(_plural(m.spec.partitions, "partition"))
+    if m.compaction_differs:
+        found.append(f"cleanup.policy={m.found.cleanup_policy}")
+        wanted.append(f"cleanup.policy={_policy(m.spec.compacted)}")
+    if m.replication_low:
+        found.append(_plural(m.found.replication_factor or 0, "replica"))
+        wanted.append(f"at least {_plural(m.spec.replication_factor, 'replica')}")
+    if m.insync_low:
+        found.append(f"min.insync.replicas={m.found.min_insync_replicas}")
+        wanted.append(f"at least min.insync.replicas={m.spec.min_insync_replicas}")
+    return found, wanted
+
+
+def too_few_brokers_message(specs: list[TopicSpec], brokers: int, bootstrap_servers: str
+                            ) -> str:
+    """Why topics of ``specs`` cannot be created on a cluster of ``brokers`` brokers."""
+    wanted = max(s.replication_factor for s in specs)
+    return (f"kafka.replication_factor = {wanted}, but the Kafka cluster at {bootstrap_servers} "
+            f"has {_plural(brokers, 'broker')} up, and a topic cannot have more replicas than "
+            f"there are brokers: set kafka.replication_factor (VPROV_REPLICATION_FACTOR) to at "
+            f"most {brokers} and kafka.min_insync_replicas (VPROV_MIN_INSYNC_REPLICAS) to at most "
+            "that, or start the missing brokers")
+
+
 def admin_client(kafka: KafkaAccess | str, **overrides: object) -> AdminClient:
     # librdkafka's log lines go through Python logging, de-duplicated (vprov.kafka_log)
     # cast: the client's annotations allow only scalar values, but it takes a logger object
@@ -144,19 +214,31 @@ def admin_client(kafka: KafkaAccess | str, **overrides: object) -> AdminClient:
                                              "logger": librdkafka_logger(), **overrides}))
 
 
-def _list_topics(admin: AdminClient, bootstrap_servers: str, timeout: float
-                 ) -> dict[str, int]:
-    """Partition count of every topic on the broker (0 while a new topic has no metadata)."""
+@dataclass(frozen=True)
+class Listing:
+    """The cluster's topics as its metadata shows them."""
+
+    partitions: dict[str, int]  # partition count per topic (0 while a new one has no metadata)
+    replicas: dict[str, int]  # the fewest replicas of any of a topic's partitions
+    brokers: int  # brokers up
+
+
+def _list_topics(admin: AdminClient, bootstrap_servers: str, timeout: float) -> Listing:
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise BrokerUnavailable(bootstrap_servers, kafka_reason(exc.args[0], timeout)) from None
-    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+    topics = metadata.topics.items()
+    return Listing({name: len(topic.partitions) for name, topic in topics},
+                   {name: min(len(p.replicas) for p in topic.partitions.values())
+                    for name, topic in topics if topic.partitions},
+                   len(metadata.brokers))
 
 
-def _observe(admin: AdminClient, partitions: Mapping[str, int], names: Iterable[str],
+def _observe(admin: AdminClient, listing: Listing, names: Iterable[str],
              timeout: float) -> dict[str, ObservedTopic]:
-    """Partition count and cleanup.policy of those ``names`` that exist."""
+    """Partition count, cleanup.policy and replication of those ``names`` that exist."""
+    partitions = listing.partitions
     wanted = sorted({n for n in names if partitions.get(n)})  # the broker refuses repeats
     if not wanted:
         return {}
@@ -170,8 +252,11 @@ def _observe(admin: AdminClient, partitions: Mapping[str, int], names: Iterable[
             if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 continue  # deleted since it was listed
             raise
-        observed[resource.name] = ObservedTopic(partitions[resource.name],
-                                                entries["cleanup.policy"].value or "")
+        insync = entries.get("min.insync.replicas")
+        observed[resource.name] = ObservedTopic(
+            partitions[resource.name], entries["cleanup.policy"].value or "",
+            listing.replicas.get(resource.name),
+            int(insync.value) if insync is not None and insync.value else None)
     return observed
 
 
@@ -181,8 +266,8 @@ def check_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: floa
     kafka = access(kafka)
     bootstrap_servers = kafka.bootstrap_servers
     admin = admin_client(kafka)
-    partitions = _list_topics(admin, bootstrap_servers, timeout)
-    return compare_topics(specs, _observe(admin, partitions, (s.name for s in specs), timeout))
+    listing = _list_topics(admin, bootstrap_servers, timeout)
+    return compare_topics(specs, _observe(admin, listing, (s.name for s in specs), timeout))
 
 
 def _raise_on_mismatch(specs: list[TopicSpec], observed: dict[str, ObservedTopic],
@@ -196,20 +281,24 @@ def ensure_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: flo
                   check: bool = True) -> list[str]:
     """Create the topics that do not exist yet; returns the names it created. Idempotent.
 
-    With ``check``, existing topics whose partition count or compaction differs from their spec
-    raise ``TopicMismatch`` — before anything is created, so that matching the configuration to
-    the existing topics remains a fix."""
+    With ``check``, existing topics whose partition count or compaction differs from their spec,
+    or whose replication is below it, raise ``TopicMismatch`` — before anything is created, so
+    that matching the configuration to the existing topics remains a fix. So do topics to create
+    with more replicas than the cluster has brokers up."""
     kafka = access(kafka)
     bootstrap_servers = kafka.bootstrap_servers
     admin = admin_client(kafka)
-    partitions = _list_topics(admin, bootstrap_servers, timeout)
+    listing = _list_topics(admin, bootstrap_servers, timeout)
     names = [s.name for s in specs]
     if check:
-        _raise_on_mismatch(specs, _observe(admin, partitions, names, timeout),
+        _raise_on_mismatch(specs, _observe(admin, listing, names, timeout),
                            bootstrap_servers)
-    missing = [s for s in specs if s.name not in partitions]
+    missing = [s for s in specs if s.name not in listing.partitions]
     if not missing:
         return []
+    if any(s.replication_factor > listing.brokers for s in missing):
+        raise TopicMismatch(too_few_brokers_message(missing, listing.brokers,
+                                                    bootstrap_servers), [])
     futures = admin.create_topics(
         [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
                   config=s.config) for s in missing],
@@ -237,9 +326,9 @@ def _observe_settled(admin: AdminClient, bootstrap_servers: str, names: list[str
     """Observe ``names`` once the metadata of the ``raced`` topics has arrived (or up to 5 s)."""
     deadline = time.monotonic() + min(timeout, 5.0)
     while True:
-        partitions = _list_topics(admin, bootstrap_servers, timeout)
-        if all(partitions.get(n) for n in raced) or time.monotonic() >= deadline:
-            return _observe(admin, partitions, names, timeout)
+        listing = _list_topics(admin, bootstrap_servers, timeout)
+        if all(listing.partitions.get(n) for n in raced) or time.monotonic() >= deadline:
+            return _observe(admin, listing, names, timeout)
         time.sleep(0.2)
 
 

@@ -46,6 +46,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(config, options, args.loglevel)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        shard, shards = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N, e.g. 0/2") from None
+    if not 0 <= shard < shards:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 <= I < N")
+    return shard, shards
+
+
+def cmd_edge(args: argparse.Namespace) -> int:
+    from vprov.edge.bridge import run_bridge
+    from vprov.identity import GLOBAL_SCOPE
+
+    config = _load_config(args)
+    if args.scope != GLOBAL_SCOPE:
+        config.region(args.scope)  # fails with the list of regions when unknown
+    shard, shards = args.shard
+    return run_bridge(config, args.scope, shard, shards)
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     from vprov.admin import TopicMismatch, ensure_topics
     from vprov.topics import Catalogue
@@ -63,7 +84,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
         where = f" @{cluster.name}" if config.multi_cluster else ""
         for spec in specs:
             mark = "created" if spec.name in created else "exists"
-            print(f"{mark:8} {spec.name} (partitions={spec.partitions}"
+            print(f"{mark:8} {spec.name} (partitions={spec.partitions}, "
+                  f"replicas={spec.replication_factor}"
                   f"{', compacted' if spec.compacted else ''}){where}")
     return 0
 
@@ -214,7 +236,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         vehicles=args.vehicles, devices=_csv(args.devices),
         regions=_csv(args.regions) if args.regions else None, rate=args.rate,
         invalid=args.invalid, duplicates=args.duplicates, shuffle=args.shuffle,
-        timeout=args.timeout, global_url=args.global_url, seed=args.seed,
+        timeout=args.timeout, global_url=args.global_url, seed=args.seed, via=args.via,
     )
     return run_cli(_load_config(args), options, args.json, sys.stdout, sys.stderr,
                    connect_timeout=args.connect_timeout)
@@ -346,6 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "port; env VPROV_INSTANCE)")
     worker.set_defaults(func=cmd_worker)
 
+    edge = sub.add_parser("edge", help="bridge an IoT broker and Kafka: device messages to the "
+                          "request topic, answers to the devices (docs/operations.md)")
+    edge.add_argument("--scope", required=True,
+                      help="the broker: global, or a region code (its gateway_endpoint)")
+    edge.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                      help="this instance forwards the devices whose id hashes to I of N "
+                      "(default 0/1: all); every instance of the scope gets the same N")
+    edge.set_defaults(func=cmd_edge)
+
     topics = sub.add_parser("topics", help="topic administration")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create every topic (idempotent)")
@@ -394,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="global worker, to wait until registrations are indexed "
                           f"(default {DEFAULT_GLOBAL_URL})")
     simulate.add_argument("--seed", type=int, help="seed of the random choices")
+    simulate.add_argument("--via", choices=("kafka", "mqtt"), default="kafka",
+                          help="how devices send: straight onto the topics (kafka, default), or "
+                          "as MQTT clients of the IoT brokers, through the edge bridges (mqtt)")
     simulate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     simulate.set_defaults(func=cmd_simulate)
     _common_options(simulate)
@@ -537,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kafka_log.configure(verbose=args.verbose)
     try:
-        if args.func is not cmd_worker:  # a worker keeps to its own timeouts
+        if args.func not in (cmd_worker, cmd_edge):  # they keep to their own timeouts
             args.connect_timeout = reach.connect_timeout(args.connect_timeout)
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -24,7 +24,7 @@ from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from typing import Any, ClassVar, Self
 
 from tables.models import Registration
-from vprov.envelope import ProvisionQuery, ReplyTo
+from vprov.envelope import ProvisionQuery, ReplyTo, reply_to_json
 from vprov.outputs import Output, internal
 
 
@@ -41,6 +41,8 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
 
 
 def _json(value: Any) -> Any:
+    if isinstance(value, ReplyTo):
+        return reply_to_json(value)
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     if isinstance(value, tuple):

@@ -36,6 +36,8 @@ COUNTRY_CODE = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers", str),
     "VPROV_PARTITIONS": ("kafka", "partitions", int),
+    "VPROV_REPLICATION_FACTOR": ("kafka", "replication_factor", int),
+    "VPROV_MIN_INSYNC_REPLICAS": ("kafka", "min_insync_replicas", int),
     "VPROV_APP_PREFIX": ("kafka", "app_prefix", str),
     "VPROV_STANDBY_REPLICAS": ("kafka", "table_standby_replicas", int),
     "VPROV_SESSION_TIMEOUT_MS": ("kafka", "session_timeout_ms", int),
@@ -58,10 +60,21 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "KAFKA_SSL_CA_LOCATION": ("kafka.security", "ssl_ca_location", str),
     "KAFKA_SSL_CERTIFICATE_LOCATION": ("kafka.security", "ssl_certificate_location", str),
     "KAFKA_SSL_KEY_LOCATION": ("kafka.security", "ssl_key_location", str),
+    "VPROV_IDENTITY": ("edge", "identity", str),
+    "VPROV_EDGE_GLOBAL_ENDPOINT": ("edge", "global_endpoint", str),
+    "VPROV_EDGE_CA_LOCATION": ("edge", "ca_location", str),
+    "VPROV_EDGE_ADMIN_USERNAME": ("edge", "admin_username", str),
+    "VPROV_EDGE_ADMIN_PASSWORD": ("edge", "admin_password", str),
+    "VPROV_EDGE_BRIDGE_USERNAME": ("edge", "bridge_username", str),
+    "VPROV_EDGE_BRIDGE_PASSWORD": ("edge", "bridge_password", str),
+    "VPROV_EDGE_CREDENTIAL_SECRET": ("edge", "credential_secret", str),
 }
-SECRET_KEYS = ("sasl_password",)  # never shown in a message
+# never shown in a message
+SECRET_KEYS = ("sasl_password", "admin_password", "bridge_password", "credential_secret")
 # KAFKA_BOOTSTRAP_SERVERS_<R> -> regions.<R>.kafka.bootstrap_servers: region R's own cluster
 REGION_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS_"
+# VPROV_GATEWAY_ENDPOINT_<R> -> regions.<R>.gateway_endpoint: where region R's IoT core listens
+REGION_ENDPOINT_ENV = "VPROV_GATEWAY_ENDPOINT_"
 
 
 class ConfigError(ValueError):
@@ -145,6 +158,9 @@ class KafkaTable(_Table):
     app_prefix: AppPrefix
     partitions: Positive
     replication_factor: Positive
+    # replicas that must hold a write before it is acknowledged (acks=all): with 3 replicas, 2
+    # lets one broker go without losing or refusing a write
+    min_insync_replicas: Positive = 1
     fetch_min_bytes: Positive
     fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)]
     # Faust holds the linger in seconds: above 1000 ms an odd value would not survive the trip
@@ -159,6 +175,15 @@ class KafkaTable(_Table):
     # an empty or far-behind disk: read the changelogs in bulk before Faust opens the tables
     bulk_restore: bool = True
     security: KafkaSecurity = KafkaSecurity()
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaTable:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"kafka.min_insync_replicas={self.min_insync_replicas}: expected at most "
+                f"kafka.replication_factor ({self.replication_factor}), or no write is ever "
+                "acknowledged")
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_within_session(self) -> KafkaTable:
@@ -201,6 +226,31 @@ class HomingTable(_Table):
     by_country: bool
 
 
+class EdgeTable(_Table):
+    """The device edge (docs/architecture.md, "The device edge"): which IoT core holds the
+    device identities the flows create and delete, and how the workers, the bridges and the
+    simulated devices reach its brokers. The regions' brokers are their ``gateway_endpoint``."""
+
+    identity: Literal["redis", "mosquitto"] = "redis"
+    global_endpoint: Annotated[str, AfterValidator(_not_blank)] = \
+        "mqtts://global.iot.vprov.example:8883"
+    ca_location: str = ""  # PEM of the CA(s) that signed the brokers' certificates; empty: system's
+    admin_username: str = "vprov-identity"  # the identity registry's user (the control API)
+    admin_password: str = ""
+    bridge_username: str = "vprov-edge"  # the edge bridges' user
+    bridge_password: str = ""
+    credential_secret: str = ""  # derives each device's MQTT password (vprov/edge/mqtt.py)
+
+    @model_validator(mode="after")
+    def _complete(self) -> EdgeTable:
+        if self.identity == "mosquitto" and not (self.admin_password and self.credential_secret):
+            raise ValueError("edge.identity='mosquitto': expected edge.admin_password and "
+                             "edge.credential_secret as well")
+        if self.ca_location and not Path(self.ca_location).is_file():
+            raise ValueError(f"edge.ca_location={self.ca_location!r}: no such file")
+        return self
+
+
 class RegionKafka(_Table):
     """A region's own Kafka cluster (the multi-cluster topology, docs/architecture.md). Without
     a ``security`` table the region's clients use ``[kafka.security]``."""
@@ -241,6 +291,7 @@ class Document(_Table):
     homing: HomingTable
     regions: Annotated[dict[RegionCode, RegionTable], Field(min_length=1)]
     topics: TopicsTable
+    edge: EdgeTable = EdgeTable()
 
     @model_validator(mode="after")
     def _each_country_once(self) -> Document:
@@ -314,6 +365,8 @@ class Config:
     kafka_security: KafkaSecurity = KafkaSecurity()
     factory_reset: str = "refuse"  # refuse, reprovision, answer (docs/after-first-boot.md)
     move_timeout_seconds: float = 60.0
+    edge: EdgeTable = EdgeTable()
+    min_insync_replicas: int = 1
     source_path: str = field(default=str(DEFAULTS_PATH), compare=False)
 
     def region(self, code: str) -> Region:
@@ -394,6 +447,8 @@ def _config(doc: Document, source: str) -> Config:
         kafka_security=doc.kafka.security,
         factory_reset=doc.flow.factory_reset,
         move_timeout_seconds=float(doc.flow.move_timeout_seconds),
+        edge=doc.edge,
+        min_insync_replicas=doc.kafka.min_insync_replicas,
         source_path=source,
     )
 
@@ -515,6 +570,13 @@ def _apply_env(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
             kafka = regions[region]["kafka"] = {}
         kafka["bootstrap_servers"] = raw
         origins[f"regions.{region}.kafka.bootstrap_servers"] = name
+    for name, raw in env.items():
+        region = name.removeprefix(REGION_ENDPOINT_ENV)
+        if region == name or raw == "" or not isinstance(regions, dict) \
+                or not isinstance(regions.get(region), dict):
+            continue
+        regions[region]["gateway_endpoint"] = raw
+        origins[f"regions.{region}.gateway_endpoint"] = name
     return origins
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from vprov.codes import ErrorCode, message_for
@@ -154,6 +154,19 @@ class ReplyTo:
     body_encoding_type: int
     version: str = VERSION
     bag_spelling: str = BAG_SNAKE
+    # The authenticated device that sent the request (the gateway's header), if one did: the
+    # answer carries it in the same header, so a bridge gives the answer to the connection the
+    # request came from (a secondary device talks through its primary's).
+    sender: str | None = None
+
+
+def reply_to_json(reply_to: ReplyTo) -> dict[str, Any]:
+    """A reply-to as JSON (internal topics, table entries); without ``sender`` when there is
+    none, as before it existed."""
+    doc = asdict(reply_to)
+    if doc["sender"] is None:
+        del doc["sender"]
+    return doc
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from vprov.topics import Catalogue
 from vprov.webclient import WebClient
 
 INDEX_POLL_SECONDS = 0.05
+MAX_RECONNECTS = 3  # an MQTT device whose connection breaks connects again at most this often
 TICK_SECONDS = 0.5
 
 
@@ -53,6 +54,7 @@ class Trip:
     started_at: float = math.nan  # when its first request went out
     devices_at: float = math.nan  # when its device requests went out
     region: str | None = None  # home region, from the query answer's endpoint
+    endpoint: str | None = None  # that endpoint (where an MQTT device connects next)
     sent: list[str] = field(default_factory=list)  # message ids of its requests
     waiting: set[str] = field(default_factory=set)  # message ids without an answer yet
     failure: str | None = None
@@ -113,6 +115,19 @@ class FleetDriver:
         # Forget an ended trip's requests (a long run's memory), and so its late repeats too.
         self.forget_ended = False
         self._bar: Any = None
+        # devices as MQTT clients of the IoT brokers (use_mqtt), else records on the topics
+        self.edge: Any = None
+        self._closing: list[Trip] = []  # trips whose connections close once nothing is owed
+        self.reconnects: Counter[Trip] = Counter()
+
+    def use_mqtt(self) -> None:
+        """Devices speak MQTT to the IoT brokers (vprov.edge.devices) instead of writing to the
+        topics: requests go through their connections and the edge bridges, answers come back
+        on them; a trip ends once its primary is refused by the global broker."""
+        from vprov.edge.devices import EdgeDevices
+
+        self.edge = EdgeDevices(self.config, self._on_edge_answer, self._on_edge_refused,
+                                self._on_edge_lost)
 
     # --- hooks: what a driver measures or checks ------------------------------------------
 
@@ -145,6 +160,9 @@ class FleetDriver:
     def partition_for(self, trip: Trip, topic: str, key: bytes) -> int | None:
         return None  # the key's owner (murmur2); a driver may pick another
 
+    def trip_outstanding(self, trip: Trip) -> bool:  # answers still owed to an ended trip
+        return False
+
     # --- sending ----------------------------------------------------------------------------
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -170,9 +188,21 @@ class FleetDriver:
         trip.sent.append(message_id)
         if math.isnan(trip.started_at):
             trip.started_at = now
+        self.transmit(trip, topic, raw)
+        return request
+
+    def transmit(self, trip: Trip, topic: str, raw: bytes) -> None:
+        """One request of ``trip`` on its way: over the primary's MQTT connection, or onto the
+        topic keyed by VIN."""
+        if self.edge is not None:
+            self.edge.send(trip, topic, raw)
+            return
         key = trip.vehicle.vin.encode()
         self.produce(topic, key, raw, self.partition_for(trip, topic, key))
-        return request
+
+    def resend(self, request: Request) -> None:
+        """The same request again (same message id), as a device that missed its answer."""
+        self.transmit(request.trip, request.topic, request.raw)
 
     def _start_trip(self, trip: Trip, due_at: float) -> None:
         now = time.monotonic()
@@ -211,6 +241,8 @@ class FleetDriver:
     def _end(self, trip: Trip, now: float) -> None:
         trip.ended_at = now
         self.in_flight -= 1
+        if self.edge is not None:
+            self._closing.append(trip)
         self.on_end(trip)
         if self.forget_ended:
             for message_id in trip.sent:
@@ -242,17 +274,73 @@ class FleetDriver:
         if request.kind == "query":
             endpoint = (doc.get("body") or {}).get("iot_gateway_endpoint")
             trip.region = self.endpoints.get(str(endpoint), trip.vehicle.region)
+            trip.endpoint = str(endpoint)
             self._provision(trip)
         if not trip.waiting:
-            self._end(trip, now)
+            if self.edge is None:
+                self._end(trip, now)
+            else:
+                self._probe_global(trip, now)
+
+    # --- devices over MQTT ------------------------------------------------------------------
+
+    def _on_edge_answer(self, trip: Trip, topic: str, raw: bytes) -> None:
+        self._on_answer(topic, raw, time.monotonic())
+
+    def _on_edge_refused(self, trip: Trip, why: str) -> None:
+        if not trip.ended:
+            self.fail(trip, why, "refused")
+
+    def _on_edge_lost(self, trip: Trip, topic: str, why: str) -> None:
+        """A device whose connection broke connects again and sends what is still unanswered
+        there (the same message ids: the workers answer a repeat with the same bytes)."""
+        if trip.ended:
+            return
+        again = [self.requests[m] for m in sorted(trip.waiting)
+                 if m in self.requests and self.requests[m].topic == topic]
+        if not again:
+            return
+        self.reconnects[trip] += 1
+        if self.reconnects[trip] > MAX_RECONNECTS:
+            self.fail(trip, f"{why} ({MAX_RECONNECTS} times)", "connection")
+            return
+        for request in again:
+            self.transmit(trip, request.topic, request.raw)
+
+    def _probe_global(self, trip: Trip, answered_at: float) -> None:
+        """Every answer is in: the device leaves the global broker and must now be refused
+        there (provisioning deleted its identity); the trip ends when the broker says so."""
+        from vprov.identity import GLOBAL_SCOPE
+
+        self.edge.release(trip, GLOBAL_SCOPE)
+
+        def refused(problem: str | None) -> None:
+            if trip.ended:
+                return
+            if problem is not None:
+                self.fail(trip, problem, "global")
+            else:
+                self._end(trip, answered_at)
+
+        self.edge.probe_refused(trip, refused)
+
+    def _close_finished(self) -> None:
+        keep = []
+        for trip in self._closing:
+            if self.trip_outstanding(trip):
+                keep.append(trip)
+            else:
+                self.edge.release(trip)
+        self._closing = keep
 
     def listen(self) -> None:
-        """Assign the answer reader at the end of the answer and dead-letter topics."""
+        """Assign the answer reader at the end of the answer and dead-letter topics (over MQTT:
+        the dead-letter topics only, the answers come on the devices' connections)."""
         if self.reader is not None:
             return
         cat = self.catalogue
         placed: dict[Cluster, list[str]] = {}
-        for topic in sorted(self.answer_topics):
+        for topic in sorted(self.answer_topics if self.edge is None else ()):
             placed.setdefault(cat.home(topic), []).append(topic)
         for cluster in cat.clusters_of(cat.deadletter):  # wherever a worker writes them
             placed.setdefault(cluster, []).append(cat.deadletter)
@@ -266,6 +354,10 @@ class FleetDriver:
         self.reader = reader
 
     def _read(self, wait: float) -> None:
+        if self.edge is not None:
+            self.edge.poll(wait)
+            self._close_finished()
+            wait = 0
         for msg in self.reader.consume(1000, wait):
             if msg.error() is not None or msg.value() is None:
                 continue
@@ -330,6 +422,8 @@ class FleetDriver:
         self.producer.flush(30)
         if self.reader is not None:
             self.reader.close()
+        if self.edge is not None:
+            self.edge.close()
 
     # --- registration -----------------------------------------------------------------------
 

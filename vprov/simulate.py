@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import sys
 import time
 import uuid
@@ -62,6 +63,7 @@ class SimOptions:
     timeout: float = 120.0
     global_url: str = DEFAULT_GLOBAL_URL
     seed: int | None = None
+    via: str = "kafka"  # kafka: devices write to the topics; mqtt: to the IoT brokers
 
 
 @dataclass
@@ -115,7 +117,7 @@ class Report:
             "run": {"tag": self.tag, "vehicles": opts.vehicles, "devices": list(opts.devices),
                     "regions": list(opts.regions or ()), "rate": opts.rate,
                     "invalid": opts.invalid, "duplicates": opts.duplicates,
-                    "shuffle": opts.shuffle, "seed": opts.seed},
+                    "shuffle": opts.shuffle, "seed": opts.seed, "via": opts.via},
             "vehicles_done": len(self.done),
             "vehicles_failed": len(self.failed),
             "failures_by_code": dict(self.failures_by_code),
@@ -142,8 +144,9 @@ class Report:
         opts = self.options
         rate = f"{opts.rate:g}/s" if opts.rate else "unlimited"
         invalid_total = sum(self.invalid_sent.values())
+        via = " over MQTT" if opts.via == "mqtt" else ""
         lines = [
-            f"simulated {opts.vehicles} vehicles ({','.join(opts.devices)}) over "
+            f"simulated {opts.vehicles} vehicles ({','.join(opts.devices)}){via} over "
             f"{','.join(opts.regions or ())}, rate {rate}, run {self.tag}",
             f"  vehicles done                    {len(self.done)}",
             f"  vehicles failed                  {len(self.failed)}",
@@ -204,10 +207,18 @@ class Simulator(FleetDriver):
                 raise SimulationError(f"--{name} is a fraction between 0 and 1")
         if options.rate is not None and options.rate <= 0:
             raise SimulationError("--rate must be greater than 0")
+        if options.via not in ("kafka", "mqtt"):
+            raise SimulationError("--via is kafka or mqtt")
+        if options.via == "mqtt" and not config.edge.credential_secret:
+            raise SimulationError("--via mqtt: the devices' credentials come from "
+                                  "edge.credential_secret, which is not set; with the local "
+                                  "brokers: eval \"$(EDGE=mqtt scripts/stack.sh env)\"")
         # VINs are unique per run whatever the seed: a second run must not meet the first's.
         tag = fleet.run_tag(f"{options.seed}-{time.time_ns()}-{uuid.uuid4()}")
         super().__init__(config, tag, shuffle=options.shuffle, rng=random.Random(options.seed),
                          progress_stream=progress_stream or sys.stderr)
+        if options.via == "mqtt":
+            self.use_mqtt()
         self.options = replace(options, regions=regions)
         self.serde = serde_from_config(config)
         self.invalid_kind: dict[Trip, str] = {}
@@ -238,8 +249,11 @@ class Simulator(FleetDriver):
         kinds = list(INVALID_KINDS)
         for n, index in enumerate(picked):
             self.invalid_kind[runs[index]] = kinds[n % len(kinds)]
+        # Over MQTT a query is not sent again: the device has left the global broker, which
+        # refuses it once its primary is provisioned (its answer would find no one).
+        again = [] if opts.via == "mqtt" else ["query"]
         targets = [(i, t) for i, run in enumerate(runs)
-                   for t in ["query", *(d.device_id for d in run.vehicle.devices)]]
+                   for t in [*again, *(d.device_id for d in run.vehicle.devices)]]
         for i, target in self.rng.sample(targets, round(opts.duplicates * len(targets))):
             self.duplicate_targets.setdefault(runs[i], set()).add(target)
         return runs
@@ -375,7 +389,7 @@ class Simulator(FleetDriver):
             self.first_answers[message_id] = raw
             self.duplicates_sent += 1
             self.open.add(message_id)
-            self.produce(request.topic, trip.vehicle.vin, request.raw)
+            self.resend(request)
 
     def on_end(self, trip: Trip) -> None:
         if trip.failure is None and trip.ended_at is not None:
@@ -401,6 +415,9 @@ class Simulator(FleetDriver):
 
     def outstanding(self) -> bool:
         return bool(self.open)
+
+    def trip_outstanding(self, trip: Trip) -> bool:
+        return any(message_id in self.open for message_id in trip.sent)
 
     # --- phases --------------------------------------------------------------------------------
 
@@ -460,6 +477,20 @@ def check_reachable(config: Config, options: SimOptions, timeout: float) -> None
     reach.clusters_of(config, timeout)
     reach.redis_of(config, timeout)
     check_worker(options.global_url, timeout)
+    if options.via == "mqtt":
+        from vprov.edge.mqtt import scope_endpoint
+        from vprov.identity import GLOBAL_SCOPE
+
+        for scope in (GLOBAL_SCOPE, *(options.regions or config.regions)):
+            endpoint = scope_endpoint(config, scope)
+            try:
+                socket.create_connection((endpoint.host, endpoint.port), timeout=timeout).close()
+            except OSError as exc:
+                setting = "VPROV_EDGE_GLOBAL_ENDPOINT" if scope == GLOBAL_SCOPE else \
+                    f"VPROV_GATEWAY_ENDPOINT_{scope}"
+                raise Unreachable(f"the {scope} MQTT broker", str(endpoint), setting,
+                                  reach.os_reason(exc, timeout, endpoint.host),
+                                  "start the brokers with EDGE=mqtt scripts/stack.sh up") from None
 
 
 def run_cli(config: Config, options: SimOptions, json_path: str | None, out: TextIO,

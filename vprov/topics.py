@@ -34,10 +34,16 @@ class TopicSpec:
     replication_factor: int
     compacted: bool = False
     internal: bool = False
+    min_insync_replicas: int = 1
 
     @property
     def config(self) -> dict[str, str]:
-        return {"cleanup.policy": "compact"} if self.compacted else {}
+        """Topic settings: set on the topic itself, so they hold whatever the brokers' defaults
+        are (the broker-wide min.insync.replicas is often left at 1)."""
+        settings = {"min.insync.replicas": str(self.min_insync_replicas)}
+        if self.compacted:
+            settings["cleanup.policy"] = "compact"
+        return settings
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class Catalogue:
             replication_factor=self._config.replication_factor,
             compacted=compacted,
             internal=internal,
+            min_insync_replicas=self._config.min_insync_replicas,
         )
 
     def external(self) -> list[TopicSpec]:

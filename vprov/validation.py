@@ -39,7 +39,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from vprov.codes import ErrorCode
@@ -670,12 +670,14 @@ def _rejected_reply_to(doc: object, body: dict[str, Any] | None) -> ReplyTo | No
 
 
 def decode_request(
-    raw: bytes, *, expected_type: str, config: Config, now: int
+    raw: bytes, *, expected_type: str, config: Config, now: int, sender: str | None = None
 ) -> Request | Rejection:
     """Validate one inbound message (order in the module docstring); never raises on ``raw``.
 
     ``expected_type`` is the topic's message type: ``PROVISION_QUERY`` or ``DEVICE_PROVISION``
     (anything else is a programming error: ValueError). ``now``: epoch seconds, for the ttl.
+    ``sender``: the authenticated device that sent it (the gateway's header), kept in the
+    reply-to so that the answer goes back to it.
     """
     if expected_type not in _BODIES:
         raise ValueError(f"expected_type must be {PROVISION_QUERY} or {DEVICE_PROVISION}")
@@ -710,7 +712,10 @@ def decode_request(
         parsed = build(**kept)
         _check_agreement(envelope, parsed)
     except _Fail as fail:
-        return Rejection(code=fail.code, detail=fail.detail, reply_to=_rejected_reply_to(doc, body))
+        rejected = _rejected_reply_to(doc, body)
+        if rejected is not None and sender is not None:
+            rejected = replace(rejected, sender=sender)
+        return Rejection(code=fail.code, detail=fail.detail, reply_to=rejected)
     reply_to = ReplyTo(
         message_id=envelope.message_id,
         system_id=envelope.system_id,
@@ -721,6 +726,7 @@ def decode_request(
         body_encoding_type=envelope.body_encoding_type,
         version=envelope.version,
         bag_spelling=envelope.bag_spelling,
+        sender=sender,
     )
     return Request(envelope=envelope, body=parsed, reply_to=reply_to)
 

@@ -44,6 +44,10 @@ MOVE_TIMEOUT_SECONDS = 8
 # Web ports of the workers the tests start: PORT_BASE .. PORT_BASE + 199.
 PORT_BASE = int(os.environ.get("VPROV_TEST_PORT_BASE", "17066"))
 PORT_SPAN = 300  # the reliability suite's workers start at PORT_BASE + 151
+# after the web ports: the secured stack of test_secured.py (+300..+305), the private
+# three-broker cluster of tests/reliability/test_brokers.py (+310..+316) and the MQTT brokers of
+# test_edge_mqtt.py (+317, +318)
+PORTS_AFTER_SPAN = 20
 
 
 def ephemeral_ports() -> range:
@@ -57,13 +61,14 @@ def ephemeral_ports() -> range:
 
 
 def check_port_base() -> None:
-    ephemeral, ours = ephemeral_ports(), range(PORT_BASE, PORT_BASE + PORT_SPAN)
+    span = PORT_SPAN + PORTS_AFTER_SPAN
+    ephemeral, ours = ephemeral_ports(), range(PORT_BASE, PORT_BASE + span)
     if ours.start < ephemeral.stop and ephemeral.start < ours.stop:
         raise pytest.UsageError(
-            f"VPROV_TEST_PORT_BASE={PORT_BASE}: the workers' web ports {PORT_BASE}.."
-            f"{PORT_BASE + PORT_SPAN - 1} overlap the ephemeral port range {ephemeral.start}.."
+            f"VPROV_TEST_PORT_BASE={PORT_BASE}: the tests' ports {PORT_BASE}.."
+            f"{PORT_BASE + span - 1} overlap the ephemeral port range {ephemeral.start}.."
             f"{ephemeral.stop - 1}, where outgoing connections can take them; pick a base below "
-            f"{ephemeral.start - PORT_SPAN} (the default is 17066)")
+            f"{ephemeral.start - span} (the default is 17066)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

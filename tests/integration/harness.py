@@ -239,23 +239,50 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
     raise TimeoutError(f"{what} not met after {timeout}s")
 
 
+# The environment's replication settings, and the names of the keys they set.
+REPLICATION_ENV = {"VPROV_REPLICATION_FACTOR": "replication_factor",
+                   "VPROV_MIN_INSYNC_REPLICAS": "min_insync_replicas"}
+# What a single-node cluster beside the suite's stack needs (a worker's environment: empty
+# values leave the configuration file's).
+SINGLE_NODE = {"replication_factor": 1, "min_insync_replicas": 1}
+NO_REPLICATION_ENV = dict.fromkeys(REPLICATION_ENV, "")
+
+
+def stack_replication() -> dict[str, int]:
+    """kafka.replication_factor and min_insync_replicas of the suite's stack, as
+    `scripts/stack.sh env` exported them (a three-broker stack sets both); else nothing."""
+    return {key: int(os.environ[name]) for name, key in REPLICATION_ENV.items()
+            if os.environ.get(name)}
+
+
+def broker_count(bootstrap: str = BOOTSTRAP) -> int:
+    return len(admin_client(bootstrap).list_topics(timeout=10).brokers)
+
+
 def isolated_config(path: Path, prefix: str, regions: dict[str, dict] | None = None,
-                    **flow: Any) -> Path:
+                    kafka: dict[str, Any] | None = None, **flow: Any) -> Path:
     """A configuration for a deployment of its own on the shared broker: its own consumer
-    groups, internal topics and external topic names, so its workers meet no one else's."""
+    groups, internal topics and external topic names, so its workers meet no one else's. Its
+    topics are replicated as the suite's stack says (``stack_replication``) unless ``kafka``
+    sets keys of its own."""
     doc = config_module.isolate(config_module.defaults_document(), prefix)
+    doc["kafka"].update(stack_replication() if kafka is None else kafka)
     doc["flow"].update(flow)
     doc["regions"].update(regions or {})
     path.write_text(config_module.dumps(doc))
     return path
 
 
-def own_deployment(tmp: Path, prefix: str, **flow: Any) -> tuple[Path, Config, Bus]:
-    """A deployment of its own (``isolated_config`` in ``tmp``) with its topics created, and a
-    bus on its outputs, NA's included."""
-    path = isolated_config(tmp / f"{prefix}.toml", prefix, **flow)
-    config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP})
+def own_deployment(tmp: Path, prefix: str, bootstrap: str = BOOTSTRAP,
+                   kafka: dict[str, Any] | None = None, **flow: Any
+                   ) -> tuple[Path, Config, Bus]:
+    """A deployment of its own (``isolated_config`` in ``tmp``, on the suite's broker unless
+    ``bootstrap`` names another) with its topics created, and a bus on its outputs, NA's
+    included."""
+    path = isolated_config(tmp / f"{prefix}.toml", prefix, kafka=kafka, **flow)
+    config = config_module.load(path, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     cat = Catalogue(config)
-    ensure_topics(BOOTSTRAP, cat.all())
+    ensure_topics(bootstrap, cat.all())
     return path, config, Bus(config, [cat.query_response, cat.lifecycle, cat.deadletter,
-                                      cat.device_response("NA"), cat.onboarding("NA")])
+                                      cat.device_response("NA"), cat.onboarding("NA")],
+                             kafka=bootstrap)

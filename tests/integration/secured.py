@@ -13,16 +13,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.integration.harness import REPO
+from tests.integration.harness import NO_REPLICATION_ENV, REPO
 from vprov import config as config_module
 from vprov.kafka_settings import KafkaConnection
 
 STACK = REPO / "scripts" / "stack.sh"
-# variables that would make a client of the secured stack use the session's other broker
+# variables that would make a client of the secured stack use the session's other broker, or
+# its replication (the secured stack has one broker, the session's may have three)
 CLIENT_VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "KAFKA_SECURITY_PROTOCOL",
                     "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
                     "KAFKA_SSL_CA_LOCATION", "KAFKA_SSL_CERTIFICATE_LOCATION",
-                    "KAFKA_SSL_KEY_LOCATION")
+                    "KAFKA_SSL_KEY_LOCATION", *NO_REPLICATION_ENV)
 
 
 def exports(text: str) -> dict[str, str]:
@@ -48,7 +49,7 @@ class SecuredStack:
     def _script_env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if k not in CLIENT_VARIABLES}
         # no schema registry here: the suite's own stack has one (make test sets VPROV_REGISTRY)
-        return {**base, "SECURITY": "sasl_ssl", "VPROV_REGISTRY": "0",
+        return {**base, "SECURITY": "sasl_ssl", "VPROV_REGISTRY": "0", "BROKERS": "1",
                 "VPROV_RUN_DIR": str(self.run_dir),
                 "KAFKA_PORT": str(self.kafka_port),
                 "KAFKA_CONTROLLER_PORT": str(self.controller_port),
@@ -75,7 +76,8 @@ class SecuredStack:
             done = self._run("env", role, timeout=30)
             if done.returncode != 0:
                 raise RuntimeError(done.stderr)
-            self._envs[role] = exports(done.stdout)
+            # a worker given this environment on top of the session's keeps one replica
+            self._envs[role] = {**NO_REPLICATION_ENV, **exports(done.stdout)}
         return dict(self._envs[role])
 
     def client_env(self, role: str = "admin", **changes: str) -> dict[str, str]:

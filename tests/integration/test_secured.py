@@ -17,7 +17,14 @@ import redis
 from confluent_kafka import KafkaError
 
 from tests.integration.conftest import PORT_BASE
-from tests.integration.harness import REPO, Bus, WorkerProcess, isolated_config, wait_until
+from tests.integration.harness import (
+    REPO,
+    SINGLE_NODE,
+    Bus,
+    WorkerProcess,
+    isolated_config,
+    wait_until,
+)
 from tests.integration.secured import SecuredStack
 from vprov import config as config_module
 from vprov import fleet, reach
@@ -40,7 +47,7 @@ GLOBAL_WEB, NA_WEB, SPARE_WEB = PORT_BASE + 303, PORT_BASE + 304, PORT_BASE + 30
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredStack]:
     run_dir = Path(os.environ.get("VPROV_RUN_DIR", REPO / ".run")) / "test-sasl_ssl"
     config_path = isolated_config(tmp_path_factory.mktemp("secured") / "vprov.toml",
-                                  f"s{uuid.uuid4().hex[:6]}")
+                                  f"s{uuid.uuid4().hex[:6]}", kafka=SINGLE_NODE)
     stack = SecuredStack(run_dir, config_path, KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT)
     stack.down()  # one left by an interrupted session
     shutil.rmtree(run_dir, ignore_errors=True)

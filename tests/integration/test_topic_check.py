@@ -68,13 +68,16 @@ def test_worker_refuses_to_start_and_names_each_mismatch(
     expected = config.partitions
     assert expected != WRONG_PARTITIONS
     vehicles_changelog = f"{cat.global_app_id}-vehicles-changelog"
+    # replicated as configured (on a three-broker stack too): only the layout is wrong
+    replicated = {"replication_factor": config.replication_factor}
+    compacted = {"cleanup.policy": "compact",
+                 "min.insync.replicas": str(config.min_insync_replicas)}
     create(admin,
            # state topic with too few partitions: only re-creation fixes it
-           NewTopic(vehicles_changelog, num_partitions=WRONG_PARTITIONS, replication_factor=1,
-                    config={"cleanup.policy": "compact"}),
+           NewTopic(vehicles_changelog, num_partitions=WRONG_PARTITIONS, **replicated,
+                    config=compacted),
            # non-compacted input topic, compacted
-           NewTopic(cat.query, num_partitions=expected, replication_factor=1,
-                    config={"cleanup.policy": "compact"}))
+           NewTopic(cat.query, num_partitions=expected, **replicated, config=compacted))
 
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "REDIS_URL": REDIS_URL}
     result = subprocess.run(

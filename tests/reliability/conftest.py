@@ -26,6 +26,7 @@ from tests.integration.conftest import PORT_BASE, Flow, check_port_base
 from tests.integration.harness import (
     BOOTSTRAP,
     REDIS_URL,
+    REPLICATION_ENV,
     REPO,
     Bus,
     Fleet,
@@ -97,10 +98,18 @@ def stack(*args: str) -> None:
     """The project's stack script, on the stack the suite runs against: its ports are those of
     KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (VPROV_RUN_DIR and KAFKA_CONTROLLER_PORT come from the
     environment, as when the stack was started)."""
-    env = {**os.environ, "KAFKA_PORT": str(_address(BOOTSTRAP.split(",")[0])[1]),
-           "REDIS_PORT": str(_address(REDIS_URL)[1])}
+    env = {**os.environ, **broker_ports(BOOTSTRAP), "REDIS_PORT": str(_address(REDIS_URL)[1])}
     subprocess.run(["bash", str(REPO / "scripts" / "stack.sh"), *args], check=True,
                    capture_output=True, timeout=180, env=env)
+
+
+def broker_ports(bootstrap: str) -> dict[str, str]:
+    """The stack script's KAFKA_PORT, KAFKA_PORT_2 and _3 and BROKERS, for the stack at
+    ``bootstrap`` (one address per node, node 1 first, as `scripts/stack.sh env` prints them)."""
+    ports = [_address(address)[1] for address in bootstrap.split(",")]
+    found = {"KAFKA_PORT": str(ports[0]), "BROKERS": str(len(ports))}
+    found.update({f"KAFKA_PORT_{node}": str(port) for node, port in enumerate(ports[1:], 2)})
+    return found
 
 
 def listening(url: str) -> bool:
@@ -130,10 +139,14 @@ class Deployment:
     procs: list[WorkerProcess] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     _port: int = PORT_BASE + 150
+    # where its workers and commands connect when it is not the suite's stack (KAFKA_BOOTSTRAP_
+    # SERVERS, REDIS_URL and the replication settings of another cluster)
+    env: dict[str, str] = field(default_factory=dict)
 
     def worker(self, role: str, region: str | None = None) -> WorkerProcess:
         self._port += 1
-        proc = WorkerProcess(role, self._port, self.workdir, self.config_path, region=region)
+        proc = WorkerProcess(role, self._port, self.workdir, self.config_path, region=region,
+                             extra_env=self.env)
         self.procs.append(proc)
         return proc
 
@@ -168,11 +181,25 @@ def consumer_repairs(procs: list[WorkerProcess]) -> dict[str, int]:
 @pytest.fixture
 def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
                ) -> Iterator[Deployment]:
+    with open_deployment(tmp_path, sizes, request.node.name) as dep:
+        yield dep
+
+
+@contextlib.contextmanager
+def open_deployment(tmp_path: Path, sizes: Sizes, scenario: str, env: dict[str, str] | None = None
+                    ) -> Iterator[Deployment]:
+    """A deployment of its own on the suite's stack, or on the cluster ``env`` names (its
+    KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and replication settings); its workers stopped, its topics
+    deleted and its figures reported at the end."""
+    env = env or {}
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
     prefix = f"r{uuid.uuid4().hex[:6]}"
+    kafka = {key: int(env[name]) for name, key in REPLICATION_ENV.items() if env.get(name)}
     # a generous rehome deadline: a killed regional worker must come back before it, so a
     # failure here is a lost message, not a slow restart
-    path, config, bus = own_deployment(tmp_path, prefix, rehome_timeout_seconds=180)
-    dep = Deployment(path, config, bus, tmp_path)
+    path, config, bus = own_deployment(tmp_path, prefix, bootstrap, kafka or None,
+                                       rehome_timeout_seconds=180)
+    dep = Deployment(path, config, bus, tmp_path, env=env)
     try:
         yield dep
     finally:
@@ -181,12 +208,13 @@ def deployment(tmp_path: Path, sizes: Sizes, request: pytest.FixtureRequest
         bus.close()
         # the next scenario's broker restart is the slower the more partitions it reloads
         with contextlib.suppress(Exception):
-            delete_topics(t for t in topic_names() if t.startswith(prefix))
+            delete_topics((t for t in topic_names(bootstrap) if t.startswith(prefix)),
+                          bootstrap)
         if dep.figures:
             dep.figures.update(consumer_repairs(dep.procs))
         if sizes.report and dep.figures:
             with open(sizes.report, "a", encoding="utf-8") as out:
-                out.write(json.dumps({"scenario": request.node.name, **dep.figures}) + "\n")
+                out.write(json.dumps({"scenario": scenario, **dep.figures}) + "\n")
 
 
 def restart_after_kill(proc: WorkerProcess) -> float:

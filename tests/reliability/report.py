@@ -1,5 +1,6 @@
 """Render the reliability suite's figures (JSON Lines, one row per scenario) as
-docs/reliability.md: `python -m tests.reliability.report RESULTS.jsonl > docs/reliability.md`."""
+docs/reliability.md: `python -m tests.reliability.report RESULTS.jsonl COMMAND [BROKERS] >
+docs/reliability.md` (docs/reliability-3-brokers.md for a run on three brokers)."""
 
 from __future__ import annotations
 
@@ -56,10 +57,64 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def render(rows: list[dict[str, Any]], command: str) -> str:
+# The three-broker scenarios (tests/reliability/test_brokers.py): what each did, and the target
+# of its longest first answer.
+BROKER_SCENARIOS = (
+    ("test_no_harm_baseline", "none: the quick fleet alone, for comparison", ""),
+    ("test_one_broker_sigkilled_quick", "the broker leading the most request and changelog "
+     "partitions SIGKILLed (quick)", 10),
+    ("test_leader_of_most_partitions_sigkilled_brought_back_then_another", "that broker "
+     "SIGKILLed, brought back, then the next one SIGKILLed", 10),
+    ("test_rolling_restart_of_every_broker", "each broker stopped (SIGTERM) and started in "
+     "turn", 5),
+    ("test_active_controller_sigkilled", "the active controller SIGKILLed", 10),
+)
+
+
+def _listed(value: Any) -> str:
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def brokers_section(by_name: dict[str, dict[str, Any]]) -> list[str]:
+    """The three-broker scenarios: the harm, the longest first answers against the target."""
+    ran = [(name, harm, target) for name, harm, target in BROKER_SCENARIOS if name in by_name]
+    if not ran:
+        return []
+    out = ["## Brokers lost and restarted", "",
+           "Three brokers, every topic with replication factor 3 and min.insync.replicas 2, "
+           "every producer with acks=all and idempotence. The longest wait for a first answer "
+           "is measured per kind of request from the moment the fleet sent it; leaders moved is "
+           "the time from the SIGKILL until no partition of the deployment is led by the dead "
+           "broker (the controller fences it after `broker.session.timeout.ms`, 4 s on the "
+           "local stack). Dead letters and worker restarts must be 0 (a row without them "
+           "failed before they were checked); the longest answers are reported against their "
+           "target, and follow the machine's load as much as the harm: the baseline row is the "
+           "same fleet with nothing harmed.", "",
+           _row(["scenario", "harm", "longest query answer s", "longest device answer s",
+                 "target s", "met", "leaders moved s", "back in sync s", "dead letters",
+                 "workers restarted"]),
+           _row(["---"] * 10)]
+    for name, harm, target in ran:
+        row = by_name[name]
+        out.append(_row([name.removeprefix("test_"), harm,
+                         row.get("longest_query_answer_seconds", ""),
+                         row.get("longest_device_answer_seconds", ""), target,
+                         "" if target == "" else {True: "yes", False: "no"}.get(
+                             row.get("target_met"), ""),
+                         _listed(row.get("leaders_moved_seconds", "")),
+                         _listed(row.get("in_sync_seconds", row.get("first_in_sync_seconds",
+                                                                       ""))),
+                         row.get("dead_letters", "?"), row.get("worker_restarts", "?")]))
+    return [*out, ""]
+
+
+def render(rows: list[dict[str, Any]], command: str, brokers: int = 1) -> str:
     by_name = {r["scenario"]: r for r in rows}  # the last run of each scenario
-    out = ["# Reliability", "",
-           "Figures of one run of the reliability suite on the real stack (single-node Kafka 3.9, "
+    kafka = ("single-node Kafka 3.9" if brokers == 1 else
+             f"Kafka 3.9 on {brokers} brokers, topics with replication factor 3 and "
+             "min.insync.replicas 2")
+    out = ["# Reliability" if brokers == 1 else f"# Reliability on {brokers} brokers", "",
+           f"Figures of one run of the reliability suite on the real stack ({kafka}, "
            "Redis, worker processes), each scenario on a fleet in flight (TCU primary + IVI per "
            "vehicle, homed to NA, offered at 40 vehicles/s).", "",
            f"Command: `{command}`", "",
@@ -93,6 +148,7 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
                              counts["dead_lettered"]]))
         out.append("")
     out += registration_section(by_name.get("test_registration_crash_repeated"))
+    out += brokers_section(by_name)
     repairs = [(name, row) for name, row in by_name.items() if "rewinds" in row]
     if repairs:
         out += ["## Records the consumer dropped, and how they came back", "",
@@ -154,8 +210,9 @@ def registration_section(row: dict[str, Any] | None) -> list[str]:
 def main(argv: list[str]) -> int:
     path = Path(argv[1])
     command = argv[2] if len(argv) > 2 else "make reliability"
+    brokers = int(argv[3]) if len(argv) > 3 else 1
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    sys.stdout.write(render(rows, command))
+    sys.stdout.write(render(rows, command, brokers))
     return 0
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import statistics
 import time
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
+from unittest import mock
 
 import redis
 
@@ -38,9 +40,10 @@ OUTAGE_LOG_LINES = 150
 
 
 def audit(dep: Deployment, glob: WorkerProcess, na: WorkerProcess) -> tuple[int, str]:
-    """`vprov replay --verify` over the deployment's lifecycle topic against its tables."""
+    """`vprov replay --verify` over the deployment's lifecycle topic against its tables (on the
+    cluster its environment names, when it is not the suite's)."""
     out = io.StringIO()
-    with redirect_stdout(out), redirect_stderr(out):
+    with redirect_stdout(out), redirect_stderr(out), mock.patch.dict(os.environ, dep.env):
         code = main(["--config", str(dep.config_path), "replay", "--verify", "-q",
                      "--global-url", glob.url, "--region-url", f"NA={na.url}"])
     return code, out.getvalue()

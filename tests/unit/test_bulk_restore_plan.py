@@ -26,3 +26,12 @@ def test_plan(applied: int | None, bounds: tuple[int, int],
 def test_restored_rate_is_records_over_seconds() -> None:
     assert bulk_restore.Restored(1, 5000, 0.5).records_per_second == 10000.0
     assert bulk_restore.Restored(0, 0, 0.0).records_per_second == 0.0
+
+
+def test_partitions_count_together_against_the_threshold() -> None:
+    """Many partitions a little behind are as slow for Faust as one far behind."""
+    bounds = {("t", p): (0, 4) for p in range(3)}
+    persisted: dict[tuple[str, int], int | None] = {("t", 0): 3, ("t", 1): None, ("t", 2): 1}
+    ranges = bulk_restore.plan(persisted, bounds, {"t": "t-changelog"}, min_records=6)
+    assert [(r.partition, r.start, r.end) for r in ranges] == [(1, 0, 4), (2, 2, 4)]
+    assert bulk_restore.plan(persisted, bounds, {"t": "t-changelog"}, min_records=7) == []

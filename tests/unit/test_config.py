@@ -79,6 +79,22 @@ def test_a_heartbeat_longer_than_half_the_session_is_refused() -> None:
         config.load(env={"VPROV_SESSION_TIMEOUT_MS": "3000", "VPROV_HEARTBEAT_INTERVAL_MS": "2000"})
 
 
+def test_replication_defaults_to_one_copy_and_three_brokers_set_it_from_the_environment(
+) -> None:
+    assert (config.load(env={}).replication_factor, config.load(env={}).min_insync_replicas) \
+        == (1, 1)
+    cfg = config.load(env={"VPROV_REPLICATION_FACTOR": "3", "VPROV_MIN_INSYNC_REPLICAS": "2"})
+    assert (cfg.replication_factor, cfg.min_insync_replicas) == (3, 2)
+
+
+def test_more_insync_replicas_than_replicas_is_refused_naming_where_they_came_from() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(env={"VPROV_MIN_INSYNC_REPLICAS": "2"})
+    assert str(info.value) == (
+        "kafka.min_insync_replicas=2: expected at most kafka.replication_factor (1), or no "
+        "write is ever acknowledged (from VPROV_MIN_INSYNC_REPLICAS)")
+
+
 def test_defaults_equal_the_document_they_come_from() -> None:
     assert config.load(env={}) == config.from_document(doc())
 

@@ -14,6 +14,10 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.client import ConnectionGroup
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.protocol.commit import OffsetCommitRequest
+from aiokafka.protocol.group import HeartbeatRequest
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
@@ -21,7 +25,7 @@ from streams import faust_contract
 from streams.app import WorkerOptions, create_app
 from streams.commit_guard import DrainingProducer, GuardedConsumer, drain_buffer
 from streams.producer import LibrdkafkaProducer
-from streams.transport import TunedConsumerThread
+from streams.transport import COMMIT_CONNECTION, TunedConsumerThread
 from tests.unit.guardkit import (
     NOWHERE,
     commit,
@@ -101,6 +105,46 @@ def test_a_worker_app_consumes_and_produces_through_the_repaired_classes(tmp_pat
             await kafka.stop()
 
     assert asyncio.get_event_loop().run_until_complete(fetch_settings()) == (2048, 25)
+
+
+def test_a_worker_s_consumer_commits_offsets_on_a_connection_of_its_own(tmp_path: Path) -> None:
+    """The group coordinator's own requests: its heartbeat on aiokafka's coordination
+    connection, its offset commit on another (defect 6), both through aiokafka's real
+    ``GroupCoordinator._send_req`` and client ``send``."""
+    doc = vconfig.defaults_document()
+    doc["kafka"]["bootstrap_servers"] = "127.0.0.1:1"
+    app, _ = create_app(vconfig.from_document(doc),
+                        WorkerOptions(role="global", region=None, web_port=1, data_dir=tmp_path))
+    used: list[tuple[int, object, str]] = []
+
+    async def requests_sent() -> list[tuple[int, object, str]]:
+        thread = app.consumer._thread
+        kafka = thread._create_worker_consumer(app.transport)
+        client = kafka._client
+
+        async def ready(node_id: int, *, group: object = ConnectionGroup.DEFAULT) -> bool:
+            client._conns[(node_id, group)] = SimpleNamespace(
+                send=lambda request, expect_response: recorded(node_id, group, request))
+            return True
+
+        async def recorded(node_id: int, group: object, request: Any) -> None:
+            used.append((node_id, group, type(request).__name__))
+
+        client.ready = ready
+        coordinator = GroupCoordinator(client, kafka._subscription, group_id="g")
+        coordinator.coordinator_id = 3
+        try:
+            await coordinator._send_req(HeartbeatRequest("g", 1, "m"))
+            await coordinator._send_req(OffsetCommitRequest("g", 1, "m", -1, []))
+        finally:
+            await coordinator.close()
+            client._conns.clear()  # the stand-ins have nothing to close
+            await kafka.stop()
+        return used
+
+    sent = asyncio.get_event_loop().run_until_complete(requests_sent())
+    assert sent == [(3, ConnectionGroup.COORDINATION, "HeartbeatRequest"),
+                    (3, COMMIT_CONNECTION, "OffsetCommitRequest")]
 
 
 def test_faust_s_own_producer_with_the_buffer_drain_when_configured(tmp_path: Path) -> None:

@@ -51,6 +51,19 @@ def test_ingest_of_a_primary_creates_its_global_identity() -> None:
     })]
 
 
+def test_the_same_registration_again_creates_no_identity() -> None:
+    # delivered again after a seek back, or published again: provisioning may have deleted the
+    # global identity meanwhile, and the global IoT core must keep refusing the device
+    rec = record(0)
+    first = registration.ingest(rec["device_id"], rec, None, context())
+    again = registration.ingest(rec["device_id"], rec, first.state, context())
+    assert again.effects == []
+    assert again.state == first.state and again.outputs == first.outputs
+    changed = {**rec, "certificate_fingerprint": "f" * 40}
+    assert [e.op for e in registration.ingest(rec["device_id"], changed, first.state,
+                                             context()).effects] == ["create_identity"]
+
+
 def test_ingest_of_a_secondary_creates_no_identity() -> None:
     rec = record(1)
     assert registration.ingest(rec["device_id"], rec, None, context()).effects == []

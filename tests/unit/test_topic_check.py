@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from vprov.admin import Mismatch, ObservedTopic, compare_topics, mismatch_message
+from vprov.admin import (
+    Mismatch,
+    ObservedTopic,
+    compare_topics,
+    mismatch_message,
+    too_few_brokers_message,
+)
 from vprov.topics import TopicSpec
 
 BOOTSTRAP = "kafka.example:9092"
@@ -123,3 +129,71 @@ def test_changing_the_configuration_is_offered_when_every_topic_agrees() -> None
 def test_changing_the_configuration_is_not_offered_when_counts_differ() -> None:
     _, message = check(query=ObservedTopic(4, "delete"))
     assert "VPROV_PARTITIONS" not in message
+
+
+# --- replication --------------------------------------------------------------------------------
+
+REPLICATED = TopicSpec("provisioning.query", 8, 3, min_insync_replicas=2)
+
+
+def replication_message(found: ObservedTopic) -> tuple[list[Mismatch], str]:
+    mismatches = compare_topics([REPLICATED], {REPLICATED.name: found})
+    observed = {REPLICATED.name: found}
+    return mismatches, mismatch_message(mismatches, observed, BOOTSTRAP) if mismatches else ""
+
+
+def test_a_spec_sets_min_insync_replicas_on_the_topic_itself() -> None:
+    assert REPLICATED.config == {"min.insync.replicas": "2"}
+    assert CHANGELOG.config == {"min.insync.replicas": "1", "cleanup.policy": "compact"}
+
+
+@pytest.mark.parametrize(("replicas", "insync"), [(3, 2), (5, 3), (None, None)])
+def test_replication_at_or_above_the_setting_passes(replicas: int | None,
+                                                    insync: int | None) -> None:
+    assert compare_topics([REPLICATED], {REPLICATED.name: ObservedTopic(
+        8, "delete", replicas, insync)}) == []
+
+
+def test_a_topic_with_fewer_replicas_names_the_topic_and_the_reassignment() -> None:
+    mismatches, message = replication_message(ObservedTopic(8, "delete", 1, 2))
+    assert [m.spec for m in mismatches] == [REPLICATED]
+    assert mismatches[0].replication_low and not mismatches[0].layout_differs
+    assert message.startswith(
+        "1 topic of this deployment does not match its configuration. Every topic needs at "
+        "least kafka.replication_factor = 3 replicas and min.insync.replicas = 2 "
+        "(kafka.min_insync_replicas), so that a write the brokers acknowledged survives the "
+        "loss of a broker:")
+    assert "Faust co-partitions" not in message  # the partitions are right
+    assert "provisioning.query: found 1 replica, expected at least 3 replicas" in message
+    assert (f"fix: give each of its 8 partitions 3 replicas with `kafka-reassign-partitions.sh "
+            f"--bootstrap-server {BOOTSTRAP} --reassignment-json-file FILE --execute`, FILE "
+            "listing 3 broker ids for each partition") in message
+    assert "--delete" not in message  # no state to lose: nothing is re-created
+
+
+def test_a_topic_with_min_insync_replicas_below_the_setting_gets_it_altered() -> None:
+    _, message = replication_message(ObservedTopic(8, "delete", 3, 1))
+    assert ("provisioning.query: found min.insync.replicas=1, expected at least "
+            "min.insync.replicas=2") in message
+    assert (f"fix: `kafka-configs.sh --bootstrap-server {BOOTSTRAP} --alter --entity-type topics "
+            "--entity-name provisioning.query --add-config min.insync.replicas=2`") in message
+
+
+def test_layout_and_replication_differences_are_named_together_with_a_fix_each() -> None:
+    _, message = replication_message(ObservedTopic(3, "delete", 1, 1))
+    assert ("provisioning.query: found 3 partitions and 1 replica and min.insync.replicas=1, "
+            "expected 8 partitions and at least 3 replicas and at least "
+            "min.insync.replicas=2") in message
+    assert "Faust co-partitions" in message and "survives the loss of a broker" in message
+    assert message.count("fix: ") == 3
+    assert "give each of its 3 partitions 3 replicas" in message
+
+
+def test_too_few_brokers_for_the_replication_factor_names_both_settings() -> None:
+    message = too_few_brokers_message([REPLICATED], 1, BOOTSTRAP)
+    assert message == (
+        f"kafka.replication_factor = 3, but the Kafka cluster at {BOOTSTRAP} has 1 broker up, "
+        "and a topic cannot have more replicas than there are brokers: set "
+        "kafka.replication_factor (VPROV_REPLICATION_FACTOR) to at most 1 and "
+        "kafka.min_insync_replicas (VPROV_MIN_INSYNC_REPLICAS) to at most that, or start the "
+        "missing brokers")

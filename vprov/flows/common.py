@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -57,7 +57,7 @@ class Source:
 
 
 def reply_to_dict(reply_to: ReplyTo) -> dict[str, Any]:
-    return asdict(reply_to)
+    return envelope.reply_to_json(reply_to)
 
 
 def reply_to_from(data: dict[str, Any]) -> ReplyTo:
@@ -102,7 +102,7 @@ def failure_reply(
         body=body,
         error=(int(code), message_for(code, detail)),
     )
-    return reply(topic, reply_key(reply_to, source_key), payload)
+    return reply(topic, reply_key(reply_to, source_key), payload, to=reply_to.sender)
 
 
 def success_reply(
@@ -115,7 +115,7 @@ def success_reply(
         now=ctx.now_s,
         body=body,
     )
-    return reply(topic, reply_key(reply_to), payload)
+    return reply(topic, reply_key(reply_to), payload, to=reply_to.sender)
 
 
 def dead_letter(

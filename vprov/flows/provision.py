@@ -59,7 +59,8 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
            ctx: Context) -> Decision:
     """A DEVICE_PROVISION record from ``provisioning.device.<region>`` (key VIN)."""
     parsed = decode_request(
-        raw, expected_type=envelope.DEVICE_PROVISION, config=ctx.config, now=ctx.now_s
+        raw, expected_type=envelope.DEVICE_PROVISION, config=ctx.config, now=ctx.now_s,
+        sender=source.authenticated,
     )
     if isinstance(parsed, Rejection):
         if parsed.reply_to is None:
@@ -252,7 +253,7 @@ def answer_held(entry: RegionalVehicle, item: HeldRequest, region: str, ctx: Con
     raw = base64.b64decode(item["raw"])
     source = Source(**item["source"])
     parsed = decode_request(raw, expected_type=envelope.DEVICE_PROVISION, config=ctx.config,
-                            now=ctx.now_s)
+                            now=ctx.now_s, sender=source.authenticated)
     reply_to = parsed.reply_to
     if reply_to is None:  # held only after decoding: cannot happen, but never drop it
         answer = dead_letter(ctx, source, raw, code, detail)

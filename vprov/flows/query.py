@@ -131,7 +131,8 @@ def _repeat_or_wait(
 def intake(raw: bytes, source: Source, vehicle: GlobalVehicle | None, ctx: Context) -> Decision:
     """Step 1, on ``provisioning.query`` (key VIN)."""
     parsed = decode_request(
-        raw, expected_type=envelope.PROVISION_QUERY, config=ctx.config, now=ctx.now_s
+        raw, expected_type=envelope.PROVISION_QUERY, config=ctx.config, now=ctx.now_s,
+        sender=source.authenticated,
     )
     if isinstance(parsed, Rejection):
         return reject(parsed, raw, source, ctx)

@@ -68,6 +68,11 @@ def ingest(
     if previous is not None and previous["system_id"] != reg["system_id"]:
         outputs.append(commands.output(topic, previous["system_id"], Remove(device_id)))
     outputs.append(commands.output(topic, reg["system_id"], Upsert(reg)))
+    if previous == reg:
+        # The same registration again (published again, or delivered again after a seek or a
+        # rebalance): no identity effect. Provisioning may have deleted the global identity
+        # since; creating it again would let the global IoT core take the device back.
+        return Decision(state=reg, outputs=outputs, effects=effects)
     if reg["primary"]:
         effects.append(
             Effect("create_identity", GLOBAL_SCOPE, device_id, identity_attributes(reg))
