@@ -139,5 +139,8 @@ def test_a_device_held_for_its_registration_is_the_stage(
     assert code == 0, err
     stage = json.loads(out)["stage"]
     assert stage["name"] == "JOIN"
-    assert stage["held_unlisted"] == 1
-    assert f"under system {vehicle.system_id}" in stage["next"][0]
+    # the regional worker's view names who waits and until when
+    assert stage["held_unlisted"] == 0
+    assert [h["device_id"] for h in stage["held"]] == [ivi.device_id]
+    assert stage["next"][0].startswith(f"register {ivi.device_id} under system "
+                                       f"{vehicle.system_id}")
