@@ -11,6 +11,8 @@ export RELIABILITY_VEHICLES=${RELIABILITY_VEHICLES:-2000}
 export RELIABILITY_HOSTILE=${RELIABILITY_HOSTILE:-50000}
 export RELIABILITY_KILLS=${RELIABILITY_KILLS:-3}
 export RELIABILITY_REGISTRATION_RUNS=${RELIABILITY_REGISTRATION_RUNS:-10}
+# the scenarios `make test` leaves out (tests/reliability/conftest.py, LONG_ONLY)
+export RELIABILITY_LONG=1
 make --no-print-directory setup
 trap 'scripts/stack.sh down' EXIT
 VPROV_RESET=1 scripts/stack.sh up

@@ -62,10 +62,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="append each scenario's figures to this JSON Lines file")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# Scenarios of `make reliability` only (RELIABILITY_LONG=1): `make test` keeps its 15 minutes.
+LONG_ONLY = ("tests/reliability/test_failover.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/reliability" in str(item.fspath):
             item.add_marker(pytest.mark.reliability)
+    if os.environ.get("RELIABILITY_LONG") == "1":
+        return
+    long_only = [i for i in items if any(str(i.fspath).endswith(p) for p in LONG_ONLY)]
+    if long_only:
+        config.hook.pytest_deselected(items=long_only)
+        items[:] = [i for i in items if i not in long_only]
 
 
 @dataclass
