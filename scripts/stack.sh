@@ -869,7 +869,7 @@ cmd_up() {
         fi
         say "VPROV_RESET=1: wiping kafka and redis data"
         rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/cluster.id" "$KAFKA_DIR/controller.port" "$REDIS_DIR/data"
-        rm -rf "$(node_dir 2)" "$(node_dir 3)"
+        for node in 2 3; do rm -rf "$(node_dir "$node")/data" "$(node_dir "$node")/controller.port"; done
         clusters_wipe
         mqtt_wipe
     fi

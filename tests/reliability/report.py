@@ -5,6 +5,7 @@ docs/reliability.md` (docs/reliability-3-brokers.md for a run on three brokers).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -89,11 +90,12 @@ def brokers_section(by_name: dict[str, dict[str, Any]]) -> list[str]:
            "local stack). Dead letters and worker restarts must be 0 (a row without them "
            "failed before they were checked); the longest answers are reported against their "
            "target, and follow the machine's load as much as the harm: the baseline row is the "
-           "same fleet with nothing harmed.", "",
+           "same fleet with nothing harmed; load is the machine's 1-minute load average when "
+           f"the scenario ended ({os.cpu_count()} cores).", "",
            _row(["scenario", "harm", "longest query answer s", "longest device answer s",
-                 "target s", "met", "leaders moved s", "back in sync s", "dead letters",
-                 "workers restarted"]),
-           _row(["---"] * 10)]
+                 "target s", "met", "load", "leaders moved s", "back in sync s",
+                 "dead letters", "workers restarted"]),
+           _row(["---"] * 11)]
     for name, harm, target in ran:
         row = by_name[name]
         out.append(_row([name.removeprefix("test_"), harm,
@@ -101,6 +103,7 @@ def brokers_section(by_name: dict[str, dict[str, Any]]) -> list[str]:
                          row.get("longest_device_answer_seconds", ""), target,
                          "" if target == "" else {True: "yes", False: "no"}.get(
                              row.get("target_met"), ""),
+                         row.get("load_average", ""),
                          _listed(row.get("leaders_moved_seconds", "")),
                          _listed(row.get("in_sync_seconds", row.get("first_in_sync_seconds",
                                                                        ""))),

@@ -22,7 +22,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from tests.integration.harness import REPO, WorkerProcess, broker_count, isolated_config
+from tests.integration.harness import (
+    REPO,
+    WorkerProcess,
+    broker_count,
+    isolated_config,
+    wait_until,
+)
 from tests.reliability.brokers import Brokers, private_brokers, start_private, suite_brokers
 from tests.reliability.conftest import Deployment, Sizes, open_deployment
 from tests.reliability.driver import FleetDriver, check_invariants
@@ -128,7 +134,9 @@ def assert_no_harm_beyond_delay(dep: Deployment, driver: FleetDriver,
     dep.figures["retries"] = sum((w.health() or {}).get("retries", 0) for w in workers)
     assert driver.delivery_errors == {}, driver.delivery_errors
     slowest = max(driver.longest.values())
-    dep.figures.update({"target_seconds": target, "target_met": slowest <= target})
+    # the machine's 1-minute load at the end: on a shared machine the answers wait for it too
+    dep.figures.update({"target_seconds": target, "target_met": slowest <= target,
+                        "load_average": round(os.getloadavg()[0], 1)})
 
 
 # --- the quick variant: any stack --------------------------------------------------------------
@@ -174,6 +182,9 @@ def test_a_topic_with_too_few_replicas_is_refused_by_name(any_cluster: Brokers,
     admin = admin_client(bootstrap)
     admin.create_topics([NewTopic(cat.query, num_partitions=8, replication_factor=1)],
                         operation_timeout=30)[cat.query].result()
+    # the check reads the topic's partitions from the metadata: wait until it shows them
+    wait_until(lambda: len(admin.list_topics(cat.query, timeout=10).topics[cat.query].partitions)
+               == 8, what=f"{cat.query} in the metadata")
     try:
         done = subprocess.run([sys.executable, "-m", "vprov.cli", "--config", str(path),
                                "topics", "create"], env={**os.environ, **env},
