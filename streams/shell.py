@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
+from streams.entry_locks import EntryLocks
 from vprov.avro import AvroSerde
 from vprov.codes import ErrorCode
 from vprov.flows.common import Context, Source, dead_letter
@@ -126,6 +127,7 @@ class Shell:
         self.changelog_records_applied = 0  # by Faust's recovery, to active and standby tables
         # the ingress' rerouted topics: their records carry their origin in a header
         self._rerouted: set[str] = set()
+        self.entries = EntryLocks()  # the entries whose decisions are being carried out
 
     def topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
@@ -249,26 +251,39 @@ class Shell:
                                         headers=cast(list[tuple[str, bytes]], headers))
 
     async def process(self, event: faust.EventT, step: Callable[[], Step]) -> None:
-        """Decide on one input and carry the decision out."""
-        try:
-            decision, table, key = step()
-            records = [self.encode(o) for o in decision.outputs]
-        except Exception as exc:  # noqa: BLE001 - an input must never stop its partition
-            log.exception("cannot process %s; sending it to the dead-letter topic",
-                          self.source(event).ref)
-            self.dead_lettered += 1
-            record = dead_letter(self.context(event), self.source(event),
-                                 event.message.value or b"", dead_letter_code(exc),
-                                 f"{type(exc).__name__}: {exc}")
-            await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
-            if self.metrics is not None:
-                self.metrics.count(event, [record])
-            return
-        await self._retrying(self.source(event).ref,
-                             lambda: self._carry_out(decision, records, table, key))
+        """Decide on one input and carry the decision out, one decision per table entry at a
+        time (``streams/entry_locks.py``): an input whose entry another agent is carrying out a
+        decision on waits for it, then decides again on what it wrote."""
+        while True:
+            try:
+                decision, table, key = step()
+                records = [self.encode(o) for o in decision.outputs]
+            except Exception as exc:  # noqa: BLE001 - an input must never stop its partition
+                await self._dead_letter(event, exc)
+                return
+            if not self.entries.busy(table, key):
+                break
+            await self.entries.wait_free(table, key)
+        # no await between the decision and taking the entry: nothing decides on it in between
+        async with self.entries.holding(table, key):
+            await self._retrying(self.source(event).ref,
+                                 lambda: self._carry_out(decision, records, table, key))
         self.processed += 1
         if self.metrics is not None:
             self.metrics.count(event, decision.outputs)
+
+    async def _dead_letter(self, event: faust.EventT, exc: Exception) -> None:
+        """An input its decision failed on (called while handling ``exc``): to the dead-letter
+        topic with its code."""
+        log.exception("cannot process %s; sending it to the dead-letter topic",
+                      self.source(event).ref)
+        self.dead_lettered += 1
+        record = dead_letter(self.context(event), self.source(event),
+                             event.message.value or b"", dead_letter_code(exc),
+                             f"{type(exc).__name__}: {exc}")
+        await self._retrying("dead-letter", lambda: self._send([self.encode(record)]))
+        if self.metrics is not None:
+            self.metrics.count(event, [record])
 
     async def _retrying(self, what: str, action: Callable[[], Any]) -> None:
         """Run ``action`` until it succeeds. An outage is reported in one line when it starts,
