@@ -1,4 +1,4 @@
 """The Avro schemas of the records vprov exchanges over Kafka, shipped as package data.
 
-Read them with ``importlib.resources.files("avro_schemas")``; ``vprov.avro`` loads them.
+Read them with ``importlib.resources.files("avro_schemas")``; ``vprov.kafka.avro`` loads them.
 """

@@ -89,7 +89,7 @@ def aiokafka_relay(bootstrap: str, source: str, sink: str, group: str) -> None:
 
 
 def librdkafka_relay(bootstrap: str, source: str, sink: str, group: str) -> None:
-    from vprov.kafka_clients import consumer, produce_when_room, producer
+    from vprov.kafka.clients import consumer, produce_when_room, producer
 
     reader = consumer(bootstrap, group_id=group, **{"enable.partition.eof": False,
                                                      "auto.offset.reset": "latest"})
@@ -120,7 +120,7 @@ def _await_leaders(broker: Broker, topics: list[str], attempts: int = 50) -> Non
 
 def _send(writer: object, topic: str, rate: float, seconds: float, start: int) -> int:
     """``rate`` records/s for ``seconds``, keys counting on from ``start``; returns the count."""
-    from vprov.kafka_clients import produce_when_room
+    from vprov.kafka.clients import produce_when_room
 
     count = int(rate * seconds)
     began = time.monotonic()
@@ -137,7 +137,7 @@ def _send(writer: object, topic: str, rate: float, seconds: float, start: int) -
 def measure(client: str, rate: float, *, bootstrap: str, broker: Broker, prefix: str,
             partitions: int, seconds: float, log_dir: Path, join_timeout: float = 60.0
             ) -> FloorResult:
-    from vprov.kafka_clients import producer
+    from vprov.kafka.clients import producer
 
     tag = f"{prefix}.floor-{client}-{rate:g}"
     source, sink = f"{tag}-in", f"{tag}-out"

@@ -19,9 +19,9 @@ from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from vprov import config as config_module
-from vprov.admin import admin_client
 from vprov.config import Config
-from vprov.kafka_settings import librdkafka
+from vprov.kafka.clients import admin_client
+from vprov.kafka.settings import librdkafka
 
 REPO = Path(__file__).resolve().parents[1]
 

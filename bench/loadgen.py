@@ -1,4 +1,4 @@
-"""The load generator: the fleet driver (``vprov.fleet_driver``) with a phase's figures.
+"""The load generator: the fleet driver (``vprov.sim.fleet_driver``) with a phase's figures.
 
 A load level is open loop (latencies from each vehicle's due start), the state phase closed loop
 (``window`` vehicles in flight). With a ``misrouted`` share, that share of the vehicles (chosen by
@@ -16,11 +16,12 @@ from typing import Any
 
 from misroute import is_misrouted, wrong_partition
 
-from vprov import envelope, fleet
-from vprov.avro import AvroSerde
 from vprov.config import Config
-from vprov.fleet_driver import FleetDriver, Request, Trip
-from vprov.latency import summary_ms
+from vprov.core import envelope
+from vprov.kafka.avro import AvroSerde
+from vprov.sim import fleet
+from vprov.sim.fleet_driver import FleetDriver, Request, Trip
+from vprov.sim.latency import summary_ms
 
 __all__ = ["LoadGenerator", "PhaseResult", "summary_ms"]
 

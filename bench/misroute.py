@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from vprov.partitioning import owner
+from vprov.kafka.partitioning import owner
 
 SEED = b"vprov-bench-misrouted"
 

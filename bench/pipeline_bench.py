@@ -68,13 +68,13 @@ from report import (
 from restore import run_restore
 from standby_cost import run_standby_cost
 
-from vprov import fleet
-from vprov.admin import ensure_topics
-from vprov.avro import serde_from_config
-from vprov.fleet_driver import wait_indexed
-from vprov.progress import progress
-from vprov.topics import Catalogue
-from vprov.workers import WorkerProcess
+from vprov.kafka.avro import serde_from_config
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.progress import progress
+from vprov.ops.workers import WorkerProcess
+from vprov.sim import fleet
+from vprov.sim.fleet_driver import wait_indexed
 
 DEFAULT_LEVELS = "50,100,150,200,300,400"
 FINDINGS = Path(__file__).with_name("findings.md")

@@ -23,8 +23,8 @@ THREAD = re.compile(r"^thread \(\d+\): (?P<name>.*)$")
 # shares overlap (an agent step that writes a table counts for both).
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("decisions (vprov.flows, validation, envelope)",
-     ("vprov/flows/", "vprov/validation.py", "vprov/envelope.py")),
-    ("Avro encode/decode", ("fastavro/", "vprov/avro.py")),
+     ("vprov/flows/", "vprov/flows/validation.py", "vprov/core/envelope.py")),
+    ("Avro encode/decode", ("fastavro/", "vprov/kafka/avro.py")),
     ("JSON encode/decode", ("json/",)),
     ("table writes and reads (Faust tables, RocksDB store)", ("faust/tables/", "faust/stores/")),
     ("identity effects (Redis client)", ("redis/", "vprov/identity.py")),

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from vprov import fleet
-from vprov.kafka_clients import consumer, produce_when_room, producer
+from vprov.kafka.clients import consumer, produce_when_room, producer
+from vprov.sim import fleet
 
 SEED_RECORDS = 20_000  # in flight around the loop: enough for full fetches on every partition
 

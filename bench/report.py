@@ -502,7 +502,7 @@ def restore_markdown(report: RunReport) -> list[str]:
              "registrations, a system and a REGIONAL vehicle with its remembered answer: four "
              f"records a vehicle, written at {report.restore.write_records_per_second:,} "
              "records/s; `bench/restore.py`), then a global worker started with an empty data "
-             "directory: once with the bulk restore (`streams/bulk_restore.py`), once with "
+             "directory: once with the bulk restore (`streams/repairs/bulk_restore.py`), once with "
              "Faust's own recovery on a smaller state. Ready: from process start until the "
              "worker reports ready (tables recovered, partitions assigned); records/s: the "
              "state's records over that time, start-up included.", ""]

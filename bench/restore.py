@@ -4,7 +4,7 @@ A synthetic state of ``vehicles`` vehicles, shaped like the entries the flows wr
 registrations, a system and a REGIONAL vehicle with its remembered answer: four changelog
 records a vehicle), is written straight into a deployment's changelog topics with librdkafka.
 Then a global worker starts on an empty disk, once with the bulk restore
-(streams/bulk_restore.py) and once, on a smaller state, with Faust's own recovery only; each
+(streams/repairs/bulk_restore.py) and once, on a smaller state, with Faust's own recovery only; each
 reports the seconds from process start to ready and the changelog records per second.
 
     .venv/bin/python bench/restore.py --vehicles 1000000
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from deploy import REPO, Broker, worker_env, write_config
 
-from vprov.admin import ensure_topics
-from vprov.synthetic_state import RECORDS_PER_VEHICLE, write_state
-from vprov.topics import Catalogue
-from vprov.workers import WorkerProcess
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.workers import WorkerProcess
+from vprov.sim.synthetic_state import RECORDS_PER_VEHICLE, write_state
 
 
 @dataclass

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from deploy import REPO, Broker, worker_env, write_config
 
-from vprov import fleet
-from vprov.admin import ensure_topics
-from vprov.fleet_driver import FleetDriver
-from vprov.topics import Catalogue
-from vprov.workers import WorkerProcess, start_all
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.workers import WorkerProcess, start_all
+from vprov.sim import fleet
+from vprov.sim.fleet_driver import FleetDriver
 
 
 @dataclass

@@ -3,7 +3,7 @@
 # `vprov config workers` prints), then a simulated fleet.
 # Workers and the stack are always stopped at the end. Exits with the simulator's status.
 # Then a few vehicles go through the operations after their first boot (replaced devices, moves,
-# decommissioning; python -m vprov.after_boot_demo), audited with `vprov replay --verify`.
+# decommissioning; python -m vprov.sim.after_boot_demo), audited with `vprov replay --verify`.
 # Prints where each worker serves its Prometheus metrics, and the request funnel read from them.
 # Env: VEHICLES (1000), RATE (80 vehicles/s offered), KEEP (set: leave everything running
 # until Ctrl-C, to try `vprov status` and `vprov replay`), WORKER_START_TIMEOUT (120 s),
@@ -196,7 +196,7 @@ status=0
 "$VPROV" simulate --vehicles "${VEHICLES:-1000}" --rate "${RATE:-80}" --via "$via" \
     --timeout "$timeout" || status=$?
 say "after the first boot: devices replaced, vehicles moved and decommissioned"
-"$ROOT/.venv/bin/python" -m vprov.after_boot_demo --global-url "http://127.0.0.1:$(
+"$ROOT/.venv/bin/python" -m vprov.sim.after_boot_demo --global-url "http://127.0.0.1:$(
     awk '$1 == "global" {print $2}' <<<"$layout")" || status=$?
 say "Prometheus metrics (GET /metrics) of each worker:"
 urls=()
@@ -205,7 +205,7 @@ while read -r name port _; do
     urls+=("http://127.0.0.1:$port")
 done <<<"$layout"
 say "the request funnel, from those pages:"
-"$ROOT/.venv/bin/python" -m vprov.funnel "${urls[@]}" || true
+"$ROOT/.venv/bin/python" -m vprov.ops.funnel "${urls[@]}" || true
 if [[ -n ${KEEP:-} ]]; then
     say "KEEP is set: the stack and the workers stay up; try the commands above"
     say "stop them with Ctrl-C"

@@ -13,14 +13,15 @@ from faust.tables.manager import TableManager
 from faust.web import Response
 
 from streams import metrics as worker_metrics
-from streams import standby_flush
+from streams.repairs import standby_flush
+from streams.repairs.transport import FetchSettings, consumer_of, install
 from streams.shell import Shell
-from streams.transport import FetchSettings, consumer_of, install
-from vprov.avro import serde_from_config
 from vprov.config import Config
-from vprov.identity import RedisIdentityRegistry
-from vprov.kafka_settings import faust_settings, librdkafka
-from vprov.topics import Catalogue
+from vprov.edge.dynsec import MosquittoIdentityRegistry
+from vprov.identity import IdentityRegistry, RedisIdentityRegistry
+from vprov.kafka.avro import serde_from_config
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.settings import faust_settings, librdkafka
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,12 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         topic_disable_leader=True,
         **faust_settings(config),  # broker and credentials
     )
-    # Faust's consumer and producer with the commit guard (streams/commit_guard.py), and the
+    # Faust's consumer and producer with the commit guard (streams/repairs/commit_guard.py), and the
     # fetch settings Faust does not expose
     install(app, FetchSettings(min_bytes=config.fetch_min_bytes,
                                max_wait_ms=config.fetch_max_wait_ms),
             librdkafka(config) if config.producer_client == "librdkafka" else None)
-    registry = RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
+    registry = open_registry(config)
     metrics = worker_metrics.Metrics(catalogue, config, options.region)
     shell = Shell(app, catalogue, config, serde_from_config(config), registry, metrics)
     standby_flush.install(app)
@@ -150,3 +151,11 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "agents": app.agents.human_tracebacks(),
         }
         return web.json(body)
+
+
+def open_registry(config: Config) -> IdentityRegistry:
+    """The identity registry ``edge.identity`` names: ``redis`` (the default) or ``mosquitto``
+    (the IoT brokers' dynamic-security plugin, ``vprov.edge.dynsec``)."""
+    if config.edge.identity == "mosquitto":
+        return MosquittoIdentityRegistry(config)
+    return RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)

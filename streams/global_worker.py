@@ -13,21 +13,21 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams import watchdog
-from streams.offset_probe import OffsetProbe
+from streams.repairs import watchdog
+from streams.repairs.offset_probe import OffsetProbe
 from streams.shell import Shell, Step, key_text
 from streams.stores import DeadlineIndexedStore, deadline_timer, entry_in_partition
 from streams.web import add_table_view
-from vprov import commands
-from vprov.flows import admin, query, registration
-from vprov.flows.common import Context
-from vprov.outputs import Decision
-from vprov.partitioning import owner
+from vprov.core import commands
+from vprov.core.outputs import Decision
+from vprov.flows import operator_commands, query, registration
+from vprov.flows.context import Context
+from vprov.kafka.partitioning import owner
 
 
 def rehome_deadline(entry: dict[str, Any]) -> dict[str, Any] | None:
     """The pending rehome's deadline, and how many queries wait for it (for /metrics); or the
-    deadline of a move under way (vprov.flows.admin)."""
+    deadline of a move under way (vprov.flows.operator_commands)."""
     pending = entry.get("pending")
     if pending:
         return {"request_id": pending["request_id"], "deadline_ms": pending["deadline_ms"],
@@ -151,7 +151,7 @@ def register(app: faust.App, shell: Shell) -> dict[str, Any]:
         vin = key_text(event)
         command = shell.serde.decode("AdminCommand", event.message.value or b"",
                                      topic=event.message.topic)
-        return admin.handle(command, store.get(vin), shell.context(event)), store, vin
+        return operator_commands.handle(command, store.get(vin), shell.context(event)), store, vin
 
     def rehome_result(event: faust.EventT) -> Step:
         vin = key_text(event)

@@ -37,12 +37,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from streams.transport import consumer_of
-from vprov.codes import ErrorCode
+from streams.repairs.transport import consumer_of
 from vprov.config import Config
-from vprov.envelope import response_error_code
-from vprov.lifecycle import State
-from vprov.topics import Catalogue
+from vprov.core.codes import ErrorCode
+from vprov.core.envelope import response_error_code
+from vprov.flows.lifecycle import State
+from vprov.kafka.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def table_sizes(app: faust.App) -> Iterator[tuple[str, int, int]]:
         if not isinstance(store, RocksDBStore):
             continue
         entries = size = 0
-        for db in store._dbs_for_actives():  # noqa: SLF001 - in streams/faust_contract.py
+        for db in store._dbs_for_actives():  # noqa: SLF001 - in streams/repairs/faust_contract.py
             entries += db.property_int_value("rocksdb.estimate-num-keys") or 0
             size += (db.property_int_value("rocksdb.total-sst-files-size") or 0) + \
                 (db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)

@@ -12,14 +12,14 @@ from typing import Any
 
 import faust
 
-from streams import watchdog
+from streams.repairs import watchdog
 from streams.shell import Shell, Step, key_text
 from streams.stores import DeadlineIndexedStore, deadline_timer
 from streams.web import add_table_view
 from tables.models import RegionalVehicle
-from vprov import commands
+from vprov.core import commands
 from vprov.flows import provision, rehome
-from vprov.topics import regional_table
+from vprov.kafka.catalogue import regional_table
 
 
 def hold_deadline(entry: RegionalVehicle) -> dict[str, Any] | None:

@@ -14,18 +14,18 @@ from pathlib import Path
 import mode.loop
 from confluent_kafka import KafkaException
 
-from streams import bulk_restore, global_worker, regional_worker
+from streams import global_worker, regional_worker
 from streams.app import WorkerOptions, create_app
-from streams.faust_contract import UnsupportedFaust
-from streams.local_state import reconcile
+from streams.repairs import bulk_restore
+from streams.repairs.faust_contract import UnsupportedFaust
+from streams.repairs.local_state import reconcile
 from vprov import reach
-from vprov.acls import worker_role
-from vprov.admin import TopicMismatch, ensure_topics
 from vprov.config import Config
-from vprov.group_settings import check_session_timeout
-from vprov.identity import open_registry
-from vprov.kafka_log import ClientRepeatFilter
-from vprov.topics import Catalogue
+from vprov.kafka.acls import worker_role
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.group_settings import check_session_timeout
+from vprov.kafka.librdkafka_log import ClientRepeatFilter
+from vprov.kafka.topic_admin import TopicMismatch, ensure_topics
 
 log = logging.getLogger(__name__)
 EXIT_UNREACHABLE = 3
@@ -143,9 +143,6 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
     except UnsupportedFaust as exc:  # a Faust release the commit guard was not written for
         print(f"error: {exc}", file=sys.stderr)
         return 5
-    if config.edge.identity != "redis":
-        # the identities in the IoT brokers (edge.identity); create_app gives the shell Redis's
-        shell.registry = open_registry(config)
     if options.role == "global":
         global_worker.register(app, shell)
     else:

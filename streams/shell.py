@@ -24,19 +24,20 @@ from typing import TYPE_CHECKING, Any, cast
 import faust
 
 from streams.entry_locks import EntryLocks
-from vprov.avro import AvroSerde
-from vprov.codes import ErrorCode
-from vprov.flows.common import Context, Source, dead_letter
+from vprov.core.codes import ErrorCode
+from vprov.core.outputs import DELETE, KEEP, Decision, Output
+from vprov.flows.common import dead_letter
+from vprov.flows.context import Context, Source
+from vprov.flows.lifecycle import TransitionRefused
+from vprov.flows.validation import routing_vin
 from vprov.identity import IdentityRegistry, apply_effect
-from vprov.lifecycle import TransitionRefused
-from vprov.outputs import DELETE, KEEP, Decision, Output
-from vprov.partitioning import ORIGIN_HEADER, origin_value, owner, parse_origin
-from vprov.topics import Catalogue
-from vprov.validation import routing_vin
+from vprov.kafka.avro import AvroSerde
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.partitioning import ORIGIN_HEADER, origin_value, owner, parse_origin
 
 if TYPE_CHECKING:
-    from streams.bulk_restore import Restored
     from streams.metrics import Metrics
+    from streams.repairs.bulk_restore import Restored
 
 log = logging.getLogger(__name__)
 

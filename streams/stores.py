@@ -17,9 +17,9 @@ from typing import Any
 import faust
 from mode.types.signals import BaseSignalT
 
-from streams.local_state import OFFSET_KEY
+from streams.repairs.local_state import OFFSET_KEY
 from streams.shell import Shell, encode_internal, now_ms
-from vprov.commands import Command
+from vprov.core.commands import Command
 
 DEADLINE_SCAN_SECONDS = 1.0
 
@@ -126,7 +126,7 @@ class DeadlineIndexedStore:
         for a million vehicles, with the event loop blocked), the raw read a few."""
         store = self.entries.data
         self.deadlines.rebuild(
-            (key, store._decode_value(raw))  # noqa: SLF001 - in streams/faust_contract.py
+            (key, store._decode_value(raw))  # noqa: SLF001 - in streams/repairs/faust_contract.py
             for db in store._dbs_for_actives()  # noqa: SLF001 - as above
             for key, raw in db.items() if key != OFFSET_KEY)
 

@@ -19,7 +19,7 @@ def public_view(entry: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in entry.items() if k not in HIDDEN}
     if "held" in entry:
         view["held_requests"] = len(entry["held"])
-        # who waits and until when, for `vprov status` (vprov/stage.py); not the raw requests
+        # who waits and until when, for `vprov status` (vprov/ops/stage.py); not the raw requests
         view["held"] = [{k: item[k] for k in ("message_id", "device_id", "until_ms") if k in item}
                         for item in entry["held"]]
     return view

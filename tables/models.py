@@ -2,7 +2,7 @@
 
 Entries are plain dicts (JSON in RocksDB and in the changelog, readable by any consumer), typed
 here for the type checker. Each vehicle entry keeps a memo of what its last causes produced
-(``vprov.memo``). This module depends on nothing in ``vprov``: the flows import it, not the
+(``vprov.core.memo``). This module depends on nothing in ``vprov``: the flows import it, not the
 other way round.
 """
 
@@ -32,7 +32,7 @@ class SystemEntry(TypedDict):
 
 
 class Remembered(TypedDict):
-    """What one cause produced (``vprov.memo``): ``Output.to_dict`` and ``Effect.to_dict``."""
+    """What one cause produced (``vprov.core.memo``): ``Output.to_dict`` and ``Effect.to_dict``."""
 
     outputs: list[dict[str, Any]]
     effects: list[dict[str, Any]]
@@ -67,7 +67,7 @@ class PendingRehome(TypedDict):
 
 
 class PendingAdmin(TypedDict):
-    """An operator's command under way in a region (``vprov.flows.admin``)."""
+    """An operator's command under way in a region (``vprov.flows.operator_commands``)."""
 
     command_id: str
     operation: str  # MOVE, REPLACE_DEVICE, DECOMMISSION

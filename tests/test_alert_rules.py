@@ -71,7 +71,7 @@ def test_each_alert_is_tested_firing_and_silent() -> None:
 def test_rules_ask_only_for_exported_series() -> None:
     from streams.metrics import Metrics, sample_names
     from vprov import config as config_module
-    from vprov.topics import Catalogue
+    from vprov.kafka.catalogue import Catalogue
 
     config = config_module.load(env={})
     exported = sample_names(Metrics(Catalogue(config), config, None))

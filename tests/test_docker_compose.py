@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from vprov import compose as compose_module
 from vprov import config as config_module
-from vprov import deployment
+from vprov.ops import compose as compose_module
+from vprov.ops import deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
@@ -291,7 +291,7 @@ def test_prometheus_scrapes_the_metrics_page() -> None:
 def test_dashboard_asks_only_for_exported_metrics() -> None:
     from streams.metrics import Metrics, sample_names
     from vprov import config as config_module
-    from vprov.topics import Catalogue
+    from vprov.kafka.catalogue import Catalogue
 
     config = config_module.load(env={})
     exported = sample_names(Metrics(Catalogue(config), config, None))

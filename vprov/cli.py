@@ -57,8 +57,8 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_edge(args: argparse.Namespace) -> int:
+    from vprov.core.outputs import GLOBAL_SCOPE
     from vprov.edge.bridge import run_bridge
-    from vprov.identity import GLOBAL_SCOPE
 
     config = _load_config(args)
     if args.scope != GLOBAL_SCOPE:
@@ -68,8 +68,8 @@ def cmd_edge(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from vprov.admin import TopicMismatch, ensure_topics
-    from vprov.topics import Catalogue
+    from vprov.kafka.catalogue import Catalogue
+    from vprov.kafka.topic_admin import TopicMismatch, ensure_topics
 
     config = _load_config(args)
     placement = Catalogue(config).placement()  # one cluster, or the global one and the regions'
@@ -91,7 +91,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
-    from vprov import mirror
+    from vprov.kafka import mirror
 
     config = _load_config(args)
     try:
@@ -107,7 +107,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def cmd_acls(args: argparse.Namespace) -> int:
-    from vprov import acls
+    from vprov.kafka import acls
 
     config = _load_config(args)
     try:
@@ -137,11 +137,11 @@ def cmd_acls(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaError, Message
 
-    from vprov.avro import serde_from_config
-    from vprov.kafka_clients import produce_when_room, producer
-    from vprov.progress import progress
-    from vprov.registration_file import LineError, read_lines
-    from vprov.topics import Catalogue
+    from vprov.kafka.avro import serde_from_config
+    from vprov.kafka.catalogue import Catalogue
+    from vprov.kafka.clients import produce_when_room, producer
+    from vprov.ops.progress import progress
+    from vprov.ops.registration_file import LineError, read_lines
 
     config = _load_config(args)
     topic = Catalogue(config).registrations
@@ -187,8 +187,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_deadletter(args: argparse.Namespace) -> int:
-    from vprov import deadletter
-    from vprov.audit import parse_since
+    from vprov.ops import deadletter
+    from vprov.ops.audit import parse_since
 
     config = _load_config(args)
     try:
@@ -230,7 +230,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from vprov.simulate import SimOptions, run_cli
+    from vprov.sim.simulate import SimOptions, run_cli
 
     options = SimOptions(
         vehicles=args.vehicles, devices=_csv(args.devices),
@@ -243,7 +243,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from vprov import status
+    from vprov.ops import status
 
     return status.run(_load_config(args), args.vin, args.global_url, args.region_url,
                       args.json, args.events, sys.stdout, sys.stderr,
@@ -251,7 +251,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from vprov import audit
+    from vprov.ops import audit
 
     return audit.run(_load_config(args), args.vin, args.since, args.verify, args.global_url,
                       args.region_url, args.quiet, args.json, sys.stdout, sys.stderr,
@@ -259,11 +259,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_vehicle(args: argparse.Namespace) -> int:
-    from vprov import vehicle_admin
+    from vprov.ops import vehicle_commands
 
     config = _load_config(args)
     if args.action == "show-policy":
-        return vehicle_admin.show_policy(config, args.country, sys.stdout)
+        return vehicle_commands.show_policy(config, args.country, sys.stdout)
     fields: dict[str, object] = {"requested_by": args.requested_by}
     if args.action == "move":
         fields.update(target_region=args.to, move_policy=args.policy.upper(), force=args.force)
@@ -271,13 +271,13 @@ def cmd_vehicle(args: argparse.Namespace) -> int:
         fields.update(old_device_id=args.old, new_device_id=args.new)
     operation = {"move": "MOVE", "replace-device": "REPLACE_DEVICE",
                  "decommission": "DECOMMISSION", "reinstate": "REINSTATE"}[args.action]
-    cmd = vehicle_admin.command(operation, args.vin, args.command_id, **fields)
-    return vehicle_admin.run(config, cmd, args.timeout, args.connect_timeout, sys.stdout,
+    cmd = vehicle_commands.command(operation, args.vin, args.command_id, **fields)
+    return vehicle_commands.run(config, cmd, args.timeout, args.connect_timeout, sys.stdout,
                              sys.stderr)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from vprov import compose, deployment
+    from vprov.ops import compose, deployment
 
     config = _load_config(args)
     if args.config_command == "regions":
@@ -314,8 +314,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def _worker_urls(parser: argparse.ArgumentParser) -> None:
-    from vprov.deployment import GLOBAL_WEB_PORT, HOST
-    from vprov.status import DEFAULT_GLOBAL_URL
+    from vprov.ops.deployment import GLOBAL_WEB_PORT, HOST
+    from vprov.ops.status import DEFAULT_GLOBAL_URL
 
     parser.add_argument("--global-url", default=DEFAULT_GLOBAL_URL,
                         help=f"a global worker's web address (default {DEFAULT_GLOBAL_URL})")
@@ -346,7 +346,7 @@ def _common_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vprov.status import DEFAULT_GLOBAL_URL
+    from vprov.ops.status import DEFAULT_GLOBAL_URL
 
     parser = argparse.ArgumentParser(prog="vprov", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -555,8 +555,8 @@ def _infrastructure_error(args: argparse.Namespace, exc: Exception) -> str | Non
         return str(exc)
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return reach.kafka_failure(exc.args[0], *_kafka_address(args), _config_or_none(args))
-    from vprov.lifecycle_events import LifecycleUnavailable
-    from vprov.topic_reader import TopicUnreadable
+    from vprov.kafka.topic_reader import TopicUnreadable
+    from vprov.ops.lifecycle_events import LifecycleUnavailable
 
     if isinstance(exc, LifecycleUnavailable | TopicUnreadable):
         return str(exc)
@@ -564,12 +564,12 @@ def _infrastructure_error(args: argparse.Namespace, exc: Exception) -> str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vprov import kafka_log
+    from vprov.kafka import librdkafka_log
 
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    kafka_log.configure(verbose=args.verbose)
+    librdkafka_log.configure(verbose=args.verbose)
     try:
         if args.func not in (cmd_worker, cmd_edge):  # they keep to their own timeouts
             args.connect_timeout = reach.connect_timeout(args.connect_timeout)

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vprov.envelope import VERSIONS
+from vprov.core.envelope import VERSIONS
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 LIFECYCLE_TARGETS = ("PROVISIONED", "ACTIVE")
@@ -119,7 +119,7 @@ class _Table(BaseModel):
 
 
 class KafkaSecurity(_Table):
-    """How every Kafka client authenticates and encrypts (vprov/kafka_settings.py turns it into
+    """How every Kafka client authenticates and encrypts (vprov/kafka/settings.py turns it into
     each library's settings). Paths are PEM files; empty means unset."""
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -311,7 +311,7 @@ class Document(_Table):
 @dataclass(frozen=True)
 class Cluster:
     """One Kafka cluster: its name ("global" or a region code), where it is and how to talk to
-    it (a ``vprov.kafka_settings.KafkaAccess``)."""
+    it (a ``vprov.kafka.settings.KafkaAccess``)."""
 
     name: str
     bootstrap_servers: str

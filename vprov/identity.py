@@ -3,8 +3,8 @@
 One registry per scope: ``global`` for the global gateway and one per region code. The port is
 ``IdentityRegistry``; ``RedisIdentityRegistry`` is the default implementation, and
 ``vprov.edge.dynsec.MosquittoIdentityRegistry`` keeps the identities in real IoT brokers
-(``edge.identity``; ``open_registry`` picks one). docs/identity-seam.md says what each call must
-guarantee, for an implementation on another IoT core.
+(``edge.identity``; ``streams.app.open_registry`` picks one). docs/identity-seam.md says what
+each call must guarantee, for an implementation on another IoT core.
 
 Redis key layout (documented in docs/architecture.md):
   ``vprov:identity:<scope>:<device_id>`` -> hash {device_id, system_id, vin,
@@ -18,18 +18,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from vprov.outputs import Effect
+from vprov.core.outputs import Effect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-GLOBAL_SCOPE = "global"
 KEY_PREFIX = "vprov:identity"
 
 
@@ -103,16 +102,6 @@ class RedisIdentityRegistry:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def open_registry(config: Any) -> IdentityRegistry:
-    """The registry ``edge.identity`` names: ``redis`` (the default) or ``mosquitto`` (the IoT
-    brokers' dynamic-security plugin, ``vprov.edge.dynsec``)."""
-    if config.edge.identity == "mosquitto":
-        from vprov.edge.dynsec import MosquittoIdentityRegistry  # paho only where it is used
-
-        return MosquittoIdentityRegistry(config)
-    return RedisIdentityRegistry(config.redis_url, config.identity_backoff_max_seconds)
 
 
 async def apply_effect(registry: IdentityRegistry, effect: Effect) -> None:

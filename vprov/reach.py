@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from confluent_kafka import KafkaError
 
     from vprov.config import Config
-    from vprov.kafka_settings import KafkaAccess
+    from vprov.kafka.settings import KafkaAccess
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 CONNECT_TIMEOUT_ENV = "VPROV_CONNECT_TIMEOUT"
@@ -265,8 +265,8 @@ def kafka(target: KafkaAccess | str, timeout: float, setting: str = KAFKA_ENV) -
     certificate."""
     from confluent_kafka import KafkaException
 
-    from vprov.admin import admin_client  # admin imports this module
-    from vprov.kafka_settings import access
+    from vprov.kafka.clients import admin_client
+    from vprov.kafka.settings import access
 
     target = access(target)
     bootstrap = target.bootstrap_servers
@@ -422,7 +422,7 @@ def kafka_permissions(target: KafkaAccess, topics: list[str], groups: list[str],
     permissions and are left to the steps that follow."""
     from confluent_kafka import KafkaError, KafkaException, TopicCollection
 
-    from vprov.admin import admin_client
+    from vprov.kafka.clients import admin_client
 
     admin = admin_client(target)
     futures = {f"topic {name}": future for name, future in admin.describe_topics(

@@ -26,13 +26,13 @@ from tests.integration.harness import (
     topic_names,
 )
 from vprov import config as config_module
-from vprov import fleet
-from vprov.admin import BrokerUnavailable, ensure_topics
 from vprov.config import Config
-from vprov.fleet_driver import wait_indexed
-from vprov.lifecycle_events import dedupe, histories
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import BrokerUnavailable, ensure_topics
+from vprov.ops.lifecycle_events import dedupe, histories
+from vprov.ops.workers import running
+from vprov.sim import fleet
+from vprov.sim.fleet_driver import wait_indexed
 
 # A region no worker serves: queries homed there time out (13105).
 SILENT_REGION = "ZZ"

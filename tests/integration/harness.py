@@ -16,14 +16,16 @@ from typing import Any
 from confluent_kafka import KafkaError, TopicPartition
 
 from vprov import config as config_module
-from vprov import envelope, fleet, workers
-from vprov.admin import admin_client, ensure_topics
-from vprov.avro import AvroSerde
 from vprov.config import Config
-from vprov.kafka_clients import consumer, producer
-from vprov.kafka_settings import KafkaAccess
-from vprov.registration_file import to_record
-from vprov.topics import Catalogue
+from vprov.core import envelope
+from vprov.kafka.avro import AvroSerde
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import admin_client, consumer, producer
+from vprov.kafka.settings import KafkaAccess
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops import workers
+from vprov.ops.registration_file import to_record
+from vprov.sim import fleet
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

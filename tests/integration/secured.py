@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.integration.harness import NO_REPLICATION_ENV, REPO
 from vprov import config as config_module
-from vprov.kafka_settings import KafkaConnection
+from vprov.kafka.settings import KafkaConnection
 
 STACK = REPO / "scripts" / "stack.sh"
 # variables that would make a client of the secured stack use the session's other broker, or

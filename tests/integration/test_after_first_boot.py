@@ -34,11 +34,13 @@ from tests.integration.harness import (
 )
 from tests.integration.test_late_registration import register_device
 from vprov import config as config_module
-from vprov import envelope, fleet
-from vprov.admin import ensure_topics
-from vprov.identity import GLOBAL_SCOPE, identity_key
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.core import envelope
+from vprov.core.outputs import GLOBAL_SCOPE
+from vprov.identity import identity_key
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.workers import running
+from vprov.sim import fleet
 
 pytestmark = pytest.mark.reprovisioning
 

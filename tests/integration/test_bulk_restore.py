@@ -1,4 +1,4 @@
-"""The bulk restore (streams/bulk_restore.py) fills a worker's tables exactly as Faust's own
+"""The bulk restore (streams/repairs/bulk_restore.py) fills a worker's tables exactly as Faust's own
 recovery does: the same keys, values and persisted offsets, key for key."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from streams import bulk_restore
-from streams.local_state import OFFSET_KEY, local_partitions, partition_dir
+from streams.repairs import bulk_restore
+from streams.repairs.local_state import OFFSET_KEY, local_partitions, partition_dir
 from tests.integration.conftest import PORT_BASE, Flow
 from tests.integration.harness import BOOTSTRAP, Fleet, WorkerProcess, own_deployment
-from vprov import fleet
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.catalogue import Catalogue
+from vprov.ops.workers import running
+from vprov.sim import fleet
 
 VEHICLES = 12
 GLOBAL_TABLES = ("registrations", "systems", "vehicles")

@@ -34,12 +34,11 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import config as config_module
-from vprov import fleet
-from vprov.admin import admin_client
 from vprov.config import Config
-from vprov.kafka_clients import consumer
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import admin_client, consumer
+from vprov.ops.workers import running
+from vprov.sim import fleet
 
 # MirrorMaker keeps mirroring this module's topics until the session ends: leave them.
 KEEP_TOPICS = True
@@ -361,7 +360,7 @@ def test_simulate_and_deadletter_pick_each_topics_cluster(
     reads each answer where it is written; ``vprov deadletter list`` finds NA's dead letters
     on NA's cluster."""
     from tests.integration.conftest import run_vprov
-    from vprov.simulate import SimOptions, Simulator
+    from vprov.sim.simulate import SimOptions, Simulator
 
     config, path = clusters
     options = SimOptions(vehicles=4, regions=("NA",), invalid=0.5, timeout=60, seed=3,

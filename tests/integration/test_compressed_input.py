@@ -11,8 +11,8 @@ import pytest
 
 from tests.integration.conftest import Flow
 from tests.integration.harness import BOOTSTRAP, Fleet
-from vprov import fleet
-from vprov.kafka_clients import producer
+from vprov.kafka.clients import producer
+from vprov.sim import fleet
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])

@@ -11,8 +11,8 @@ import pytest
 
 from tests.integration.conftest import Flow, run_vprov
 from tests.integration.harness import Fleet
-from vprov import fleet
-from vprov.ids import derive_id
+from vprov.core.ids import derive_id
+from vprov.sim import fleet
 
 pytestmark = pytest.mark.usefixtures("broker_env")
 

@@ -40,14 +40,15 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import config as config_module
-from vprov import envelope, fleet
-from vprov.admin import ensure_topics
 from vprov.config import Config
+from vprov.core import envelope
 from vprov.edge.mqtt import device_password, in_topic, out_topic, parse_endpoint, tls_context
-from vprov.fleet_driver import wait_indexed
-from vprov.lifecycle_events import dedupe
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.lifecycle_events import dedupe
+from vprov.ops.workers import running
+from vprov.sim import fleet
+from vprov.sim.fleet_driver import wait_indexed
 
 # after the web ports: the brokers of this module (docs/development.md, "Tests beside ...")
 MQTT_GLOBAL_PORT, MQTT_NA_PORT = PORT_BASE + 317, PORT_BASE + 318

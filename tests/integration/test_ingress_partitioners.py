@@ -23,11 +23,11 @@ from confluent_kafka.admin import NewTopic
 
 from tests.integration.conftest import Flow, error_code
 from tests.integration.harness import BOOTSTRAP, Fleet, WorkerProcess, wait_until
-from vprov import envelope, fleet
-from vprov.admin import admin_client
-from vprov.kafka_clients import producer
-from vprov.partitioning import owner
-from vprov.registration_file import to_record
+from vprov.core import envelope
+from vprov.kafka.clients import admin_client, producer
+from vprov.kafka.partitioning import owner
+from vprov.ops.registration_file import to_record
+from vprov.sim import fleet
 
 VEHICLES = 6
 

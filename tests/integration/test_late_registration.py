@@ -10,10 +10,10 @@ import uuid
 
 from tests.integration.conftest import JOIN_WAIT_SECONDS, Flow, error_code
 from tests.integration.harness import Fleet
-from vprov import fleet
-from vprov.lifecycle_events import dedupe
-from vprov.partitioning import owner
-from vprov.registration_file import to_record
+from vprov.kafka.partitioning import owner
+from vprov.ops.lifecycle_events import dedupe
+from vprov.ops.registration_file import to_record
+from vprov.sim import fleet
 
 # Registrations queued in front of a late one on its partition: the index takes seconds to
 # reach it, while the query is bound in a fraction of that.

@@ -18,9 +18,10 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import config as config_module
-from vprov import fleet
-from vprov.admin import admin_client, ensure_topics
-from vprov.topics import Catalogue
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import admin_client
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.sim import fleet
 
 WEB_PORT = PORT_BASE + 125
 

@@ -24,12 +24,12 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import config as config_module
-from vprov.admin import ensure_topics
 from vprov.config import Config
-from vprov.funnel import funnels
-from vprov.simulate import SimOptions, Simulator
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.funnel import funnels
+from vprov.ops.workers import running
+from vprov.sim.simulate import SimOptions, Simulator
 
 WEB_PORTS = {"global": PORT_BASE + 142, "NA": PORT_BASE + 143}
 VEHICLES = 16
@@ -136,7 +136,7 @@ def test_the_funnel_adds_up_after_a_simulated_fleet(
     dead = total(na, "vprov_dead_letters_total", flow="device")
     assert received >= 2 * VEHICLES + 1
     assert received == answered + dead + total(na, "vprov_held_requests")
-    # the same, as `python -m vprov.funnel` (make demo) reads it
+    # the same, as `python -m vprov.ops.funnel` (make demo) reads it
     found = funnels(glob + na)
     assert (found["query"].in_flight, found["device"].in_flight) == (0, 0)
     assert (found["query"].waiting, found["device"].waiting) == (2, 1)

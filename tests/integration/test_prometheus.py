@@ -57,10 +57,10 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import config as config_module
-from vprov.admin import ensure_topics
 from vprov.config import Config
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.workers import running
 
 # two NA workers: the region's tables have standbys, whose lag an alert watches
 WEB_PORTS = {"global": PORT_BASE + 146, "NA": PORT_BASE + 147, "NA-2": PORT_BASE + 149}

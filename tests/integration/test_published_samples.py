@@ -14,7 +14,7 @@ import pytest
 from tests.conformance import corpus
 from tests.integration.conftest import Flow
 from tests.integration.harness import Fleet, Record
-from vprov import fleet
+from vprov.sim import fleet
 
 AUTH = "authenticated-device-id"
 

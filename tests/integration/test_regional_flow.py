@@ -11,9 +11,9 @@ import redis
 
 from tests.integration.conftest import Flow, error_code
 from tests.integration.harness import BOOTSTRAP, Fleet, wait_until
-from vprov import fleet
-from vprov.admin import admin_client
 from vprov.identity import identity_key
+from vprov.kafka.clients import admin_client
+from vprov.sim import fleet
 
 
 def rehomed(flow: Flow, fleet_: Fleet, region: str = "NA",

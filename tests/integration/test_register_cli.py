@@ -18,8 +18,8 @@ from tests.integration.harness import (
     kafka_security_env,
     wait_until,
 )
-from vprov import fleet
 from vprov.identity import identity_key
+from vprov.sim import fleet
 
 
 def test_register_publishes_good_lines_and_reports_bad_ones(

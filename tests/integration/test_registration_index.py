@@ -10,7 +10,7 @@ from pathlib import Path
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from streams.offset_probe import END, OffsetProbe
+from streams.repairs.offset_probe import END, OffsetProbe
 from tests.integration.conftest import PORT_BASE
 from tests.integration.harness import (
     BOOTSTRAP,
@@ -20,12 +20,12 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import config as config_module
-from vprov import fleet
-from vprov.admin import admin_client, ensure_topics
-from vprov.avro import AvroSerde
-from vprov.kafka_clients import consumer, producer
-from vprov.registration_file import to_record
-from vprov.topics import Catalogue
+from vprov.kafka.avro import AvroSerde
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import admin_client, consumer, producer
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.registration_file import to_record
+from vprov.sim import fleet
 
 WEB_PORT = PORT_BASE + 120
 # The log cleaner compacts a closed segment once most of it is superseded; segments close

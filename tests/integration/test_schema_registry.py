@@ -34,13 +34,13 @@ from tests.integration.harness import (
     isolated_config,
 )
 from vprov import config as config_module
-from vprov import fleet
-from vprov.admin import ensure_topics
-from vprov.avro import CONFLUENT_MAGIC, RECORD_NAMES, SCHEMA_DIR, AvroSerde, history_versions
 from vprov.config import Config
-from vprov.kafka_clients import consumer
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.avro import CONFLUENT_MAGIC, RECORD_NAMES, SCHEMA_DIR, AvroSerde, history_versions
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import consumer
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.workers import running
+from vprov.sim import fleet
 
 # Web ports of this module's workers (a deployment of its own, in registry mode).
 GLOBAL_PORT, NA_PORT = PORT_BASE + 144, PORT_BASE + 145
@@ -114,7 +114,7 @@ def test_a_record_is_framed_with_the_id_the_registry_gave_its_schema(
 
 def test_serde_from_config_with_a_registry_url_writes_the_confluent_format(
         schema_registry_url: str) -> None:
-    from vprov.avro import serde_from_config
+    from vprov.kafka.avro import serde_from_config
 
     topic = fresh_topic("provisioning.deadletter")
     serde = serde_from_config(SimpleNamespace(schema_registry_url=schema_registry_url))

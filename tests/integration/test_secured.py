@@ -27,16 +27,17 @@ from tests.integration.harness import (
 )
 from tests.integration.secured import SecuredStack
 from vprov import config as config_module
-from vprov import fleet, reach
-from vprov.admin import ensure_topics
-from vprov.avro import AvroSerde
+from vprov import reach
 from vprov.config import Config
 from vprov.identity import identity_key
-from vprov.kafka_clients import consumer, producer
-from vprov.kafka_settings import KafkaConnection
-from vprov.registration_file import to_record
-from vprov.topics import Catalogue, changelog_topic, regional_table
-from vprov.workers import running
+from vprov.kafka.avro import AvroSerde
+from vprov.kafka.catalogue import Catalogue, changelog_topic, regional_table
+from vprov.kafka.clients import consumer, producer
+from vprov.kafka.settings import KafkaConnection
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.registration_file import to_record
+from vprov.ops.workers import running
+from vprov.sim import fleet
 
 # ports of the secured stack and its workers, after the other tests' web ports
 KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT = PORT_BASE + 300, PORT_BASE + 301, PORT_BASE + 302

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.integration.conftest import PORTS, SILENT_REGION
 from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO, WorkerProcess
 from vprov.config import Config
-from vprov.simulate import INVALID_KINDS, SimOptions, Simulator
+from vprov.sim.simulate import INVALID_KINDS, SimOptions, Simulator
 
 GLOBAL_URL = f"http://127.0.0.1:{PORTS['global']}"
 

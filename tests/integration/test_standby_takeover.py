@@ -16,8 +16,8 @@ import pytest
 
 from tests.integration.conftest import PORT_BASE, Flow
 from tests.integration.harness import Fleet, WorkerProcess, own_deployment, wait_until
-from vprov import fleet
-from vprov.workers import start_all
+from vprov.ops.workers import start_all
+from vprov.sim import fleet
 
 VEHICLES = 150
 TABLES = 3  # the global worker's: registrations, systems, vehicles
@@ -59,7 +59,7 @@ def takeover(tmp_path: Path, standbys: int) -> tuple[int, int]:
         asked = [flow.send_query(v) for v in vehicles]
         for message_id in asked:
             assert flow.answer(message_id).value["status"] == "SUCCESS"
-        # what the standbys read is applied within a second (streams/standby_flush.py)
+        # what the standbys read is applied within a second (streams/repairs/standby_flush.py)
         time.sleep(3)
         before = applied(first)
         second.kill()

@@ -23,9 +23,9 @@ from tests.integration.harness import (
     WorkerProcess,
     wait_until,
 )
-from vprov import fleet
 from vprov.config import Config
-from vprov.simulate import Report, SimOptions, Simulator
+from vprov.sim import fleet
+from vprov.sim.simulate import Report, SimOptions, Simulator
 
 GLOBAL_URL = f"http://127.0.0.1:{PORTS['global']}"
 REGION_ARGS = ["--region-url", f"NA=http://127.0.0.1:{PORTS['NA']}",

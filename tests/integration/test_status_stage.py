@@ -24,10 +24,10 @@ from tests.integration.harness import (
     wait_until,
 )
 from vprov import config as config_module
-from vprov.admin import ensure_topics
 from vprov.config import Config
-from vprov.topics import Catalogue
-from vprov.workers import running
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
+from vprov.ops.workers import running
 
 WEB_PORTS = {"global": PORT_BASE + 146, "NA": PORT_BASE + 147}
 # long enough that no deadline passes while the test looks

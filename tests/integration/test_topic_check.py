@@ -17,9 +17,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.integration.conftest import PORT_BASE
 from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO, isolated_config
 from vprov import config as config_module
-from vprov.admin import BrokerUnavailable, admin_client, check_topics, ensure_topics
 from vprov.config import Config
-from vprov.topics import Catalogue
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import admin_client
+from vprov.kafka.topic_admin import BrokerUnavailable, check_topics, ensure_topics
 
 WEB_PORT = PORT_BASE + 130  # the worker never gets as far as listening; unique all the same
 WRONG_PARTITIONS = 3

@@ -28,9 +28,9 @@ import pytest
 from tests.integration.conftest import PORT_BASE
 from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO, isolated_config
 from vprov import config as config_module
-from vprov.admin import ensure_topics
-from vprov.avro import RECORD_NAMES
-from vprov.topics import Catalogue
+from vprov.kafka.avro import RECORD_NAMES
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.wheel
 
@@ -45,7 +45,7 @@ NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".run", "build", "dist", "*
 PROBE = """
 import json, vprov, avro_schemas
 from vprov import config
-from vprov.avro import RECORD_NAMES, AvroSerde, history_versions
+from vprov.kafka.avro import RECORD_NAMES, AvroSerde, history_versions
 serde = AvroSerde()
 print(json.dumps({
     "vprov": vprov.__file__,

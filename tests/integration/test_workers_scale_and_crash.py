@@ -12,8 +12,8 @@ import pytest
 
 from tests.integration.conftest import PORT_BASE, Flow
 from tests.integration.harness import Fleet, WorkerProcess, own_deployment, wait_until
-from vprov import fleet
-from vprov.workers import running, start_all
+from vprov.ops.workers import running, start_all
+from vprov.sim import fleet
 
 VEHICLES = 200
 

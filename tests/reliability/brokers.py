@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 from tests.integration.conftest import PORT_BASE
 from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO
 from tests.reliability.conftest import _address, broker_ports
-from vprov.admin import admin_client
+from vprov.kafka.clients import admin_client
 
 STACK = REPO / "scripts" / "stack.sh"
 NODES = (1, 2, 3)

@@ -36,8 +36,8 @@ from tests.integration.harness import (
     topic_names,
     wait_until,
 )
-from vprov import fleet
 from vprov.config import Config
+from vprov.sim import fleet
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -168,8 +168,8 @@ class Deployment:
         return [made.vehicle("NA") for _ in range(count)]
 
 
-# What the workers log when they keep Faust from losing records (streams/commit_guard.py and
-# streams/watchdog.py): figures of the report, so a run shows how often it happened.
+# What the workers log when they keep Faust from losing records (streams/repairs/commit_guard.py and
+# streams/repairs/watchdog.py): figures of the report, so a run shows how often it happened.
 REPAIR_MARKERS = {
     "skipped_ranges": "were skipped by the consumer",
     "held_holes": "were not processed but later ones were",

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.integration.conftest import Flow
 from tests.integration.harness import wait_until
-from vprov import fleet, fleet_driver
+from vprov.sim import fleet, fleet_driver
 
 
 class FleetDriver(fleet_driver.FleetDriver):

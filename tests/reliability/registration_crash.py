@@ -23,8 +23,8 @@ from typing import Any
 from tests.integration.conftest import Flow, error_code
 from tests.integration.harness import WorkerProcess
 from tests.reliability.conftest import Deployment, restart_after_kill
-from vprov import fleet
-from vprov.codes import ErrorCode
+from vprov.core.codes import ErrorCode
+from vprov.sim import fleet
 
 REGISTERED_VEHICLES = 120
 QUERIED_VEHICLES = 60

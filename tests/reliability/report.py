@@ -156,7 +156,8 @@ def render(rows: list[dict[str, Any]], command: str, brokers: int = 1) -> str:
     if repairs:
         out += ["## Records the consumer dropped, and how they came back", "",
                 "Faust 0.15 can drop records it fetched around a rebalance or a restart. The "
-                "workers log each case (`streams/commit_guard.py`, `streams/watchdog.py`, see "
+                "workers log each case (`streams/repairs/commit_guard.py`, "
+                "`streams/repairs/watchdog.py`, see "
                 "docs/architecture.md): a range the fetcher skipped, a hole held at the head of "
                 "the commit (Faust's own rule would have committed past a one-record hole), and "
                 "a partition sought back to its head. Every one of them was processed in the "

@@ -34,8 +34,8 @@ from tests.reliability.conftest import Deployment, Sizes, open_deployment
 from tests.reliability.driver import FleetDriver, check_invariants
 from tests.reliability.test_reliability import FINISH_TIMEOUT, assert_clean, up
 from vprov import config as config_module
-from vprov.admin import admin_client
-from vprov.topics import Catalogue
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import admin_client
 
 # Targets of the longest wait for a first answer (reported, see assert_no_harm_beyond_delay).
 SIGKILL_LONGEST_SECONDS = 10.0

@@ -11,8 +11,8 @@ from tests.integration.harness import WorkerProcess
 from tests.reliability.conftest import Deployment, Sizes, input_partitions, wait_settled
 from tests.reliability.driver import FleetDriver, check_invariants
 from tests.reliability.test_reliability import FINISH_TIMEOUT, assert_clean, when
-from vprov.synthetic_state import RECORDS_PER_VEHICLE, write_state
-from vprov.workers import start_all
+from vprov.ops.workers import start_all
+from vprov.sim.synthetic_state import RECORDS_PER_VEHICLE, write_state
 
 # the state a replaced worker restores (synthetic entries in the changelogs, on top of the
 # fleet's own)
@@ -93,7 +93,7 @@ def test_rolling_restart_of_every_worker(deployment: Deployment, sizes: Sizes) -
 def test_a_worker_replaced_by_one_with_an_empty_disk(deployment: Deployment,
                                                      sizes: Sizes) -> None:
     """The global worker SIGKILLed mid-run and replaced by one on another machine, whose disk
-    is empty: it restores 20,000 vehicles of state and more (bulk, streams/bulk_restore.py)
+    is empty: it restores 20,000 vehicles of state and more (bulk, streams/repairs/bulk_restore.py)
     before it answers again. Figures: its time to ready and the longest answers."""
     dep = deployment
     write_state(dep.config, EMPTY_DISK_STATE_VEHICLES, f"e{dep.config.app_prefix}")

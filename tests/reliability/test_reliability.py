@@ -29,10 +29,10 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.driver import FleetDriver, Outcome, check_invariants
 from tests.reliability.registration_crash import run_once
-from vprov import fleet
 from vprov.cli import main
 from vprov.identity import identity_key
-from vprov.workers import start_all
+from vprov.ops.workers import start_all
+from vprov.sim import fleet
 
 FINISH_TIMEOUT = 600
 # Lines a worker may log from an outage's start until the fleet is done (a flood is thousands).

@@ -19,16 +19,17 @@ from dataclasses import replace
 from typing import Any
 
 from tables.models import Registration
-from vprov import commands, envelope, fleet
 from vprov import config as vconfig
-from vprov.avro import AvroSerde
 from vprov.config import Config
-from vprov.fleet import SimDevice, SimVehicle
-from vprov.flows import admin, provision, query, registration, rehome
-from vprov.flows.common import Context, Source
-from vprov.outputs import DELETE, KEEP, Decision, Effect, Output
-from vprov.registration_file import to_record
-from vprov.topics import Catalogue
+from vprov.core import commands, envelope
+from vprov.core.outputs import DELETE, KEEP, Decision, Effect, Output
+from vprov.flows import operator_commands, provision, query, registration, rehome
+from vprov.flows.context import Context, Source
+from vprov.kafka.avro import AvroSerde
+from vprov.kafka.catalogue import Catalogue
+from vprov.ops.registration_file import to_record
+from vprov.sim import fleet
+from vprov.sim.fleet import SimDevice, SimVehicle
 
 CONFIG = vconfig.load(env={})
 T0_MS = 1_700_000_000_000  # the flows' clock at the start of every test
@@ -216,7 +217,8 @@ class Flow:
             "command_id": command_id, "vin": vin, "operation": operation,
             "requested_at": self.now_ms, **fields}))
         return self._run(lambda: self._step(
-            self.vehicles, vin, lambda entry: admin.handle(command, entry, self.context())))
+            self.vehicles, vin,
+            lambda entry: operator_commands.handle(command, entry, self.context())))
 
     def expire_holds(self, region: str, vin: str) -> list[Output]:
         """The regional hold deadline for ``vin`` (the timer's command)."""

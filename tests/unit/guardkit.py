@@ -17,8 +17,8 @@ import faust
 from faust.transport.consumer import ConsumerMessage
 from faust.types import TP
 
-from streams.commit_guard import GuardedConsumer
-from streams.transport import FetchSettings, Transport, consumer_of, install
+from streams.repairs.commit_guard import GuardedConsumer
+from streams.repairs.transport import FetchSettings, Transport, consumer_of, install
 
 NOWHERE = "kafka://127.0.0.1:1"  # never contacted: no test here starts the app
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import faust
 import pytest
 
-from vprov import acls, config
+from vprov import config
 from vprov.config import KafkaSecurity
-from vprov.kafka_settings import KafkaConnection, faust_settings, librdkafka
-from vprov.topics import Catalogue
+from vprov.kafka import acls
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.settings import KafkaConnection, faust_settings, librdkafka
 
 CONFIG = config.load(env={})
 CAT = Catalogue(CONFIG)

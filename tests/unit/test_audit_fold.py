@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from vprov.audit import compare, fold, parse_since
-from vprov.lifecycle_events import dedupe, histories
+from vprov.ops.audit import compare, fold, parse_since
+from vprov.ops.lifecycle_events import dedupe, histories
 
 VIN = "1HGCM82633A004352"
 TCU = "TCU-0000000001"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.avro_samples import SAMPLES, T0
 from tests.ports import closed_port
-from vprov.avro import (
+from vprov.kafka.avro import (
     HEADER_SIZE,
     RECORD_NAMES,
     SCHEMA_DIR,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vprov.partitioning import owner
+from vprov.kafka.partitioning import owner
 
 # bench/ is a directory of scripts that import each other by bare name, not a package: load the
 # one pure module by its path.

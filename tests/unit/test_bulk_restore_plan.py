@@ -1,10 +1,10 @@
-"""What the bulk restore (streams/bulk_restore.py) reads for each table partition."""
+"""What the bulk restore (streams/repairs/bulk_restore.py) reads for each table partition."""
 
 from __future__ import annotations
 
 import pytest
 
-from streams import bulk_restore
+from streams.repairs import bulk_restore
 
 
 @pytest.mark.parametrize(("applied", "bounds", "expected"), [

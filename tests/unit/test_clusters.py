@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from vprov import config, mirror
+from vprov import config
 from vprov.config import ConfigError
-from vprov.topics import Catalogue, MirrorFlow
+from vprov.kafka import mirror
+from vprov.kafka.catalogue import Catalogue, MirrorFlow
 
 NA, EU = "127.0.0.1:9192", "127.0.0.1:9292"
 
@@ -142,7 +143,7 @@ def test_mirror_security_settings_for_the_java_clients() -> None:
 
 
 def test_acls_per_cluster_give_a_worker_rights_on_its_own_cluster_only() -> None:
-    from vprov import acls
+    from vprov.kafka import acls
 
     cfg = clustered()
     cat = Catalogue(cfg)

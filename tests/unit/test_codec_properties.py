@@ -16,9 +16,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vprov.codes import ErrorCode
 from vprov.config import load
-from vprov.envelope import (
+from vprov.core.codes import ErrorCode
+from vprov.core.envelope import (
     DEVICE_PROVISION,
     PROVISION_QUERY,
     PROVISION_QUERY_RESPONSE,
@@ -33,7 +33,7 @@ from vprov.envelope import (
     build_response,
     parse_response,
 )
-from vprov.validation import MAX_LEN, VIN_ALPHABET, decode_request, is_valid_identifier
+from vprov.flows.validation import MAX_LEN, VIN_ALPHABET, decode_request, is_valid_identifier
 
 CONFIG = load(env={})
 NOW = 1_700_000_000

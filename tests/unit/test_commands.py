@@ -9,8 +9,8 @@ import pytest
 from flowkit import registration_of, vehicle
 
 from streams.shell import encode_internal
-from vprov import commands
-from vprov.commands import (
+from vprov.core import commands
+from vprov.core.commands import (
     Bind,
     CommandError,
     HoldDeadline,
@@ -23,7 +23,7 @@ from vprov.commands import (
     Remove,
     Upsert,
 )
-from vprov.envelope import ProvisionQuery, ReplyTo
+from vprov.core.envelope import ProvisionQuery, ReplyTo
 
 REG = registration_of(vehicle(), 0)
 QUERY = ProvisionQuery(system_id="sys-1", sub_system_id="sub-1", vin="1VTESTA0000000001",

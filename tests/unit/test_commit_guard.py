@@ -1,4 +1,4 @@
-"""The commit rules of streams/commit_guard.py, on a real consumer of a real Faust app (no
+"""The commit rules of streams/repairs/commit_guard.py, on a real consumer of a real Faust app (no
 broker): records are acknowledged the way a stream does, and the offset to commit is asked of
 Faust's own commit selection."""
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from faust.types import TP
 
-from streams.commit_guard import DrainingProducer, committable, drain_buffer
-from streams.offset_probe import END, UNKNOWN, absent_before
+from streams.repairs.commit_guard import DrainingProducer, committable, drain_buffer
+from streams.repairs.offset_probe import END, UNKNOWN, absent_before
 from tests.unit.guardkit import (
     commit,
     deliver,

@@ -12,7 +12,7 @@ from flowkit import Flow, events, replies, vehicle
 
 from tests.conformance import corpus
 from vprov.config import load
-from vprov.envelope import (
+from vprov.core.envelope import (
     DEVICE_PROVISION,
     DEVICE_PROVISION_RESPONSE,
     PROVISION_QUERY,
@@ -25,7 +25,7 @@ from vprov.envelope import (
     parse_response,
     query_response_body,
 )
-from vprov.validation import decode_request
+from vprov.flows.validation import decode_request
 
 CONFIG = load(env={})
 NOW = 1_700_000_000

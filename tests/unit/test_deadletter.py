@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vprov.deadletter import Selection, payload_text
+from vprov.ops.deadletter import Selection, payload_text
 
 LETTER = {"dead_letter_id": "d-1", "error_code": 13113, "source_topic": "provisioning.device.NA",
           "received_at": 1_700_000_000_000}

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.global_worker import rehome_deadline
-from streams.local_state import OFFSET_KEY
+from streams.repairs.local_state import OFFSET_KEY
 from streams.stores import DeadlineIndex, DeadlineIndexedStore
 
 

@@ -9,9 +9,9 @@ import socket
 import pytest
 
 from vprov import config as config_module
-from vprov import deployment
 from vprov.config import Config
-from vprov.status import WorkerUnreachable, WorkerViews, parse_region_urls, regional_vehicle
+from vprov.ops import deployment
+from vprov.ops.status import WorkerUnreachable, WorkerViews, parse_region_urls, regional_vehicle
 
 DEFAULTS = config_module.load(config_module.DEFAULTS_PATH, env={})
 

@@ -11,8 +11,8 @@ from flowkit import CONFIG, Flow, vehicle
 
 from streams.shell import Shell
 from vprov import config as config_module
-from vprov import fleet
 from vprov.config import ConfigError
+from vprov.core.outputs import Output
 from vprov.edge.bridge import AnswerOffsets, InboundOrder, answer_target, shard_of, valid_device
 from vprov.edge.dynsec import check_created, describe, device_acls, role_name
 from vprov.edge.mqtt import (
@@ -23,7 +23,7 @@ from vprov.edge.mqtt import (
     parse_endpoint,
     scope_endpoint,
 )
-from vprov.outputs import Output
+from vprov.sim import fleet
 
 HEADER = CONFIG.authenticated_header
 

@@ -13,9 +13,9 @@ import faust
 from streams.entry_locks import EntryLocks
 from streams.shell import Shell
 from vprov import config as vconfig
-from vprov.avro import AvroSerde
-from vprov.outputs import Decision, Effect
-from vprov.topics import Catalogue
+from vprov.core.outputs import Decision, Effect
+from vprov.kafka.avro import AvroSerde
+from vprov.kafka.catalogue import Catalogue
 
 
 class SlowRegistry:

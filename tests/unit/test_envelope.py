@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from vprov.codes import ErrorCode, message_for
 from vprov.config import load
-from vprov.envelope import (
+from vprov.core.codes import ErrorCode, message_for
+from vprov.core.envelope import (
     DEVICE_PROVISION,
     DEVICE_PROVISION_RESPONSE,
     PROVISION_QUERY,
@@ -25,7 +25,7 @@ from vprov.envelope import (
     query_response_body,
 )
 from vprov.flows.common import reply_to_dict, reply_to_from
-from vprov.validation import decode_request
+from vprov.flows.validation import decode_request
 
 NOW = 1_700_000_123
 VIN = "1HGCM82633A004352"

@@ -1,4 +1,5 @@
-"""The contract between the repairs to Faust (streams/commit_guard.py, streams/transport.py) and
+"""The contract between the repairs to Faust (streams/repairs/commit_guard.py,
+streams/repairs/transport.py) and
 the Faust and aiokafka releases installed, checked on the real classes: a release that moves,
 renames or stops calling what the repairs override fails here, not in production by losing
 records. The defects the repairs exist for (docs/faust-defects.md) are shown on Faust's own
@@ -21,11 +22,11 @@ from aiokafka.protocol.group import HeartbeatRequest
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-from streams import faust_contract
 from streams.app import WorkerOptions, create_app
-from streams.commit_guard import DrainingProducer, GuardedConsumer, drain_buffer
-from streams.producer import LibrdkafkaProducer
-from streams.transport import COMMIT_CONNECTION, TunedConsumerThread
+from streams.repairs import faust_contract
+from streams.repairs.commit_guard import DrainingProducer, GuardedConsumer, drain_buffer
+from streams.repairs.producer import LibrdkafkaProducer
+from streams.repairs.transport import COMMIT_CONNECTION, TunedConsumerThread
 from tests.unit.guardkit import (
     NOWHERE,
     commit,

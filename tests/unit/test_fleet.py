@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vprov import config, fleet
+from vprov import config
+from vprov.sim import fleet
 
 
 def test_a_vehicle_country_is_its_region_first_configured_country(tmp_path: Path) -> None:

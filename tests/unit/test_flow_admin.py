@@ -22,13 +22,12 @@ from flowkit import (
     vehicle,
 )
 
-from vprov import fleet
-from vprov.audit import compare, fold
-from vprov.commands import RehomeDeadline
-from vprov.fleet import SimVehicle
-from vprov.identity import GLOBAL_SCOPE
-from vprov.ids import derive_id
-from vprov.outputs import Output
+from vprov.core.commands import RehomeDeadline
+from vprov.core.ids import derive_id
+from vprov.core.outputs import GLOBAL_SCOPE, Output
+from vprov.ops.audit import compare, fold
+from vprov.sim import fleet
+from vprov.sim.fleet import SimVehicle
 
 pytestmark = pytest.mark.reprovisioning
 

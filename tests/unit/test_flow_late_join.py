@@ -17,8 +17,8 @@ from flowkit import (
     vehicle,
 )
 
-from vprov import fleet
-from vprov.audit import compare, fold
+from vprov.ops.audit import compare, fold
+from vprov.sim import fleet
 
 
 def provision(flow: Flow, sim: fleet.SimVehicle, index: int, message_id: str,

@@ -21,9 +21,10 @@ from flowkit import (
     vehicle,
 )
 
-from vprov import envelope, fleet
-from vprov.fleet import SimDevice, SimVehicle
-from vprov.outputs import Effect
+from vprov.core import envelope
+from vprov.core.outputs import Effect
+from vprov.sim import fleet
+from vprov.sim.fleet import SimDevice, SimVehicle
 
 NA = "NA"
 

@@ -24,12 +24,13 @@ from flowkit import (
     vehicle,
 )
 
-from vprov import envelope, fleet
-from vprov.commands import QueryHop, decode_query_hop
-from vprov.envelope import ProvisionQuery, ReplyTo
-from vprov.fleet import SimVehicle
+from vprov.core import envelope
+from vprov.core.commands import QueryHop, decode_query_hop
+from vprov.core.envelope import ProvisionQuery, ReplyTo
+from vprov.core.outputs import KEEP, Output
 from vprov.flows import query
-from vprov.outputs import KEEP, Output
+from vprov.sim import fleet
+from vprov.sim.fleet import SimVehicle
 
 NA_ENDPOINT = CONFIG.regions["NA"].gateway_endpoint
 EU_ENDPOINT = CONFIG.regions["EU"].gateway_endpoint

@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 from flowkit import Flow, context, registration_of, vehicle
 
-from vprov import fleet
-from vprov.commands import CommandError, decode_index
+from vprov.core.commands import CommandError, decode_index
+from vprov.core.outputs import DELETE, GLOBAL_SCOPE, KEEP, Decision, Effect
 from vprov.flows import registration
-from vprov.identity import GLOBAL_SCOPE
-from vprov.outputs import DELETE, KEEP, Decision, Effect
+from vprov.sim import fleet
 
 
 def index(command: dict[str, Any], entry: Any) -> Decision:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from flowkit import CONFIG, SERDE, T0_MS, context, json_copy, rehome_request, vehicle
 
-from vprov.fleet import SimVehicle
+from vprov.core.outputs import DELETE, KEEP, Decision, Effect
 from vprov.flows import rehome
-from vprov.outputs import DELETE, KEEP, Decision, Effect
+from vprov.sim.fleet import SimVehicle
 
 
 def registered(sim: SimVehicle, region: str = "NA", request_id: str = "req-1"

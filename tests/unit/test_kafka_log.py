@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from vprov import kafka_log
-from vprov.kafka_log import RepeatFilter, librdkafka_logger, repeat_key
+from vprov.kafka import librdkafka_log
+from vprov.kafka.librdkafka_log import RepeatFilter, librdkafka_logger, repeat_key
 
 CONNECT = ("[thrd:127.0.0.1:9092/bootstrap]: 127.0.0.1:9092/bootstrap: Connect to "
            "ipv4#127.0.0.1:9092 failed: Connection refused (after {ms}ms in state CONNECT)")
@@ -18,7 +18,7 @@ CONNECT = ("[thrd:127.0.0.1:9092/bootstrap]: 127.0.0.1:9092/bootstrap: Connect t
 def record(text: str, name: str = "rdkafka#consumer-2", level: int = logging.ERROR
            ) -> logging.LogRecord:
     # confluent-kafka logs (format, facility, client name, line)
-    return logging.LogRecord(kafka_log.LOGGER_NAME, level, __file__, 1, "%s [%s] %s",
+    return logging.LogRecord(librdkafka_log.LOGGER_NAME, level, __file__, 1, "%s [%s] %s",
                              ("FAIL", name, text), None)
 
 
@@ -94,27 +94,27 @@ def test_quiet_unless_verbose(restore_level: logging.Logger) -> None:
     logger = librdkafka_logger()
     assert logger is librdkafka_logger()
     assert sum(isinstance(f, RepeatFilter) for f in logger.filters) == 1
-    kafka_log.configure(verbose=False)
+    librdkafka_log.configure(verbose=False)
     assert not logger.isEnabledFor(logging.CRITICAL)
-    kafka_log.configure(verbose=True)
+    librdkafka_log.configure(verbose=True)
     assert logger.isEnabledFor(logging.DEBUG)
 
 
 def test_every_client_gets_the_logger(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vprov import admin, kafka_clients
+    from vprov.kafka import clients
 
     seen: list[dict[str, object]] = []
-    monkeypatch.setattr(kafka_clients, "Producer", lambda conf: seen.append(conf))
-    monkeypatch.setattr(kafka_clients, "Consumer", lambda conf: seen.append(conf))
-    monkeypatch.setattr(admin, "AdminClient", lambda conf: seen.append(conf))
-    kafka_clients.producer("127.0.0.1:1")
-    kafka_clients.consumer("127.0.0.1:1")
-    admin.admin_client("127.0.0.1:1")
+    monkeypatch.setattr(clients, "Producer", lambda conf: seen.append(conf))
+    monkeypatch.setattr(clients, "Consumer", lambda conf: seen.append(conf))
+    monkeypatch.setattr(clients, "AdminClient", lambda conf: seen.append(conf))
+    clients.producer("127.0.0.1:1")
+    clients.consumer("127.0.0.1:1")
+    clients.admin_client("127.0.0.1:1")
     assert [conf["logger"] for conf in seen] == [librdkafka_logger()] * 3
 
 
 def test_the_client_filter_quiets_repeats_of_the_named_loggers_only() -> None:
-    from vprov.kafka_log import ClientRepeatFilter
+    from vprov.kafka.librdkafka_log import ClientRepeatFilter
 
     now = [0.0]
     quiet = ClientRepeatFilter(("aiokafka",), interval=30.0, clock=lambda: now[0])

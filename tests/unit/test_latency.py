@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from vprov.latency import percentile, summary_ms
+from vprov.sim.latency import percentile, summary_ms
 
 
 def test_percentile_is_nearest_rank_and_nan_without_values() -> None:

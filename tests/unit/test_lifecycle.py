@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from flowkit import Flow, lifecycle, vehicle
 
-from vprov import fleet
-from vprov.codes import ErrorCode
-from vprov.lifecycle import (
+from vprov.core.codes import ErrorCode
+from vprov.flows.lifecycle import (
     PROVISIONED_STATES,
     State,
     TransitionRefused,
     can_transition,
     transition,
 )
+from vprov.sim import fleet
 
 # SPEC.md 2.3: REGISTERED -> REGIONAL (global) -> PROVISIONED / ACTIVE (regional); a failure state
 # may try again. After the first boot (docs/after-first-boot.md): moves, resets, decommissioning.

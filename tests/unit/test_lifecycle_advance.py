@@ -11,14 +11,14 @@ import pytest
 from flowkit import CONFIG, Flow, context, error_code, lifecycle, only_reply, vehicle
 
 from streams.shell import dead_letter_code
-from vprov import fleet
-from vprov import lifecycle as lifecycle_module
-from vprov.audit import compare, fold
-from vprov.codes import ErrorCode
-from vprov.commands import CommandError
-from vprov.flows import admin, handover, provision, query, rehome
-from vprov.ids import derive_id
-from vprov.lifecycle import JOINED, State, TransitionRefused, advance
+from vprov.core.codes import ErrorCode
+from vprov.core.commands import CommandError
+from vprov.core.ids import derive_id
+from vprov.flows import handover, operator_commands, provision, query, rehome
+from vprov.flows import lifecycle as lifecycle_module
+from vprov.flows.lifecycle import JOINED, State, TransitionRefused, advance
+from vprov.ops.audit import compare, fold
+from vprov.sim import fleet
 
 VIN = "1VTESTA0000000001"
 
@@ -165,7 +165,7 @@ def test_every_lifecycle_event_the_flows_send_is_built_by_advance(
         built.append(out.value)
         return entry, out
 
-    for module in (query, rehome, provision, admin, handover):
+    for module in (query, rehome, provision, operator_commands, handover):
         monkeypatch.setattr(module, "advance", recording)
     flow = Flow(dataclasses.replace(CONFIG, max_held_requests=1))
     journey(flow)

@@ -1,8 +1,8 @@
-"""Which local table partitions disagree with their changelog (streams/local_state.py)."""
+"""Which local table partitions disagree with their changelog (streams/repairs/local_state.py)."""
 
 from __future__ import annotations
 
-from streams.local_state import stale_partitions
+from streams.repairs.local_state import stale_partitions
 
 IDS = {"vehicles": "id-1"}
 

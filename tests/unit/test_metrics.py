@@ -11,7 +11,6 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import faust_contract
 from streams.metrics import (
     SCRAPED,
     Metrics,
@@ -19,15 +18,17 @@ from streams.metrics import (
     WorkerCollector,
     sample_names,
 )
+from streams.repairs import faust_contract
 from tests.unit.flowkit import CONFIG, context
-from vprov import envelope
-from vprov.codes import ErrorCode
-from vprov.envelope import ReplyTo, response_error_code
-from vprov.flows.common import Source, dead_letter, failure_reply, success_reply
-from vprov.funnel import format_funnels, funnels
-from vprov.lifecycle import State, advance
-from vprov.outputs import Output, event, internal
-from vprov.topics import Catalogue
+from vprov.core import envelope
+from vprov.core.codes import ErrorCode
+from vprov.core.envelope import ReplyTo, response_error_code
+from vprov.core.outputs import Output, event, internal
+from vprov.flows.common import dead_letter, failure_reply, success_reply
+from vprov.flows.context import Source
+from vprov.flows.lifecycle import State, advance
+from vprov.kafka.catalogue import Catalogue
+from vprov.ops.funnel import format_funnels, funnels
 
 CAT = Catalogue(CONFIG)
 VIN = "1VYBL0E0000000005"
@@ -247,7 +248,8 @@ def test_the_funnel_sums_every_worker_by_flow() -> None:
 
 
 def test_the_installed_faust_has_what_the_table_sizes_read() -> None:
-    # the start-up check (streams/faust_contract.py) raises, naming the versions, when it is gone
+    # the start-up check (streams/repairs/faust_contract.py) raises, naming the versions, when it
+    # is gone
     assert "Store._dbs_for_actives (method)" in [r.label() for r in faust_contract.REQUIRED]
     faust_contract.check()
 

@@ -18,10 +18,11 @@ from streams.metrics import (
 )
 from streams.shell import dead_letter_code
 from tests.unit.flowkit import CONFIG, context
-from vprov.codes import ErrorCode
-from vprov.flows.common import Source, dead_letter
-from vprov.lifecycle import State, TransitionRefused
-from vprov.topics import Catalogue
+from vprov.core.codes import ErrorCode
+from vprov.flows.common import dead_letter
+from vprov.flows.context import Source
+from vprov.flows.lifecycle import State, TransitionRefused
+from vprov.kafka.catalogue import Catalogue
 
 CAT = Catalogue(CONFIG)
 VIN = "1VYBL0E0000000005"

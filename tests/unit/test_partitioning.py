@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vprov.partitioning import origin_value, owner, parse_origin
+from vprov.kafka.partitioning import origin_value, owner, parse_origin
 
 # Java's org.apache.kafka.common.utils.Utils.murmur2 on these keys, as signed 32-bit values
 # (the vectors Kafka's own client tests use).

@@ -13,11 +13,11 @@ from confluent_kafka import KafkaError, KafkaException
 
 from tests import ports
 from vprov import cli, config, reach
-from vprov.admin import BrokerUnavailable
 from vprov.config import KafkaSecurity
-from vprov.kafka_settings import KafkaConnection
+from vprov.kafka.settings import KafkaConnection
+from vprov.kafka.topic_admin import BrokerUnavailable
+from vprov.ops.status import WorkerUnreachable
 from vprov.reach import Unreachable
-from vprov.status import WorkerUnreachable
 
 # --- the messages --------------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from flowkit import CONFIG, SERDE, vehicle
 
-from vprov import fleet
-from vprov.registration_file import LineError, read_lines, to_record, validate
+from vprov.ops.registration_file import LineError, read_lines, to_record, validate
+from vprov.sim import fleet
 
 
 def good(index: int = 0, **changes: Any) -> dict[str, Any]:

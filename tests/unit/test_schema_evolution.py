@@ -21,7 +21,7 @@ from avro.compatibility import (
 )
 
 from tests.avro_samples import SAMPLES as AVRO_SAMPLES
-from vprov.avro import (
+from vprov.kafka.avro import (
     NAMESPACE,
     RECORD_NAMES,
     SCHEMA_DIR,

@@ -1,4 +1,5 @@
-"""``vprov.stage``: the stage a vehicle waits in, one test per stage, each reached by driving the
+"""``vprov.ops.stage``: the stage a vehicle waits in, one test per stage, each reached by driving
+the
 real flows in memory (``flowkit``) and reading the tables as ``vprov status`` does."""
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from typing import Any
 from flowkit import CONFIG, T0_MS, Flow, lifecycle, stranger, vehicle
 
 from streams.web import public_view
-from vprov import fleet
-from vprov.commands import RehomeDeadline
 from vprov.config import Config
-from vprov.fleet import SimVehicle
-from vprov.ids import derive_id
-from vprov.stage import (
+from vprov.core.commands import RehomeDeadline
+from vprov.core.ids import derive_id
+from vprov.ops.stage import (
     RegionView,
     Stage,
     StageName,
@@ -24,6 +23,8 @@ from vprov.stage import (
     stage_of,
     vehicle_letters,
 )
+from vprov.sim import fleet
+from vprov.sim.fleet import SimVehicle
 
 
 def history(flow: Flow, vin: str) -> list[dict[str, Any]]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from vprov.admin import (
+from vprov.kafka.catalogue import TopicSpec
+from vprov.kafka.topic_admin import (
     Mismatch,
     ObservedTopic,
     compare_topics,
     mismatch_message,
     too_few_brokers_message,
 )
-from vprov.topics import TopicSpec
 
 BOOTSTRAP = "kafka.example:9092"
 QUERY = TopicSpec("provisioning.query", 8, 1)

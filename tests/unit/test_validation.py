@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from vprov.codes import ErrorCode, message_for
 from vprov.config import load
-from vprov.envelope import (
+from vprov.core.codes import ErrorCode, message_for
+from vprov.core.envelope import (
     DEVICE_PROVISION,
     PROVISION_QUERY,
     PROVISION_QUERY_RESPONSE,
@@ -22,7 +22,7 @@ from vprov.envelope import (
     ReplyTo,
     Request,
 )
-from vprov.validation import (
+from vprov.flows.validation import (
     _AGREEMENT,
     _DEVICE,
     _ENVELOPE,

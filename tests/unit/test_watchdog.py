@@ -1,4 +1,5 @@
-"""The stalled-partition check of streams/watchdog.py, on a real guarded consumer (no broker)."""
+"""The stalled-partition check of streams/repairs/watchdog.py, on a real guarded consumer (no
+broker)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from faust.transport.consumer import ConsumerMessage
 from faust.types import TP
 
-from streams.commit_guard import GuardedConsumer
-from streams.watchdog import check_partitions, stalled_partitions
+from streams.repairs.commit_guard import GuardedConsumer
+from streams.repairs.watchdog import check_partitions, stalled_partitions
 from tests.unit.guardkit import deliver, event_loop, guarded_app, process, set_committed
 
 P0, P1 = TP("provisioning.device.NA", 0), TP("provisioning.device.NA", 1)

@@ -49,6 +49,7 @@ import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from vprov.config import Config
+from vprov.core.outputs import GLOBAL_SCOPE
 from vprov.edge.mqtt import (
     OUT_FILTER,
     device_of,
@@ -57,10 +58,9 @@ from vprov.edge.mqtt import (
     scope_endpoint,
     session_properties,
 )
-from vprov.identity import GLOBAL_SCOPE
-from vprov.kafka_clients import consumer, producer
-from vprov.topics import Catalogue
-from vprov.validation import routing_vin
+from vprov.flows.validation import routing_vin
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import consumer, producer
 
 log = logging.getLogger(__name__)
 EXIT_UNREACHABLE = 3

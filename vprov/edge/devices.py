@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from vprov.config import Config
+from vprov.core.outputs import GLOBAL_SCOPE
 from vprov.edge.mqtt import (
     Endpoint,
     device_password,
@@ -36,7 +37,6 @@ from vprov.edge.mqtt import (
     scope_endpoint,
     tls_context,
 )
-from vprov.identity import GLOBAL_SCOPE
 
 MISC_SECONDS = 1.0  # keepalive and retry housekeeping of every client
 
@@ -207,7 +207,7 @@ class EdgeDevices:
     def __init__(self, config: Config, on_answer: Callable[[Any, str, bytes], None],
                  on_refused: Callable[[Any, str], None],
                  on_lost: Callable[[Any, str, str], None]) -> None:
-        from vprov.topics import Catalogue
+        from vprov.kafka.catalogue import Catalogue
 
         cat = Catalogue(config)
         self.config = config

@@ -29,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from vprov.config import Config
-from vprov.identity import GLOBAL_SCOPE
+from vprov.core.outputs import GLOBAL_SCOPE
 
 OUT_FILTER = "device/+/out"  # every device's messages to the cloud
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"  # Mosquitto's dynamic-security control API

@@ -1,21 +1,18 @@
-"""What every flow step shares: the context, where an input came from, and the standard records
-(failure answers, dead letters, a region's rehome results); lifecycle events are built by
-``vprov.lifecycle.advance``."""
+"""What every flow step shares: the standard records (failure answers, dead letters, a region's
+rehome results); lifecycle events are built by ``vprov.flows.lifecycle.advance``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from vprov import envelope
-from vprov.codes import ErrorCode, message_for
-from vprov.config import Config
-from vprov.envelope import ReplyTo
-from vprov.ids import derive_id
-from vprov.lifecycle import State
-from vprov.outputs import Output, event, reply
-from vprov.topics import Catalogue
+from vprov.core import envelope
+from vprov.core.codes import ErrorCode, message_for
+from vprov.core.envelope import ReplyTo
+from vprov.core.ids import derive_id
+from vprov.core.outputs import Output, event, reply
+from vprov.flows.context import Context, Source
+from vprov.flows.lifecycle import State
 
 
 class RehomeOutcome(StrEnum):
@@ -28,32 +25,6 @@ class RehomeOutcome(StrEnum):
     EXPORTED = "EXPORTED"
     REPLACED = "REPLACED"
     DECOMMISSIONED = "DECOMMISSIONED"
-
-
-@dataclass(frozen=True)
-class Context:
-    config: Config
-    topics: Catalogue
-    now_ms: int
-
-    @property
-    def now_s(self) -> int:
-        return self.now_ms // 1000
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a record came from, and who the gateway says sent it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    authenticated: str | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 def reply_to_dict(reply_to: ReplyTo) -> dict[str, Any]:

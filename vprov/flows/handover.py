@@ -1,6 +1,7 @@
 """A region's part in the operations after the first boot (docs/after-first-boot.md).
 
-A move is a saga the global side drives (``vprov.flows.admin``); each region only does as told:
+A move is a saga the global side drives (``vprov.flows.operator_commands``); each region only does
+as told:
 
 - EXPORT (source): freeze the vehicle and hand its record over in the result. Its device requests
   get 13131 while it is frozen; requests it held are answered 13131 too, to be sent again.
@@ -22,7 +23,9 @@ import json
 from typing import Any
 
 from tables.models import RegionalDevice, RegionalVehicle
-from vprov.codes import ErrorCode, message_for
+from vprov.core.codes import ErrorCode, message_for
+from vprov.core.memo import remember
+from vprov.core.outputs import DELETE, Decision, Effect, Output
 from vprov.flows import provision
 from vprov.flows.common import (
     Context,
@@ -31,9 +34,7 @@ from vprov.flows.common import (
     primary_identity,
     rehome_result,
 )
-from vprov.lifecycle import JOINED, State, advance
-from vprov.memo import remember
-from vprov.outputs import DELETE, Decision, Effect, Output
+from vprov.flows.lifecycle import JOINED, State, advance
 
 ACTIONS = frozenset({"EXPORT", "RESUME", "RELEASE", "COMMIT", "REPLACE", "DECOMMISSION"})
 

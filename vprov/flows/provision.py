@@ -20,9 +20,12 @@ from dataclasses import asdict
 from typing import Any
 
 from tables.models import HeldRequest, RegionalVehicle
-from vprov import envelope
-from vprov.codes import ErrorCode
-from vprov.envelope import Chipset, DeviceProvision, Rejection, ReplyTo
+from vprov.core import envelope
+from vprov.core.codes import ErrorCode
+from vprov.core.envelope import Chipset, DeviceProvision, Rejection, ReplyTo
+from vprov.core.ids import derive_id
+from vprov.core.memo import remember, resend
+from vprov.core.outputs import GLOBAL_SCOPE, Decision, Effect, Output, event
 from vprov.flows.common import (
     Context,
     Source,
@@ -31,12 +34,14 @@ from vprov.flows.common import (
     failure_reply,
     success_reply,
 )
-from vprov.identity import GLOBAL_SCOPE
-from vprov.ids import derive_id
-from vprov.lifecycle import PROVISIONED_STATES, State, TransitionRefused, advance, can_transition
-from vprov.memo import remember, resend
-from vprov.outputs import Decision, Effect, Output, event
-from vprov.validation import check_sender, decode_request
+from vprov.flows.lifecycle import (
+    PROVISIONED_STATES,
+    State,
+    TransitionRefused,
+    advance,
+    can_transition,
+)
+from vprov.flows.validation import check_sender, decode_request
 
 RESPONSE = envelope.DEVICE_PROVISION_RESPONSE
 
@@ -157,7 +162,7 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
     """Keep a secondary's request until the primary is provisioned, or (``until_ms`` given) an
     unknown device's request until its registration joins; bounded per vehicle."""
     if any(item["message_id"] == message_id for item in entry["held"]):
-        return Decision(state=entry)  # already held; written again, see vprov.memo.resend
+        return Decision(state=entry)  # already held; written again, see vprov.core.memo.resend
     if until_ms is not None and len(entry["held"]) >= ctx.config.max_held_requests:
         refused = _fail(ctx, region, reply_to, ErrorCode.DEVICE_NOT_IN_REGION,
                         f"device_id {reply_to.device_id} is not part of vehicle "

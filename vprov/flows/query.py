@@ -21,9 +21,10 @@ from dataclasses import replace
 from typing import Any
 
 from tables.models import GlobalVehicle, PendingRehome, Registration, SystemEntry
-from vprov import commands, envelope
-from vprov.codes import ErrorCode
-from vprov.commands import (
+from vprov.config import Config
+from vprov.core import commands, envelope
+from vprov.core.codes import ErrorCode
+from vprov.core.commands import (
     Bind,
     Join,
     Leave,
@@ -33,9 +34,11 @@ from vprov.commands import (
     RehomeDeadline,
     VehicleCommand,
 )
-from vprov.config import Config
-from vprov.envelope import ProvisionQuery, Rejection, ReplyTo
-from vprov.flows import admin
+from vprov.core.envelope import ProvisionQuery, Rejection, ReplyTo
+from vprov.core.ids import derive_id
+from vprov.core.memo import remember, resend
+from vprov.core.outputs import Decision, Output
+from vprov.flows import operator_commands
 from vprov.flows.common import (
     Context,
     RehomeOutcome,
@@ -47,11 +50,8 @@ from vprov.flows.common import (
     reply_to_from,
     success_reply,
 )
-from vprov.ids import derive_id
-from vprov.lifecycle import PROVISION_PENDING_REGIONAL, State, advance
-from vprov.memo import remember, resend
-from vprov.outputs import Decision, Output
-from vprov.validation import check_sender, decode_request
+from vprov.flows.lifecycle import PROVISION_PENDING_REGIONAL, State, advance
+from vprov.flows.validation import check_sender, decode_request
 
 RESPONSE = envelope.PROVISION_QUERY_RESPONSE
 
@@ -90,7 +90,7 @@ def _refused_after_first_boot(ctx: Context, reply_to: ReplyTo, vehicle: GlobalVe
                               device_id: str) -> Decision | None:
     """A query for a decommissioned vehicle (13133), from a replaced device (13132), or while
     an operator's command is under way (13131): answered, and remembered; else None."""
-    refused = admin.refusal(vehicle, device_id)
+    refused = operator_commands.refusal(vehicle, device_id)
     if refused is None or vehicle is None:
         return None
     answer = _fail(ctx, reply_to, *refused)
@@ -124,7 +124,7 @@ def _repeat_or_wait(
     assert pending is not None
     if not any(w["message_id"] == reply_to.message_id for w in pending["waiters"]):
         pending["waiters"].append(reply_to_dict(reply_to))
-    # written even when this query already waits: see vprov.memo.resend
+    # written even when this query already waits: see vprov.core.memo.resend
     return Decision(state=updated)
 
 
@@ -411,9 +411,9 @@ def _give_up(ctx: Context, vehicle: GlobalVehicle, cause: str, detail: str) -> D
 
 def _deadline(command: RehomeDeadline, vehicle: GlobalVehicle | None, ctx: Context
               ) -> Decision:
-    command_under_way = admin.pending(vehicle, command.request_id)
+    command_under_way = operator_commands.pending(vehicle, command.request_id)
     if vehicle is not None and command_under_way is not None:
-        return admin.deadline(vehicle, command_under_way, ctx)
+        return operator_commands.deadline(vehicle, command_under_way, ctx)
     if vehicle is None or vehicle["pending"] is None:
         return Decision()
     pending = vehicle["pending"]
@@ -433,9 +433,9 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
     resent = resend(vehicle, step)
     if resent is not None:
         return resent
-    command_under_way = admin.pending(vehicle, request_id)
+    command_under_way = operator_commands.pending(vehicle, request_id)
     if vehicle is not None and command_under_way is not None:
-        return admin.on_result(result, vehicle, command_under_way, ctx, step)
+        return operator_commands.on_result(result, vehicle, command_under_way, ctx, step)
     cause = f"rehome:{request_id}"
     resent = resend(vehicle, cause)
     if resent is not None:

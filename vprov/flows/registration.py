@@ -17,12 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from tables.models import Registration, SystemEntry
-from vprov import commands
-from vprov.commands import Bind, IndexCommand, Join, Leave, Remove, Upsert
-from vprov.flows.common import Context
-from vprov.identity import GLOBAL_SCOPE
-from vprov.ids import derive_id
-from vprov.outputs import DELETE, Decision, Effect, Output
+from vprov.core import commands
+from vprov.core.commands import Bind, IndexCommand, Join, Leave, Remove, Upsert
+from vprov.core.ids import derive_id
+from vprov.core.outputs import DELETE, GLOBAL_SCOPE, Decision, Effect, Output
+from vprov.flows.context import Context
 
 
 def to_registration(record: dict[str, Any]) -> Registration:

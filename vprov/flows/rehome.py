@@ -16,11 +16,12 @@ import copy
 from typing import Any
 
 from tables.models import RegionalDevice, RegionalVehicle
+from vprov.core.memo import remember, resend
+from vprov.core.outputs import DELETE, Decision, Effect, Output
 from vprov.flows import handover, provision
-from vprov.flows.common import Context, RehomeOutcome, primary_identity, rehome_result
-from vprov.lifecycle import JOINED, PROVISIONED_STATES, State, advance
-from vprov.memo import remember, resend
-from vprov.outputs import DELETE, Decision, Effect, Output
+from vprov.flows.common import RehomeOutcome, primary_identity, rehome_result
+from vprov.flows.context import Context
+from vprov.flows.lifecycle import JOINED, PROVISIONED_STATES, State, advance
 
 
 def _any_provisioned(entry: RegionalVehicle) -> bool:

@@ -1,0 +1,273 @@
+"""Offsets of the input topics are committed only over records that were processed.
+
+Faust 0.15 decides what to commit from the offsets its streams acknowledged, and three of its
+rules let a commit pass a record that was never processed (docs/faust-defects.md, defects 1-3):
+
+- a single missing offset at the head of the acknowledged run is taken for a compacted-away
+  record (``min(acked) - committed > 1`` in ``Consumer._new_offset``; faust-streaming issue
+  #606), and no head is checked at all while the committed offset is unknown or 0;
+- offsets the fetcher jumped over are recorded as "gaps" and committed as if processed;
+- a stream that reads a record fetched before a rebalance, or while the flow is stopped, skips
+  it and acknowledges it as if it had processed it.
+
+The first two are right for compacted topics, where offsets really are missing. On our
+non-compacted input topics every offset is a record, so a missing one is a record Faust dropped
+(it does around rebalances and restarts): committing past it loses a request. For those topics
+``GuardedConsumer``:
+
+- moves the commit only over an unbroken run of acknowledged offsets that starts exactly at the
+  committed offset; anything else waits, and ``streams/repairs/watchdog.py`` seeks the partition
+  back to
+  the hole;
+- does not count a record acknowledged under an earlier consumer generation, or while the flow
+  is stopped, as processed: it is read again from the committed offset after the rebalance.
+
+The compacted input topics (the registration index) get the same rule, with the one difference
+compaction needs: offsets that do not exist count as processed. Offsets the fetcher jumped over
+between two records it read are such offsets (Faust records them as gaps). A hole at the head
+(after a seek, or in a partition never committed) is not told apart by the fetcher: the
+watchdog asks the broker where the next record at or after the head is, and either the offsets
+before it are gone (``add_processed``), or the head is a record that was dropped and is read
+again. So a record dropped in a rebalance is never committed past on these topics either.
+
+One more repair, to the producer (defect 4): before a commit, Faust flushes its producer, but
+the buffer that holds table changelog records gives up after 0.1 s without a record sent, under
+load with records still in it. ``DrainingProducer.flush`` waits until the buffer is empty.
+
+Every rule is a method of a subclass that ``streams/repairs/transport.py`` installs for one app; the
+private Faust names they use are checked at start-up (``streams/repairs/faust_contract.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from faust.transport.drivers import aiokafka as driver
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+log = logging.getLogger(__name__)
+REPORTED_HOLES_KEPT = 10_000  # holes remembered so that each is logged once
+
+
+def committable(acked: list[int], head: int | None) -> tuple[int | None, list[int]]:
+    """The offset to commit for a partition whose next unprocessed offset is ``head``, given
+    its acknowledged offsets, and the offsets that commit covers (to forget them): the commit
+    moves to the end of the unbroken run that starts at ``head``, or nowhere. ``acked`` is
+    sorted in place, so the covered offsets are its first ones."""
+    if head is None:
+        return None, []
+    acked.sort()
+    stale = 0
+    while stale < len(acked) and acked[stale] < head:
+        stale += 1
+    run_end = head
+    for offset in acked[stale:]:
+        if offset != run_end:
+            break
+        run_end += 1
+    if run_end == head:
+        return None, acked[:stale]
+    return run_end, acked[:stale + run_end - head]
+
+
+@dataclass
+class GuardedTopics:
+    """The input topics whose commits are guarded: the agents' non-compacted input topics
+    (``strict``) and their compacted ones."""
+
+    strict: set[str] = field(default_factory=set)
+    compacted: set[str] = field(default_factory=set)
+
+    def protect(self, strict: Iterable[str], compacted: Iterable[str] = ()) -> None:
+        self.strict.update(strict)
+        self.compacted.update(compacted)
+
+    def __contains__(self, topic: object) -> bool:
+        return topic in self.strict or topic in self.compacted
+
+
+class GuardedConsumer(driver.Consumer):
+    """Faust's aiokafka consumer with the commit rules above for the guarded topics; every
+    other topic keeps Faust's own rules."""
+
+    def __init__(self, transport: Any, *args: Any, guarded: GuardedTopics | None = None,
+                 **kwargs: Any) -> None:
+        self.guarded = guarded if guarded is not None else GuardedTopics()
+        # Where the consumer starts a guarded partition that has no committed offset: the log
+        # start offset (streams/app.py sets consumer_auto_offset_reset="earliest"), looked up
+        # when partitions are assigned (Faust keeps None there).
+        self.origins: dict[TP, int] = {}
+        self._reported_holes: set[tuple[TP, int]] = set()
+        super().__init__(transport, *args, **kwargs)
+
+    # --- what the watchdog reads ---------------------------------------------------------
+
+    def head(self, tp: TP) -> int | None:
+        """The next offset of ``tp`` that must be processed before anything is committed."""
+        committed = self._committed_offset.get(tp)
+        return committed if committed is not None else self.origins.get(tp)
+
+    def acked_offsets(self, tp: TP) -> list[int]:
+        """Offsets of ``tp`` processed but not committed yet."""
+        return list(self._acked.get(tp) or ())
+
+    def in_flight(self) -> list[Message]:
+        """Messages handed to the streams and not acknowledged yet."""
+        return [m for m in list(self._unacked_messages) if not m.acked]
+
+    def paused(self) -> set[TP]:
+        return set(self._paused_partitions)
+
+    def positions(self) -> dict[str, Any]:
+        """Read and committed offsets, paused and active partitions (``/debug/consumer``)."""
+        def name(tp: TP) -> str:
+            return f"{tp.topic}:{tp.partition}"
+
+        return {
+            "paused": sorted(map(name, self._paused_partitions)),
+            "active": sorted(map(name, self._active_partitions or ())),
+            "read_offset": {name(tp): off for tp, off in self._read_offset.items()},
+            "committed_offset": {name(tp): off for tp, off in self._committed_offset.items()},
+        }
+
+    def add_processed(self, tp: TP, offsets: Iterable[int]) -> None:
+        """Count ``offsets`` as processed (offsets known not to exist)."""
+        index = self._acked_index[tp]
+        fresh = [o for o in offsets if o not in index]
+        self._acked[tp].extend(fresh)
+        index.update(fresh)
+
+    async def learn_origins(self) -> None:
+        """Record the log start offset of the assigned guarded partitions that have no
+        committed offset: that is where the consumer starts them, and where their first commit
+        must start. An origin is forgotten once the partition has a committed offset: while a
+        rebalance has cleared Faust's committed offsets, the head is unknown and nothing is
+        committed."""
+        unknown = []
+        for tp in self.assignment():
+            if tp.topic not in self.guarded:
+                continue
+            if self._committed_offset.get(tp) is None:
+                unknown.append(tp)
+            else:
+                self.origins.pop(tp, None)
+        if not unknown:
+            return
+        try:
+            starts = await self.earliest_offsets(*unknown)
+        except Exception as exc:  # the watchdog asks again on its next check
+            log.warning("could not read the start offsets of %d partitions: %r",
+                        len(unknown), exc)
+            return
+        for tp, start in starts.items():
+            if start is not None:
+                self.origins[tp] = start
+
+    # --- Faust's hooks ---------------------------------------------------------------------
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic not in self.guarded:
+            return super()._new_offset(tp)
+        acked = self._acked[tp]
+        if tp.topic in self.guarded.compacted:
+            self._absorb_gaps(tp)
+        if not acked:
+            return None
+        head = self.head(tp)
+        offset, covered = committable(acked, head)
+        if covered:
+            del acked[:len(covered)]
+            self._acked_index[tp].difference_update(covered)
+        if offset is not None:
+            self.origins.pop(tp, None)  # from now on the committed offset is the head
+        if offset is None and head is not None and acked and acked[0] > head:
+            self._report_hole(tp, head, acked[0])
+        return offset
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # On a compacted topic Faust's gap bookkeeping is right: _new_offset absorbs it.
+        if tp.topic in self.guarded.strict:
+            log.warning("offsets %d..%d of %s:%d were skipped by the consumer; they stay "
+                        "uncommitted until processed", offset_from, offset_to - 1, tp.topic,
+                        tp.partition)
+            return
+        await super()._add_gap(tp, offset_from, offset_to)
+
+    def ack(self, message: Message) -> bool:
+        if message.topic not in self.guarded or not self.acknowledged_elsewhere(message):
+            return super().ack(message)
+        # Settle the message, so nothing waits for it, without counting its offset as processed
+        # (under Faust's ack lock, as its own acknowledgement is).
+        with ack_lock:
+            message.acked = True
+            self._unacked_messages.discard(message)
+        notify(self._waiting_for_ack)
+        return False
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        await self.learn_origins()
+
+    # --- the rules -------------------------------------------------------------------------
+
+    def acknowledged_elsewhere(self, message: Message) -> bool:
+        """Whether the stream may be acknowledging ``message`` without having processed it: it
+        was fetched under an earlier consumer generation, or the flow is stopped (a rebalance
+        or a shutdown is under way)."""
+        fetched_in = message.generation_id
+        return ((fetched_in is not None and fetched_in != self.app.consumer_generation_id)
+                or not self.app.flow_control.is_active())
+
+    def _absorb_gaps(self, tp: TP) -> None:
+        """Count the offsets the fetcher jumped over as processed: on a compacted topic they
+        were compacted away."""
+        gaps = self._gap.get(tp)
+        if not gaps:
+            return
+        # Faust's gap interval for a jump from offset r to offset n is [r + 1, n + 1): it ends
+        # with the record that was read, which is processed (or not) like any other.
+        absent = [o for interval in gaps for o in range(interval.begin, interval.end - 1)]
+        gaps.clear()
+        self.add_processed(tp, absent)
+
+    def _report_hole(self, tp: TP, head: int, first_acked: int) -> None:
+        """Once per hole: Faust's own rule would have committed past it when it is one
+        record."""
+        if (tp, head) in self._reported_holes:
+            return
+        if len(self._reported_holes) > REPORTED_HOLES_KEPT:
+            self._reported_holes.clear()
+        self._reported_holes.add((tp, head))
+        log.warning("%s:%d: offsets %d..%d were not processed but later ones were; the commit "
+                    "waits at %d until the watchdog brings them back", tp.topic, tp.partition,
+                    head, first_acked - 1, head)
+
+
+async def drain_buffer(buffer: ProducerBuffer) -> None:
+    """Wait until every record put in ``buffer`` was handed to the Kafka producer, however
+    long the sender takes; fail if the buffer stops running."""
+    while buffer.size:
+        if buffer.state != "running":
+            raise RuntimeError("Cannot flush: Producer not Running")
+        buffer.message_sent.clear()
+        try:
+            await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.1)
+        except TimeoutError:
+            continue  # the sender is busy (or the broker slow): keep waiting
+
+
+class DrainingProducer(driver.Producer):
+    """Faust's aiokafka producer whose flush (run before every offset commit) empties the
+    buffer of table changelog records before it flushes the Kafka producer."""
+
+    async def flush(self) -> None:
+        # cast: the interface (ProducerT) declares the buffer's protocol, not its class
+        await drain_buffer(cast(ProducerBuffer, self.buffer))
+        await super().flush()

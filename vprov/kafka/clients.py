@@ -1,0 +1,148 @@
+"""confluent-kafka clients for the command-line tools (register, simulate, replay, status).
+
+They take the configuration, a cluster of it, or a bare bootstrap address:
+``vprov.kafka.settings`` adds the TLS and SASL settings. ``ClusterProducer`` and
+``ClusterReader`` serve tools whose topics live on several clusters (regions with clusters of
+their own): each topic on the cluster the topic catalogue places it.
+
+Producers use the murmur2 partitioner, the same as the Java clients and the workers, so a record
+keyed by VIN lands on the partition that holds that VIN's state. librdkafka's log lines go
+through Python logging, de-duplicated (``vprov.kafka.librdkafka_log``; shown by ``vprov -v``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol, cast
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from vprov.config import Cluster
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.librdkafka_log import librdkafka_logger
+from vprov.kafka.settings import KafkaAccess, librdkafka
+
+
+def producer(kafka: KafkaAccess | str, **overrides: object) -> Producer:
+    settings = {
+        **librdkafka(kafka),
+        "partitioner": "murmur2_random",
+        "linger.ms": 2,
+        "enable.idempotence": True,
+        "acks": "all",
+        # librdkafka's warnings (a fresh broker still loading its coordinators, and the like)
+        # are retried internally; errors are reported through delivery results
+        "log_level": 3,
+        "logger": librdkafka_logger(),
+    }
+    settings.update(overrides)
+    return Producer(settings)
+
+
+class Producing(Protocol):
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+
+
+def produce_when_room(out: Producing, topic: str, **record: Any) -> None:
+    """``out.produce``, serving deliveries while librdkafka's local queue is full (it raises
+    ``BufferError`` instead of waiting)."""
+    while True:
+        try:
+            out.produce(topic, **record)
+            return
+        except BufferError:
+            out.poll(0.01)
+
+
+def consumer(kafka: KafkaAccess | str, group_id: str | None = None, **overrides: object
+             ) -> Consumer:
+    """A consumer reading from the start; without a group id, a throw-away group that commits
+    nothing (readers of audit topics must not disturb anyone's offsets)."""
+    settings = {
+        **librdkafka(kafka),
+        "group.id": group_id or f"vprov-reader-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": group_id is not None,
+        "enable.partition.eof": True,
+        "logger": librdkafka_logger(),
+    }
+    settings.update(overrides)
+    return Consumer(settings)
+
+
+class ClusterProducer:
+    """The ``Producer`` calls the tools make (``produce``, ``poll``, ``flush``) over one producer
+    per cluster: each record goes to the cluster its topic lives on (``Catalogue.home``). With
+    one cluster it is one producer."""
+
+    def __init__(self, catalogue: Catalogue, **overrides: object) -> None:
+        self._catalogue = catalogue
+        self._producers: dict[str, Producer] = {}
+        self._overrides = overrides
+
+    def _for(self, topic: str) -> Producer:
+        try:
+            cluster = self._catalogue.home(topic)
+        except KeyError:  # not one of ours (a dead letter's foreign source): the global side
+            cluster = self._catalogue.global_cluster
+        if cluster.name not in self._producers:
+            self._producers[cluster.name] = producer(cluster, **self._overrides)
+        return self._producers[cluster.name]
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        self._for(topic).produce(topic, *args, **kwargs)
+
+    def list_topics(self, topic: str, timeout: float = 10) -> Any:
+        """``topic``'s metadata, from the cluster it lives on."""
+        return self._for(topic).list_topics(topic, timeout=timeout)
+
+    def poll(self, timeout: float = 0) -> int:
+        served = 0
+        for one in self._producers.values():
+            served += one.poll(timeout / max(1, len(self._producers)))
+        return served
+
+    def flush(self, timeout: float = 30) -> int:
+        return sum(one.flush(timeout) for one in self._producers.values())
+
+
+class ClusterReader:
+    """A reader of topics that may live on several clusters: one consumer per cluster,
+    assigned the partitions of its cluster's topics, consumed in turn."""
+
+    def __init__(self, placed: dict[Cluster, list[str]], **overrides: object) -> None:
+        self._readers = [(consumer(cluster, None, **overrides), topics)
+                         for cluster, topics in placed.items() if topics]
+
+    def assign_ends(self, timeout: float = 10) -> None:
+        """Each topic from its end now: only the records written from here on."""
+        for reader, topics in self._readers:
+            assignment = []
+            for topic in topics:
+                meta = reader.list_topics(topic, timeout=timeout).topics[topic]
+                if meta.error is not None:
+                    raise KafkaException(meta.error)
+                for p in meta.partitions:
+                    _, high = reader.get_watermark_offsets(TopicPartition(topic, p),
+                                                           timeout=timeout)
+                    assignment.append(TopicPartition(topic, p, high))
+            reader.assign(assignment)
+
+    def consume(self, count: int, timeout: float) -> list[Any]:
+        found: list[Any] = []
+        for reader, _ in self._readers:
+            found += reader.consume(count, timeout / len(self._readers))
+        return found
+
+    def close(self) -> None:
+        for reader, _ in self._readers:
+            reader.close()
+
+
+def admin_client(kafka: KafkaAccess | str, **overrides: object) -> AdminClient:
+    # librdkafka's log lines go through Python logging, de-duplicated (librdkafka_log)
+    # cast: the client's annotations allow only scalar values, but it takes a logger object
+    return AdminClient(cast(dict[str, Any], {**librdkafka(kafka), "socket.timeout.ms": 10000,
+                                             "logger": librdkafka_logger(), **overrides}))
