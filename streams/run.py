@@ -14,7 +14,7 @@ from pathlib import Path
 import mode.loop
 from confluent_kafka import KafkaException
 
-from streams import global_worker, regional_worker
+from streams import agents
 from streams.app import WorkerOptions, create_app
 from streams.repairs import bulk_restore
 from streams.repairs.faust_contract import UnsupportedFaust
@@ -143,11 +143,7 @@ def run_worker(config: Config, options: WorkerOptions, loglevel: str) -> int:
     except UnsupportedFaust as exc:  # a Faust release the commit guard was not written for
         print(f"error: {exc}", file=sys.stderr)
         return 5
-    if options.role == "global":
-        global_worker.register(app, shell)
-    else:
-        assert options.region is not None
-        regional_worker.register(app, shell, options.region)
+    agents.register(app, shell, None if options.role == "global" else options.region)
     changelogs = {table.name: table.changelog_topic.get_topic_name()
                   for table in app.tables.values()}
     shell.local_state_discarded = len(reconcile(

@@ -1,9 +1,10 @@
-"""Carry out a ``Decision``: write the table entry, run the identity effects, send the records.
+"""Carry out a ``Decision``: run the identity effects, write the table entry, send the records.
 
-The order matters for at-least-once processing. The table write goes first (to RocksDB and the
-changelog), then the effects (idempotent, retried while Redis is down), then the records. If the
-worker dies anywhere in between, Kafka delivers the input again and the memo in the entry makes
-the decision send the same records and run the same effects again, with the same ids.
+The order matters for at-least-once processing. The effects go first (idempotent, retried while
+the registry is down), then the table write (to RocksDB and the changelog), then the records. If
+the worker dies anywhere in between, Kafka delivers the input again: before the write, the input
+is decided again from the state before and repeats the effects; after it, the memo in the entry
+makes the decision send the same records and run the same effects again, with the same ids.
 
 Errors are split in two. Anything that goes wrong while decoding an input, deciding, or encoding
 the records is about that input: it goes to the dead-letter topic and the partition moves on.
@@ -205,7 +206,7 @@ class Shell:
     def ingress_agent(self, topic: str, rerouted: str, step: Callable[[faust.EventT], Step],
                       name: str, *, by_vin: bool = False) -> None:
         """Agents for an external input topic whose producers may partition and key records their
-        own way (SPEC.md 3.7). A record's routing key is its record key or, with ``by_vin``, the
+        own way (SPEC 3.7). A record's routing key is its record key or, with ``by_vin``, the
         VIN its request names (``routing_vin``): the record key is a hint, and a gateway keys by
         what it has, a device id, a client id, or nothing. A record on the partition that owns
         its routing key (murmur2, like the tables) and keyed by it is processed where it is;

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TypeAlias
 
 from vprov import config as config_module
 from vprov import reach
@@ -345,15 +346,33 @@ def _common_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
                         f"${reach.CONNECT_TIMEOUT_ENV} or {reach.DEFAULT_CONNECT_TIMEOUT:g})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from vprov.ops.status import DEFAULT_GLOBAL_URL
+# the subcommands' parsers, one function a command below
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vprov", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="configuration file (default: $VPROV_CONFIG or the "
                         "packaged defaults)")
     _common_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_worker(sub)
+    _add_edge(sub)
+    _add_topics(sub)
+    _add_mirror(sub)
+    _add_acls(sub)
+    _add_register(sub)
+    _add_simulate(sub)
+    _add_status(sub)
+    _add_replay(sub)
+    _add_config(sub)
+    _add_deadletter(sub)
+    _add_vehicle(sub)
+    return parser
+
+
+def _add_worker(sub: Subcommands) -> None:
 
     worker = sub.add_parser("worker", help="run a stream worker")
     worker.add_argument("--role", choices=("global", "regional"), required=True)
@@ -368,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "port; env VPROV_INSTANCE)")
     worker.set_defaults(func=cmd_worker)
 
+
+def _add_edge(sub: Subcommands) -> None:
     edge = sub.add_parser("edge", help="bridge an IoT broker and Kafka: device messages to the "
                           "request topic, answers to the devices (docs/operations.md)")
     edge.add_argument("--scope", required=True,
@@ -377,12 +398,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default 0/1: all); every instance of the scope gets the same N")
     edge.set_defaults(func=cmd_edge)
 
+
+def _add_topics(sub: Subcommands) -> None:
     topics = sub.add_parser("topics", help="topic administration")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create every topic (idempotent)")
     create.set_defaults(func=cmd_topics)
     _common_options(create)
 
+
+def _add_mirror(sub: Subcommands) -> None:
     mirror = sub.add_parser("mirror", help="MirrorMaker 2 between the global and the regional "
                             "clusters")
     mirror_sub = mirror.add_subparsers(dest="mirror_command", required=True)
@@ -392,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     mirror_config.add_argument("-o", "--output", help="write them to this file")
     mirror_config.set_defaults(func=cmd_mirror)
 
+
+def _add_acls(sub: Subcommands) -> None:
     acl = sub.add_parser("acls", help="the Kafka ACLs of each role, from the topic catalogue")
     acl.add_argument("--role", help="only this role (global, regional-<R>, publisher, gateway, "
                      "subscriber)")
@@ -401,10 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
     acl.set_defaults(func=cmd_acls)
     _common_options(acl)
 
+
+def _add_register(sub: Subcommands) -> None:
     register = sub.add_parser("register", help="publish device registrations (JSON Lines)")
     register.add_argument("file")
     register.set_defaults(func=cmd_register)
     _common_options(register)
+
+
+def _add_simulate(sub: Subcommands) -> None:
+    from vprov.ops.status import DEFAULT_GLOBAL_URL
 
     simulate = sub.add_parser("simulate", help="simulate a fleet's edge software end to end")
     simulate.add_argument("--vehicles", type=int, default=100)
@@ -432,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
     _common_options(simulate)
 
+
+def _add_status(sub: Subcommands) -> None:
     status = sub.add_parser("status", help="one vehicle: the stage it waits in and what to do "
                             "next, its records and recent lifecycle events")
     status.add_argument("vin")
@@ -442,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     _common_options(status)
 
+
+def _add_replay(sub: Subcommands) -> None:
     replay = sub.add_parser("replay", help="lifecycle histories from the topic; --verify audits "
                             "them against the state machine and the tables")
     replay.add_argument("--vin", action="append", help="only this vehicle; repeatable")
@@ -457,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=cmd_replay)
     _common_options(replay)
 
+
+def _add_config(sub: Subcommands) -> None:
     conf = sub.add_parser("config", help="what the configuration implies for a deployment")
     conf_sub = conf.add_subparsers(dest="config_command", required=True)
     conf_sub.add_parser("regions", help="the configured region codes, one a line")
@@ -470,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="change nothing; exit 1 when the file is not current")
     conf.set_defaults(func=cmd_config)
 
+
+def _add_deadletter(sub: Subcommands) -> None:
     dead = sub.add_parser("deadletter", help="list, show or redrive dead letters")
     dead_sub = dead.add_subparsers(dest="action", required=True)
     for action, text in (("list", "one line per dead letter"),
@@ -492,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="redrive every dead letter (no other selection needed)")
         _common_options(cmd)
 
+
+def _add_vehicle(sub: Subcommands) -> None:
     vehicle = sub.add_parser("vehicle", help="after the first boot: move a vehicle, replace a "
                              "device, decommission, reinstate (docs/after-first-boot.md)")
     vehicle_sub = vehicle.add_subparsers(dest="action", required=True)
@@ -525,7 +568,6 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--requested-by", default="", help="who asks, for the audit")
         cmd.add_argument("--timeout", type=float, default=90.0,
                          help="seconds to wait for the outcome (default 90; exit code 4 after)")
-    return parser
 
 
 def _config_or_none(args: argparse.Namespace) -> Config | None:

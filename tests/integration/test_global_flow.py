@@ -1,4 +1,4 @@
-"""PROVISION_QUERY on the global side, against real workers (SPEC.md section 2.1)."""
+"""PROVISION_QUERY on the global side, against real workers (docs/spec.md section 2.1)."""
 
 from __future__ import annotations
 

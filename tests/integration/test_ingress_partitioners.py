@@ -1,4 +1,4 @@
-"""Any producer's partitioner and any record key get the same answers (SPEC.md 3.7).
+"""Any producer's partitioner and any record key get the same answers (docs/spec.md 3.7).
 
 Registrations, queries and device requests are produced by librdkafka with three partitioners:
 murmur2 (the Java clients' rule, which the tables follow), librdkafka's default CRC32

@@ -1,4 +1,4 @@
-"""No registered device ends up "not part of vehicle" (SPEC.md 2.1, last paragraph), on the real
+"""No registered device ends up "not part of vehicle" (SPEC 2.1, last paragraph), on the real
 workers: late registrations join the vehicle and its region; a device moved to another system
 leaves it."""
 

@@ -1,4 +1,4 @@
-"""DEVICE_PROVISION in a region, against real workers (SPEC.md section 2.2)."""
+"""DEVICE_PROVISION in a region, against real workers (docs/spec.md section 2.2)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
 """An in-memory stand-in for the workers, for the flow tests: no broker, no Redis.
 
 ``Flow`` holds every table as a dict and routes a decision's records to the step that consumes
-them, the way the agents do: intake -> match_system -> (match_device) -> vehicle_command ->
-(region) rehome.handle -> rehome_result, and registrations -> index_system. Like the shell, it
+them through the workers' own topology (``vprov.flows.topology``): intake -> match_system ->
+(match_device) -> vehicle_command -> (region) rehome.handle -> rehome_result, and registrations
+-> index_system. ``partitions_held`` says whether a hop to another key's partition may be taken
+in place, as a worker that holds that partition does (False: another worker holds it, and the
+hop goes through its topic; hops to the entry being decided are always taken). Like the shell, it
 writes the table entry as JSON, carries out the identity effects, and sends every Avro record
 through the project's serde (single-object encoding), so a record the schemas cannot carry fails
 here too. A topic can be paused to hold its records back (``paused``/``parked``) and release them
@@ -23,10 +26,11 @@ from vprov import config as vconfig
 from vprov.config import Config
 from vprov.core import commands, envelope
 from vprov.core.outputs import DELETE, KEEP, Decision, Effect, Output
-from vprov.flows import operator_commands, provision, query, registration, rehome
+from vprov.flows import registration, topology
 from vprov.flows.context import Context, Source
+from vprov.flows.topology import Input
 from vprov.kafka.avro import AvroSerde
-from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.catalogue import Catalogue, regional_table
 from vprov.ops.registration_file import to_record
 from vprov.sim import fleet
 from vprov.sim.fleet import SimDevice, SimVehicle
@@ -120,9 +124,11 @@ def registration_of(sim: SimVehicle, index: int = 0, home_region: str | None = N
 class Flow:
     """The global worker and every regional worker of one deployment, in memory."""
 
-    def __init__(self, config: Config = CONFIG, now_ms: int = T0_MS) -> None:
+    def __init__(self, config: Config = CONFIG, now_ms: int = T0_MS, *,
+                 partitions_held: bool = False) -> None:
         self.config = config
         self.now_ms = now_ms
+        self.partitions_held = partitions_held
         self.topics = Catalogue(config)
         self.registrations: dict[str, Any] = {}
         self.systems: dict[str, Any] = {}
@@ -134,7 +140,8 @@ class Flow:
         self.paused: set[str] = set()
         self.parked: list[Output] = []
         self._offsets: dict[str, int] = {}
-        self._rehome_region = {self.topics.rehome(r): r for r in config.regions}
+        roles = [topology.role(self.topics, r) for r in (None, *config.regions)]
+        self._readers = {step.topic: (role, step) for role in roles for step in role.steps}
 
     # clock and context
     @property
@@ -178,12 +185,10 @@ class Flow:
         return outputs
 
     def ingest(self, device_id: str, record: dict[str, Any] | None) -> list[Output]:
-        if record is not None:
-            record = SERDE.decode("DeviceRegistration",
-                                  SERDE.encode("DeviceRegistration", record))
-        return self._run(lambda: self._step(
-            self.registrations, device_id,
-            lambda entry: registration.ingest(device_id, record, entry, self.context())))
+        raw = b"" if record is None else SERDE.encode("DeviceRegistration", record)
+        topic = self.topics.registrations
+        return self._run(lambda: self._input(topic, device_id, raw,
+                                             self.source(topic, device_id.encode(), None)))
 
     def query(self, raw: bytes, *, key: bytes | None = _UNSET,
               authenticated: str | None = None) -> list[Output]:
@@ -191,8 +196,7 @@ class Flow:
         source = self.source(self.topics.query, _key_of(raw) if key is _UNSET else key,
                              authenticated)
         vin = (source.key or b"").decode()
-        return self._run(lambda: self._step(
-            self.vehicles, vin, lambda entry: query.intake(raw, source, entry, self.context())))
+        return self._run(lambda: self._input(source.topic, vin, raw, source))
 
     def provision(self, raw: bytes, region: str, *, key: bytes | None = _UNSET,
                   authenticated: str | None = None) -> list[Output]:
@@ -200,10 +204,7 @@ class Flow:
         source = self.source(self.topics.device(region),
                              _key_of(raw) if key is _UNSET else key, authenticated)
         vin = (source.key or b"").decode()
-        table = self.regional[region]
-        return self._run(lambda: self._step(
-            table, vin, lambda entry: provision.handle(raw, source, entry, region,
-                                                       self.context())))
+        return self._run(lambda: self._input(source.topic, vin, raw, source))
 
     def command(self, vin: str, command: dict[str, Any]) -> list[Output]:
         """A record on the vehicle-commands topic, e.g. the deadline timer's."""
@@ -213,18 +214,18 @@ class Flow:
     def admin(self, vin: str, operation: str, command_id: str = "cmd-1", **fields: Any
               ) -> list[Output]:
         """An operator's AdminCommand on the admin topic (as ``vprov vehicle`` sends it)."""
-        command = SERDE.decode("AdminCommand", SERDE.encode("AdminCommand", {
+        raw = SERDE.encode("AdminCommand", {
             "command_id": command_id, "vin": vin, "operation": operation,
-            "requested_at": self.now_ms, **fields}))
-        return self._run(lambda: self._step(
-            self.vehicles, vin,
-            lambda entry: operator_commands.handle(command, entry, self.context())))
+            "requested_at": self.now_ms, **fields})
+        topic = self.topics.admin
+        return self._run(lambda: self._input(topic, vin, raw,
+                                             self.source(topic, vin.encode(), None)))
 
     def expire_holds(self, region: str, vin: str) -> list[Output]:
         """The regional hold deadline for ``vin`` (the timer's command)."""
-        table = self.regional[region]
-        return self._run(lambda: self._step(
-            table, vin, lambda entry: provision.expire_holds(entry, region, self.context())))
+        topic = self.topics.regional_commands(region)
+        return self._run(lambda: self._consume(
+            commands.output(topic, vin, commands.HoldDeadline())))
 
     def result(self, value: dict[str, Any]) -> list[Output]:
         """A RehomeResult arriving at the global side."""
@@ -293,42 +294,35 @@ class Flow:
 
     def _consume(self, output: Output) -> list[Output]:
         """Run the step that reads ``output``'s topic; [] for records leaving the processor."""
-        ctx = self.context()
-        cat = self.topics
-        if output.kind == "internal":
-            value = json_copy(output.value)
-            key = output.key
-            # decoded as the workers decode them, with the same codec
-            if output.topic == cat.system_registrations:
-                ref = self.source(output.topic, key.encode(), None).ref
-                index = commands.decode_index(value)
-                return self._step(self.systems, key,
-                                  lambda entry: registration.index_system(index, entry, ctx, ref))
-            if output.topic in (cat.query_by_system, cat.query_by_device):
-                hop = commands.decode_query_hop(value)
-                if output.topic == cat.query_by_system:
-                    return self._step(self.systems, key,
-                                      lambda entry: query.match_system(hop, entry, ctx),
-                                      writes=False)
-                return self._step(self.registrations, key,
-                                  lambda entry: query.match_device(hop, entry, ctx),
-                                  writes=False)
-            if output.topic == cat.vehicle_commands:
-                command = commands.decode_vehicle(value)
-                return self._step(self.vehicles, key,
-                                  lambda entry: query.vehicle_command(command, entry, ctx))
-            raise AssertionError(f"no consumer for internal topic {output.topic}")
-        if output.kind == "event" and output.topic in self._rehome_region:
-            region = self._rehome_region[output.topic]
-            request = SERDE.decode("RehomeRequest", SERDE.encode("RehomeRequest", output.value))
-            table = self.regional[region]
-            return self._step(table, output.key,
-                              lambda entry: rehome.handle(request, entry, region, ctx))
-        if output.kind == "event" and output.topic == cat.rehome_result:
-            result = SERDE.decode("RehomeResult", SERDE.encode("RehomeResult", output.value))
-            return self._step(self.vehicles, output.key,
-                              lambda entry: query.rehome_result(result, entry, ctx))
-        return []
+        if output.topic not in self._readers:
+            assert output.kind != "internal", f"no consumer for internal topic {output.topic}"
+            return []
+        # encoded and decoded as the workers do, with the same codecs
+        value = (json_copy(output.value) if output.kind == "internal"
+                 else SERDE.encode(output.record or "", output.value) if output.kind == "event"
+                 else str(output.value).encode())
+        source = self.source(output.topic, output.key.encode(), None)
+        return self._input(output.topic, output.key, value, source)
+
+    def _input(self, topic: str, key: str, value: Any, source: Source) -> list[Output]:
+        """One record of ``topic``, decided by the topology's step for it."""
+        role, step = self._readers[topic]
+        decoded = topology.decode(self.topics.record_type(topic), value, SERDE, topic)
+        return self._step(self._table(step.table), key, lambda entry: topology.decide(
+            role, step, Input(key, decoded, entry, source, self.context(), role.region), self),
+            writes=step.writes)
+
+    def _table(self, name: str) -> dict[str, Any]:
+        tables = {"registrations": self.registrations, "systems": self.systems,
+                  "vehicles": self.vehicles}
+        tables.update({regional_table(r): self.regional[r] for r in self.config.regions})
+        return tables[name]
+
+    def held(self, table: str, topic: str, key: str) -> tuple[bool, Any]:
+        """``topology.Entries``: one partition of each table here, held or not as configured."""
+        if not self.partitions_held:
+            return False, None
+        return True, self._table(table).get(key)
 
     # common set-ups
     def homed(self, sim: SimVehicle, *, message_id: str | None = None,

@@ -3,7 +3,7 @@
 Whatever the bytes, ``decode_request`` yields a ``Request`` or a ``Rejection`` whose code is in the
 one table; an answerable rejection can be answered; a valid message built with ``build_request``
 (v1 or v2, either bag spelling, time in seconds or milliseconds, the published quirks of
-SPEC.md 3.6) decodes to exactly the fields it was built from, normalised.
+docs/spec.md 3.6) decodes to exactly the fields it was built from, normalised.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The conformance corpus (tests/conformance): every published shape is accepted, normalised, and
-answered in the request's own dialect (SPEC.md 3.6, docs/wire-format.md)."""
+answered in the request's own dialect (docs/spec.md 3.6, docs/wire-format.md)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from streams.global_worker import rehome_deadline
 from streams.repairs.local_state import OFFSET_KEY
 from streams.stores import DeadlineIndex, DeadlineIndexedStore
+from vprov.flows.topology import rehome_deadline
 
 
 def vehicle(request_id: str | None, deadline_ms: int = 0) -> dict[str, Any]:

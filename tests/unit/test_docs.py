@@ -197,14 +197,14 @@ def test_a_missing_file_an_escape_and_a_wrong_anchor_are_reported(tmp_path: Path
                                               "heading\n```\n", encoding="utf-8")
     text = ("See [ops](docs/ops.md), [its stack](docs/ops.md#local-stack), [top](#read-me), "
             "[web](https://example.org/x.md) and `[code](nowhere.md)`.\n\n# Read me\n\n"
-            "Broken: [gone](docs/gone.md), [spec](../SPEC.md), ![plot](docs/img/p.png), "
+            "Broken: [gone](docs/gone.md), [spec](../docs/spec.md), ![plot](docs/img/p.png), "
             "[anchor](docs/ops.md#remote-stack), [comment](docs/ops.md#not-a-heading).\n\n"
             "[ref]: docs/missing.md\n")
     page = tmp_path / "README.md"
     page.write_text(text, encoding="utf-8")
     assert broken_links(page, text, tmp_path) == [
         "docs/gone.md: no such file",
-        "../SPEC.md: outside the repository",
+        "../docs/spec.md: outside the repository",
         "docs/img/p.png: no such file",
         "docs/ops.md#remote-stack: no heading with that anchor in ops.md",
         "docs/ops.md#not-a-heading: no heading with that anchor in ops.md",

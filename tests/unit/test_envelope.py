@@ -1,4 +1,4 @@
-"""The envelope encoders: responses per SPEC.md section 3.5, requests, and parse_response."""
+"""The envelope encoders: responses per docs/spec.md section 3.5, requests, and parse_response."""
 
 from __future__ import annotations
 
@@ -293,7 +293,7 @@ def test_built_request_decodes_and_its_answer_correlates(encoding: int) -> None:
     assert answer["body"] == {"lifecycyclestate": "PROVISIONED"}
 
 
-# --- the request's dialect: version and property bag spelling (SPEC.md 3.6) -----------------
+# --- the request's dialect: version and property bag spelling (docs/spec.md 3.6) -----------------
 
 
 def dialect(version: str = "v1", bag: str = "property_bag", encoding: int = 0) -> ReplyTo:

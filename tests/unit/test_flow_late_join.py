@@ -1,4 +1,4 @@
-"""Late registrations join the vehicle, and devices moved away leave it (SPEC.md 2.1, last
+"""Late registrations join the vehicle, and devices moved away leave it (docs/spec.md 2.1, last
 paragraph), through the in-memory router: index -> vehicle -> region."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DEVICE_PROVISION in a region (SPEC.md 2.2, 4, 5, 6) after the vehicle was rehomed there."""
+"""DEVICE_PROVISION in a region (docs/spec.md 2.2, 4, 5, 6) after the vehicle was rehomed there."""
 
 from __future__ import annotations
 
@@ -489,7 +489,7 @@ def test_cancel_after_a_device_was_provisioned_keeps_the_vehicle() -> None:
     assert flow.snapshot() == before
 
 
-# --- wire compatibility (SPEC.md 3.6): the published sample's shape and envelope v2 ----------
+# --- wire compatibility (docs/spec.md 3.6): the published sample's shape and envelope v2 ----------
 
 
 def published_shape(sim: SimVehicle, index: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""PROVISION_QUERY on the global side (SPEC.md 2.1, 4, 5, 6), driven through every hop in memory."""
+"""PROVISION_QUERY on the global side (SPEC 2.1, 4, 5, 6), driven through every hop in memory."""
 
 from __future__ import annotations
 
@@ -492,7 +492,7 @@ def test_late_registered_result_for_an_unknown_vehicle_is_cancelled() -> None:
     assert (cancel.value["action"], cancel.value["request_id"]) == ("CANCEL", "req-9")
 
 
-# --- repeats and duplicates (SPEC.md 5) ---------------------------------------------------------
+# --- repeats and duplicates (SPEC 5) ---------------------------------------------------------
 
 
 def test_exact_duplicate_after_completion_gets_the_identical_answer_and_no_new_event() -> None:
@@ -674,7 +674,7 @@ def test_vin_whose_only_query_failed_can_be_claimed_by_another_system() -> None:
     assert only_reply(out)["status"] == "SUCCESS"
 
 
-# --- wire compatibility (SPEC.md 3.6): envelope v2 and the camelCase bag -------------------
+# --- wire compatibility (docs/spec.md 3.6): envelope v2 and the camelCase bag -------------------
 
 
 @pytest.mark.parametrize("bag", ["propertyBag", "property_bag"])

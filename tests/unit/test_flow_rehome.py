@@ -1,4 +1,4 @@
-"""Registering a rehomed vehicle in its region, and undoing it (SPEC.md 2.1 steps 5-6)."""
+"""Registering a rehomed vehicle in its region, and undoing it (docs/spec.md 2.1 steps 5-6)."""
 
 from __future__ import annotations
 

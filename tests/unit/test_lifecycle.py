@@ -1,4 +1,4 @@
-"""The lifecycle state machine (SPEC.md 2.3): allowed transitions, refusals (5000), audit trail."""
+"""The lifecycle state machine (SPEC 2.3): allowed transitions, refusals (5000), audit trail."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from vprov.flows.lifecycle import (
 )
 from vprov.sim import fleet
 
-# SPEC.md 2.3: REGISTERED -> REGIONAL (global) -> PROVISIONED / ACTIVE (regional); a failure state
+# SPEC 2.3: REGISTERED -> REGIONAL (global) -> PROVISIONED / ACTIVE (regional); a failure state
 # may try again. After the first boot (docs/after-first-boot.md): moves, resets, decommissioning.
 VEHICLE_ALLOWED = [
     ("REGISTERED", "REGIONAL", "query succeeds"),

@@ -1,4 +1,4 @@
-"""The validation rules (SPEC.md sections 3, 4 and 6), one named case per rule."""
+"""The validation rules (docs/spec.md sections 3, 4 and 6), one named case per rule."""
 
 from __future__ import annotations
 
@@ -448,7 +448,7 @@ CASES: list[tuple[str, str, bytes, ErrorCode]] = [
      message(D, env={"system_id": "c2c-sys-9"}), E.HEADER_BODY_MISMATCH),
 ]
 
-# Two faults at once: the earlier check answers (SPEC.md section 4 and the module docstring).
+# Two faults at once: the earlier check answers (docs/spec.md section 4 and the module docstring).
 ORDER_CASES: list[tuple[str, str, bytes, ErrorCode]] = [
     ("size before JSON", Q, b"{" * 70_000, E.PAYLOAD_TOO_LARGE),
     ("JSON before envelope", Q, b'{"message_id": "m", }', E.NOT_JSON),
@@ -671,7 +671,7 @@ def test_bytearray_memoryview_and_str_are_accepted_as_raw() -> None:
     assert decode(None).code == E.NOT_JSON  # type: ignore[arg-type, union-attr]
 
 
-# --- wire compatibility: what deployed edge software sends (SPEC.md 3.6) ---------------------
+# --- wire compatibility: what deployed edge software sends (docs/spec.md 3.6) ---------------------
 
 V2_CODES = {Q: 1, D: 4}
 
@@ -1109,7 +1109,7 @@ def test_check_sender_reason_never_echoes_a_junk_header() -> None:
     assert reason is not None and "\n" not in reason
 
 
-# --- the rule tables follow SPEC.md's order -------------------------------------------------------
+# --- the rule tables follow SPEC's order -------------------------------------------------------
 
 # Field order of SPEC section 3's envelope table (the body is decoded later, step 6), of 3.1 and
 # of 3.3. A nested field ranks as the object holding it; a DEVICE_PROVISION body may also carry

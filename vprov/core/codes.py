@@ -1,4 +1,4 @@
-"""The one table of error codes (SPEC.md section 4).
+"""The one table of error codes (docs/spec.md section 4).
 
 Every failure in the project is answered with one of these codes; nothing else defines a code.
 """

@@ -1,4 +1,4 @@
-"""The device JSON envelope (SPEC.md section 3): the decoded shapes and the encoders.
+"""The device JSON envelope (docs/spec.md section 3): the decoded shapes and the encoders.
 
 Decoding and validating an inbound request is ``vprov.flows.validation.decode_request``; this
 module holds
@@ -8,9 +8,9 @@ what it produces (``Request`` or ``Rejection``) and builds the messages the clou
 
 Encoded output is compact JSON with sorted keys, ASCII only (so valid UTF-8): equal inputs give
 equal bytes whatever the insertion order of the dicts passed in, so a repeated request can be
-answered with byte-identical output (SPEC.md section 5).
+answered with byte-identical output (docs/spec.md section 5).
 
-Two envelope versions exist (SPEC.md section 3.6, docs/wire-format.md): ``v1`` names the message
+Two envelope versions exist (SPEC section 3.6, docs/wire-format.md): ``v1`` names the message
 type and carries vin, ecu_type and status in the header; ``v2`` carries an integer message type
 code and none of those three. The property bag may be spelt ``property_bag`` or ``propertyBag``.
 An answer uses the request's version and bag spelling, both kept in ``ReplyTo``.
@@ -234,7 +234,7 @@ def build_response(
     body: dict,
     error: tuple[int, str] | None = None,
 ) -> bytes:
-    """The answer to a request (SPEC.md section 3.5); ``error`` is (code, message) on failure.
+    """The answer to a request (docs/spec.md section 3.5); ``error`` is (code, message) on failure.
 
     It speaks the request's dialect: ``reply_to.version`` and ``reply_to.bag_spelling``. A v2
     answer has an integer message type and no vin, ecu_type or status in its header; the outcome
@@ -284,7 +284,7 @@ def response_error_code(payload: str) -> int | None:
 
 
 def query_response_body(gateway_endpoint: str, lifecycle_state: str) -> dict:
-    """PROVISION_QUERY_RESPONSE body (SPEC.md 3.2); the misspelt names are the wire format."""
+    """PROVISION_QUERY_RESPONSE body (docs/spec.md 3.2); the misspelt names are the wire format."""
     return {
         "iot_gateway_endpoint": gateway_endpoint,
         "smqendpoint": "",
@@ -294,7 +294,7 @@ def query_response_body(gateway_endpoint: str, lifecycle_state: str) -> dict:
 
 
 def device_response_body(lifecycle_state: str) -> dict:
-    """DEVICE_PROVISION_RESPONSE body (SPEC.md 3.4); the misspelt name is the wire format."""
+    """DEVICE_PROVISION_RESPONSE body (docs/spec.md 3.4); the misspelt name is the wire format."""
     return {"lifecycyclestate": lifecycle_state}
 
 

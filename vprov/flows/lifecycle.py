@@ -1,4 +1,4 @@
-"""The lifecycle state machine (SPEC.md section 2.3): one table of allowed transitions.
+"""The lifecycle state machine (docs/spec.md section 2.3): one table of allowed transitions.
 
 The vehicle moves REGISTERED -> REGIONAL on the global side; each of its devices then moves
 REGIONAL -> PROVISIONED or ACTIVE in its region. QRY_FAIL and PROV_FAIL are the failure states;

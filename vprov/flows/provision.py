@@ -1,4 +1,4 @@
-"""DEVICE_PROVISION in a region (SPEC.md section 2.2).
+"""DEVICE_PROVISION in a region (docs/spec.md section 2.2).
 
 A valid, authorized request for a device of a vehicle rehomed here stores the device's details,
 moves it to PROVISIONED (or the ECU type's configured state), emits the lifecycle event, answers
@@ -7,7 +7,7 @@ earlier is held in the vehicle's entry and provisioned in the same step as the p
 primary is provisioned its identity is deleted from the global gateway (configurable).
 
 A request from a device the region does not know yet may come before its registration has
-joined the vehicle (registration and first boot are not ordered, SPEC.md 2.1). It is held too,
+joined the vehicle (registration and first boot are not ordered, docs/spec.md 2.1). It is held too,
 for ``flow.join_wait_seconds``: a JOIN of that device provisions it (``release``), else the
 deadline answers it 13123 (``expire_holds``). Never dropped.
 """
@@ -105,22 +105,17 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
     provisioned = device["state"] in PROVISIONED_STATES
     if provisioned and ctx.config.factory_reset == "refuse":
         # remembered, like the other policies' answers: a duplicate gets the same bytes
-        refusal = _fail(ctx, region, reply_to, ErrorCode.DEVICE_ALREADY_PROVISIONED,
-                        f"device_id {body.device_id}", source)
-        updated = copy.deepcopy(entry)
-        remember(updated, message_id, [refusal], [])
-        return Decision(state=updated, outputs=[refusal])
+        return _remembered(entry, message_id, _fail(
+            ctx, region, reply_to, ErrorCode.DEVICE_ALREADY_PROVISIONED,
+            f"device_id {body.device_id}", source))
     if device["ecu_type"] != body.ecu_type:
         return fail(ErrorCode.FIELD_VIOLATION,
                     f"ecu_type {body.ecu_type} differs from the registered {device['ecu_type']}")
     if provisioned and ctx.config.factory_reset == "answer":
         # the device's current state, and nothing changes (remembered, like any answer)
-        answer = success_reply(ctx, topic=ctx.topics.device_response(region), reply_to=reply_to,
-                               response_type=RESPONSE,
-                               body=envelope.device_response_body(device["state"]))
-        updated = copy.deepcopy(entry)
-        remember(updated, message_id, [answer], [])
-        return Decision(state=updated, outputs=[answer])
+        return _remembered(entry, message_id, success_reply(
+            ctx, topic=ctx.topics.device_response(region), reply_to=reply_to,
+            response_type=RESPONSE, body=envelope.device_response_body(device["state"])))
 
     primary = entry["devices"][entry["primary_device_id"]]
     if not device["primary"] and primary["state"] not in PROVISIONED_STATES:
@@ -132,15 +127,30 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
     except TransitionRefused as refused:  # the configured state for this ECU type (SPEC 2.3)
         return fail(refused.code, str(refused))
     remember(updated, message_id, outputs, effects)
-    if device["primary"]:
-        held, updated["held"] = updated["held"], []
-        for item in held:
-            step = handle(base64.b64decode(item["raw"]), Source(**item["source"]), updated,
-                          region, ctx)
-            if step.changes_state:
-                updated = step.state
-            outputs += step.outputs
-            effects += step.effects
+    decision = Decision(state=updated, outputs=outputs, effects=effects)
+    return _release_held(decision, region, ctx) if device["primary"] else decision
+
+
+def _remembered(entry: RegionalVehicle, message_id: str, answer: Output) -> Decision:
+    """An answer that changes nothing but the memo, so that a duplicate gets the same bytes."""
+    updated = copy.deepcopy(entry)
+    remember(updated, message_id, [answer], [])
+    return Decision(state=updated, outputs=[answer])
+
+
+def _release_held(decision: Decision, region: str, ctx: Context) -> Decision:
+    """After the primary's provisioning: the requests held for it, each decided on the entry
+    the one before left."""
+    updated: RegionalVehicle = decision.state
+    outputs, effects = list(decision.outputs), list(decision.effects)
+    held, updated["held"] = updated["held"], []
+    for item in held:
+        step = handle(base64.b64decode(item["raw"]), Source(**item["source"]), updated,
+                      region, ctx)
+        if step.changes_state:
+            updated = step.state
+        outputs += step.outputs
+        effects += step.effects
     return Decision(state=updated, outputs=outputs, effects=effects)
 
 

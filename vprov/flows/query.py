@@ -1,4 +1,4 @@
-"""PROVISION_QUERY on the global side (SPEC.md section 2.1).
+"""PROVISION_QUERY on the global side (docs/spec.md section 2.1).
 
 The query meets three keys, so it travels in hops (docs/architecture.md):
 

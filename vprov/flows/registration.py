@@ -4,7 +4,7 @@
 registration is re-keyed by system_id onto an internal topic that feeds the ``systems`` table.
 A device that moves to another system is removed from the old one.
 
-Registration and first boot are not ordered (SPEC.md 2.1). Once a query binds a VIN to a system,
+Registration and first boot are not ordered (SPEC 2.1). Once a query binds a VIN to a system,
 the system's index entry records the VIN (``bind``); from then on every device indexed for that
 system is sent to the vehicle as a ``join`` command, and every device removed from it as a
 ``leave`` command (on the vehicle-commands topic, keyed by VIN). The bind itself compares the

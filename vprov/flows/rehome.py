@@ -1,4 +1,4 @@
-"""Registering a rehomed vehicle in its region (SPEC.md section 2.1, step 5).
+"""Registering a rehomed vehicle in its region (docs/spec.md section 2.1, step 5).
 
 On REGISTER the region stores the vehicle and all its devices (each device REGIONAL), creates the
 primary's identity in the regional gateway, and confirms. On CANCEL, sent when the global side

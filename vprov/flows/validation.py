@@ -1,7 +1,7 @@
-"""The validation rules for inbound device messages (SPEC.md sections 3, 4 and 6), in one place.
+"""The validation rules for inbound device messages (SPEC sections 3, 4 and 6), in one place.
 
 ``decode_request`` turns raw bytes into a ``Request`` or a ``Rejection`` and never raises on any
-input. It reads what deployed edge software sends (SPEC.md 3.6, docs/wire-format.md): envelope
+input. It reads what deployed edge software sends (docs/spec.md 3.6, docs/wire-format.md): envelope
 v1 or v2, the property bag spelt ``property_bag``/``body_encoding_type`` or
 ``propertyBag``/``bodyEncodingType``, time in epoch seconds or milliseconds, and the quirks of the
 published DEVICE_PROVISION sample; it normalises them and refuses only what the flow cannot use.
@@ -101,7 +101,7 @@ def is_valid_identifier(value: object, max_len: int) -> TypeGuard[str]:
 def check_sender(
     authenticated: str | bytes | None, *, allowed_device_ids: Collection[str], config: Config
 ) -> str | None:
-    """SPEC.md section 6: None when the sender may act, else why not (answer with code 1401).
+    """docs/spec.md section 6: None when the sender may act, else why not (answer with code 1401).
 
     ``authenticated`` is the value of the ``config.authenticated_header`` Kafka header (bytes as
     read from the record, or already decoded), None when the record has no such header.

@@ -1,6 +1,6 @@
 """The topic catalogue: every topic the processor reads or writes, with its settings.
 
-SPEC.md section 7 names the external topics; the internal ones carry the global worker's
+docs/spec.md section 7 names the external topics; the internal ones carry the global worker's
 repartition hops (see docs/architecture.md). Nothing else in the project spells a topic name.
 
 It also says where each topic lives when regions have clusters of their own (``placement``,
@@ -47,6 +47,23 @@ class TopicSpec:
 
 
 @dataclass(frozen=True)
+class RecordType:
+    """What a topic's record values are.
+
+    ``device-json``: the devices' JSON text, validated by the flow that reads it;
+    ``avro``: an Avro record named ``name`` (``vprov.kafka.avro``);
+    ``command``: an internal command of the union ``name`` (``vprov.core.commands``).
+    ``tombstone``: an empty value is a deletion (compacted topics keyed by identity)."""
+
+    codec: str
+    name: str = ""
+    tombstone: bool = False
+
+
+DEVICE_JSON = RecordType("device-json")
+
+
+@dataclass(frozen=True)
 class MirrorFlow:
     """Topics MirrorMaker 2 copies from one cluster to another, under the same names."""
 
@@ -71,7 +88,7 @@ class Catalogue:
     def regional_app_id(self, region: str) -> str:
         return f"{self._config.app_prefix}-regional-{region}"
 
-    # external topics (SPEC.md section 7)
+    # external topics (docs/spec.md section 7)
     @property
     def query(self) -> str:
         return self._t.query
@@ -137,7 +154,39 @@ class Catalogue:
         """A regional worker's own commands to a vehicle's partition (its hold deadlines)."""
         return f"{self.regional_app_id(region)}.vehicle-commands"
 
-    # Ingress (SPEC.md 3.7): an external input topic that feeds a table, and the internal topic
+    def record_type(self, topic: str) -> RecordType:
+        """The type of ``topic``'s record values; KeyError for a topic not in the catalogue."""
+        return self._record_types()[topic]
+
+    def _record_types(self) -> dict[str, RecordType]:
+        types = {
+            self.query: DEVICE_JSON,
+            self.query_response: DEVICE_JSON,
+            self.registrations: RecordType("avro", "DeviceRegistration", tombstone=True),
+            self.rehome_result: RecordType("avro", "RehomeResult"),
+            self.lifecycle: RecordType("avro", "LifecycleEvent"),
+            self.deadletter: RecordType("avro", "DeadLetter"),
+            self.admin: RecordType("avro", "AdminCommand"),
+            self.admin_outcome: RecordType("avro", "AdminOutcome"),
+            self.system_registrations: RecordType("command", "index"),
+            self.query_by_system: RecordType("command", "query-hop"),
+            self.query_by_device: RecordType("command", "query-hop"),
+            self.vehicle_commands: RecordType("command", "vehicle"),
+        }
+        for region in self._config.regions:
+            types.update({
+                self.rehome(region): RecordType("avro", "RehomeRequest"),
+                self.device(region): DEVICE_JSON,
+                self.device_response(region): DEVICE_JSON,
+                self.onboarding(region): RecordType("avro", "ChipsetOnboardingRequest"),
+                self.regional_commands(region): RecordType("command", "regional"),
+            })
+        routes = [self.ingress_routes(), *(self.ingress_routes(r) for r in self._config.regions)]
+        for topic, rerouted in (pair for route in routes for pair in route.items()):
+            types[rerouted] = types[topic]  # a rerouted topic carries its input topic's records
+        return types
+
+    # Ingress (docs/spec.md 3.7): an external input topic that feeds a table, and the internal topic
     # that carries its misrouted records to the partition owning their key.
     def ingress_routes(self, region: str | None = None) -> dict[str, str]:
         """For the global worker (``region`` None) or a region's worker: external input topic

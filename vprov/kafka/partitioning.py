@@ -2,7 +2,7 @@
 
 Faust's producer (aiokafka) and the Java clients place a keyed record with murmur2, so the
 tables' partitions follow murmur2 too. Producers outside the processor may use another rule
-(librdkafka's default is CRC32, some clients pick at random; SPEC.md 3.7): ``owner`` is what
+(librdkafka's default is CRC32, some clients pick at random; docs/spec.md 3.7): ``owner`` is what
 the ingress agents compare a record's partition with, to forward a misrouted record once to
 the partition that owns its key (docs/architecture.md, "Ingress").
 """

@@ -1,6 +1,6 @@
 """The audit behind ``vprov replay``: each vehicle's lifecycle history, checked.
 
-The topic is the audit trail (SPEC.md 2.3): de-duplicated by ``event_id`` and ordered by
+The topic is the audit trail (docs/spec.md 2.3): de-duplicated by ``event_id`` and ordered by
 ``sequence`` it must tell, per vehicle, every transition exactly once. ``--verify`` folds each
 history through ``vprov.flows.lifecycle.transition``, the function the workers decide with, so the
 audit
