@@ -7,8 +7,10 @@ the key, the value, what would be accepted and where the value came from:
 
     kafka.partitions=0: expected a number greater than 0 (from VPROV_PARTITIONS)
 
-A new key is a field on its table's model, a field on ``Config`` and, when it may come from the
-environment, a line in ``ENV_OVERRIDES``.
+A key is declared once, as a field of its table's model; ``Env("NAME")`` in the field's
+``Annotated`` lets that variable set it (``ENV_OVERRIDES`` is collected from them). The keys of
+the sections (``_Section``) are ``Config``'s attributes as they are, since ``Config`` derives from
+them; the other tables are attributes of ``Config`` whole.
 """
 
 from __future__ import annotations
@@ -20,9 +22,20 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import CoreSchema
 
 from vprov.core.envelope import VERSIONS
 
@@ -32,43 +45,6 @@ LIFECYCLE_TARGETS = ("PROVISIONED", "ACTIVE")
 REGION_CODE = re.compile(r"[A-Z][A-Z0-9]{1,7}")
 COUNTRY_CODE = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 
-# environment variable -> (section, key, type)
-ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
-    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers", str),
-    "VPROV_PARTITIONS": ("kafka", "partitions", int),
-    "VPROV_REPLICATION_FACTOR": ("kafka", "replication_factor", int),
-    "VPROV_MIN_INSYNC_REPLICAS": ("kafka", "min_insync_replicas", int),
-    "VPROV_APP_PREFIX": ("kafka", "app_prefix", str),
-    "VPROV_STANDBY_REPLICAS": ("kafka", "table_standby_replicas", int),
-    "VPROV_SESSION_TIMEOUT_MS": ("kafka", "session_timeout_ms", int),
-    "VPROV_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms", int),
-    "VPROV_STATIC_MEMBERSHIP": ("kafka", "static_membership", bool),
-    "VPROV_BULK_RESTORE": ("kafka", "bulk_restore", bool),
-    "REDIS_URL": ("redis", "url", str),
-    "SCHEMA_REGISTRY_URL": ("schema_registry", "url", str),
-    "VPROV_REHOME_TIMEOUT_SECONDS": ("flow", "rehome_timeout_seconds", float),
-    "VPROV_JOIN_WAIT_SECONDS": ("flow", "join_wait_seconds", float),
-    "VPROV_MOVE_TIMEOUT_SECONDS": ("flow", "move_timeout_seconds", float),
-    "VPROV_FACTORY_RESET": ("flow", "factory_reset", str),
-    "VPROV_DELETE_GLOBAL_IDENTITY": ("flow", "delete_global_identity", bool),
-    "VPROV_REQUIRE_AUTH_HEADER": ("messages", "require_authenticated_header", bool),
-    "VPROV_HOMING_BY_COUNTRY": ("homing", "by_country", bool),
-    "KAFKA_SECURITY_PROTOCOL": ("kafka.security", "protocol", str),
-    "KAFKA_SASL_MECHANISM": ("kafka.security", "sasl_mechanism", str),
-    "KAFKA_SASL_USERNAME": ("kafka.security", "sasl_username", str),
-    "KAFKA_SASL_PASSWORD": ("kafka.security", "sasl_password", str),
-    "KAFKA_SSL_CA_LOCATION": ("kafka.security", "ssl_ca_location", str),
-    "KAFKA_SSL_CERTIFICATE_LOCATION": ("kafka.security", "ssl_certificate_location", str),
-    "KAFKA_SSL_KEY_LOCATION": ("kafka.security", "ssl_key_location", str),
-    "VPROV_IDENTITY": ("edge", "identity", str),
-    "VPROV_EDGE_GLOBAL_ENDPOINT": ("edge", "global_endpoint", str),
-    "VPROV_EDGE_CA_LOCATION": ("edge", "ca_location", str),
-    "VPROV_EDGE_ADMIN_USERNAME": ("edge", "admin_username", str),
-    "VPROV_EDGE_ADMIN_PASSWORD": ("edge", "admin_password", str),
-    "VPROV_EDGE_BRIDGE_USERNAME": ("edge", "bridge_username", str),
-    "VPROV_EDGE_BRIDGE_PASSWORD": ("edge", "bridge_password", str),
-    "VPROV_EDGE_CREDENTIAL_SECRET": ("edge", "credential_secret", str),
-}
 # never shown in a message
 SECRET_KEYS = ("sasl_password", "admin_password", "bridge_password", "credential_secret")
 # KAFKA_BOOTSTRAP_SERVERS_<R> -> regions.<R>.kafka.bootstrap_servers: region R's own cluster
@@ -113,22 +89,59 @@ AppPrefix = Annotated[str, _matches(re.compile(r"[a-z][a-z0-9-]{0,30}"),
                                     "use lowercase letters, digits and '-'")]
 
 
+if TYPE_CHECKING:
+    Version = str  # mypy wants literals in a Literal; pydantic gets the tuple constant
+else:
+    Version = Literal[VERSIONS]
+
+
+@dataclass(frozen=True)
+class Env:
+    """A key's metadata: the environment variable that overrides it."""
+
+    name: str
+
+
 class _Table(BaseModel):
     # strict: "8" is not a number and 1 is not a boolean in a TOML file
     model_config = ConfigDict(strict=True, frozen=True)
+
+
+class _Section:
+    """A table whose keys ``Config`` has under their own names (a frozen, keyword-only pydantic
+    dataclass that ``Config`` derives from). A key that another section has too is named after
+    its section in front (``redis_url``), with the TOML key as its alias (``url``)."""
+
+    __pydantic_config__ = ConfigDict(strict=True)  # as _Table's; frozen by the decorator
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        # a strict dataclass accepts only an instance of itself; the TOML table is a dict. Its
+        # keys stay strict.
+        schema = handler(source)
+        node: Any = handler.resolve_ref_schema(schema)
+        while node["type"] != "dataclass":  # under the wrappers of its model validators
+            node = node["schema"]
+        node["strict"] = False
+        return schema
 
 
 class KafkaSecurity(_Table):
     """How every Kafka client authenticates and encrypts (vprov/kafka/settings.py turns it into
     each library's settings). Paths are PEM files; empty means unset."""
 
-    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
-    sasl_username: str = ""
-    sasl_password: str = ""
-    ssl_ca_location: str = ""  # empty: the system's trusted CAs
-    ssl_certificate_location: str = ""  # a client certificate, for mutual TLS
-    ssl_key_location: str = ""
+    protocol: Annotated[Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+                        Env("KAFKA_SECURITY_PROTOCOL")] = "PLAINTEXT"
+    sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+                              Env("KAFKA_SASL_MECHANISM")] = "SCRAM-SHA-512"
+    sasl_username: Annotated[str, Env("KAFKA_SASL_USERNAME")] = ""
+    sasl_password: Annotated[str, Env("KAFKA_SASL_PASSWORD")] = ""
+    # empty: the system's trusted CAs
+    ssl_ca_location: Annotated[str, Env("KAFKA_SSL_CA_LOCATION")] = ""
+    # a client certificate, for mutual TLS
+    ssl_certificate_location: Annotated[str, Env("KAFKA_SSL_CERTIFICATE_LOCATION")] = ""
+    ssl_key_location: Annotated[str, Env("KAFKA_SSL_KEY_LOCATION")] = ""
 
     @property
     def sasl(self) -> bool:
@@ -153,14 +166,15 @@ class KafkaSecurity(_Table):
         return self
 
 
-class KafkaTable(_Table):
-    bootstrap_servers: str
-    app_prefix: AppPrefix
-    partitions: Positive
-    replication_factor: Positive
+@pydantic_dataclass(frozen=True, kw_only=True)
+class KafkaTable(_Section):
+    bootstrap_servers: Annotated[str, Env("KAFKA_BOOTSTRAP_SERVERS")]
+    app_prefix: Annotated[AppPrefix, Env("VPROV_APP_PREFIX")]
+    partitions: Annotated[Positive, Env("VPROV_PARTITIONS")]
+    replication_factor: Annotated[Positive, Env("VPROV_REPLICATION_FACTOR")]
     # replicas that must hold a write before it is acknowledged (acks=all): with 3 replicas, 2
     # lets one broker go without losing or refusing a write
-    min_insync_replicas: Positive = 1
+    min_insync_replicas: Annotated[Positive, Env("VPROV_MIN_INSYNC_REPLICAS")] = 1
     fetch_min_bytes: Positive
     fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)]
     # Faust holds the linger in seconds: above 1000 ms an odd value would not survive the trip
@@ -168,13 +182,14 @@ class KafkaTable(_Table):
     producer_client: Literal["librdkafka", "aiokafka"] = "librdkafka"
     # Consumer groups (docs/operations.md, "Failover"): warm copies of each table partition on
     # other workers of the role, how soon a silent worker is given up, and static membership
-    table_standby_replicas: Annotated[int, Field(ge=0)] = 1
-    session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 3000
-    heartbeat_interval_ms: Positive = 500
-    static_membership: bool = False
+    table_standby_replicas: Annotated[int, Field(ge=0), Env("VPROV_STANDBY_REPLICAS")] = 1
+    session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000),
+                                  Env("VPROV_SESSION_TIMEOUT_MS")] = 3000
+    heartbeat_interval_ms: Annotated[Positive, Env("VPROV_HEARTBEAT_INTERVAL_MS")] = 500
+    static_membership: Annotated[bool, Env("VPROV_STATIC_MEMBERSHIP")] = False
     # an empty or far-behind disk: read the changelogs in bulk before Faust opens the tables
-    bulk_restore: bool = True
-    security: KafkaSecurity = KafkaSecurity()
+    bulk_restore: Annotated[bool, Env("VPROV_BULK_RESTORE")] = True
+    kafka_security: Annotated[KafkaSecurity, Field(alias="security")] = KafkaSecurity()
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> KafkaTable:
@@ -195,35 +210,42 @@ class KafkaTable(_Table):
         return self
 
 
-class RedisTable(_Table):
-    url: str
+@pydantic_dataclass(frozen=True, kw_only=True)
+class RedisTable(_Section):
+    redis_url: Annotated[str, Field(alias="url"), Env("REDIS_URL")]
 
 
-class SchemaRegistryTable(_Table):
-    url: str
+@pydantic_dataclass(frozen=True, kw_only=True)
+class SchemaRegistryTable(_Section):
+    schema_registry_url: Annotated[str, Field(alias="url"), Env("SCHEMA_REGISTRY_URL")]
 
 
-class MessagesTable(_Table):
+@pydantic_dataclass(frozen=True, kw_only=True)
+class MessagesTable(_Section):
     max_payload_bytes: Positive
     # Only versions the decoder and the encoder know: an answer is written in the request's.
-    # (ignore: a Literal of a tuple constant is what pydantic validates; mypy wants literals)
-    supported_versions: Annotated[list[Literal[VERSIONS]], Field(min_length=1)]  # type: ignore[valid-type]
+    # Not strict: a TOML array is a list, Config holds a tuple.
+    supported_versions: Annotated[tuple[Version, ...], Field(min_length=1, strict=False)]
     authenticated_header: str
-    require_authenticated_header: bool
+    require_authenticated_header: Annotated[bool, Env("VPROV_REQUIRE_AUTH_HEADER")]
 
 
-class FlowTable(_Table):
-    rehome_timeout_seconds: PositiveSeconds
-    delete_global_identity: bool
+@pydantic_dataclass(frozen=True, kw_only=True)
+class FlowTable(_Section):
+    rehome_timeout_seconds: Annotated[PositiveSeconds, Env("VPROV_REHOME_TIMEOUT_SECONDS")]
+    delete_global_identity: Annotated[bool, Env("VPROV_DELETE_GLOBAL_IDENTITY")]
     max_held_requests: Positive
-    join_wait_seconds: PositiveSeconds
+    join_wait_seconds: Annotated[PositiveSeconds, Env("VPROV_JOIN_WAIT_SECONDS")]
     identity_backoff_max_seconds: PositiveSeconds
-    factory_reset: Literal["refuse", "reprovision", "answer"] = "refuse"
-    move_timeout_seconds: PositiveSeconds = 60
+    # refuse, reprovision, answer (docs/after-first-boot.md)
+    factory_reset: Annotated[Literal["refuse", "reprovision", "answer"],
+                             Env("VPROV_FACTORY_RESET")] = "refuse"
+    move_timeout_seconds: Annotated[PositiveSeconds, Env("VPROV_MOVE_TIMEOUT_SECONDS")] = 60.0
 
 
-class HomingTable(_Table):
-    by_country: bool
+@pydantic_dataclass(frozen=True, kw_only=True)
+class HomingTable(_Section):
+    homing_by_country: Annotated[bool, Field(alias="by_country"), Env("VPROV_HOMING_BY_COUNTRY")]
 
 
 class EdgeTable(_Table):
@@ -231,15 +253,20 @@ class EdgeTable(_Table):
     device identities the flows create and delete, and how the workers, the bridges and the
     simulated devices reach its brokers. The regions' brokers are their ``gateway_endpoint``."""
 
-    identity: Literal["redis", "mosquitto"] = "redis"
-    global_endpoint: Annotated[str, AfterValidator(_not_blank)] = \
+    identity: Annotated[Literal["redis", "mosquitto"], Env("VPROV_IDENTITY")] = "redis"
+    global_endpoint: Annotated[str, AfterValidator(_not_blank),
+                               Env("VPROV_EDGE_GLOBAL_ENDPOINT")] = \
         "mqtts://global.iot.vprov.example:8883"
-    ca_location: str = ""  # PEM of the CA(s) that signed the brokers' certificates; empty: system's
-    admin_username: str = "vprov-identity"  # the identity registry's user (the control API)
-    admin_password: str = ""
-    bridge_username: str = "vprov-edge"  # the edge bridges' user
-    bridge_password: str = ""
-    credential_secret: str = ""  # derives each device's MQTT password (vprov/edge/mqtt.py)
+    # PEM of the CA(s) that signed the brokers' certificates; empty: the system's
+    ca_location: Annotated[str, Env("VPROV_EDGE_CA_LOCATION")] = ""
+    # the identity registry's user (the control API)
+    admin_username: Annotated[str, Env("VPROV_EDGE_ADMIN_USERNAME")] = "vprov-identity"
+    admin_password: Annotated[str, Env("VPROV_EDGE_ADMIN_PASSWORD")] = ""
+    # the edge bridges' user
+    bridge_username: Annotated[str, Env("VPROV_EDGE_BRIDGE_USERNAME")] = "vprov-edge"
+    bridge_password: Annotated[str, Env("VPROV_EDGE_BRIDGE_PASSWORD")] = ""
+    # derives each device's MQTT password (vprov/edge/mqtt.py)
+    credential_secret: Annotated[str, Env("VPROV_EDGE_CREDENTIAL_SECRET")] = ""
 
     @model_validator(mode="after")
     def _complete(self) -> EdgeTable:
@@ -305,6 +332,31 @@ class Document(_Table):
         return self
 
 
+def _fields(table: type) -> dict[str, FieldInfo]:
+    """The keys of a table, a model or a section, by attribute name (empty for other types)."""
+    fields: dict[str, FieldInfo] = getattr(table, "__pydantic_fields__", {})
+    return fields
+
+
+_ENV_TYPES: dict[Any, type] = {int: int, float: float, bool: bool}  # else a string
+
+
+def _env_overrides(table: type, section: str = "") -> dict[str, tuple[str, str, type]]:
+    """Each ``Env`` of the keys of ``table`` and of the tables within it, by variable."""
+    found: dict[str, tuple[str, str, type]] = {}
+    for name, info in _fields(table).items():
+        key = info.alias or name
+        found |= {env.name: (section, key, _ENV_TYPES.get(info.annotation, str))
+                  for env in info.metadata if isinstance(env, Env)}
+        if isinstance(info.annotation, type):
+            found |= _env_overrides(info.annotation, f"{section}.{key}" if section else key)
+    return found
+
+
+# environment variable -> (section, key, type)
+ENV_OVERRIDES: dict[str, tuple[str, str, type]] = _env_overrides(Document)
+
+
 # --- what the rest of the code reads ----------------------------------------------------------
 
 
@@ -332,41 +384,14 @@ class Region:
 Topics = TopicsTable  # topic names, per-region ones with a {region} placeholder
 
 
-@dataclass(frozen=True)
-class Config:
-    bootstrap_servers: str
-    app_prefix: str
-    partitions: int
-    replication_factor: int
-    fetch_min_bytes: int
-    fetch_max_wait_ms: int
-    producer_linger_ms: int
-    producer_client: str  # "librdkafka" or "aiokafka" (Faust's own producer)
-    table_standby_replicas: int
-    session_timeout_ms: int
-    heartbeat_interval_ms: int
-    static_membership: bool
-    bulk_restore: bool
-    redis_url: str
-    schema_registry_url: str
-    max_payload_bytes: int
-    supported_versions: tuple[str, ...]
-    authenticated_header: str
-    require_authenticated_header: bool
+@dataclass(frozen=True, kw_only=True)
+class Config(KafkaTable, RedisTable, SchemaRegistryTable, MessagesTable, FlowTable, HomingTable):
+    """The configuration: every key of the sections (its bases), and the other tables whole."""
+
     ecu_states: dict[str, str]
-    rehome_timeout_seconds: float
-    delete_global_identity: bool
-    max_held_requests: int
-    join_wait_seconds: float
-    identity_backoff_max_seconds: float
-    homing_by_country: bool
     regions: dict[str, Region]
     topics: Topics
-    kafka_security: KafkaSecurity = KafkaSecurity()
-    factory_reset: str = "refuse"  # refuse, reprovision, answer (docs/after-first-boot.md)
-    move_timeout_seconds: float = 60.0
     edge: EdgeTable = EdgeTable()
-    min_insync_replicas: int = 1
     source_path: str = field(default=str(DEFAULTS_PATH), compare=False)
 
     def region(self, code: str) -> Region:
@@ -413,42 +438,16 @@ class Config:
 
 
 def _config(doc: Document, source: str) -> Config:
+    sections = [table for _, table in doc if isinstance(table, _Section)]
+    keys = {name: getattr(table, name) for table in sections for name in _fields(type(table))}
     return Config(
-        bootstrap_servers=doc.kafka.bootstrap_servers,
-        app_prefix=doc.kafka.app_prefix,
-        partitions=doc.kafka.partitions,
-        replication_factor=doc.kafka.replication_factor,
-        fetch_min_bytes=doc.kafka.fetch_min_bytes,
-        fetch_max_wait_ms=doc.kafka.fetch_max_wait_ms,
-        producer_linger_ms=doc.kafka.producer_linger_ms,
-        producer_client=doc.kafka.producer_client,
-        table_standby_replicas=doc.kafka.table_standby_replicas,
-        session_timeout_ms=doc.kafka.session_timeout_ms,
-        heartbeat_interval_ms=doc.kafka.heartbeat_interval_ms,
-        static_membership=doc.kafka.static_membership,
-        bulk_restore=doc.kafka.bulk_restore,
-        redis_url=doc.redis.url,
-        schema_registry_url=doc.schema_registry.url,
-        max_payload_bytes=doc.messages.max_payload_bytes,
-        supported_versions=tuple(doc.messages.supported_versions),
-        authenticated_header=doc.messages.authenticated_header,
-        require_authenticated_header=doc.messages.require_authenticated_header,
+        **keys,
         ecu_states=dict(doc.ecu_types),
-        rehome_timeout_seconds=float(doc.flow.rehome_timeout_seconds),
-        delete_global_identity=doc.flow.delete_global_identity,
-        max_held_requests=doc.flow.max_held_requests,
-        join_wait_seconds=float(doc.flow.join_wait_seconds),
-        identity_backoff_max_seconds=float(doc.flow.identity_backoff_max_seconds),
-        homing_by_country=doc.homing.by_country,
         regions={code: Region(code, r.gateway_endpoint, tuple(r.countries),
-                              _region_cluster(code, r.kafka, doc.kafka.security))
+                              _region_cluster(code, r.kafka, doc.kafka.kafka_security))
                  for code, r in doc.regions.items()},
         topics=doc.topics,
-        kafka_security=doc.kafka.security,
-        factory_reset=doc.flow.factory_reset,
-        move_timeout_seconds=float(doc.flow.move_timeout_seconds),
         edge=doc.edge,
-        min_insync_replicas=doc.kafka.min_insync_replicas,
         source_path=source,
     )
 
@@ -470,6 +469,8 @@ _EXPECTED = {
     "list_type": "expected a list",
     "dict_type": "expected a table",
     "model_type": "expected a table",
+    "dataclass_type": "expected a table",
+    "tuple_type": "expected a list",
     "too_short": "expected at least one entry",
 }
 
