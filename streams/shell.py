@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 import faust
 
 from streams.entry_locks import EntryLocks
+from streams.store_options import rocksdb_options
 from vprov.core.codes import ErrorCode
 from vprov.core.outputs import DELETE, KEEP, Decision, Output
 from vprov.flows.common import dead_letter
@@ -46,16 +47,6 @@ log = logging.getLogger(__name__)
 # so Faust's table routing finds the owner of a key; values are plain JSON. Faust picks a table's
 # serializers from its types: bytes keys are raw, untyped values JSON. Reads and writes may pass
 # str keys (encoded as UTF-8); iteration yields bytes.
-# RocksDB sizing. Faust opens one database per table partition (a global worker holds 4 tables
-# x 8 partitions) and its defaults give each 3 x 64 MiB of write buffers and a 2 GiB block
-# cache; small buffers keep a worker's memory bounded whatever the fleet size (the data stays on
-# disk, reads of recent entries hit the OS page cache).
-ROCKSDB_OPTIONS = {
-    "write_buffer_size": 2 * 1024 * 1024,
-    "max_write_buffer_number": 2,
-    "block_cache_size": 4 * 1024 * 1024,
-    "block_cache_compressed_size": 1024 * 1024,
-}
 RETRY_MAX_SECONDS = 5.0
 RETRY_REPORT_SECONDS = 30.0
 
@@ -182,7 +173,8 @@ class Shell:
         changelog records Faust's recovery applies to it (restores, standbys, takeovers) are
         counted in ``changelog_records_applied``."""
         table = self.app.Table(name, partitions=self.config.partitions, default=None,
-                               key_type=bytes, value_type=None, options=ROCKSDB_OPTIONS)
+                               key_type=bytes, value_type=None,
+                               options=rocksdb_options(self.config))
         apply_batch = table.apply_changelog_batch
 
         def counted(batch: Any) -> None:

@@ -278,6 +278,19 @@ class EdgeTable(_Table):
         return self
 
 
+class RocksdbTable(_Table):
+    """The RocksDB store of each table partition (Faust opens one per partition, active or
+    standby, so a worker holds many): memory is these figures times the partitions it holds
+    (docs/operations.md, "Memory"). Faust's own defaults (64 MB buffers, 2 GB cache) are sized
+    for one big store, not dozens."""
+
+    # a memtable; a full one is flushed to disk while the next fills
+    write_buffer_mb: Annotated[Positive, Env("VPROV_ROCKSDB_WRITE_BUFFER_MB")] = 2
+    max_write_buffer_number: Annotated[int, Field(ge=2, le=16)] = 2
+    # the LRU cache of uncompressed blocks read from disk
+    block_cache_mb: Annotated[Positive, Env("VPROV_ROCKSDB_BLOCK_CACHE_MB")] = 4
+
+
 class RegionKafka(_Table):
     """A region's own Kafka cluster (the multi-cluster topology, docs/architecture.md). Without
     a ``security`` table the region's clients use ``[kafka.security]``."""
@@ -319,6 +332,7 @@ class Document(_Table):
     regions: Annotated[dict[RegionCode, RegionTable], Field(min_length=1)]
     topics: TopicsTable
     edge: EdgeTable = EdgeTable()
+    rocksdb: RocksdbTable = RocksdbTable()
 
     @model_validator(mode="after")
     def _each_country_once(self) -> Document:
@@ -392,6 +406,7 @@ class Config(KafkaTable, RedisTable, SchemaRegistryTable, MessagesTable, FlowTab
     regions: dict[str, Region]
     topics: Topics
     edge: EdgeTable = EdgeTable()
+    rocksdb: RocksdbTable = RocksdbTable()
     source_path: str = field(default=str(DEFAULTS_PATH), compare=False)
 
     def region(self, code: str) -> Region:
@@ -448,6 +463,7 @@ def _config(doc: Document, source: str) -> Config:
                  for code, r in doc.regions.items()},
         topics=doc.topics,
         edge=doc.edge,
+        rocksdb=doc.rocksdb,
         source_path=source,
     )
 

@@ -229,3 +229,14 @@ def test_defect_4_faust_s_producer_flush_leaves_records_in_its_buffer() -> None:
     assert run(left_after_flush(plain.producer)) > 0
     guarded, _ = guarded_app(strict=[TOPIC])
     assert run(left_after_flush(guarded.producer)) == 0
+
+
+def test_a_worker_s_stores_take_the_configured_rocksdb_memory(tmp_path: Path) -> None:
+    doc = vconfig.defaults_document()
+    doc["kafka"].update(bootstrap_servers="127.0.0.1:1")
+    doc["rocksdb"] = {"write_buffer_mb": 3, "max_write_buffer_number": 4, "block_cache_mb": 5}
+    _, shell = create_app(vconfig.from_document(doc),
+                          WorkerOptions(role="global", region=None, web_port=1, data_dir=tmp_path))
+    options = shell.table("vehicles").data.rocksdb_options  # the store Faust opens per partition
+    assert (options.write_buffer_size, options.max_write_buffer_number,
+            options.block_cache_size) == (3 << 20, 4, 5 << 20)
