@@ -57,12 +57,13 @@ demo: prereqs ## a global worker, one per configured region, and a simulated fle
 reliability: prereqs ## long reliability suite (RELIABILITY_VEHICLES=2000 ...), writes docs/reliability.md
 	scripts/reliability.sh
 
-lint: setup ## ruff check, then the type checker (mypy; what it checks: pyproject.toml)
+lint: setup ## ruff check, the type checker (mypy; what it checks: pyproject.toml), the import layers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_structure.py
 
 bench: prereqs setup up ## pipeline benchmark on the local stack (BENCH_ARGS=...)
-	$(VENV)/bin/python bench/pipeline_bench.py $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.pipeline_bench $(BENCH_ARGS)
 
 clean: down ## stop the stack and remove .run/
 	rm -rf .run

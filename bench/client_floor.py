@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
-from deploy import Broker
+
+from bench.deploy import Broker
 
 CLIENTS = ("faust", "aiokafka", "librdkafka")
 LINGER_MS = 5  # the workers' kafka.producer_linger_ms default
@@ -65,7 +67,7 @@ def faust_relay(bootstrap: str, source: str, sink: str, group: str, partitions: 
     outbound = app.topic(sink, key_serializer="raw", value_serializer="raw")
 
     @app.agent(inbound)
-    async def forward(stream):  # type: ignore[no-untyped-def]  # Faust's agent signature
+    async def forward(stream):  # Faust's agent signature: untyped
         async for key, value in stream.items():
             await outbound.send(key=key, value=value)
 
@@ -118,7 +120,7 @@ def _await_leaders(broker: Broker, topics: list[str], attempts: int = 50) -> Non
             time.sleep(0.2)
 
 
-def _send(writer: object, topic: str, rate: float, seconds: float, start: int) -> int:
+def _send(writer: Producer, topic: str, rate: float, seconds: float, start: int) -> int:
     """``rate`` records/s for ``seconds``, keys counting on from ``start``; returns the count."""
     from vprov.kafka.clients import produce_when_room
 
@@ -129,8 +131,8 @@ def _send(writer: object, topic: str, rate: float, seconds: float, start: int) -
         if wait > 0:
             time.sleep(wait)
         produce_when_room(writer, topic, key=str(start + n).encode(), value=RECORD)
-        writer.poll(0)  # type: ignore[attr-defined]
-    writer.flush(30)  # type: ignore[attr-defined]
+        writer.poll(0)
+    writer.flush(30)
     return count
 
 
@@ -147,9 +149,10 @@ def measure(client: str, rate: float, *, bootstrap: str, broker: Broker, prefix:
                                       operation_timeout=30).values():
         future.result()
     _await_leaders(broker, [source, sink])
+    # The checkout on the path: ``-m bench.client_floor`` then imports from any directory.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)}
-    args = [sys.executable, str(Path(__file__).resolve()), client, "--bootstrap", bootstrap,
+    args = [sys.executable, "-m", "bench.client_floor", client, "--bootstrap", bootstrap,
             "--source", source, "--sink", sink, "--group", f"{tag}-relay",
             "--partitions", str(partitions), "--datadir", str(log_dir / f"floor-{client}")]
     writer = producer(bootstrap)

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from misroute import is_misrouted, wrong_partition
-
+from bench.misroute import is_misrouted, wrong_partition
 from vprov.config import Config
 from vprov.core import envelope
 from vprov.kafka.avro import AvroSerde

@@ -8,7 +8,7 @@ and reports sustained vehicles/s, latency percentiles, worker CPU and peak RSS, 
 baseline on the same broker. Writes docs/benchmarks.md and plots.
 
     make up && make bench BENCH_ARGS="--levels 50,100,150,200,300,400 --seconds 15"
-    .venv/bin/python bench/pipeline_bench.py --state-vehicles 100000 --profile
+    .venv/bin/python -m bench.pipeline_bench --state-vehicles 100000 --profile
 
 The workers are stopped and the run's topics, consumer groups and Redis keys removed at the end,
 whatever happens (``--keep`` leaves them for inspection).
@@ -34,10 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import profiles
 import psutil
-from client_floor import run_floor
-from deploy import (
+
+from bench import profiles
+from bench.client_floor import run_floor
+from bench.deploy import (
     REPO,
     Broker,
     Machine,
@@ -49,9 +50,10 @@ from deploy import (
     worker_env,
     write_config,
 )
-from loadgen import LoadGenerator, PhaseResult, summary_ms
-from relay import run_baseline
-from report import (
+from bench.loadgen import LoadGenerator, PhaseResult, summary_ms
+from bench.page import markdown
+from bench.relay import run_baseline
+from bench.report import (
     MB,
     IngressPhase,
     Outcome,
@@ -60,14 +62,12 @@ from report import (
     Targets,
     Usage,
     console,
-    markdown,
     plot_ingress,
     plot_latency,
     plot_rss,
 )
-from restore import run_restore
-from standby_cost import run_standby_cost
-
+from bench.restore import run_restore
+from bench.standby_cost import run_standby_cost
 from vprov.kafka.avro import serde_from_config
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.topic_admin import ensure_topics
@@ -89,10 +89,9 @@ class WorkerDied(RuntimeError):
     pass
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    """Where the stack is, and the state load and levels."""
     env = os.environ
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--bootstrap", default=env.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
                    help="Kafka bootstrap servers ($KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--redis-url", default=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
@@ -113,6 +112,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-unsustained", type=int, default=2,
                    help="skip the remaining (higher) levels after this many unsustained ones")
     p.add_argument("--pause", type=float, default=3.0, help="idle seconds between phases")
+
+
+def add_phase_options(p: argparse.ArgumentParser) -> None:
+    """The phases after the levels, and the workers' deployment."""
     p.add_argument("--misrouted", default="0,1",
                    help="shares of misrouted device-facing records, one paced phase each after "
                         "the levels (empty: no such phase)")
@@ -152,6 +155,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-seconds", type=float, default=30.0)
     p.add_argument("--py-spy", help="path of the py-spy executable (default: on PATH or next "
                                     "to this Python)")
+
+
+def add_target_and_output_options(p: argparse.ArgumentParser) -> None:
+    """The targets the verdicts judge by, and what the run writes where."""
     p.add_argument("--target-rate", type=float, default=400.0)
     p.add_argument("--target-p99-ms", type=float, default=150.0,
                    help="p99 query -> answer at half the target rate")
@@ -170,6 +177,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="only rewrite the doc and plots from a finished run in --out")
     p.add_argument("--keep", action="store_true",
                    help="keep the run's topics, consumer groups, Redis keys and worker state")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_load_options(p)
+    add_phase_options(p)
+    add_target_and_output_options(p)
     args = p.parse_args(argv)
     try:
         args.level_rates = [float(x) for x in args.levels.split(",") if x.strip()]
@@ -189,8 +204,7 @@ def command_line(argv: list[str]) -> tuple[str, str]:
     """The exact command, and the same through ``make bench``."""
     env = [f"{k}={shlex.quote(os.environ[k])}" for k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
            if os.environ.get(k)]
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
-    exact = " ".join([*env, sys.executable, script, *map(shlex.quote, argv)])
+    exact = " ".join([*env, sys.executable, "-m", "bench.pipeline_bench", *map(shlex.quote, argv)])
     make = "make bench" + (f" BENCH_ARGS={shlex.quote(' '.join(argv))}" if argv else "")
     return exact, make
 
@@ -340,7 +354,7 @@ class Bench:
     # --- measuring --------------------------------------------------------------------------
 
     def cpu_snapshot(self) -> dict[str, float]:
-        snap = {}
+        snap: dict[str, float] = {}
         for worker in self.workers.values():
             # Per role: with a second worker per role (--scale-out) both count together.
             user, system = worker.cpu_split()
@@ -518,10 +532,28 @@ class Bench:
     def run(self) -> RunReport:
         a = self.args
         began = time.monotonic()
+        report = self.new_report()
+        client_cpu0 = sum(self.me.cpu_times()[:2])
+        self.start()
+        report.deployment = self.deployment()
+        level_vehicles = [max(1, round(rate * a.seconds)) for rate in a.level_rates]
+        total = self.vehicles_needed(level_vehicles)
+        report.registered_vehicles = total
+        report.registration_seconds = self.register(total)
+        print(f"registered {total:,} vehicles in {report.registration_seconds:.0f} s",
+              file=sys.stderr)
+        if a.state_vehicles > 0:
+            self.load_state(report)
+        self.levels(report, level_vehicles)
+        self.other_phases(report, level_vehicles)
+        self.finish(report, client_cpu0, began)
+        return report
+
+    def new_report(self) -> RunReport:
+        a = self.args
         exact, make = command_line(self.argv)
         host: Machine = machine(self.broker_pid, a.redis_url)
-        client_cpu0 = sum(self.me.cpu_times()[:2])
-        report = RunReport(
+        return RunReport(
             run_id=self.run_id,
             started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             command=exact, make_command=make, machine=host, deployment=[],
@@ -536,8 +568,10 @@ class Bench:
                             a.target_ratio, a.target_cpu_us),
             notes=list(a.note),
         )
-        self.start()
-        report.deployment = [
+
+    def deployment(self) -> list[tuple[str, str]]:
+        a = self.args
+        return [
             ("code under test", code_revision()),
             ("workers", f"`vprov worker --role global`, `vprov worker --role regional --region "
                         f"{self.region}`; one process each, web ports {a.ports}"),
@@ -549,31 +583,33 @@ class Bench:
             ("levels", f"{a.levels} vehicles/s, {a.seconds:g} s each"),
             ("devices per vehicle", "2 (TCU primary, IVI), two chipsets each"),
         ]
-        level_vehicles = [max(1, round(rate * a.seconds)) for rate in a.level_rates]
+
+    def vehicles_needed(self, level_vehicles: list[int]) -> int:
+        """Every vehicle the run's phases will use: all are registered before the first."""
+        a = self.args
         profile_vehicles = round(max(a.level_rates + [a.profile_rate]) * a.profile_seconds) \
             if a.profile else 0
         scale_vehicles = sum(level_vehicles) if a.scale_out else 0
         # The ingress rate may be chosen after the levels: register for the highest it can be.
         ingress_vehicles = len(a.misrouted_shares) * max(
             1, round(max(a.level_rates + [a.ingress_rate]) * a.seconds))
-        total = (a.state_vehicles + sum(level_vehicles) + profile_vehicles + ingress_vehicles
-                 + scale_vehicles)
-        report.registered_vehicles = total
-        report.registration_seconds = self.register(total)
-        print(f"registered {total:,} vehicles in {report.registration_seconds:.0f} s",
+        return (a.state_vehicles + sum(level_vehicles) + profile_vehicles + ingress_vehicles
+                + scale_vehicles)
+
+    def load_state(self, report: RunReport) -> None:
+        a = self.args
+        time.sleep(a.pause)
+        outcome = self.phase(PhaseResult("state", None, a.state_vehicles),
+                             window=a.state_window)
+        time.sleep(5.0)  # let the workers settle (flushes, commits) before reading RSS
+        rss_after = self.monitor.sample()
+        report.state = StateLoad(outcome, rss_after, list(self.monitor.trend))
+        print(f"state load: {outcome.result.completed:,} vehicles, RSS after: "
+              + ", ".join(f"{k} {v / MB:.0f} MB" for k, v in rss_after.items()),
               file=sys.stderr)
 
-        if a.state_vehicles > 0:
-            time.sleep(a.pause)
-            outcome = self.phase(PhaseResult("state", None, a.state_vehicles),
-                                 window=a.state_window)
-            time.sleep(5.0)  # let the workers settle (flushes, commits) before reading RSS
-            rss_after = self.monitor.sample()
-            report.state = StateLoad(outcome, rss_after, list(self.monitor.trend))
-            print(f"state load: {outcome.result.completed:,} vehicles, RSS after: "
-                  + ", ".join(f"{k} {v / MB:.0f} MB" for k, v in rss_after.items()),
-                  file=sys.stderr)
-
+    def levels(self, report: RunReport, level_vehicles: list[int]) -> None:
+        a = self.args
         for rate, vehicles in zip(a.level_rates, level_vehicles, strict=True):
             failed = [o for o in report.levels if not o.sustained]
             if len(failed) >= a.max_unsustained or any(o.result.unanswered for o in failed):
@@ -589,6 +625,10 @@ class Bench:
                   f"{q['p99']:.0f} ms, sustained: {outcome.sustained} {outcome.verdict}",
                   file=sys.stderr)
 
+    def other_phases(self, report: RunReport, level_vehicles: list[int]) -> None:
+        """After the levels, in this order: ingress, baseline, client floor, restore, standby
+        cost, profile, scale-out."""
+        a = self.args
         if a.misrouted_shares:
             self.ingress(report)
         time.sleep(a.pause)
@@ -614,6 +654,8 @@ class Bench:
         if a.scale_out:
             time.sleep(a.pause)
             self.scale_out(report, level_vehicles)
+
+    def finish(self, report: RunReport, client_cpu0: float, began: float) -> None:
         report.rss_peak = dict(self.monitor.peak)
         report.client_cpu_seconds = sum(self.me.cpu_times()[:2]) - client_cpu0
         report.wall_seconds = time.monotonic() - began
@@ -626,7 +668,6 @@ class Bench:
                 "Processes outside the benchmark used more than 10% of a core during "
                 + ", ".join(f"{name} ({o.usage.other_percent:.0f}%)" for name, o in disturbed)
                 + ": figures of those phases are disturbed by other work on the machine.")
-        return report
 
     def scale_out(self, report: RunReport, level_vehicles: list[int]) -> None:
         """A second worker per role joins each consumer group (the partitions split between
@@ -799,6 +840,28 @@ def save_json(report: RunReport, path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1))
 
 
+# Runs saved before bench/ was a package name its modules bare ("report.RunReport").
+BARE_MODULES = {"client_floor", "deploy", "loadgen", "misroute", "profiles", "relay", "report",
+                "restore", "standby_cost"}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(f"bench.{module}" if module in BARE_MODULES else module, name)
+
+
+def load_report(run_dir: Path) -> RunReport:
+    """The figures a finished run saved (``report.pickle``), in the current classes."""
+    with (run_dir / "report.pickle").open("rb") as handle:
+        report: RunReport = _Unpickler(handle).load()
+    # A run saved before a field existed: give it the field's default.
+    for f in dataclasses.fields(RunReport):
+        if f.name not in vars(report):
+            setattr(report, f.name, f.default_factory()
+                    if f.default_factory is not dataclasses.MISSING else f.default)
+    return report
+
+
 def write_doc(report: RunReport, doc: Path) -> None:
     img = doc.parent / "img"
     latency_png = img / "pipeline-latency.png"
@@ -821,32 +884,28 @@ def write_doc(report: RunReport, doc: Path) -> None:
     print(f"wrote {doc} and plots in {img}")
 
 
+def render(run_dir: Path, doc: Path) -> int:
+    """Same figures, new text (e.g. after editing bench/findings.md): no measuring."""
+    report = load_report(run_dir)
+    # Summaries of the raw samples follow the current code.
+    report.profiles = [profiles.parse(run_dir / f"profile-{p.name.split()[0]}.txt",
+                                      p.name, p.seconds, p.rate) for p in report.profiles]
+    print(console(report))
+    write_doc(report, doc)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.render:
-        # Same figures, new text (e.g. after editing bench/findings.md): no measuring.
-        run_dir = Path(args.out) / args.render
-        with (run_dir / "report.pickle").open("rb") as handle:
-            report = pickle.load(handle)
-        # A run saved before a field existed: give it the field's default.
-        for f in dataclasses.fields(RunReport):
-            if f.name not in vars(report):
-                setattr(report, f.name, f.default_factory()  # type: ignore[misc]
-                        if f.default_factory is not dataclasses.MISSING else f.default)
-        # Summaries of the raw samples follow the current code.
-        report.profiles = [profiles.parse(run_dir / f"profile-{p.name.split()[0]}.txt",
-                                          p.name, p.seconds, p.rate) for p in report.profiles]
-        print(console(report))
-        write_doc(report, Path(args.doc))
-        return 0
+        return render(Path(args.out) / args.render, Path(args.doc))
 
     def on_term(signum: int, frame: object) -> None:
         raise Interrupted(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
     bench = Bench(args, argv)
-    report = None
     try:
         report = bench.run()
     except (KeyboardInterrupt, Interrupted):

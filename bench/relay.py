@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from vprov.kafka.clients import consumer, produce_when_room, producer
@@ -60,7 +61,7 @@ def relay(bootstrap: str, topic: str, group: str, seconds: float, warmup: float,
     writer = producer(bootstrap)
     assigned: list[float] = []
 
-    def on_assign(consumer: object, partitions: list[object]) -> None:
+    def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not assigned:
             assigned.append(time.monotonic())
 
@@ -130,6 +131,7 @@ def run_baseline(bootstrap: str, admin: AdminClient, prefix: str, partitions: in
                  log_dir: Path, seconds: float = 5.0, repeats: int = 3,
                  records: int = SEED_RECORDS, timeout: float = 120.0) -> BaselineResult:
     samples = _sample_messages(fleet.run_tag(prefix), region, 200)
+    # The checkout on the path: ``-m bench.relay`` then imports from any directory.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)}
     runs = []
@@ -139,7 +141,7 @@ def run_baseline(bootstrap: str, admin: AdminClient, prefix: str, partitions: in
         # log of millions of records instead of circulating the seed.
         topic = f"{prefix}.baseline-{run}"
         size = _seed(bootstrap, admin, topic, partitions, samples, records)
-        args = [sys.executable, str(Path(__file__).resolve()), "--bootstrap", bootstrap,
+        args = [sys.executable, "-m", "bench.relay", "--bootstrap", bootstrap,
                 "--topic", topic, "--group", f"{prefix}-baseline-{run}",
                 "--seconds", str(seconds), "--timeout", str(timeout)]
         with (log_dir / "baseline-relay.log").open("ab") as log:

@@ -7,7 +7,7 @@ Then a global worker starts on an empty disk, once with the bulk restore
 (streams/repairs/bulk_restore.py) and once, on a smaller state, with Faust's own recovery only; each
 reports the seconds from process start to ready and the changelog records per second.
 
-    .venv/bin/python bench/restore.py --vehicles 1000000
+    .venv/bin/python -m bench.restore --vehicles 1000000
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy import REPO, Broker, worker_env, write_config
-
+from bench.deploy import REPO, Broker, worker_env, write_config
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.topic_admin import ensure_topics
 from vprov.ops.workers import WorkerProcess

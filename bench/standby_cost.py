@@ -7,7 +7,7 @@ vehicle (all four processes, the fleet only: registration and start-up excluded)
 changelog records Faust's recovery applied per vehicle (``changelog_records_applied`` in
 ``/health``: what the standbys read, besides the start's restore).
 
-    .venv/bin/python bench/standby_cost.py --vehicles 2000 --rate 40
+    .venv/bin/python -m bench.standby_cost --vehicles 2000 --rate 40
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy import REPO, Broker, worker_env, write_config
-
+from bench.deploy import REPO, Broker, worker_env, write_config
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.topic_admin import ensure_topics
 from vprov.ops.workers import WorkerProcess, start_all

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from bench import misroute
 from vprov.kafka.partitioning import owner
-
-# bench/ is a directory of scripts that import each other by bare name, not a package: load the
-# one pure module by its path.
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "misroute.py"
-_SPEC = importlib.util.spec_from_file_location("bench_misroute", _PATH)
-assert _SPEC is not None and _SPEC.loader is not None
-misroute = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(misroute)
 
 VINS = [f"VBENCH{index:011d}".encode() for index in range(1, 400)]
 

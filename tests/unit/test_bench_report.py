@@ -1,0 +1,343 @@
+"""The benchmark page: its text comes from bench/benchmarks.md.tmpl, its figures from the run.
+
+Renders docs/benchmarks.md from small fixed runs (no broker) and checks the lines a reader goes
+by: headings, the method, each phase's sentence with its figures, the tables' first rows.
+"""
+
+from __future__ import annotations
+
+import ast
+import pickle
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench import page, pipeline_bench
+from bench import report as report_module
+from bench.client_floor import FloorResult
+from bench.deploy import Machine
+from bench.loadgen import PhaseResult
+from bench.profiles import Profile
+from bench.relay import BaselineResult
+from bench.report import (
+    IngressPhase,
+    Outcome,
+    RunReport,
+    StateLoad,
+    Targets,
+    Usage,
+)
+from bench.restore import RestoreReport, RestoreRun
+from bench.standby_cost import StandbyRun
+
+T0 = 1000.0
+
+
+def phase(name: str, rate: float | None, vehicles: int, *, done: int | None = None,
+          spread: float = 1.0, misrouted: int = 0) -> PhaseResult:
+    """A phase whose vehicles completed evenly over ``spread`` times the sending window."""
+    done = vehicles if done is None else done
+    window = vehicles / rate if rate else 10.0
+    result = PhaseResult(name, rate, vehicles, started_at=T0, send_end=T0 + window,
+                         ended_at=T0 + window * spread, completed=done,
+                         failed=vehicles - done, misrouted_records=misrouted)
+    result.completion_times = [T0 + window * spread * (i + 1) / done for i in range(done)]
+    result.query_latency = [0.01 * (i % 50 + 1) for i in range(done)]
+    result.vehicle_latency = [0.02 * (i % 50 + 1) for i in range(done)]
+    result.device_latency = [0.005 * (i % 50 + 1) for i in range(done)]
+    result.send_lag = [0.0005 * (i % 10) for i in range(done)] if rate else []
+    if vehicles > done:
+        result.failures = Counter({"timeout": vehicles - done})
+    return result
+
+
+def outcome(result: PhaseResult, *, sustained: bool = True, cpu: float = 2.0,
+            forwarded: dict[str, int | None] | None = None) -> Outcome:
+    wall = result.window + result.drain_seconds
+    usage = Usage(wall=wall, cpu={"global": cpu, "regional": cpu * 0.8, "broker": cpu * 0.6,
+                                  "redis": 0.05, "client": 0.3},
+                  machine=cpu * 2.6 + 1.0, system={"global": cpu / 10, "regional": cpu / 20})
+    return Outcome(result=result, usage=usage,
+                   records={"p.query": result.vehicles, "p.device.NA": 2 * result.vehicles,
+                            "p.unused": 0},
+                   consumed=6 * result.vehicles, produced=17 * result.vehicles,
+                   rss_peak={"global": 150_000_000, "regional": 120_000_000},
+                   sustained=sustained, verdict="" if sustained else "completion 87% of offered",
+                   forwarded=forwarded or {})
+
+
+def machine() -> Machine:
+    return Machine(cpu_model="Test CPU", logical_cpus=2, physical_cores=2, memory_gib=8.0,
+                   os="Linux 6", python="CPython 3.11.7", packages={"faust-streaming": "0.15.3"},
+                   kafka="3.9.1 (pid 1)", redis="7.0.15", load_before=(0.5, 0.25, 0.125))
+
+
+def bare_report(**settings: object) -> RunReport:
+    return RunReport(
+        run_id="0101000000", started="2026-01-01 00:00 UTC",
+        command="python -m bench.pipeline_bench --levels 50,100",
+        make_command="make bench BENCH_ARGS='--levels 50,100'", machine=machine(),
+        deployment=[("broker", "127.0.0.1:9092"), ("levels", "50,100 vehicles/s, 10 s each")],
+        settings={"region": "NA", "seconds": 10.0, "state_vehicles": 0, "state_window": 500,
+                  "drain_limit": 5.0, "min_completion": 0.95, "level_timeout": 60.0,
+                  "max_unsustained": 2, "misrouted": [], "ingress_rate_given": False,
+                  **settings},
+        targets=Targets(), registration_seconds=18.4, registered_vehicles=8000,
+        wall_seconds=456.0, client_cpu_seconds=69.04)
+
+
+def full_report() -> RunReport:
+    """Every phase run, with the odd cases: a skipped level, failures, a mismatch."""
+    report = bare_report(state_vehicles=2000, misrouted=[0.0, 1.0])
+    report.levels = [outcome(phase("50/s", 50, 500)),
+                     outcome(phase("100/s", 100, 1000, done=990, spread=1.3), sustained=False)]
+    report.skipped_levels = [150.0]
+    state = outcome(phase("state", None, 2000, done=1998))
+    report.state = StateLoad(state, {"global": 160_000_000, "regional": 129_000_000},
+                             [(n, {"global": 149_000_000 + n * 1000, "regional": 109_000_000})
+                              for n in range(0, 2000, 100)])
+    report.ingress_rate = 50.0
+    report.ingress = [
+        IngressPhase(0.0, outcome(phase("misrouted 0", 50, 500), cpu=2.0,
+                                  forwarded={"global": 0, "regional": 0}), ["p.rerouted"]),
+        IngressPhase(1.0, outcome(phase("misrouted 1", 50, 500, done=499, misrouted=1500),
+                                  cpu=2.1, forwarded={"global": 500, "regional": None}),
+                     ["p.rerouted"]),
+    ]
+    report.ingress[1].outcome.records["p.rerouted"] = 1497
+    report.scale_out = [outcome(phase("2 per role 50/s", 50, 500), cpu=2.4)]
+    report.scale_out_seconds = 31.6
+    report.floor = [FloorResult("faust", 300, 3000, 3000, 10.0, 4.1),
+                    FloorResult("librdkafka", 300, 3000, 3000, 10.0, 0.28)]
+    report.restore = RestoreReport(92_845, [
+        RestoreRun("bulk", 1_000_000, 4_000_000, 29.54, 135_399, 17.07, 26.0),
+        RestoreRun("faust", 25_000, 100_000, 47.64, 2_099, None, 12.1)])
+    report.standby_cost = [StandbyRun(1, 1200, 1200, 24.67, 6.29), StandbyRun(0, 1200, 1200,
+                                                                             18.3, 0.0)]
+    report.baseline = BaselineResult(records=1_477_000, mean_bytes=961.2, seconds=5.0,
+                                     cpu_seconds=4.83, delivered=1_477_000,
+                                     rates=[323_575.0, 286_285.0, 295_206.0],
+                                     startup_seconds=0.11)
+    report.baseline_reference = "Pipeline: 3,000 worker-consumed records"
+    report.profile_phase = outcome(phase("profile 50/s", 50, 1500))
+    report.thread_cpu = {"global": {"main": 40.0, "consumer": 12.0}, "regional": {"main": 30.0}}
+    report.profiles = [Profile("global", 31.0, 50, samples=100, waiting=20,
+                               threads=Counter({"main": 70, "consumer": 30}),
+                               self_by_package=Counter({"faust": 60}),
+                               self_by_function=Counter({"select (selectors.py)": 20}))]
+    report.rss_peak = {"global": 170_000_000, "regional": 131_000_000}
+    report.notes = ["Run beside other work."]
+    return report
+
+
+def render(report: RunReport, findings: str | None = None) -> str:
+    return page.markdown(report, "img/pipeline-latency.png", "img/pipeline-state-rss.png",
+                         findings, "img/pipeline-ingress.png")
+
+
+def section(doc: str, heading: str) -> str:
+    """From ``heading`` up to the next heading of the same level."""
+    level = heading.split(" ")[0]
+    start = doc.index(f"\n{heading}\n") + 1
+    rest = re.search(rf"^{level} ", doc[start + len(heading):], re.MULTILINE)
+    return doc[start:start + len(heading) + rest.start()] if rest else doc[start:]
+
+
+def test_the_head_names_the_run_and_the_method_its_settings() -> None:
+    doc = render(full_report())
+    assert doc.startswith("# Benchmarks\n\nWritten by `python -m bench.pipeline_bench` (run it "
+                          "again to replace this page). The pipeline runs end to end on one "
+                          "broker: the global worker and one regional worker (NA), started")
+    assert "\nRun `0101000000`, started 2026-01-01 00:00 UTC, took 7.6 minutes.\n\n```\n" \
+           "python -m bench.pipeline_bench --levels 50,100\n```\n" in doc
+    assert "| >= 400 vehicles/s sustained | **NOT met** | highest sustained level 50 " \
+           "vehicles/s |" in doc
+    assert "| load average before the run | 0.50 / 0.25 / 0.12 |" in doc
+    assert "\n| broker | 127.0.0.1:9092 |\n| levels | 50,100 vehicles/s, 10 s each |\n" in doc
+    method = section(doc, "## Method")
+    assert [line[:3] for line in method.splitlines() if line[:1].isdigit()] == [
+        f"{n}. " for n in range(1, 10)]
+    assert "(8,000, two devices each: TCU primary + IVI)" in method
+    assert "`GET /systems/{system_id}/`. Took 18 s." in method
+    assert "(`--state-vehicles`, here 2,000)" in method
+    assert "at least 95% of the offered rate, and the backlog drained within 5 s" in method
+    assert "ends after 2 unsustained levels, or after a level whose backlog has not drained " \
+           "60 s after" in method
+    assert "5. **Ingress: misrouted share** (`--misrouted`, here 0, 1; `--ingress-rate`, here " \
+           "50 vehicles/s: the highest sustained level, else the lowest level): after" in method
+
+
+def test_the_levels_section_has_its_table_and_sentences() -> None:
+    levels = section(render(full_report()), "## Results by load level")
+    assert levels.startswith("## Results by load level\n\n![latency and throughput against "
+                             "offered load](img/pipeline-latency.png)\n\n| offered v/s |")
+    assert "\n| 50 | 500 | 500 | 0 | 50.0 | 0.0 | yes | " in levels
+    assert "| no (completion 87% of offered) |" in levels
+    assert "\n\nLevel 150 vehicles/s skipped: lower levels were not sustained " \
+           "(`--max-unsustained`) or one's backlog did not drain.\n" in levels
+    assert "\n\nFailures by level: 100/s: timeout x10\n" in levels
+    assert "\n\nCPU per completed vehicle (ms of CPU time over the whole phase, drain " \
+           "included)." in levels
+    assert "Sender lag (actual − intended start, p99 per level, ms): 50/s 4.5, 100/s 4.5. " \
+           "Device → answer p99 per level (ms): 50/s 250, 100/s 250." in levels
+    assert "\n\nRecords per vehicle, by topic (first level):\n- `p.device.NA`: 2.00\n" \
+           "- `p.query`: 1.00\n\nWorkers wrote 17.0 records and consumed 6.0 per vehicle." \
+           in levels
+
+
+def test_the_phase_sections_carry_their_figures() -> None:
+    doc = render(full_report())
+    ingress = section(doc, "## Ingress: misrouted share")
+    assert "One open-loop phase per share at 50 vehicles/s offered, 10 s each" in ingress
+    assert "](img/pipeline-ingress.png)\n\n| misrouted share |" in ingress
+    assert "\n\nExtra worker CPU per misrouted record: " in ingress
+    assert "Forwarded records differ from the misrouted records the client sent at share 1 " \
+           "(1,497 forwarded, 1,500 sent): a vehicle" in ingress
+    assert ingress.rstrip().endswith("Failures by share: 1: timeout x1")
+    scale = section(doc, "## Scale-out: two workers per role")
+    assert "idle after 32 s); then the same levels ran again." in scale
+    assert scale.rstrip().endswith("Highest sustained level: 50.0 vehicles/s with one worker "
+                                   "per role, 50.0 with two.")
+    floor = section(doc, "## Client floor: a bare relay on each Kafka client")
+    assert "\n| 300 | 1,367 | — | 93 | faust 3,000/3,000, librdkafka 3,000/3,000 |\n" in floor
+    assert floor.rstrip().endswith("Target for the pipeline: 400 µs of worker CPU per "
+                                   "consumed record.")
+    restore = section(doc, "## Restore: a global worker on an empty disk")
+    assert "four records a vehicle, written at 92,845 records/s;" in restore
+    assert "\n| faust | 25,000 | 100,000 | 47.64 | 2,099 | — | 12.1 |" in restore
+    standby = section(doc, "## Standby tables: what they cost")
+    assert standby.startswith("## Standby tables: what they cost\n\nTwo workers per role, "
+                              "1,200 vehicles at a paced rate")
+    assert "\n| 0 | 1,200 | 18.3 | 0 |" in standby
+
+
+def test_the_baseline_memory_client_profile_and_notes() -> None:
+    doc = render(full_report(), findings="## Analysis\n\nWhat it means.\n")
+    baseline = section(doc, "## Baseline: consume → produce relay")
+    assert "\n| 1,477,000 | 961 B | 5.00 | 295,400 | 323,575, 286,285, 295,206 | 0.11 | 4.83 " \
+           "| 3 |\n\n**Pipeline / baseline = 0.001**" in baseline
+    assert "\n\nPipeline: 3,000 worker-consumed records.\n\n**Sustained vehicles/s per 1,000 " \
+           "relay records/s = 0.17**\n\nThe highest sustained level (50 vehicles/s) achieved " \
+           "50.0 vehicles/s; the relay moved 295,400 records/s.\n\nClosed-loop state load " \
+           "against the same baseline: 0.004." in baseline
+    assert "\n\nCPU per worker-consumed record at the reference level: 1200 µs (both " \
+           "workers), against 3 µs per record for the relay." in baseline
+    memory = section(doc, "## Memory")
+    assert "\n| global | 170 | 160 |\n" in memory
+    assert "\n\nState load: 1,998 of 2,000 vehicles provisioned in 10 s (199.8 vehicles/s " \
+           "closed loop, query p99 500 ms with up to 500 vehicles in flight).\nFailures: " \
+           "timeout x2.\n\nRSS while loading (MB):\n\n| vehicles in state | global | " \
+           "regional |\n" in memory
+    assert "\n| 1,900 | 151 | 109 |\n\n![worker RSS while loading state]" \
+           "(img/pipeline-state-rss.png)\n\nFor the 100,000-vehicle figure run with " \
+           "`--state-vehicles 100000` (registration" in memory
+    assert "The benchmark process used 69.0 CPU seconds over 456 s" in doc
+    profile = section(doc, "## Profile")
+    assert profile.startswith("## Profile\n\npy-spy sampled both workers during an extra, "
+                              "unscored open-loop phase at 50 vehicles/s for 30 s")
+    assert "\n| global | 7% | 10% | main 40%, consumer 12% |\n" in profile
+    assert "how much they used.\n\n#### global worker: 100 busy samples in 31 s at 50 Hz" \
+           in profile
+    assert doc.endswith("\n\n## Notes on this run\n\n- Run beside other work.\n\n## Analysis"
+                        "\n\nWhat it means.\n")
+
+
+def test_a_run_without_phases_says_what_did_not_run() -> None:
+    doc = page.markdown(bare_report(), None, None, None)
+    assert "5. **Ingress: misrouted share** (`--misrouted`, not run in this run): after" in doc
+    assert "## Ingress: misrouted share\n\nNot run (`--misrouted ''`).\n" in doc
+    assert "## Baseline: consume → produce relay\n\nNot run.\n" in doc
+    assert "## Profile\n\nNot run (`--profile`).\n" in doc
+    assert "## Results by load level\n\n| offered v/s |" in doc
+    for absent in ("## Scale-out", "## Client floor", "## Restore", "## Standby", "## Notes",
+                   "Records per vehicle", "State load:", "![", "$"):
+        assert absent not in doc
+    assert doc.endswith("per level its share is in the CPU client column above.\n\n"
+                        "## Profile\n\nNot run (`--profile`).\n")
+
+
+def test_notes_set_by_the_run_replace_the_default_sentences() -> None:
+    report = bare_report(misrouted=[0.0, 1.0], ingress_rate_given=True)
+    report.ingress_rate = 80.0
+    report.ingress_note = "Not run: with one partition per topic no record can be misrouted."
+    report.profile_note = "Not run: py-spy was not found."
+    report.baseline = BaselineResult(10, 900.0, 5.0, 0.1, 10, [2.0], 0.1)
+    doc = render(report)
+    assert "(`--misrouted`, here 0, 1; `--ingress-rate`, here 80 vehicles/s): after" in doc
+    assert "## Ingress: misrouted share\n\nNot run: with one partition per topic" in doc
+    assert "## Profile\n\nNot run: py-spy was not found.\n" in doc
+    assert "\n\nRatio not available.\n\n.\n\nSustained vehicles/s per 1,000 relay records/s: " \
+           "not available (no level sustained).\n" in doc
+
+
+def test_every_section_of_the_template_is_used_and_none_is_missing() -> None:
+    names = set(page.sections())
+    source = Path(page.__file__).read_text(encoding="utf-8")
+    used = {node.value for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and re.fullmatch(r"[a-z_]+", node.value)}
+    assert {n for n in used if n in names} == names
+    calls = set(re.findall(r'text\(\s*"([a-z_]+)"', source))
+    assert calls <= names
+
+
+def test_a_figure_the_template_names_must_be_given() -> None:
+    with pytest.raises(KeyError):
+        page.text("client", cpu="1.0")
+
+
+def test_a_run_saved_before_bench_was_a_package_renders_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pickles of such runs name the modules bare ("report.RunReport"): pickle one that way.
+    report = bare_report()
+    del report.__dict__["standby_cost"]  # a field added after the run was saved
+    for name, module in (("report", report_module), ("deploy", sys.modules["bench.deploy"])):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(RunReport, "__module__", "report")
+    monkeypatch.setattr(Targets, "__module__", "report")
+    monkeypatch.setattr(Machine, "__module__", "deploy")
+    data = pickle.dumps(report)
+    monkeypatch.undo()
+    assert b"bench.report" not in data and b"bench.deploy" not in data
+    run = tmp_path / "out" / report.run_id
+    run.mkdir(parents=True)
+    (run / "report.pickle").write_bytes(data)
+    loaded = pipeline_bench.load_report(run)
+    assert type(loaded) is RunReport and loaded.standby_cost == []
+    assert page.markdown(loaded, None, None, None) == page.markdown(bare_report(), None, None,
+                                                                    None)
+
+
+def test_render_rewrites_the_page_from_a_saved_run(tmp_path: Path) -> None:
+    # The command docs/development.md gives, as a module of the checkout: plots, page, findings.
+    report = full_report()
+    run = tmp_path / "out" / report.run_id
+    run.mkdir(parents=True)
+    (run / "report.pickle").write_bytes(pickle.dumps(report))
+    doc = tmp_path / "docs" / "benchmarks.md"
+    doc.parent.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.pipeline_bench", "--render", report.run_id,
+         "--out", str(tmp_path / "out"), "--doc", str(doc)],
+        cwd=Path(pipeline_bench.__file__).parents[1], capture_output=True, text=True,
+        timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "pipeline benchmark 0101000000: global + NA workers" in done.stdout
+    text = doc.read_text(encoding="utf-8")
+    findings = pipeline_bench.FINDINGS.read_text(encoding="utf-8").strip()
+    assert text.endswith("\n\n" + findings + "\n")
+    # the profile is summarised again from its raw samples, absent here
+    assert "#### global worker: 0 busy samples in 31 s at 50 Hz" in text
+    assert sorted(p.name for p in (doc.parent / "img").iterdir()) == [
+        "pipeline-ingress.png", "pipeline-latency.png", "pipeline-state-rss.png"]
+    assert "![latency and throughput against offered load](img/pipeline-latency.png)" in text
+
+
+def test_the_recorded_command_runs_the_module() -> None:
+    exact, make = pipeline_bench.command_line(["--levels", "50,100", "--note", "a b"])
+    assert exact.endswith(f"{sys.executable} -m bench.pipeline_bench --levels 50,100 --note 'a b'")
+    assert make == "make bench BENCH_ARGS='--levels 50,100 --note a b'"
