@@ -11,6 +11,7 @@ import contextlib
 import os
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 # --- configuration ------------------------------------------------------------------------------
 
 def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, regions: tuple[str, ...],
-                 partitions: int | None = None, producer_client: str | None = None) -> Config:
+                 partitions: int | None = None, producer_client: str | None = None,
+                 edge: Mapping[str, str] | None = None,
+                 gateways: Mapping[str, str] | None = None) -> Config:
     """The packaged defaults with the run's own app prefix and topic names, and only the regions
-    that get a worker (topics of regions nobody serves would only load the broker)."""
+    that get a worker (topics of regions nobody serves would only load the broker). ``edge``:
+    keys of the ``[edge]`` table; ``gateways``: regions' ``gateway_endpoint`` (the edge phase's
+    brokers). A file with edge passwords is readable by its owner only."""
     doc = config_module.isolate(config_module.defaults_document(), prefix)
     doc["kafka"]["bootstrap_servers"] = bootstrap
     if partitions:
@@ -40,6 +45,12 @@ def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, region
         doc["kafka"]["producer_client"] = producer_client
     doc["redis"]["url"] = redis_url
     doc["regions"] = {code: body for code, body in doc["regions"].items() if code in regions}
+    doc["edge"].update(edge or {})
+    for code, endpoint in (gateways or {}).items():
+        doc["regions"][code]["gateway_endpoint"] = endpoint
+    if edge:  # passwords: the owner's eyes only, before they are written
+        path.touch(mode=0o600)
+        path.chmod(0o600)
     path.write_text(config_module.dumps(doc), encoding="utf-8")
     # The file is complete: no environment variable may change what the workers read.
     return config_module.load(path, env={})
@@ -91,7 +102,8 @@ def worker_env(**extra: str) -> dict[str, str]:
     workers read the run's configuration file and nothing else, plus ``extra``."""
     env = {k: v for k, v in os.environ.items()
            if k not in config_module.ENV_OVERRIDES
-           and not k.startswith(config_module.REGION_BOOTSTRAP_ENV)}
+           and not k.startswith((config_module.REGION_BOOTSTRAP_ENV,
+                                 config_module.REGION_ENDPOINT_ENV))}
     return {**env, **extra}
 
 

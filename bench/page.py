@@ -14,6 +14,15 @@ from pathlib import Path
 from string import Template
 
 from bench.client_floor import CLIENTS
+from bench.edge_bench import (
+    BRIDGE_HEADER,
+    PATH_HEADER,
+    PATH_NAME,
+    bridge_rows,
+    combined,
+    differences,
+    path_rows,
+)
 from bench.loadgen import summary_ms
 from bench.profiles import markdown as profile_markdown
 from bench.report import (
@@ -69,8 +78,8 @@ def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
              findings: str | None, ingress_png: str | None = None) -> str:
     blocks = [head(report), levels(report, latency_png), ingress(report, ingress_png),
               scale_out(report), floor(report), restore(report), standby(report),
-              baseline(report), memory(report, rss_png), client(report), profile(report),
-              notes(report), findings.strip() if findings else ""]
+              edge(report), baseline(report), memory(report, rss_png), client(report),
+              profile(report), notes(report), findings.strip() if findings else ""]
     return "\n\n".join(block for block in blocks if block) + "\n"
 
 
@@ -220,6 +229,39 @@ def standby(report: RunReport) -> str:
     return text("standby", vehicles=f"{report.standby_cost[0].vehicles:,}",
                 table=table(["standbys", "vehicles completed", "worker CPU ms/vehicle",
                              "changelog records applied/vehicle"], rows))
+
+
+def edge(report: RunReport) -> str:
+    e = report.edge
+    if e is None or not e.paths:
+        return ""
+    lines = [text("edge", region=e.region, vehicles=f"{e.vehicles:,}", rate=f"{e.rate:g}",
+                  seconds=f"{e.seconds:g}", source=e.settings_from or "the environment"),
+             "", table(PATH_HEADER, path_rows(e)), ""]
+    found = differences(e)
+    if found is not None:
+        lines += [text("edge_difference", **found), ""]
+    mqtt = e.path("mqtt")
+    if mqtt is not None and mqtt.connects:
+        opened = summary_ms(mqtt.connects)
+        lines += [text("edge_connects", count=f"{len(mqtt.connects):,}", region=e.region,
+                       p50=f"{opened['p50']:.0f}", p99=f"{opened['p99']:.0f}",
+                       total=f"{sum(mqtt.connects):.1f}", wall=f"{mqtt.wall:.0f}"), ""]
+    lines.append(text("edge_load", cores=str(report.machine.logical_cpus), loads="; ".join(
+        f"{PATH_NAME.get(p.via, p.via)} {p.load[0]:.1f} (machine busy "
+        f"{p.machine_percent:.0f}% of a core, other work {p.other_percent:.0f}%)"
+        for p in e.paths)))
+    by_path = {PATH_NAME.get(p.via, p.via): p.result.failures for p in e.paths
+               if p.result.failures}
+    if by_path:
+        lines += ["", text("edge_failures", failures="; ".join(
+            f"{via}: {failures(c)}" for via, c in by_path.items()))]
+    if e.bridges:
+        both = combined(e.bridges)
+        lines += ["", text("edge_bridges", table=table(BRIDGE_HEADER, bridge_rows(e)),
+                           total=f"{both.us_per_message or 0:,.0f}",
+                           busy=f"{both.us_per_message_above_idle or 0:,.0f}")]
+    return "\n".join(lines)
 
 
 # --- the relay baseline -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ baseline on the same broker. Writes docs/benchmarks.md and plots.
 
     make up && make bench BENCH_ARGS="--levels 50,100,150,200,300,400 --seconds 15"
     .venv/bin/python -m bench.pipeline_bench --state-vehicles 100000 --profile
+    make bench EDGE=mqtt BENCH_ARGS=--edge   # also the device edge: MQTT beside Kafka-direct
 
 The workers are stopped and the run's topics, consumer groups and Redis keys removed at the end,
 whatever happens (``--keep`` leaves them for inspection).
@@ -50,6 +51,7 @@ from bench.deploy import (
     worker_env,
     write_config,
 )
+from bench.edge_bench import EdgeSettings, check_brokers, edge_settings, run_edge
 from bench.loadgen import LoadGenerator, PhaseResult, summary_ms
 from bench.page import markdown
 from bench.relay import run_baseline
@@ -136,6 +138,15 @@ def add_phase_options(p: argparse.ArgumentParser) -> None:
                    help="vehicles of the standby-cost phase, two workers per role, with and "
                         "without standbys (0: no phase)")
     p.add_argument("--standby-rate", type=float, default=40.0)
+    p.add_argument("--edge", action="store_true",
+                   help="the device edge phase: the same fleet over MQTT (Mosquitto brokers "
+                        "with dynamic security, an edge bridge per broker) and straight onto "
+                        "Kafka; needs the brokers (make up EDGE=mqtt)")
+    p.add_argument("--edge-rate", type=float, default=10.0,
+                   help="offered vehicles/s of both edge paths (modest: every rehome and "
+                        "provisioning writes identities into the brokers)")
+    p.add_argument("--edge-seconds", type=float, default=30.0,
+                   help="sending time of each edge path")
     p.add_argument("--floor-seconds", type=float, default=10.0,
                    help="the client floor's timed window per client and rate")
     p.add_argument("--region", default="NA", help="the regional worker's region")
@@ -277,6 +288,7 @@ class Bench:
         self.redis_pid = listener_pid(redis_port) if redis_port else None
         self.samplers = {"broker": ProcessSampler(self.broker_pid),
                          "redis": ProcessSampler(self.redis_pid)}
+        self.edge_settings: EdgeSettings | None = None
 
     # --- set-up and tear-down ---------------------------------------------------------------
 
@@ -534,6 +546,9 @@ class Bench:
         began = time.monotonic()
         report = self.new_report()
         client_cpu0 = sum(self.me.cpu_times()[:2])
+        if a.edge:  # before anything is measured: the brokers must be there
+            self.edge_settings = edge_settings(self.region)
+            check_brokers(self.edge_settings)
         self.start()
         report.deployment = self.deployment()
         level_vehicles = [max(1, round(rate * a.seconds)) for rate in a.level_rates]
@@ -627,7 +642,7 @@ class Bench:
 
     def other_phases(self, report: RunReport, level_vehicles: list[int]) -> None:
         """After the levels, in this order: ingress, baseline, client floor, restore, standby
-        cost, profile, scale-out."""
+        cost, edge, profile, scale-out."""
         a = self.args
         if a.misrouted_shares:
             self.ingress(report)
@@ -648,6 +663,8 @@ class Bench:
             report.standby_cost = run_standby_cost(a.bootstrap, a.redis_url,
                                                    self.dir / "standby", a.standby_vehicles,
                                                    a.standby_rate, a.web_ports[0] + 20)
+        if a.edge:
+            self.edge(report)
         if a.profile:
             time.sleep(a.pause)
             self.profile(report)
@@ -668,6 +685,23 @@ class Bench:
                 "Processes outside the benchmark used more than 10% of a core during "
                 + ", ".join(f"{name} ({o.usage.other_percent:.0f}%)" for name, o in disturbed)
                 + ": figures of those phases are disturbed by other work on the machine.")
+
+    def edge(self, report: RunReport) -> None:
+        """Its own deployment, with Mosquitto identities: the fleet over MQTT and straight onto
+        Kafka at the same rate (bench/edge_bench.py)."""
+        a = self.args
+        assert self.edge_settings is not None
+        self.wait_idle()
+        port = a.web_ports[0] + 30
+        report.deployment.append(
+            ("edge phase", f"{max(1, round(a.edge_rate * a.edge_seconds))} vehicles per path at "
+                           f"{a.edge_rate:g} vehicles/s, over MQTT then Kafka-direct; workers "
+                           f"on web ports {port},{port + 1}, brokers "
+                           f"{self.edge_settings.edge['global_endpoint']} and "
+                           + ", ".join(self.edge_settings.gateways.values())))
+        report.edge = run_edge(a.bootstrap, a.redis_url, self.dir / "edge", self.region,
+                               a.edge_rate, a.edge_seconds, port, self.edge_settings,
+                               timeout=max(120.0, a.level_timeout))
 
     def scale_out(self, report: RunReport, level_vehicles: list[int]) -> None:
         """A second worker per role joins each consumer group (the partitions split between
@@ -831,6 +865,19 @@ def save_json(report: RunReport, path: Path) -> None:
                      "misrouted_sent": p.outcome.result.misrouted_records}
                     for p in report.ingress],
         "extra_worker_cpu_ms_per_forwarded_record": cost[2] if cost else None,
+        "edge": None if report.edge is None else {
+            "rate": report.edge.rate, "vehicles_per_path": report.edge.vehicles,
+            "paths": {p.via: {"completed": p.result.completed,
+                              "query_ms": summary_ms(p.result.query_latency),
+                              "device_ms": summary_ms(p.result.device_latency),
+                              "load_average": p.load, "other_percent": p.other_percent}
+                      for p in report.edge.paths},
+            "bridges": {b.scope: {"cpu_seconds": b.cpu_seconds, "to_kafka": b.to_kafka,
+                                  "to_devices": b.to_devices,
+                                  "us_per_message": b.us_per_message,
+                                  "idle_cpu_percent": b.idle_cpu_percent}
+                        for b in report.edge.bridges},
+            "bridge_us_per_message": report.edge.us_per_message},
         "levels": [{"rate": o.result.rate, "sustained": o.sustained,
                     "achieved": o.result.achieved_rate,
                     "query_ms": summary_ms(o.result.query_latency),
@@ -842,7 +889,7 @@ def save_json(report: RunReport, path: Path) -> None:
 
 # Runs saved before bench/ was a package name its modules bare ("report.RunReport").
 BARE_MODULES = {"client_floor", "deploy", "loadgen", "misroute", "profiles", "relay", "report",
-                "restore", "standby_cost"}
+                "restore", "standby_cost"}  # modules added since (edge_bench) are never bare
 
 
 class _Unpickler(pickle.Unpickler):

@@ -10,6 +10,8 @@ from typing import Any
 
 from bench.client_floor import CLIENTS, FloorResult
 from bench.deploy import Machine
+from bench.edge_bench import EdgeReport
+from bench.edge_bench import console_lines as edge_console
 from bench.loadgen import PhaseResult, summary_ms
 from bench.profiles import Profile
 from bench.relay import BaselineResult
@@ -180,6 +182,7 @@ class RunReport:
     scale_out_seconds: float = 0.0  # second workers started -> ready and idle
     restore: RestoreReport | None = None  # empty-disk starts on a synthetic state
     standby_cost: list[StandbyRun] = field(default_factory=list)  # with and without standbys
+    edge: EdgeReport | None = None  # the fleet over MQTT and Kafka-direct (--edge)
     rss_peak: dict[str, int] = field(default_factory=dict)
     client_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -396,6 +399,8 @@ def console(report: RunReport) -> str:
             f"  {r.standbys} standby: {r.cpu_ms_per_vehicle} ms worker CPU and "
             f"{r.changelog_records_per_vehicle} changelog records applied per vehicle"
             for r in report.standby_cost)]
+    if report.edge is not None:
+        out += ["", *edge_console(report.edge)]
     if report.floor:
         out += ["", f"client floor, µs of CPU per relayed record ({', '.join(CLIENTS)}):", *(
                     f"  {row[0]} records/s: " + " | ".join(row[1:-1])
