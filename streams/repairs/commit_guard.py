@@ -17,8 +17,10 @@ non-compacted input topics every offset is a record, so a missing one is a recor
 
 - moves the commit only over an unbroken run of acknowledged offsets that starts exactly at the
   committed offset; anything else waits, and ``streams/repairs/watchdog.py`` seeks the partition
-  back to
-  the hole;
+  back to the hole;
+- keeps the offsets a commit covers (and the origin of a first commit) until Faust records the
+  commit, which it does only once the broker answered: a slow commit (the first ones on a new
+  cluster, a broker failover) is not taken by the watchdog for processed records that vanished;
 - does not count a record acknowledged under an earlier consumer generation, or while the flow
   is stopped, as processed: it is read again from the committed offset after the rebalance.
 
@@ -29,6 +31,9 @@ between two records it read are such offsets (Faust records them as gaps). A hol
 watchdog asks the broker where the next record at or after the head is, and either the offsets
 before it are gone (``add_processed``), or the head is a record that was dropped and is read
 again. So a record dropped in a rebalance is never committed past on these topics either.
+
+Faust's seek runs aiokafka's from the app's event loop while the consumer thread reads the
+fetched records it deletes (defect 7): ``GuardedConsumer._seek`` seeks on the consumer thread.
 
 One more repair, to the producer (defect 4): before a commit, Faust flushes its producer, but
 the buffer that holds table changelog records gives up after 0.1 s without a record sent, under
@@ -42,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -58,9 +63,11 @@ REPORTED_HOLES_KEPT = 10_000  # holes remembered so that each is logged once
 
 def committable(acked: list[int], head: int | None) -> tuple[int | None, list[int]]:
     """The offset to commit for a partition whose next unprocessed offset is ``head``, given
-    its acknowledged offsets, and the offsets that commit covers (to forget them): the commit
-    moves to the end of the unbroken run that starts at ``head``, or nowhere. ``acked`` is
-    sorted in place, so the covered offsets are its first ones."""
+    its acknowledged offsets, and the offsets below the head (committed already: to forget):
+    the commit moves to the end of the unbroken run that starts at ``head``, or nowhere.
+    ``acked`` is sorted in place, so the offsets to forget are its first ones. The run itself
+    is forgotten only once its commit is recorded (it is then below the head): until then it
+    counts as processed and not committed, also for the watchdog."""
     if head is None:
         return None, []
     acked.sort()
@@ -72,9 +79,7 @@ def committable(acked: list[int], head: int | None) -> tuple[int | None, list[in
         if offset != run_end:
             break
         run_end += 1
-    if run_end == head:
-        return None, acked[:stale]
-    return run_end, acked[:stale + run_end - head]
+    return (run_end if run_end > head else None), acked[:stale]
 
 
 @dataclass
@@ -93,6 +98,37 @@ class GuardedTopics:
         return topic in self.strict or topic in self.compacted
 
 
+class FetchedRecords(dict[TP, list[Any]]):
+    """A batch of records the consumer thread took from aiokafka, with how many times each
+    partition had been sought when it took them."""
+
+    def __init__(self, records: Mapping[TP, list[Any]], seeks: Mapping[TP, int]) -> None:
+        super().__init__(records)
+        self.seeks = dict(seeks)
+
+
+class GuardedConsumerThread(driver.AIOKafkaConsumerThread):
+    """The consumer thread: seeks, and tells which records were fetched before a seek."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seeks: dict[TP, int] = {}  # seeks per partition, counted on this thread
+
+    async def seek_counted(self, partition: TP, offset: int) -> None:
+        """Seek (on this thread): aiokafka drops what it holds of the partition and fetches
+        from ``offset``."""
+        self.seek(partition, offset)
+        self.seeks[partition] = self.seeks.get(partition, 0) + 1
+
+    async def _fetch_records(self, consumer: Any, active_partitions: set[TP],
+                             timeout: float | None = None,
+                             max_records: int | None = None) -> Any:
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
+                                               max_records=max_records)
+        # nothing ran on this thread since aiokafka handed the records over
+        return FetchedRecords(records, self.seeks)
+
+
 class GuardedConsumer(driver.Consumer):
     """Faust's aiokafka consumer with the commit rules above for the guarded topics; every
     other topic keeps Faust's own rules."""
@@ -105,7 +141,11 @@ class GuardedConsumer(driver.Consumer):
         # when partitions are assigned (Faust keeps None there).
         self.origins: dict[TP, int] = {}
         self._reported_holes: set[tuple[TP, int]] = set()
+        self._batch_seeks: dict[TP, int] | None = None  # the seeks when the batch was fetched
         super().__init__(transport, *args, **kwargs)
+
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return GuardedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     # --- what the watchdog reads ---------------------------------------------------------
 
@@ -115,8 +155,10 @@ class GuardedConsumer(driver.Consumer):
         return committed if committed is not None else self.origins.get(tp)
 
     def acked_offsets(self, tp: TP) -> list[int]:
-        """Offsets of ``tp`` processed but not committed yet."""
-        return list(self._acked.get(tp) or ())
+        """Offsets of ``tp`` processed but not committed yet, those of a commit under way
+        included (they are forgotten once it is recorded)."""
+        head = self.head(tp)
+        return [o for o in list(self._acked.get(tp) or ()) if head is None or o >= head]
 
     def in_flight(self) -> list[Message]:
         """Messages handed to the streams and not acknowledged yet."""
@@ -147,11 +189,14 @@ class GuardedConsumer(driver.Consumer):
     async def learn_origins(self) -> None:
         """Record the log start offset of the assigned guarded partitions that have no
         committed offset: that is where the consumer starts them, and where their first commit
-        must start. An origin is forgotten once the partition has a committed offset: while a
-        rebalance has cleared Faust's committed offsets, the head is unknown and nothing is
-        committed."""
+        must start. An origin is forgotten once the partition has a committed offset (or is no
+        longer assigned): while a rebalance has cleared Faust's committed offsets, the head is
+        unknown and nothing is committed."""
+        assigned = self.assignment()
+        for tp in set(self.origins) - assigned:
+            del self.origins[tp]
         unknown = []
-        for tp in self.assignment():
+        for tp in assigned:
             if tp.topic not in self.guarded:
                 continue
             if self._committed_offset.get(tp) is None:
@@ -167,7 +212,8 @@ class GuardedConsumer(driver.Consumer):
                         len(unknown), exc)
             return
         for tp, start in starts.items():
-            if start is not None:
+            # (a first commit may have been recorded meanwhile)
+            if start is not None and self._committed_offset.get(tp) is None:
                 self.origins[tp] = start
 
     # --- Faust's hooks ---------------------------------------------------------------------
@@ -181,12 +227,10 @@ class GuardedConsumer(driver.Consumer):
         if not acked:
             return None
         head = self.head(tp)
-        offset, covered = committable(acked, head)
-        if covered:
-            del acked[:len(covered)]
-            self._acked_index[tp].difference_update(covered)
-        if offset is not None:
-            self.origins.pop(tp, None)  # from now on the committed offset is the head
+        offset, done = committable(acked, head)
+        if done:
+            del acked[:len(done)]
+            self._acked_index[tp].difference_update(done)
         if offset is None and head is not None and acked and acked[0] > head:
             self._report_hole(tp, head, acked[0])
         return offset
@@ -214,6 +258,45 @@ class GuardedConsumer(driver.Consumer):
     async def perform_seek(self) -> None:
         await super().perform_seek()
         await self.learn_origins()
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int],
+                              start_new_transaction: bool = True) -> bool:
+        try:
+            return await super()._commit_offsets(offsets, start_new_transaction)
+        finally:
+            # Faust records the committed offsets once the broker has them: from then on they
+            # are the heads. Until then the origin stays the head of a first commit.
+            for tp in offsets:
+                if self._committed_offset.get(tp) is not None:
+                    self.origins.pop(tp, None)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        # Faust's seek calls aiokafka's from the app's event loop, while the consumer thread's
+        # loop may be walking the fetched records that aiokafka's seek deletes (KeyError in
+        # Fetcher.fetched_records, which stops the worker): seek on the consumer thread.
+        thread = cast(GuardedConsumerThread, self._thread)
+        await thread.call_thread(thread.seek_counted, partition, offset)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        records = await super()._getmany(active_partitions, timeout)
+        self._batch_seeks = records.seeks if isinstance(records, FetchedRecords) else None
+        return records
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        # A batch's records of a partition sought after it was fetched are read again from the
+        # seek's offset. Handed on, one past that offset would move Faust's read offset past
+        # it (logged as skipped offsets), and Faust would then drop the records read again.
+        async for tp, message in super().getmany(timeout):
+            if self._fetched_before_a_seek(tp):
+                continue
+            yield tp, message
+
+    def _fetched_before_a_seek(self, tp: TP) -> bool:
+        fetched = self._batch_seeks
+        if fetched is None:  # not fetched by the guarded thread
+            return False
+        seeks = cast(GuardedConsumerThread, self._thread).seeks
+        return seeks.get(tp, 0) != fetched.get(tp, 0)
 
     # --- the rules -------------------------------------------------------------------------
 

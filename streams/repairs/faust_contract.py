@@ -90,6 +90,25 @@ REQUIRED: tuple[Requirement, ...] = (
     called_by(Consumer, "_add_gap", "_drain_messages"),
     method(Consumer, "ack"),
     coroutine(Consumer, "perform_seek"),
+    # a commit under way keeps its offsets until Faust records it (after the broker answered)
+    coroutine(Consumer, "_commit_offsets"),
+    called_by(Consumer, "_commit_offsets", "_commit_tps"),
+    called_by(Consumer, "_committed_offset", "_commit_offsets"),
+    # the watchdog's seek, on the consumer thread (defect 7)
+    coroutine(Consumer, "_seek"),
+    called_by(Consumer, "_seek", "seek"),
+    field(faust_consumer.ThreadDelegateConsumer, "_thread"),
+    coroutine(driver.AIOKafkaConsumerThread, "call_thread"),
+    method(driver.AIOKafkaConsumerThread, "seek"),
+    # records fetched before such a seek are not handed on (GuardedConsumer.getmany)
+    coroutine(driver.AIOKafkaConsumerThread, "_fetch_records"),
+    called_by(driver.AIOKafkaConsumerThread, "_fetch_records", "getmany"),
+    called_by(faust_consumer.ThreadDelegateConsumer, "getmany", "_getmany"),
+    coroutine(Consumer, "_getmany"),
+    called_by(Consumer, "_getmany", "_wait_next_records"),
+    Requirement(Consumer, "getmany", "async generator",
+                lambda o, n: inspect.isasyncgenfunction(getattr(o, n, None))),
+    called_by(Consumer, "getmany", "_drain_messages"),
     # the bookkeeping they and the watchdog read
     field(Consumer, "_committed_offset"),
     field(Consumer, "_acked"),

@@ -24,7 +24,12 @@ from aiokafka.protocol.commit import OffsetCommitRequest
 from faust.transport.drivers import aiokafka as driver
 
 from streams.repairs import faust_contract
-from streams.repairs.commit_guard import DrainingProducer, GuardedConsumer, GuardedTopics
+from streams.repairs.commit_guard import (
+    DrainingProducer,
+    GuardedConsumer,
+    GuardedConsumerThread,
+    GuardedTopics,
+)
 from streams.repairs.producer import LibrdkafkaProducer
 
 
@@ -63,7 +68,7 @@ def commits_on_their_own_connection(client: Any) -> None:
     client.send = send_routed
 
 
-class TunedConsumerThread(driver.AIOKafkaConsumerThread):
+class TunedConsumerThread(GuardedConsumerThread):
     def _create_worker_consumer(self, transport: driver.Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         fetch = cast("Transport", self.transport).fetch

@@ -11,6 +11,10 @@ it back. Every few seconds it looks at each input partition of the worker for on
 - records wait past the head and the topic's agent holds nothing: Faust believes it has read
   them.
 
+The head is the committed offset as Faust records it once the broker has the commit; the
+offsets a commit under way covers count as acknowledged until then (the commit guard keeps
+them), however long the commit takes.
+
 A dropped head (the first state) is sought back at once: the agent takes a partition's records
 in order, so it never comes by itself. A head that has not moved between two checks (the second
 state) is sought back then. The records are processed again; decisions are deterministic and
@@ -122,6 +126,9 @@ async def check_partitions(consumer: GuardedConsumer, watched: set[str], compact
                 consumer.add_processed(tp, absent)
                 del now[tp]
                 continue
+        if (consumer.head(tp) or 0) != head:
+            del now[tp]  # a commit was recorded while the check awaited the broker
+            continue
         # dropped, or it did not move in a whole check interval although it has to
         if suspects.get(tp) == head or tp in dropped:
             log.warning("partition %s:%d stopped at offset %d although it holds records "
