@@ -7,6 +7,7 @@ topics, state directories. Cleaning up therefore only ever touches names with th
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -28,6 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # --- configuration ------------------------------------------------------------------------------
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap`` and ``--redis-url``: where the stack is, from the environment by default."""
+    env = os.environ
+    parser.add_argument("--bootstrap",
+                        default=env.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
+                        help="Kafka bootstrap servers ($KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--redis-url", default=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+                        help="Redis URL ($REDIS_URL)")
+
 
 def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, regions: tuple[str, ...],
                  partitions: int | None = None, producer_client: str | None = None,

@@ -48,6 +48,7 @@ from bench.deploy import (
     REPO,
     Broker,
     ProcessSampler,
+    add_stack_arguments,
     listener_pid,
     machine_busy_seconds,
     port_of,
@@ -622,10 +623,7 @@ def run_edge(bootstrap: str, redis_url: str, workdir: Path, region: str, rate: f
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-                   or "127.0.0.1:9092")
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL")
-                   or "redis://127.0.0.1:6379/0")
+    add_stack_arguments(p)
     p.add_argument("--region", default="NA")
     p.add_argument("--rate", type=float, default=10.0, help="offered vehicles/s on both paths")
     p.add_argument("--seconds", type=float, default=30.0, help="sending time per path")

@@ -44,6 +44,7 @@ from bench.deploy import (
     Broker,
     Machine,
     ProcessSampler,
+    add_stack_arguments,
     listener_pid,
     machine,
     machine_busy_seconds,
@@ -93,11 +94,7 @@ class WorkerDied(RuntimeError):
 
 def add_load_options(p: argparse.ArgumentParser) -> None:
     """Where the stack is, and the state load and levels."""
-    env = os.environ
-    p.add_argument("--bootstrap", default=env.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092",
-                   help="Kafka bootstrap servers ($KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--redis-url", default=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-                   help="Redis URL ($REDIS_URL)")
+    add_stack_arguments(p)
     p.add_argument("--levels", default=DEFAULT_LEVELS, help="offered loads, vehicles/s")
     p.add_argument("--seconds", type=float, default=15.0, help="sending time per level")
     p.add_argument("--state-vehicles", type=int, default=2000,

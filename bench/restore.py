@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,7 +21,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.deploy import REPO, Broker, worker_env, write_config
+from bench.deploy import REPO, Broker, add_stack_arguments, worker_env, write_config
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.topic_admin import ensure_topics
 from vprov.ops.workers import WorkerProcess
@@ -103,10 +102,7 @@ def run_restore(bootstrap: str, redis_url: str, workdir: Path, vehicles: int,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-                   or "127.0.0.1:9092")
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL")
-                   or "redis://127.0.0.1:6379/0")
+    add_stack_arguments(p)
     p.add_argument("--vehicles", type=int, default=1_000_000)
     p.add_argument("--faust-vehicles", type=int, default=25_000,
                    help="state for the run with Faust's own recovery (0: none)")

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.deploy import REPO, Broker, worker_env, write_config
+from bench.deploy import REPO, Broker, add_stack_arguments, worker_env, write_config
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.topic_admin import ensure_topics
 from vprov.ops.workers import WorkerProcess, start_all
@@ -109,10 +108,7 @@ def run_standby_cost(bootstrap: str, redis_url: str, workdir: Path, vehicles: in
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-                   or "127.0.0.1:9092")
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL")
-                   or "redis://127.0.0.1:6379/0")
+    add_stack_arguments(p)
     p.add_argument("--vehicles", type=int, default=1200)
     p.add_argument("--rate", type=float, default=40.0)
     p.add_argument("--port", type=int, default=19080)
