@@ -14,6 +14,7 @@ from faust.web import Response
 
 from streams import metrics as worker_metrics
 from streams.repairs import standby_flush
+from streams.repairs import store as repaired_store
 from streams.repairs.transport import FetchSettings, consumer_of, install
 from streams.shell import Shell
 from vprov.config import Config
@@ -57,7 +58,8 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     options.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         name,
-        store="rocksdb://",
+        # Faust's RocksDB store without its garbage collection on every rebalance
+        store=repaired_store.register(),
         # one RocksDB directory per worker process: several workers may share a machine
         datadir=str(options.data_dir / f"{name}-{options.web_port}"),
         topic_partitions=config.partitions,

@@ -149,6 +149,10 @@ REQUIRED: tuple[Requirement, ...] = (
     method(faust_store.Store, "_decode_value"),
     # the table sizes /metrics reports (streams/metrics.py)
     method(faust_rocksdb.Store, "_dbs_for_actives"),
+    # a rebalance's garbage collection only when a partition's database is dropped
+    # (streams/repairs/store.py)
+    called_by(faust_rocksdb.Store, "revoke_partitions", "on_rebalance"),
+    field(faust_rocksdb.Store, "_dbs"),
     # standby buffers applied every second (streams/repairs/standby_flush.py)
     method(faust_recovery.Recovery, "flush_buffers"),
     field(faust_recovery.Recovery, "buffers"),

@@ -19,11 +19,13 @@ from aiokafka.client import ConnectionGroup
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.protocol.commit import OffsetCommitRequest
 from aiokafka.protocol.group import HeartbeatRequest
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
 from streams.app import WorkerOptions, create_app
 from streams.repairs import faust_contract
+from streams.repairs import store as repaired_store
 from streams.repairs.commit_guard import DrainingProducer, GuardedConsumer, drain_buffer
 from streams.repairs.producer import LibrdkafkaProducer
 from streams.repairs.transport import COMMIT_CONNECTION, TunedConsumerThread
@@ -240,3 +242,41 @@ def test_a_worker_s_stores_take_the_configured_rocksdb_memory(tmp_path: Path) ->
     options = shell.table("vehicles").data.rocksdb_options  # the store Faust opens per partition
     assert (options.write_buffer_size, options.max_write_buffer_number,
             options.block_cache_size) == (3 << 20, 4, 5 << 20)
+
+
+def _tables_store(tmp_path: Path) -> Any:
+    doc = vconfig.defaults_document()
+    doc["kafka"].update(bootstrap_servers="127.0.0.1:1")
+    _, shell = create_app(vconfig.from_document(doc),
+                          WorkerOptions(role="global", region=None, web_port=1, data_dir=tmp_path))
+    return shell.table("vehicles")
+
+
+def _collections(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr("gc.collect", lambda *a: calls.append(1) or 0)
+    return calls
+
+
+def test_defect_8_faust_s_store_collects_garbage_on_a_rebalance_that_revokes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _tables_store(tmp_path)
+    faust_store = faust_rocksdb.Store("rocksdb://", table.app, table, options={})
+    calls = _collections(monkeypatch)
+    faust_store.revoke_partitions(table, set())
+    assert calls == [1]
+
+
+def test_a_worker_s_store_collects_garbage_only_when_it_lets_a_partition_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _tables_store(tmp_path)
+    store = table.data
+    assert isinstance(store, repaired_store.Store)  # the tables' stores are the repaired ones
+    changelog = table.changelog_topic.get_topic_name()
+    store._dbs[3] = object()
+    calls = _collections(monkeypatch)
+    store.revoke_partitions(table, set())
+    store.revoke_partitions(table, {TP("another-topic", 3)})
+    assert (calls, list(store._dbs)) == ([], [3])
+    store.revoke_partitions(table, {TP(changelog, 3)})
+    assert (calls, list(store._dbs)) == ([1], [])
