@@ -81,6 +81,8 @@ from vprov.sim.fleet_driver import wait_indexed
 
 DEFAULT_LEVELS = "50,100,150,200,300,400"
 FINDINGS = Path(__file__).with_name("findings.md")
+# what aiokafka logs each time a consumer joins its group (a rebalance)
+GROUP_JOINED = "Joined group "
 PROFILE_HZ = 50  # samples per second and thread: py-spy's own CPU competes for the two cores
 
 
@@ -465,6 +467,7 @@ class Bench:
         forwarded_before = self.forwarded()
         before_offsets = self.broker.end_offsets(topics)
         self.monitor.start_phase()
+        joins_before = self.group_joins()
         before = self.cpu_snapshot()
         first = self.next_index
         self.next_index += result.vehicles
@@ -484,7 +487,13 @@ class Bench:
             forwarded[name] = end - start if start is not None and end is not None else None
         return Outcome(result=result, usage=self.usage(before, after), records=records,
                        consumed=consumed, produced=produced,
-                       rss_peak=dict(self.monitor.phase_peak), forwarded=forwarded)
+                       rss_peak=dict(self.monitor.phase_peak), forwarded=forwarded,
+                       rejoins=self.group_joins() - joins_before)
+
+    def group_joins(self) -> int:
+        """How often the workers joined their groups so far, from their logs."""
+        return sum(w.log_path.read_text(errors="replace").count(GROUP_JOINED)
+                   for w in self.workers.values() if w.log_path.exists())
 
     def judge(self, outcome: Outcome) -> None:
         r = outcome.result
@@ -674,6 +683,7 @@ class Bench:
         report.client_cpu_seconds = sum(self.me.cpu_times()[:2]) - client_cpu0
         report.wall_seconds = time.monotonic() - began
         report.notes += self.notes
+        report.notes.append(rejoins_note(report, self.config.session_timeout_ms))
         disturbed = [(f"{o.result.rate:g}/s", o) for o in report.levels]
         disturbed += [(f"misrouted share {p.share:g}", p.outcome) for p in report.ingress]
         disturbed = [(name, o) for name, o in disturbed if o.usage.other_percent > 10]
@@ -824,6 +834,19 @@ class Bench:
             label = "global" if name == "global" else f"regional {self.region}"
             report.profiles.append(profiles.parse(out, label, a.profile_seconds + 1,
                                                   PROFILE_HZ))
+
+
+def rejoins_note(report: RunReport, session_timeout_ms: int) -> str:
+    """Whether a worker was evicted from its group while busy: the guard rail of the session
+    timeout (a paced phase changes no group, so any join in one is an eviction)."""
+    phases = [*report.levels, *report.scale_out]
+    rejoined = [f"{o.result.name} ({o.rejoins})" for o in phases if o.rejoins]
+    if not rejoined:
+        return (f"No worker rejoined its group during the {len(phases)} paced phases "
+                f"(kafka.session_timeout_ms = {session_timeout_ms}): no eviction under load.")
+    return (f"Workers rejoined their groups during {', '.join(rejoined)} with "
+            f"kafka.session_timeout_ms = {session_timeout_ms}: a worker was evicted under load, "
+            "or the group changed; their figures include a rebalance.")
 
 
 def plain(value: Any) -> Any:

@@ -60,6 +60,9 @@ class Outcome:
     verdict: str = ""
     # the workers' ``forwarded`` counters (/health) after minus before; None: no answer
     forwarded: dict[str, int | None] = field(default_factory=dict)
+    # group joins in the workers' logs during the phase: none unless a worker was evicted
+    # (a session timeout too short for the load) or the group changed
+    rejoins: int = 0
 
     @property
     def consumed_rate(self) -> float:

@@ -131,6 +131,8 @@ def _health_page(app: faust.App, shell: Shell) -> None:
             "app": app.conf.id,
             "ready": ready,
             "input_partitions": input_partitions(app),
+            # the group's generation this worker last joined: it moves with every rebalance
+            "generation": app.consumer_generation_id,
             "processed": shell.processed,
             "dead_lettered": shell.dead_lettered,
             "forwarded": shell.forwarded,

@@ -153,6 +153,11 @@ REQUIRED: tuple[Requirement, ...] = (
     # (streams/repairs/store.py)
     called_by(faust_rocksdb.Store, "revoke_partitions", "on_rebalance"),
     field(faust_rocksdb.Store, "_dbs"),
+    # a static member's leave when its consumer stops (streams/repairs/static_leave.py)
+    method(driver.AIOKafkaConsumerThread, "on_thread_stop"),
+    called_by(group_coordinator.GroupCoordinator, "_maybe_leave_group", "close"),
+    called_by(group_coordinator.GroupCoordinator, "_group_instance_id", "_maybe_leave_group"),
+    method(group_coordinator.GroupCoordinator, "reset_generation"),
     # standby buffers applied every second (streams/repairs/standby_flush.py)
     method(faust_recovery.Recovery, "flush_buffers"),
     field(faust_recovery.Recovery, "buffers"),

@@ -31,6 +31,7 @@ from streams.repairs.commit_guard import (
     GuardedTopics,
 )
 from streams.repairs.producer import LibrdkafkaProducer
+from streams.repairs.static_leave import leave_when_stopped
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ class TunedConsumerThread(GuardedConsumerThread):
         consumer._fetch_max_wait_ms = fetch.max_wait_ms
         commits_on_their_own_connection(consumer._client)
         return consumer
+
+    async def on_thread_stop(self) -> None:
+        if self._consumer is not None:  # started: its coordinator exists
+            leave_when_stopped(self._consumer)
+        await super().on_thread_stop()
 
 
 class Consumer(GuardedConsumer):

@@ -341,3 +341,14 @@ def test_the_recorded_command_runs_the_module() -> None:
     exact, make = pipeline_bench.command_line(["--levels", "50,100", "--note", "a b"])
     assert exact.endswith(f"{sys.executable} -m bench.pipeline_bench --levels 50,100 --note 'a b'")
     assert make == "make bench BENCH_ARGS='--levels 50,100 --note a b'"
+
+
+def test_the_run_says_whether_a_worker_rejoined_its_group_under_load() -> None:
+    report = full_report()
+    quiet = pipeline_bench.rejoins_note(report, 2000)
+    assert quiet.startswith(f"No worker rejoined its group during the "
+                            f"{len(report.levels) + len(report.scale_out)} paced phases")
+    report.levels[-1].rejoins = 2
+    evicted = pipeline_bench.rejoins_note(report, 2000)
+    assert f"during {report.levels[-1].result.name} (2)" in evicted
+    assert "kafka.session_timeout_ms = 2000" in evicted
