@@ -35,6 +35,7 @@ from bench.report import (
     fmt_mb,
     fmt_ms,
     fmt_pct,
+    headline,
     ingress_cost_line,
     ingress_rows,
     level_rows,
@@ -77,20 +78,22 @@ def failures(counts: Counter[str]) -> str:
 def markdown(report: RunReport, latency_png: str | None, rss_png: str | None,
              findings: str | None, ingress_png: str | None = None) -> str:
     blocks = [head(report), levels(report, latency_png), ingress(report, ingress_png),
-              scale_out(report), floor(report), restore(report), standby(report),
-              edge(report), baseline(report), memory(report, rss_png), client(report),
-              profile(report), notes(report), findings.strip() if findings else ""]
+              scale_out(report), large_state(report), floor(report), restore(report),
+              standby(report), edge(report), baseline(report), memory(report, rss_png),
+              client(report), profile(report), notes(report), findings.strip() if findings else ""]
     return "\n\n".join(block for block in blocks if block) + "\n"
 
 
 # --- the head: run, targets, machine, deployment, method ----------------------------------------
 
 def head(report: RunReport) -> str:
-    s = report.settings
+    s, t = report.settings, report.targets
     return text(
         "page", region=s["region"], run_id=report.run_id, started=report.started,
         minutes=f"{report.wall_seconds / 60:.1f}", command=report.command,
         make_command=report.make_command,
+        headline=text("headline", lines="\n".join(
+            f"- **{what}**: {figure}" for what, figure in headline(report))),
         verdicts="\n".join(f"| {v.name} | **{v.mark}** | {v.detail} |"
                            for v in report.verdicts()),
         machine=pairs(report.machine.rows()), deployment=pairs(report.deployment),
@@ -99,7 +102,9 @@ def head(report: RunReport) -> str:
         state_vehicles=f"{s['state_vehicles']:,}", state_window=str(s["state_window"]),
         seconds=f"{s['seconds']:g}", min_completion=f"{s['min_completion'] * 100:.0f}",
         drain_limit=f"{s['drain_limit']:g}", max_unsustained=str(s["max_unsustained"]),
-        level_timeout=f"{s['level_timeout']:g}", ingress_method=ingress_method(report))
+        level_timeout=f"{s['level_timeout']:g}", ingress_method=ingress_method(report),
+        reference_rate=f"{t.reference_rate:g}", agent_ratio=f"{t.agent_ratio:g}",
+        large_state=f"{t.state_vehicles:,}")
 
 
 def ingress_method(report: RunReport) -> str:
@@ -201,12 +206,27 @@ def scale_out(report: RunReport) -> str:
                 one=f"{best_one:.1f}", two=f"{best_two:.1f}")
 
 
+def large_state(report: RunReport) -> str:
+    if not report.large_state:
+        return ""
+    peaks = ", ".join(f"{name} {fmt_mb(rss)} MB" for name, rss in
+                      sorted(report.large_state_rss_peak.items()))
+    small = max((o.result.achieved_rate for o in report.levels if o.sustained), default=0.0)
+    large = max((o.result.achieved_rate for o in report.large_state if o.sustained),
+                default=0.0)
+    return text("large_state", vehicles=f"{report.large_state_vehicles:,}",
+                write_rate=f"{report.large_state_write_rate:,.0f}",
+                ready=f"{report.large_state_ready_seconds:.0f}", peaks=peaks,
+                table=table(LEVEL_HEADER, level_rows(report, report.large_state)),
+                small=f"{small:.1f}", large=f"{large:.1f}")
+
+
 def floor(report: RunReport) -> str:
     if not report.floor:
         return ""
     header = ["records/s", *(f"{c}: µs per record" for c in CLIENTS), "relayed / sent"]
     return text("floor", table=table(header, floor_rows(report)),
-                target=f"{report.targets.cpu_us_per_record:g}")
+                ratio=f"{report.targets.agent_ratio:g}")
 
 
 def restore(report: RunReport) -> str:
@@ -328,7 +348,7 @@ def state_load(report: RunReport, rss_png: str | None) -> list[str]:
         lines += ["", rss_trend(report)]
     if rss_png:
         lines += ["", text("state_rss_plot", path=rss_png)]
-    if r.completed < t.state_vehicles:
+    if r.completed < t.state_vehicles and report.large_state_vehicles < t.state_vehicles:
         lines += ["", text("state_target_hint", target=f"{t.state_vehicles:,}",
                            vehicles=str(t.state_vehicles))]
     return lines

@@ -78,6 +78,7 @@ from vprov.ops.progress import progress
 from vprov.ops.workers import WorkerProcess
 from vprov.sim import fleet
 from vprov.sim.fleet_driver import wait_indexed
+from vprov.sim.synthetic_state import write_state
 
 DEFAULT_LEVELS = "50,100,150,200,300,400"
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -157,6 +158,10 @@ def add_phase_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-out", action="store_true",
                    help="after the other phases, start a second worker per role and run the "
                         "same levels again (the scale-out figure)")
+    p.add_argument("--large-state-vehicles", type=int, default=0,
+                   help="last: write this many synthetic vehicles into the workers' changelogs "
+                        "(global and regional), restart the two workers on them and run the "
+                        "levels again (0: no phase)")
     p.add_argument("--profile", action="store_true",
                    help="sample both workers with py-spy during an extra, unscored phase")
     p.add_argument("--profile-rate", type=float, default=0.0,
@@ -169,14 +174,21 @@ def add_phase_options(p: argparse.ArgumentParser) -> None:
 
 def add_target_and_output_options(p: argparse.ArgumentParser) -> None:
     """The targets the verdicts judge by, and what the run writes where."""
-    p.add_argument("--target-rate", type=float, default=400.0)
+    p.add_argument("--target-rate", type=float, default=200.0,
+                   help="vehicles/s of the highest sustained level")
+    p.add_argument("--target-cpu-rate", type=float, default=100.0,
+                   help="offered vehicles/s of the level the CPU, p99 and bare-agent targets "
+                        "are judged at (one of --levels)")
+    p.add_argument("--target-cpu-ms", type=float, default=9.0,
+                   help="both workers' CPU per completed vehicle at --target-cpu-rate")
     p.add_argument("--target-p99-ms", type=float, default=150.0,
-                   help="p99 query -> answer at half the target rate")
-    p.add_argument("--target-rss-mb", type=float, default=500.0)
-    p.add_argument("--target-state", type=int, default=100_000)
-    p.add_argument("--target-ratio", type=float, default=0.035)
-    p.add_argument("--target-cpu-us", type=float, default=400.0,
-                   help="worker CPU per consumed record")
+                   help="p99 query -> answer at --target-cpu-rate")
+    p.add_argument("--target-agent-ratio", type=float, default=1.25,
+                   help="each worker's CPU per consumed record over a bare Faust agent's at "
+                        "the same records/s (the client floor)")
+    p.add_argument("--target-rss-mb", type=float, default=500.0,
+                   help="peak RSS per worker with --target-state vehicles of state")
+    p.add_argument("--target-state", type=int, default=1_000_000)
     p.add_argument("--out", default=str(REPO / "bench" / "out"),
                    help="run directory parent (git-ignored)")
     p.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
@@ -485,10 +497,13 @@ class Bench:
         for name, start in forwarded_before.items():
             end = forwarded_after.get(name)
             forwarded[name] = end - start if start is not None and end is not None else None
+        regional = set(self.regional_topics())
+        by_worker = {"regional": sum(records[t] for t in consumed_topics if t in regional)}
+        by_worker["global"] = consumed - by_worker["regional"]
         return Outcome(result=result, usage=self.usage(before, after), records=records,
                        consumed=consumed, produced=produced,
                        rss_peak=dict(self.monitor.phase_peak), forwarded=forwarded,
-                       rejoins=self.group_joins() - joins_before)
+                       rejoins=self.group_joins() - joins_before, consumed_by=by_worker)
 
     def group_joins(self) -> int:
         """How often the workers joined their groups so far, from their logs."""
@@ -585,8 +600,9 @@ class Bench:
                       "max_unsustained": a.max_unsustained,
                       "misrouted": a.misrouted_shares,
                       "ingress_rate_given": bool(a.ingress_rate)},
-            targets=Targets(a.target_rate, a.target_p99_ms, a.target_rss_mb, a.target_state,
-                            a.target_ratio, a.target_cpu_us),
+            targets=Targets(rate=a.target_rate, p99_ms=a.target_p99_ms, rss_mb=a.target_rss_mb,
+                            state_vehicles=a.target_state, reference_rate=a.target_cpu_rate,
+                            cpu_ms=a.target_cpu_ms, agent_ratio=a.target_agent_ratio),
             notes=list(a.note),
         )
 
@@ -610,7 +626,7 @@ class Bench:
         a = self.args
         profile_vehicles = round(max(a.level_rates + [a.profile_rate]) * a.profile_seconds) \
             if a.profile else 0
-        scale_vehicles = sum(level_vehicles) if a.scale_out else 0
+        scale_vehicles = sum(level_vehicles) * (bool(a.scale_out) + bool(a.large_state_vehicles))
         # The ingress rate may be chosen after the levels: register for the highest it can be.
         ingress_vehicles = len(a.misrouted_shares) * max(
             1, round(max(a.level_rates + [a.ingress_rate]) * a.seconds))
@@ -677,6 +693,8 @@ class Bench:
         if a.scale_out:
             time.sleep(a.pause)
             self.scale_out(report, level_vehicles)
+        if a.large_state_vehicles:
+            self.large_state(report, level_vehicles)
 
     def finish(self, report: RunReport, client_cpu0: float, began: float) -> None:
         report.rss_peak = dict(self.monitor.peak)
@@ -744,6 +762,54 @@ class Bench:
             print(f"two workers per role, level {rate:g}/s: achieved "
                   f"{outcome.result.achieved_rate:.1f}/s, query p99 {q['p99']:.0f} ms, "
                   f"sustained: {outcome.sustained} {outcome.verdict}", file=sys.stderr)
+
+    def large_state(self, report: RunReport, level_vehicles: list[int]) -> None:
+        """The levels again with a large state: synthetic vehicles written straight into the
+        global and regional changelogs, the two workers restarted (they read the state in bulk,
+        streams/repairs/bulk_restore.py), then the same levels; peak RSS throughout."""
+        a = self.args
+        self.wait_idle()
+        for name in [n for n in self.workers if n not in ("global", "regional")]:
+            self.workers.pop(name).stop()  # the scale-out's second workers
+        for worker in self.workers.values():
+            worker.stop()
+        vehicles = a.large_state_vehicles
+        print(f"large state: writing {vehicles:,} vehicles into the changelogs",
+              file=sys.stderr)
+        # a short tag: the synthetic ids keep their index digits (vprov.sim.synthetic_state)
+        written = write_state(self.config, vehicles, f"L{self.run_id[-5:]}", self.region)
+        began = time.monotonic()
+        self.monitor.start_phase()
+        for worker in self.workers.values():
+            worker.start()
+        while not all((w.health() or {}).get("ready") for w in self.workers.values()):
+            if time.monotonic() - began > 900:
+                raise TimeoutError("the workers did not restore the large state in 900 s")
+            self.monitor.sample()  # the restore's memory counts too
+            time.sleep(0.5)
+        report.large_state_ready_seconds = time.monotonic() - began
+        report.large_state_write_rate = written
+        restore_peak = dict(self.monitor.phase_peak)
+        print(f"large state: workers ready after {report.large_state_ready_seconds:.0f} s",
+              file=sys.stderr)
+        for rate, vehicles_at in zip(a.level_rates, level_vehicles, strict=True):
+            if rate not in [o.result.rate for o in report.levels]:
+                self.next_index += vehicles_at  # skipped with the small state: skip here too
+                continue
+            time.sleep(a.pause)
+            outcome = self.phase(PhaseResult(f"large state {rate:g}/s", rate, vehicles_at),
+                                 rate=rate)
+            self.judge(outcome)
+            report.large_state.append(outcome)
+            q = summary_ms(outcome.result.query_latency)
+            print(f"large state, level {rate:g}/s: achieved {outcome.result.achieved_rate:.1f}"
+                  f"/s, query p99 {q['p99']:.0f} ms, sustained: {outcome.sustained} "
+                  f"{outcome.verdict}", file=sys.stderr)
+        report.large_state_vehicles = vehicles
+        report.large_state_rss_peak = {
+            name: max([restore_peak.get(name, 0),
+                       *(o.rss_peak.get(name, 0) for o in report.large_state)])
+            for name in self.workers}
 
     def ingress(self, report: RunReport) -> None:
         """One paced phase per misrouted share: what the ingress' forwarding hop costs."""

@@ -315,9 +315,9 @@ offsets.topic.replication.factor=$BROKERS
 transaction.state.log.replication.factor=$BROKERS
 transaction.state.log.min.isr=$(((BROKERS + 1) / 2))
 group.initial.rebalance.delay.ms=0
-# the workers' session timeout may go down to 2 s (kafka.session_timeout_ms; the broker's default
+# the workers' session timeout may go down to 1 s (kafka.session_timeout_ms; the broker's default
 # floor is 6 s): a worker that dies is noticed within that (docs/operations.md)
-group.min.session.timeout.ms=2000
+group.min.session.timeout.ms=1000
 # a deleted topic's files go after a second (the default keeps them a minute): test runs and
 # benchmarks delete thousands of partitions, and a restart reloads every file still there
 log.segment.delete.delay.ms=1000

@@ -184,7 +184,7 @@ class KafkaTable(_Section):
     # other workers of the role, how soon a silent worker is given up, and static membership
     table_standby_replicas: Annotated[int, Field(ge=0), Env("VPROV_STANDBY_REPLICAS")] = 1
     session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000),
-                                  Env("VPROV_SESSION_TIMEOUT_MS")] = 2000
+                                  Env("VPROV_SESSION_TIMEOUT_MS")] = 1500
     heartbeat_interval_ms: Annotated[Positive, Env("VPROV_HEARTBEAT_INTERVAL_MS")] = 250
     static_membership: Annotated[bool, Env("VPROV_STATIC_MEMBERSHIP")] = False
     # an empty or far-behind disk: read the changelogs in bulk before Faust opens the tables

@@ -71,7 +71,7 @@ def test_defaults_of_the_kafka_clients_a_short_fetch_wait_and_a_five_ms_linger()
 def test_defaults_of_the_consumer_groups() -> None:
     cfg = config.load(env={})
     assert (cfg.table_standby_replicas, cfg.session_timeout_ms, cfg.heartbeat_interval_ms,
-            cfg.static_membership) == (1, 2000, 250, False)
+            cfg.static_membership) == (1, 1500, 250, False)
 
 
 def test_a_heartbeat_longer_than_half_the_session_is_refused() -> None:

@@ -1,9 +1,11 @@
 """A synthetic global state, written straight into a deployment's changelog topics.
 
 Entries shaped like the ones the flows write: two registrations, a system and a REGIONAL vehicle
-with its remembered answer, four changelog records a vehicle. For the restore benchmark
-(bench/restore.py) and the empty-disk reliability scenario: a state of a million vehicles is
-written in a minute, where the flows would take hours.
+with its remembered answer, four changelog records a vehicle; with a region, also the region's
+entry of the vehicle, provisioned, with its devices' remembered answers. For the restore
+benchmark (bench/restore.py), the benchmark's levels on a large state and the empty-disk
+reliability scenario: a state of a million vehicles is written in a minute, where the flows would
+take hours.
 """
 
 from __future__ import annotations
@@ -12,17 +14,26 @@ import json
 import sys
 import time
 import uuid
+from typing import cast
 
-from tables.models import GlobalVehicle, Registration, Remembered, SystemEntry
+from tables.models import (
+    GlobalVehicle,
+    RegionalDevice,
+    RegionalVehicle,
+    Registration,
+    Remembered,
+    SystemEntry,
+)
 from vprov.config import Config
-from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.catalogue import Catalogue, changelog_topic, regional_table
 from vprov.kafka.clients import producer
 
 RECORDS_PER_VEHICLE = 4
+REGIONAL_RECORDS_PER_VEHICLE = 1
 GLOBAL_TABLES = ("registrations", "systems", "vehicles")
 
 
-Entry = Registration | SystemEntry | GlobalVehicle
+Entry = Registration | SystemEntry | GlobalVehicle | RegionalVehicle
 
 
 def entries(index: int, tag: str) -> list[tuple[str, str, Entry]]:
@@ -53,16 +64,55 @@ def entries(index: int, tag: str) -> list[tuple[str, str, Entry]]:
             + [("systems", system_id, system), ("vehicles", vin, vehicle)])
 
 
-def write_state(config: Config, vehicles: int, tag: str) -> float:
-    """Write the synthetic state into the global changelogs; returns records/s."""
+def regional_entry(global_entry: GlobalVehicle, region: str) -> RegionalVehicle:
+    """The region's entry of a synthetic vehicle: every device PROVISIONED, each with the answer
+    to its DEVICE_PROVISION remembered, the primary's global identity deleted."""
+    devices = {d["device_id"]: RegionalDevice(ecu_type=d["ecu_type"], primary=d["primary"],
+                                              certificate_fingerprint=d["certificate_fingerprint"],
+                                              state="PROVISIONED")
+               for d in global_entry["devices"]}
+    memo: dict[str, Remembered] = {}
+    for n, device_id in enumerate(devices):
+        answer = json.dumps({"message_id": f"{global_entry['request_id']}-a{n}",
+                             "correlation_id": f"{global_entry['request_id']}-q{n}",
+                             "status": "SUCCESS", "vin": global_entry["vin"],
+                             "body": {"device_id": device_id, "lifecyclestate": "PROVISIONED"}})
+        memo[f"{global_entry['request_id']}-q{n}"] = {
+            "outputs": [{"topic": "provisioning.device.response", "key": global_entry["vin"],
+                         "kind": "reply", "value": answer}], "effects": []}
+    g = global_entry  # a synthetic one: every field is set
+    return RegionalVehicle(
+        vin=g["vin"], system_id=g["system_id"] or "", sub_system_id=g["sub_system_id"] or "",
+        region=region, country_code=g["country_code"] or "", request_id=g["request_id"] or "",
+        primary_device_id=g["primary_device_id"] or "", sequence=1, devices=devices,
+        vehicle_info={}, held=[], global_identity_deleted=True, memo=memo)
+
+
+def state_topics(config: Config, region: str | None) -> dict[str, str]:
+    """Changelog topic per table the synthetic state fills (the region's under "regional")."""
     cat = Catalogue(config)
-    topics = {t: f"{cat.global_app_id}-{t}-changelog" for t in GLOBAL_TABLES}
+    topics = {t: changelog_topic(cat.global_app_id, t) for t in GLOBAL_TABLES}
+    if region is not None:
+        topics["regional"] = changelog_topic(cat.regional_app_id(region),
+                                             regional_table(region))
+    return topics
+
+
+def write_state(config: Config, vehicles: int, tag: str, region: str | None = None) -> float:
+    """Write the synthetic state into the global changelogs, and into ``region``'s when given;
+    returns records/s."""
+    topics = state_topics(config, region)
     out = producer(config, **{"linger.ms": 50, "batch.num.messages": 10000,
                               "compression.type": "lz4",
                               "queue.buffering.max.messages": 1_000_000})
     began = time.monotonic()
+    per_vehicle = RECORDS_PER_VEHICLE + (REGIONAL_RECORDS_PER_VEHICLE if region else 0)
     for index in range(vehicles):
-        for table, key, entry in entries(index, tag):
+        made = entries(index, tag)
+        if region is not None:
+            vehicle = cast(GlobalVehicle, made[-1][2])
+            made.append(("regional", vehicle["vin"], regional_entry(vehicle, region)))
+        for table, key, entry in made:
             value = json.dumps(entry, separators=(",", ":")).encode()
             while True:
                 try:
@@ -75,4 +125,4 @@ def write_state(config: Config, vehicles: int, tag: str) -> float:
         if index and index % 100_000 == 0:
             print(f"restore bench: {index} of {vehicles} vehicles written", file=sys.stderr)
     out.flush(120)
-    return vehicles * RECORDS_PER_VEHICLE / (time.monotonic() - began)
+    return vehicles * per_vehicle / (time.monotonic() - began)
