@@ -12,6 +12,7 @@ import contextlib
 import os
 import platform
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +44,20 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, regions: tuple[str, ...],
                  partitions: int | None = None, producer_client: str | None = None,
                  edge: Mapping[str, str] | None = None,
-                 gateways: Mapping[str, str] | None = None) -> Config:
+                 gateways: Mapping[str, str] | None = None,
+                 kafka: Mapping[str, object] | None = None) -> Config:
     """The packaged defaults with the run's own app prefix and topic names, and only the regions
     that get a worker (topics of regions nobody serves would only load the broker). ``edge``:
     keys of the ``[edge]`` table; ``gateways``: regions' ``gateway_endpoint`` (the edge phase's
-    brokers). A file with edge passwords is readable by its owner only."""
+    brokers); ``kafka``: keys of the ``[kafka]`` table to try (``--kafka``). A file with edge
+    passwords is readable by its owner only."""
     doc = config_module.isolate(config_module.defaults_document(), prefix)
     doc["kafka"]["bootstrap_servers"] = bootstrap
     if partitions:
         doc["kafka"]["partitions"] = partitions
     if producer_client:
         doc["kafka"]["producer_client"] = producer_client
+    doc["kafka"].update(kafka or {})
     doc["redis"]["url"] = redis_url
     doc["regions"] = {code: body for code, body in doc["regions"].items() if code in regions}
     doc["edge"].update(edge or {})
@@ -65,6 +69,19 @@ def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, region
     path.write_text(config_module.dumps(doc), encoding="utf-8")
     # The file is complete: no environment variable may change what the workers read.
     return config_module.load(path, env={})
+
+
+def setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of a configuration table, the value as TOML reads it (``200``, ``true``,
+    ``"text"``; a bare word is text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r}: expected KEY=VALUE")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
 
 
 class ProcessSampler:

@@ -49,6 +49,7 @@ from bench.deploy import (
     machine,
     machine_busy_seconds,
     port_of,
+    setting,
     worker_env,
     write_config,
 )
@@ -155,6 +156,9 @@ def add_phase_options(p: argparse.ArgumentParser) -> None:
                    help="partitions per topic (0: the packaged default)")
     p.add_argument("--producer-client", choices=("librdkafka", "aiokafka"),
                    help="the workers' kafka.producer_client (default: the packaged default)")
+    p.add_argument("--kafka", action="append", default=[], type=setting, metavar="KEY=VALUE",
+                   help="a key of the workers' [kafka] table to try, e.g. fetch_min_bytes=16384 "
+                        "(repeatable; the report's deployment names it)")
     p.add_argument("--scale-out", action="store_true",
                    help="after the other phases, start a second worker per role and run the "
                         "same levels again (the scale-out figure)")
@@ -310,7 +314,7 @@ class Bench:
                 raise SystemExit(f"port {port} is in use; pick others with --ports")
         self.config = write_config(self.dir / "config.toml", self.prefix, a.bootstrap,
                                    a.redis_url, (self.region,), a.partitions or None,
-                                   a.producer_client)
+                                   a.producer_client, kafka=dict(a.kafka))
         self.cat = Catalogue(self.config)
         ensure_topics(a.bootstrap, self.cat.all())
         env = worker_env(PYTHONPATH=os.pathsep.join(
@@ -608,7 +612,9 @@ class Bench:
 
     def deployment(self) -> list[tuple[str, str]]:
         a = self.args
-        return [
+        tried = [("settings tried", ", ".join(f"`kafka.{k} = {v!r}`" for k, v in a.kafka))
+                 ] if a.kafka else []
+        return tried + [
             ("code under test", code_revision()),
             ("workers", f"`vprov worker --role global`, `vprov worker --role regional --region "
                         f"{self.region}`; one process each, web ports {a.ports}"),

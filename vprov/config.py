@@ -175,10 +175,10 @@ class KafkaTable(_Section):
     # replicas that must hold a write before it is acknowledged (acks=all): with 3 replicas, 2
     # lets one broker go without losing or refusing a write
     min_insync_replicas: Annotated[Positive, Env("VPROV_MIN_INSYNC_REPLICAS")] = 1
-    fetch_min_bytes: Positive
-    fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000)]
+    fetch_min_bytes: Annotated[Positive, Env("VPROV_FETCH_MIN_BYTES")]
+    fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000), Env("VPROV_FETCH_MAX_WAIT_MS")]
     # Faust holds the linger in seconds: above 1000 ms an odd value would not survive the trip
-    producer_linger_ms: Annotated[int, Field(ge=0, le=1000)]
+    producer_linger_ms: Annotated[int, Field(ge=0, le=1000), Env("VPROV_PRODUCER_LINGER_MS")]
     producer_client: Literal["librdkafka", "aiokafka"] = "librdkafka"
     # Consumer groups (docs/operations.md, "Failover"): warm copies of each table partition on
     # other workers of the role, how soon a silent worker is given up, and static membership

@@ -678,3 +678,13 @@ def test_the_large_state_section_shows_its_levels_restart_and_memory() -> None:
     assert "Highest sustained level: 150.0 vehicles/s with the levels' own state, 150.0 with " \
            "1,000,000 vehicles." in doc
     assert page.large_state(bare_report()) == ""
+
+
+def test_a_kafka_setting_to_try_is_read_as_toml_reads_it() -> None:
+    from bench.deploy import setting
+    assert setting("fetch_min_bytes=16384") == ("fetch_min_bytes", 16384)
+    assert setting(" static_membership = true ") == ("static_membership", True)
+    assert setting('producer_client="aiokafka"') == ("producer_client", "aiokafka")
+    assert setting("producer_client=aiokafka") == ("producer_client", "aiokafka")
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        setting("fetch_min_bytes")
