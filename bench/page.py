@@ -235,10 +235,11 @@ def restore(report: RunReport) -> str:
     rows = [[r.mode, f"{r.vehicles:,}", f"{r.records:,}", f"{r.ready_seconds:g}",
              f"{r.records_per_second:,}",
              f"{r.bulk_seconds:g}" if r.bulk_seconds is not None else "—",
-             f"{r.cpu_seconds:g}"] for r in report.restore.runs]
+             f"{r.cpu_seconds:g}", fmt_mb(r.peak_rss) if r.peak_rss else "—"]
+            for r in report.restore.runs]
     return text("restore", write_rate=f"{report.restore.write_records_per_second:,}",
                 table=table(["restore", "vehicles", "changelog records", "ready after s",
-                             "records/s", "bulk load s", "worker CPU s"], rows))
+                             "records/s", "bulk load s", "worker CPU s", "peak RSS MB"], rows))
 
 
 def standby(report: RunReport) -> str:
