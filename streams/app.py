@@ -90,7 +90,9 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     # Faust's consumer and producer with the commit guard (streams/repairs/commit_guard.py), and the
     # fetch settings Faust does not expose
     install(app, FetchSettings(min_bytes=config.fetch_min_bytes,
-                               max_wait_ms=config.fetch_max_wait_ms),
+                               max_wait_ms=config.fetch_max_wait_ms,
+                               batch_bytes=config.fetch_batch_bytes,
+                               batch_wait_ms=config.fetch_batch_wait_ms),
             librdkafka(config) if config.producer_client == "librdkafka" else None)
     registry = open_registry(config)
     metrics = worker_metrics.Metrics(catalogue, config, options.region)

@@ -177,6 +177,11 @@ class KafkaTable(_Section):
     min_insync_replicas: Annotated[Positive, Env("VPROV_MIN_INSYNC_REPLICAS")] = 1
     fetch_min_bytes: Annotated[Positive, Env("VPROV_FETCH_MIN_BYTES")]
     fetch_max_wait_ms: Annotated[int, Field(ge=0, le=60_000), Env("VPROV_FETCH_MAX_WAIT_MS")]
+    # while records flow, a fetch waits this long for this many bytes: fewer wake-ups per
+    # record; an idle worker's fetch still answers the first record at once (0: never batch)
+    fetch_batch_bytes: Annotated[Positive, Env("VPROV_FETCH_BATCH_BYTES")] = 65536
+    fetch_batch_wait_ms: Annotated[int, Field(ge=0, le=1000),
+                                   Env("VPROV_FETCH_BATCH_WAIT_MS")] = 25
     # Faust holds the linger in seconds: above 1000 ms an odd value would not survive the trip
     producer_linger_ms: Annotated[int, Field(ge=0, le=1000), Env("VPROV_PRODUCER_LINGER_MS")]
     producer_client: Literal["librdkafka", "aiokafka"] = "librdkafka"

@@ -19,7 +19,7 @@ from typing import Any
 import aiokafka
 import faust
 from aiokafka import client as aiokafka_client
-from aiokafka.consumer import group_coordinator
+from aiokafka.consumer import fetcher, group_coordinator
 from faust.stores import base as faust_store
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables import recovery as faust_recovery
@@ -153,6 +153,11 @@ REQUIRED: tuple[Requirement, ...] = (
     # (streams/repairs/store.py)
     called_by(faust_rocksdb.Store, "revoke_partitions", "on_rebalance"),
     field(faust_rocksdb.Store, "_dbs"),
+    # fetches paced by what the last one brought (streams/repairs/fetch_pacing.py)
+    method(driver.AIOKafkaConsumerThread, "on_start"),
+    called_by(fetcher.Fetcher, "_fetch_min_bytes", "_get_actions_per_node"),
+    called_by(fetcher.Fetcher, "_fetch_max_wait_ms", "_get_actions_per_node"),
+    called_by(fetcher.Fetcher, "_proc_fetch_request", "_fetch_requests_routine"),
     # a static member's leave when its consumer stops (streams/repairs/static_leave.py)
     method(driver.AIOKafkaConsumerThread, "on_thread_stop"),
     called_by(group_coordinator.GroupCoordinator, "_maybe_leave_group", "close"),

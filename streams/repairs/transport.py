@@ -23,13 +23,14 @@ from aiokafka.client import ConnectionGroup
 from aiokafka.protocol.commit import OffsetCommitRequest
 from faust.transport.drivers import aiokafka as driver
 
-from streams.repairs import faust_contract
+from streams.repairs import faust_contract, fetch_pacing
 from streams.repairs.commit_guard import (
     DrainingProducer,
     GuardedConsumer,
     GuardedConsumerThread,
     GuardedTopics,
 )
+from streams.repairs.fetch_pacing import FetchPacing, Pace
 from streams.repairs.producer import LibrdkafkaProducer
 from streams.repairs.static_leave import leave_when_stopped
 
@@ -40,6 +41,14 @@ class FetchSettings:
 
     min_bytes: int = 1  # aiokafka's default: answer as soon as one record is there
     max_wait_ms: int = 1500  # Faust's value
+    # while records flow (streams/repairs/fetch_pacing.py); batch_wait_ms 0: never batch
+    batch_bytes: int = 1
+    batch_wait_ms: int = 0
+
+    def pacing(self) -> FetchPacing:
+        idle = Pace(self.min_bytes, self.max_wait_ms)
+        flowing = Pace(self.batch_bytes, self.batch_wait_ms) if self.batch_wait_ms else None
+        return FetchPacing(idle, flowing)
 
 
 # The connection group of the offset commits, beside aiokafka's DEFAULT (fetches, metadata) and
@@ -77,6 +86,12 @@ class TunedConsumerThread(GuardedConsumerThread):
         consumer._fetch_max_wait_ms = fetch.max_wait_ms
         commits_on_their_own_connection(consumer._client)
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()  # creates and starts the consumer, and with it its fetcher
+        consumer = self._consumer
+        assert consumer is not None
+        fetch_pacing.install(consumer._fetcher, cast("Transport", self.transport).fetch.pacing())
 
     async def on_thread_stop(self) -> None:
         if self._consumer is not None:  # started: its coordinator exists
