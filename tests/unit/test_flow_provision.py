@@ -259,6 +259,21 @@ def test_exact_duplicate_of_a_released_held_request_gets_the_same_answer() -> No
     assert reply_texts(again) == [t for t in reply_texts(released) if '"correlation_id":"p-2"' in t]
 
 
+def test_the_primary_s_request_read_again_sends_what_the_released_requests_produced() -> None:
+    # A crash after the decision reached the local store, before any of its records reached
+    # Kafka: the primary's request is read again (its offset was not committed), the held
+    # request's offset was committed long before. Everything the step produced is sent again.
+    flow, sim = homed()
+    send(flow, sim, 1, "p-2")
+    first = send(flow, sim, 0, "p-1")
+    before = flow.snapshot()
+    flow.advance(5)
+    again = send(flow, sim, 0, "p-1")
+    assert again == first  # the IVI's answer and event too, with the same ids
+    assert [a["correlation_id"] for a in replies(again)] == ["p-1", "p-2"]
+    assert flow.snapshot() == before
+
+
 def test_new_message_for_a_provisioned_device_is_13124_and_changes_nothing() -> None:
     flow, sim = homed()
     send(flow, sim, 0, "p-1")

@@ -126,9 +126,14 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
                                                region, ctx)
     except TransitionRefused as refused:  # the configured state for this ECU type (SPEC 2.3)
         return fail(refused.code, str(refused))
-    remember(updated, message_id, outputs, effects)
     decision = Decision(state=updated, outputs=outputs, effects=effects)
-    return _release_held(decision, region, ctx) if device["primary"] else decision
+    if device["primary"]:
+        decision = _release_held(decision, region, ctx)
+    # Remembered with what the released requests produced: a crash can leave this state in the
+    # local store and none of the records in Kafka, and then this request, read again, is the
+    # only one left to send them (the released requests' offsets are long committed).
+    remember(decision.state, message_id, decision.outputs, decision.effects)
+    return decision
 
 
 def _remembered(entry: RegionalVehicle, message_id: str, answer: Output) -> Decision:
