@@ -230,9 +230,20 @@ def command_line(argv: list[str]) -> tuple[str, str]:
     """The exact command, and the same through ``make bench``."""
     env = [f"{k}={shlex.quote(os.environ[k])}" for k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
            if os.environ.get(k)]
-    exact = " ".join([*env, sys.executable, "-m", "bench.pipeline_bench", *map(shlex.quote, argv)])
+    exact = " ".join([*env, python_path(), "-m", "bench.pipeline_bench",
+                      *map(shlex.quote, argv)])
     make = "make bench" + (f" BENCH_ARGS={shlex.quote(' '.join(argv))}" if argv else "")
     return exact, make
+
+
+def python_path() -> str:
+    """The interpreter as a reader runs it: relative to the checkout when it lives in it (the
+    project's .venv), so the page names no directory of the machine it ran on."""
+    executable = Path(sys.executable)
+    try:
+        return str(executable.relative_to(REPO))
+    except ValueError:
+        return str(executable)
 
 
 def code_revision() -> str:
