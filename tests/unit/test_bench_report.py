@@ -345,8 +345,13 @@ def test_render_rewrites_the_page_from_a_saved_run(tmp_path: Path) -> None:
 
 def test_the_recorded_command_runs_the_module() -> None:
     exact, make = pipeline_bench.command_line(["--levels", "50,100", "--note", "a b"])
-    assert exact.endswith(f"{sys.executable} -m bench.pipeline_bench --levels 50,100 --note 'a b'")
+    assert exact.endswith(" -m bench.pipeline_bench --levels 50,100 --note 'a b'")
     assert make == "make bench BENCH_ARGS='--levels 50,100 --note a b'"
+    # the checkout's interpreter is named from the checkout, any other one in full
+    interpreter = exact.split(" -m ")[0].split(" ")[-1]
+    assert Path(pipeline_bench.REPO, interpreter).resolve() == Path(sys.executable).resolve()
+    assert not Path(sys.executable).is_relative_to(pipeline_bench.REPO) or \
+        not Path(interpreter).is_absolute()
 
 
 def test_the_run_says_whether_a_worker_rejoined_its_group_under_load() -> None:
