@@ -766,19 +766,27 @@ class Bench:
         report.deployment.append(
             ("scale-out phases", f"a second worker per role (web ports {a.web_ports[0] + 2},"
                                  f"{a.web_ports[1] + 2}), then the levels again"))
+        report.scale_out = self.levels_again(report, level_vehicles, "2 per role",
+                                             "two workers per role")
+
+    def levels_again(self, report: RunReport, level_vehicles: list[int], name: str,
+                     label: str) -> list[Outcome]:
+        """The levels the first pass ran, again (a level skipped there is skipped here)."""
+        a = self.args
+        outcomes = []
         for rate, vehicles in zip(a.level_rates, level_vehicles, strict=True):
             if rate not in [o.result.rate for o in report.levels]:
-                self.next_index += vehicles  # skipped with one worker per role: skip here too
+                self.next_index += vehicles
                 continue
             time.sleep(a.pause)
-            outcome = self.phase(PhaseResult(f"2 per role {rate:g}/s", rate, vehicles),
-                                 rate=rate)
+            outcome = self.phase(PhaseResult(f"{name} {rate:g}/s", rate, vehicles), rate=rate)
             self.judge(outcome)
-            report.scale_out.append(outcome)
+            outcomes.append(outcome)
             q = summary_ms(outcome.result.query_latency)
-            print(f"two workers per role, level {rate:g}/s: achieved "
-                  f"{outcome.result.achieved_rate:.1f}/s, query p99 {q['p99']:.0f} ms, "
-                  f"sustained: {outcome.sustained} {outcome.verdict}", file=sys.stderr)
+            print(f"{label}, level {rate:g}/s: achieved {outcome.result.achieved_rate:.1f}/s, "
+                  f"query p99 {q['p99']:.0f} ms, sustained: {outcome.sustained} "
+                  f"{outcome.verdict}", file=sys.stderr)
+        return outcomes
 
     def large_state(self, report: RunReport, level_vehicles: list[int]) -> None:
         """The levels again with a large state: synthetic vehicles written straight into the
@@ -809,19 +817,8 @@ class Bench:
         restore_peak = dict(self.monitor.phase_peak)
         print(f"large state: workers ready after {report.large_state_ready_seconds:.0f} s",
               file=sys.stderr)
-        for rate, vehicles_at in zip(a.level_rates, level_vehicles, strict=True):
-            if rate not in [o.result.rate for o in report.levels]:
-                self.next_index += vehicles_at  # skipped with the small state: skip here too
-                continue
-            time.sleep(a.pause)
-            outcome = self.phase(PhaseResult(f"large state {rate:g}/s", rate, vehicles_at),
-                                 rate=rate)
-            self.judge(outcome)
-            report.large_state.append(outcome)
-            q = summary_ms(outcome.result.query_latency)
-            print(f"large state, level {rate:g}/s: achieved {outcome.result.achieved_rate:.1f}"
-                  f"/s, query p99 {q['p99']:.0f} ms, sustained: {outcome.sustained} "
-                  f"{outcome.verdict}", file=sys.stderr)
+        report.large_state = self.levels_again(report, level_vehicles, "large state",
+                                               "large state")
         report.large_state_vehicles = vehicles
         report.large_state_rss_peak = {
             name: max([restore_peak.get(name, 0),
