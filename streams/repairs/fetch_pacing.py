@@ -8,10 +8,13 @@ but at an idle hour it would also wake the worker that often, and delay the firs
 burst by as much.
 
 So the fetcher switches between two settings, one fetch at a time: after a fetch that brought
-records, the next one batches (records are flowing); after one that brought nothing, the next
-one waits for the first byte, up to ``kafka.fetch_max_wait_ms`` (the worker is idle, and a
-record that comes is fetched at once). aiokafka reads both settings from its fetcher each time
-it builds a fetch request.
+records, the next ones batch (records are flowing); once ``IDLE_AFTER`` fetches in a row brought
+nothing, the next ones wait for the first byte, up to ``kafka.fetch_max_wait_ms`` (the worker is
+idle, and a record that comes is fetched at once). Not after the first empty fetch: while
+records flow, a fetch leaves out the partitions whose records the worker has not taken yet and
+may bring nothing, and the records that come meanwhile in the others would wait for it, up to
+``fetch_max_wait_ms`` (aiokafka sends one fetch at a time to a broker). aiokafka reads both
+settings from its fetcher each time it builds a fetch request.
 """
 
 from __future__ import annotations
@@ -28,13 +31,19 @@ class Pace:
     max_wait_ms: int
 
 
+IDLE_AFTER = 8  # empty fetches in a row (8 x 25 ms) before a worker counts as idle
+
+
 @dataclass(frozen=True)
 class FetchPacing:
-    idle: Pace  # after a fetch that brought nothing
+    idle: Pace  # after IDLE_AFTER fetches in a row that brought nothing
     flowing: Pace | None  # after one that brought records; None: always ``idle``
 
-    def after(self, brought_records: bool) -> Pace:
-        return self.flowing if brought_records and self.flowing is not None else self.idle
+    def after(self, empty_in_a_row: int) -> Pace:
+        """The next fetch's settings, given how many fetches in a row brought nothing."""
+        if self.flowing is None or empty_in_a_row >= IDLE_AFTER:
+            return self.idle
+        return self.flowing
 
 
 def install(fetcher: Any, pacing: FetchPacing) -> None:
@@ -44,10 +53,12 @@ def install(fetcher: Any, pacing: FetchPacing) -> None:
     if pacing.flowing is None:
         return
     process = fetcher._proc_fetch_request
+    empty = [IDLE_AFTER]  # fetches in a row that brought nothing; a new worker starts idle
 
     async def paced(assignment: Any, node_id: Any, request: Any) -> Any:
         brought = await process(assignment, node_id, request)
-        pace = pacing.after(bool(brought))
+        empty[0] = 0 if brought else empty[0] + 1
+        pace = pacing.after(empty[0])
         fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = pace.min_bytes, pace.max_wait_ms
         return brought
 

@@ -35,11 +35,15 @@ def run(fetch: Any, times: int) -> None:
     asyncio.run(fetches())
 
 
-def test_a_fetch_after_records_batches_and_one_after_nothing_waits_for_the_first_byte() -> None:
-    fetch = fetcher([True, True, False, True, False])
+def test_a_fetch_after_records_batches_and_after_a_run_of_empty_ones_waits_for_a_byte() -> None:
+    idle_after = fetch_pacing.IDLE_AFTER
+    brought = [True, False, True] + [False] * idle_after + [True]
+    fetch = fetcher(list(brought))
     fetch_pacing.install(fetch, FetchPacing(IDLE, FLOWING))
-    run(fetch, 5)
-    assert fetch.built == [(1, 200), (65536, 25), (65536, 25), (1, 200), (65536, 25)]
+    run(fetch, len(brought))
+    flowing, idle = (65536, 25), (1, 200)
+    # a new worker is idle; one empty fetch among flowing ones does not make it idle
+    assert fetch.built == [idle, flowing, flowing, *[flowing] * idle_after, idle]
 
 
 def test_without_a_batch_wait_every_fetch_is_answered_at_once() -> None:
