@@ -807,11 +807,8 @@ class Bench:
         self.monitor.start_phase()
         for worker in self.workers.values():
             worker.start()
-        while not all((w.health() or {}).get("ready") for w in self.workers.values()):
-            if time.monotonic() - began > 900:
-                raise TimeoutError("the workers did not restore the large state in 900 s")
-            self.monitor.sample()  # the restore's memory counts too
-            time.sleep(0.5)
+        for worker in self.workers.values():
+            worker.wait_ready(900, tick=self.monitor.sample)  # the restore's memory counts too
         report.large_state_ready_seconds = time.monotonic() - began
         report.large_state_write_rate = written
         restore_peak = dict(self.monitor.phase_peak)

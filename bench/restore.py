@@ -57,16 +57,9 @@ def start_empty(config_path: Path, workdir: Path, port: int, mode: str, vehicles
                            env=env, cwd=REPO)
     began = time.monotonic()
     worker.start()
-    peak = 0
+    samples = [0]
     try:
-        while not (worker.health() or {}).get("ready"):
-            if not worker.alive() or time.monotonic() - began > timeout:
-                raise RuntimeError(f"the {mode} worker is not ready after "
-                                   f"{time.monotonic() - began:.0f} s (alive: "
-                                   f"{worker.alive()}); log: {worker.log_path}\n"
-                                   f"{worker.log_tail()}")
-            peak = max(peak, worker.rss())
-            time.sleep(0.2)
+        worker.wait_ready(timeout, tick=lambda: samples.append(worker.rss()))
         ready = time.monotonic() - began
         health = worker.health() or {}
         cpu = sum(worker.cpu_split())
@@ -76,7 +69,7 @@ def start_empty(config_path: Path, workdir: Path, port: int, mode: str, vehicles
     records = vehicles * RECORDS_PER_VEHICLE
     return RestoreRun(mode, vehicles, records, round(ready, 2), round(records / ready),
                       round(bulk["seconds"], 2) if bulk.get("seconds") else None,
-                      round(cpu, 1), peak)
+                      round(cpu, 1), max(samples))
 
 
 def run_restore(bootstrap: str, redis_url: str, workdir: Path, vehicles: int,

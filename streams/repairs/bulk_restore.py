@@ -37,9 +37,8 @@ WAVE_PARTITIONS = 6  # table partitions loaded at a time
 DEFAULT_MIN_RECORDS = 10_000  # behind in all; below this, Faust's own recovery is quick enough
 PROGRESS_SECONDS = 5.0
 # RocksDB during the bulk load only (Faust reopens the store with its own options): a write
-# buffer per partition, and every partition of the worker's tables is loaded at once. At 64 MB
-# a worker holding 24 partitions of a million vehicles peaked at 1.4 GB; 8 MB keeps the load
-# within a few hundred MB and changes its speed little.
+# buffer per partition of the wave being loaded. Large ones (64 MB, all 24 partitions at once)
+# held most of the 1.4 GB a million vehicles once took.
 LOAD_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 
 

@@ -53,12 +53,13 @@ def install(fetcher: Any, pacing: FetchPacing) -> None:
     if pacing.flowing is None:
         return
     process = fetcher._proc_fetch_request
-    empty = [IDLE_AFTER]  # fetches in a row that brought nothing; a new worker starts idle
+    empty = IDLE_AFTER  # fetches in a row that brought nothing; a new worker starts idle
 
     async def paced(assignment: Any, node_id: Any, request: Any) -> Any:
+        nonlocal empty
         brought = await process(assignment, node_id, request)
-        empty[0] = 0 if brought else empty[0] + 1
-        pace = pacing.after(empty[0])
+        empty = 0 if brought else empty + 1
+        pace = pacing.after(empty)
         fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = pace.min_bytes, pace.max_wait_ms
         return brought
 

@@ -20,7 +20,7 @@ from faust.types import TP, CollectionT
 
 log = logging.getLogger(__name__)
 
-# the store URL scheme the tables use (``Shell.table``)
+# the store URL scheme of the worker's app (``streams.app.create_app``); its tables inherit it
 SCHEME = "vprov-rocksdb"
 
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,13 @@ class WorkerProcess:
         except NoAnswer:
             return 0, None
 
-    def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
+    def wait_ready(self, timeout: float = 90.0,
+                   tick: Callable[[], object] | None = None) -> WorkerProcess:
+        """Until ``/health`` says ready; ``tick`` runs at every look (a memory sample, say)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if tick is not None:
+                tick()
             if not self.alive():
                 code = self.proc.returncode if self.proc is not None else None
                 raise RuntimeError(f"worker {self.name} exited with {code}; log: "

@@ -67,20 +67,20 @@ def entries(index: int, tag: str) -> list[tuple[str, str, Entry]]:
 def regional_entry(global_entry: GlobalVehicle, region: str) -> RegionalVehicle:
     """The region's entry of a synthetic vehicle: every device PROVISIONED, each with the answer
     to its DEVICE_PROVISION remembered, the primary's global identity deleted."""
+    g = global_entry  # a synthetic one: every field is set
     devices = {d["device_id"]: RegionalDevice(ecu_type=d["ecu_type"], primary=d["primary"],
                                               certificate_fingerprint=d["certificate_fingerprint"],
                                               state="PROVISIONED")
-               for d in global_entry["devices"]}
+               for d in g["devices"]}
     memo: dict[str, Remembered] = {}
     for n, device_id in enumerate(devices):
-        answer = json.dumps({"message_id": f"{global_entry['request_id']}-a{n}",
-                             "correlation_id": f"{global_entry['request_id']}-q{n}",
-                             "status": "SUCCESS", "vin": global_entry["vin"],
+        answer = json.dumps({"message_id": f"{g['request_id']}-a{n}",
+                             "correlation_id": f"{g['request_id']}-q{n}",
+                             "status": "SUCCESS", "vin": g["vin"],
                              "body": {"device_id": device_id, "lifecyclestate": "PROVISIONED"}})
-        memo[f"{global_entry['request_id']}-q{n}"] = {
-            "outputs": [{"topic": "provisioning.device.response", "key": global_entry["vin"],
+        memo[f"{g['request_id']}-q{n}"] = {
+            "outputs": [{"topic": "provisioning.device.response", "key": g["vin"],
                          "kind": "reply", "value": answer}], "effects": []}
-    g = global_entry  # a synthetic one: every field is set
     return RegionalVehicle(
         vin=g["vin"], system_id=g["system_id"] or "", sub_system_id=g["sub_system_id"] or "",
         region=region, country_code=g["country_code"] or "", request_id=g["request_id"] or "",
