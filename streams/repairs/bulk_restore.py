@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.repairs.local_state import OFFSET_KEY, partition_dir, read_persisted_offset, watermarks
+from vprov.kafka.librdkafka_log import routed
 from vprov.kafka.settings import KafkaAccess, librdkafka
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def restore(kafka: KafkaAccess | str, tables_dir: Path, changelogs: Mapping[str,
     began = time.monotonic()
     reader = Consumer({
         **librdkafka(kafka), "group.id": "vprov-bulk-restore", "enable.auto.commit": False,
-        "enable.partition.eof": True, "log_level": 3,
+        "enable.partition.eof": True, **routed(),
         # Large fetches, to move many records per round trip; but the queue of fetched records
         # is the worker's memory (256 MB of queue and 64 MB fetches held 1.3 GB at a million
         # vehicles, and the process kept most of it): a few fetches ahead are enough

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vprov.kafka.librdkafka_log import routed
 from vprov.kafka.settings import KafkaAccess, librdkafka
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _broker_facts(kafka: KafkaAccess | str, group_id: str, changelogs: Mapping[s
     from confluent_kafka import Consumer, TopicCollection, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({**librdkafka(kafka), "log_level": 3})
+    admin = AdminClient({**librdkafka(kafka), **routed()})
     deadline = time.monotonic() + timeout
     ids: dict[str, str] = {}
     # the worker has just created missing topics: their metadata may take a moment to appear
@@ -162,7 +163,7 @@ def _broker_facts(kafka: KafkaAccess | str, group_id: str, changelogs: Mapping[s
         log.warning("changelog topics of %s not found on the broker; their local state is "
                     "kept unchecked", ", ".join(missing))
     reader = Consumer({**librdkafka(kafka), "group.id": group_id,
-                       "enable.auto.commit": False, "log_level": 3})
+                       "enable.auto.commit": False, **routed()})
     ends = {}
     try:
         for table, topic in changelogs.items():

@@ -13,6 +13,7 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from vprov.kafka.librdkafka_log import routed
 from vprov.kafka.settings import KafkaAccess, librdkafka
 
 END = -1  # no record at or after the offset, up to the end of the partition
@@ -31,7 +32,7 @@ class OffsetProbe:
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "fetch.wait.max.ms": 100,
-            "log_level": 3,
+            **routed(),
         }
         self._timeout = timeout
         self._consumer: Consumer | None = None

@@ -36,7 +36,7 @@ from faust.types import TP, HeadersArg, RecordMetadata, TransportT
 from mode.utils.times import Seconds, want_seconds
 
 from streams.repairs.commit_guard import drain_buffer
-from vprov.kafka.librdkafka_log import librdkafka_logger
+from vprov.kafka.librdkafka_log import routed
 from vprov.kafka.partitioning import owner
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ class LibrdkafkaProducer(base.Producer):
             "compression.type": self.compression_type or "none",
             # retried for as long as Faust's own producer would wait for a request
             "message.timeout.ms": int(self.request_timeout * 1000),
-            "log_level": 3,  # warnings are retried inside librdkafka; errors reach deliveries
-            "logger": librdkafka_logger(),
+            **routed(),  # warnings are retried inside librdkafka; errors reach deliveries
         }
         self._producer: confluent_kafka.Producer | None = None
         self._deliveries: deque[Delivery] = deque()
@@ -223,7 +222,7 @@ class LibrdkafkaProducer(base.Producer):
         if retention:
             settings["retention.ms"] = str(int(want_seconds(retention) * 1000))
         if self._admin is None:  # Faust declares every topic at start: one client for them all
-            self._admin = AdminClient(self._connection)
+            self._admin = AdminClient({**self._connection, **routed()})
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replication,
                        config=settings)
         future = self._admin.create_topics([new],

@@ -132,3 +132,25 @@ def test_the_client_filter_quiets_repeats_of_the_named_loggers_only() -> None:
     shown = record("aiokafka.conn", failed)
     assert quiet.filter(shown) is True  # again after the interval
     assert shown.getMessage().endswith("('127.0.0.1', 9092)")  # records are never changed
+
+
+def test_a_worker_s_idle_client_does_not_write_a_refused_broker_to_stderr() -> None:
+    """The watchdog's offset probe stays open between probes; while a broker is down its
+    failed reconnections go through the de-duplicating logger, not one stderr line each."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.ERROR, stream=sys.stdout, format='%(message)s')\n"
+        "from streams.repairs.offset_probe import OffsetProbe, UNKNOWN\n"
+        "probe = OffsetProbe('127.0.0.1:1', timeout=1.5)\n"
+        "assert probe.next_offset('t', 0, 0) == UNKNOWN\n"
+        "assert probe.next_offset('t', 0, 0) == UNKNOWN\n"
+        "probe.close()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, check=True)
+    assert "Connection refused" not in done.stderr, done.stderr
+    routed = [line for line in done.stdout.splitlines() if "Connection refused" in line]
+    assert len(routed) == 1, done.stdout  # shown once, its repeats held back

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 LOGGER_NAME = "vprov.librdkafka"
 QUIET = logging.CRITICAL + 1  # above every level librdkafka logs at
@@ -109,6 +110,13 @@ def librdkafka_logger() -> logging.Logger:
     if not any(isinstance(f, RepeatFilter) for f in logger.filters):
         logger.addFilter(RepeatFilter())
     return logger
+
+
+def routed() -> dict[str, Any]:
+    """The settings that send a client's errors (not its retried warnings) through
+    ``librdkafka_logger``: without them, an idle client of a worker writes every failed
+    reconnection to stderr for as long as a broker is down."""
+    return {"log_level": 3, "logger": librdkafka_logger()}
 
 
 def configure(verbose: bool) -> None:
