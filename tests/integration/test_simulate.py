@@ -73,6 +73,11 @@ def test_cli_prints_the_summary_and_exits_0(
     report = json.loads(report_path.read_text())
     assert (report["ok"], report["vehicles_done"], report["vehicles_failed"]) == (True, 3, 0)
     assert report["latency_ms"]["device"]["count"] == 9
+    # the queries sent in the first seconds, reported apart from the rest: all 3 of them here
+    phases = report["query_latency_ms_by_phase"]
+    assert (phases["first"]["count"], phases["after"]["count"]) == (3, 0)
+    assert phases["first"]["max"] == report["latency_ms"]["query"]["max"]
+    assert "  first 10 s" in out
     assert report["sample_vin"] in out
 
 

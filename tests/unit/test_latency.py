@@ -23,3 +23,11 @@ def test_summary_is_in_milliseconds_and_empty_stands_for_no_values() -> None:
     assert all(math.isnan(nothing[k]) for k in ("p50", "p95", "p99", "max"))
     assert summary_ms([], empty=0.0) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0,
                                          "count": 0}
+
+
+def test_split_at_parts_the_first_seconds_from_the_rest_counted_from_the_first_sent() -> None:
+    from vprov.sim.latency import split_at
+
+    timeline = [(105.0, 3.0), (100.0, 5.0), (109.9, 0.2), (110.0, 0.1), (130.0, 0.05)]
+    assert split_at(timeline, 10.0) == ([3.0, 5.0, 0.2], [0.1, 0.05])
+    assert split_at([], 10.0) == ([], [])

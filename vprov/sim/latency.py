@@ -27,3 +27,15 @@ def summary_ms(values: Sequence[float], empty: float = NO_VALUE,
         return round(value * 1000, digits) if digits is not None else value * 1000
 
     return {"p50": ms(50), "p95": ms(95), "p99": ms(99), "max": ms(100), "count": len(values)}
+
+
+def split_at(timeline: Sequence[tuple[float, float]], seconds: float
+             ) -> tuple[list[float], list[float]]:
+    """The latencies of ``timeline`` (sent at, latency; both in seconds) sent within
+    ``seconds`` of the first one sent, and those sent later: a cold start beside the rest."""
+    if not timeline:
+        return [], []
+    first = min(sent for sent, _ in timeline)
+    early = [latency for sent, latency in timeline if sent - first < seconds]
+    late = [latency for sent, latency in timeline if sent - first >= seconds]
+    return early, late

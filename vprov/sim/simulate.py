@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from vprov import reach
@@ -37,7 +37,7 @@ from vprov.ops.status import DEFAULT_GLOBAL_URL, WorkerViews, check_worker
 from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.sim import fleet
 from vprov.sim.fleet_driver import FleetDriver, Request, Trip, wait_indexed
-from vprov.sim.latency import summary_ms
+from vprov.sim.latency import split_at, summary_ms
 
 # Invalid message kinds, with the code each must be answered with.
 INVALID_KINDS: dict[str, ErrorCode] = {
@@ -47,6 +47,9 @@ INVALID_KINDS: dict[str, ErrorCode] = {
     "wrong_type": ErrorCode.WRONG_MESSAGE_TYPE,
 }
 BAD_VIN = "1V0000000000000IO"  # I and O are outside the VIN alphabet
+# The first seconds of a run are reported apart: a fresh deployment's first answers are where
+# a cold start shows (connections, metadata, the first commits).
+COLD_START_SECONDS = 10.0
 
 
 class SimulationError(RuntimeError):
@@ -84,6 +87,7 @@ class Report:
     duplicate_problems: list[str]
     lifecycle_topic: str
     extra_answers: int = 0
+    query_timeline: list[tuple[float, float]] = field(default_factory=list)  # sent at, latency
 
     @property
     def done(self) -> list[Trip]:
@@ -135,6 +139,12 @@ class Report:
             "throughput_vehicles_per_second": round(self.throughput, 2),
             "latency_ms": {name: summary_ms(values, empty=0.0, digits=1)
                            for name, values in self.latencies.items()},
+            "query_latency_ms_by_phase": {
+                "window_seconds": COLD_START_SECONDS,
+                **{phase: summary_ms(values, empty=0.0, digits=1) for phase, values in
+                   zip(("first", "after"), split_at(self.query_timeline, COLD_START_SECONDS),
+                       strict=True)},
+            },
             "vehicles": [{"vin": v.vehicle.vin, "region": v.region or v.vehicle.region,
                           "devices": [d.device_id for d in v.vehicle.devices], "ok": v.ok}
                          for v in self.vehicles],
@@ -162,8 +172,12 @@ class Report:
         ]
         names = {"query": "query -> answer", "device": "device -> answer",
                  "vehicle": "vehicle first -> last"}
-        for key, label in names.items():
-            p = summary_ms(self.latencies[key], empty=0.0, digits=1)
+        first, after = split_at(self.query_timeline, COLD_START_SECONDS)
+        rows = [(label, self.latencies[key]) for key, label in names.items()]
+        rows[1:1] = [(f"  first {COLD_START_SECONDS:g} s", first),
+                     (f"  after {COLD_START_SECONDS:g} s", after)]
+        for label, values in rows:
+            p = summary_ms(values, empty=0.0, digits=1)
             lines.append(f"    {label:<22} {p['p50']:>8.1f} {p['p95']:>8.1f} {p['p99']:>8.1f} "
                          f"{p['max']:>8.1f} {p['count']:>7}")
         if self.failed:
@@ -231,6 +245,7 @@ class Simulator(FleetDriver):
         self.first_answers: dict[str, bytes] = {}  # of the requests sent twice
         self.open: set[str] = set()  # message ids awaiting an answer (or a second one)
         self.latencies: dict[str, list[float]] = {"query": [], "device": [], "vehicle": []}
+        self.query_timeline: list[tuple[float, float]] = []  # sent at, latency
         self.invalid_sent: Counter[str] = Counter()
         self.invalid_ok: Counter[str] = Counter()
         self.invalid_problems: list[str] = []
@@ -385,6 +400,8 @@ class Simulator(FleetDriver):
             self._check_invalid(request, doc, topic)
             return
         self.latencies[request.kind].append(now - request.sent_at)
+        if request.kind == "query":
+            self.query_timeline.append((request.sent_at, now - request.sent_at))
         target = "query" if request.device is None else request.device.device_id
         if target in self.duplicate_targets.get(trip, ()):
             # A device that missed the answer sends the same request again.
@@ -470,7 +487,7 @@ class Simulator(FleetDriver):
         return Report(self.options, self.tag, self.runs, indexing, elapsed, self.latencies,
                       self.invalid_sent, self.invalid_ok, self.invalid_problems,
                       self.duplicates_sent, self.duplicates_identical, self.duplicate_problems,
-                      self.catalogue.lifecycle, self.extra_answers)
+                      self.catalogue.lifecycle, self.extra_answers, self.query_timeline)
 
 
 def check_reachable(config: Config, options: SimOptions, timeout: float) -> None:
