@@ -33,7 +33,8 @@
 # Broker jars are fetched once with Maven into ${VPROV_CACHE_DIR:-~/.cache/vprov}.
 # Data, logs, pid files and generated configs live in ${VPROV_RUN_DIR:-.run}.
 # Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REDIS_PORT (6379),
-#      KAFKA_START_TIMEOUT (90 s), VPROV_RESET=1 (up: wipe data first).
+#      KAFKA_START_TIMEOUT (90 s), VPROV_RESET=1 (up: wipe data first), KAFKA_JVM_OPTS (the
+#      brokers' JVM options besides the heap; see below).
 # Optional schema registry (Apicurio Registry, Confluent-compatible API, in-memory storage):
 #      `up --registry` or VPROV_REGISTRY=1; REGISTRY_PORT (KAFKA_PORT + 2),
 #      REGISTRY_START_TIMEOUT (90 s). It needs Java 21+: JAVA_HOME, java on PATH,
@@ -50,6 +51,11 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 REDIS_PORT=${REDIS_PORT:-6379}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 KAFKA_HEAP="-Xms256m -Xmx768m"
+# The JIT's first tier only, and the serial collector: the local broker shares two cores with the
+# workers, and a fresh JVM's optimising compiler and G1's threads took a core for its first
+# minute, which every new stack's first vehicles waited behind (docs/benchmarks.md, "The cold
+# start"). A long-running, dedicated broker wants the JVM's defaults: KAFKA_JVM_OPTS= (empty).
+KAFKA_JVM_OPTS=${KAFKA_JVM_OPTS--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}
 CACHE_DIR=${VPROV_CACHE_DIR:-${HOME:-/tmp}/.cache/vprov}
 KAFKA_HOME=$CACHE_DIR/kafka-$KAFKA_VERSION
 LIBS=$KAFKA_HOME/libs
@@ -418,8 +424,8 @@ launch_kafka() {
     [[ -f $KAFKA_LOG ]] && LAUNCHED_OFFSET=$(stat -c %s "$KAFKA_LOG")
     say "starting $(node_name) on 127.0.0.1:$KAFKA_PORT"
     # Own session: a Ctrl-C in the calling terminal does not reach the broker.
-    # shellcheck disable=SC2086  # two options
-    nohup setsid java $KAFKA_HEAP -Djava.awt.headless=true \
+    # shellcheck disable=SC2086  # lists of options
+    nohup setsid java $KAFKA_HEAP $KAFKA_JVM_OPTS -Djava.awt.headless=true \
         "-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties" \
         -cp "$LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
         </dev/null >>"$KAFKA_LOG" 2>&1 &
