@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from tests.integration.conftest import PORT_BASE
-from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO
+from tests.integration.harness import BOOTSTRAP, REDIS_URL, REPO, wait_until
 from tests.reliability.conftest import _address, broker_ports
 from vprov.kafka.clients import admin_client
 
@@ -147,9 +147,25 @@ class Brokers:
             time.sleep(0.2)
         return time.monotonic() - began
 
+    def brokers_up(self) -> int:
+        """How many nodes the metadata lists as brokers (registered and not fenced)."""
+        if self._admin is None:
+            self._admin = admin_client(self.bootstrap)
+        try:
+            return len(self._admin.list_topics(timeout=2).brokers)
+        except KafkaException:
+            return 0
+
+    def wait_registered(self, timeout: float = 60) -> None:
+        """Until every node serves as a broker: a node logs that it started before the
+        controller has unfenced it, and a topic created meanwhile cannot have three replicas."""
+        wait_until(lambda: self.brokers_up() == len(NODES), timeout=timeout,
+                   what=f"{len(NODES)} brokers in the metadata")
+
     def restore(self) -> None:
-        """Every node running and in sync: how the next scenario finds the cluster."""
+        """Every node running, serving and in sync: how the next scenario finds the cluster."""
         self.start()
+        self.wait_registered()
         self.wait_in_sync()
 
 
