@@ -327,6 +327,10 @@ group.min.session.timeout.ms=1000
 # a deleted topic's files go after a second (the default keeps them a minute): test runs and
 # benchmarks delete thousands of partitions, and a restart reloads every file still there
 log.segment.delete.delay.ms=1000
+# the log cleaner's dedupe buffer is one array of this size (128 MB by default): with the serial
+# collector (KAFKA_JVM_OPTS) it must fit the old generation, two thirds of a regional cluster's
+# 192 MB heap; the local brokers' compacted topics need far less
+log.cleaner.dedupe.buffer.size=33554432
 EOF
     if multi_broker; then multi_broker_config >>"$KAFKA_DIR/server.properties"; fi
     if secured; then secure_kafka_config; fi
