@@ -3,7 +3,7 @@
 Each run is ``scripts/demo.sh`` on a run directory of its own that does not exist yet: a broker
 formatted from nothing, no topics, no consumer offsets, workers on empty disks. While it runs,
 every process of the deployment (broker, global worker, regional workers, simulator) is sampled
-from ``/proc`` twice a second; the demo's own summary gives the query latencies, with the queries
+twice a second; the demo's own summary gives the query latencies, with the queries
 of the first seconds apart. Variants compare the brokers' JVM options (``KAFKA_JVM_OPTS``).
 
     .venv/bin/python -m bench.cold_start --runs 2 --variant local --variant jvm-defaults=
@@ -29,10 +29,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 from bench.deploy import REPO
 
 SAMPLE_SECONDS = 0.5
-TICKS = os.sysconf("SC_CLK_TCK")
 ROLES = ("broker", "global", "regional", "simulator")
 LATENCY_ROW = re.compile(r"^\s+(query -> answer|first \d+ s|after \d+ s|device -> answer)\s+"
                          r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$")
@@ -64,7 +65,7 @@ class Run:
 
 
 class Sampler(threading.Thread):
-    """CPU of the demo's processes by role, from /proc, until stopped."""
+    """CPU of the demo's processes by role, until stopped."""
 
     def __init__(self, run_dir: str, began: float) -> None:
         super().__init__(daemon=True)
@@ -72,33 +73,27 @@ class Sampler(threading.Thread):
         self.stopped = threading.Event()
         self.timeline: list[tuple[float, dict[str, float]]] = []
         self.totals: dict[str, float] = dict.fromkeys(ROLES, 0.0)
-        self._last: dict[int, tuple[str, int]] = {}
+        self._last: dict[int, tuple[str, float]] = {}
 
-    def _ticks(self) -> dict[int, tuple[str, int]]:
+    def _cpu(self) -> dict[int, tuple[str, float]]:
+        """Each of the demo's processes: its role and its CPU seconds so far."""
         seen = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                role = role_of(cmdline, self.run_dir)
-                if role is None:
-                    continue
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
-            seen[int(entry.name)] = (role, int(fields[11]) + int(fields[12]))  # utime + stime
+        for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+            role = role_of(" ".join(proc.info["cmdline"] or ()), self.run_dir)
+            times = proc.info["cpu_times"]
+            if role is not None and times is not None:  # None: gone meanwhile
+                seen[proc.pid] = (role, times.user + times.system)
         return seen
 
     def run(self) -> None:
         last_at = time.monotonic()
         while not self.stopped.wait(SAMPLE_SECONDS):
-            now, seen = time.monotonic(), self._ticks()
+            now, seen = time.monotonic(), self._cpu()
             shares = dict.fromkeys(ROLES, 0.0)
-            for pid, (role, ticks) in seen.items():
-                before = self._last.get(pid, (role, ticks))[1]
-                shares[role] += (ticks - before) / TICKS / (now - last_at)
-                self.totals[role] += (ticks - before) / TICKS
+            for pid, (role, seconds) in seen.items():
+                used = seconds - self._last.get(pid, (role, seconds))[1]
+                shares[role] += used / (now - last_at)
+                self.totals[role] += used
             self._last, last_at = seen, now
             self.timeline.append((round(now - self.began, 2),
                                   {k: round(v, 3) for k, v in shares.items()}))

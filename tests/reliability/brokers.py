@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,6 @@ class Brokers:
 
     script_env: dict[str, str]
     private: bool
-    _admin: AdminClient | None = field(default=None, repr=False)
 
     def run(self, *args: str, timeout: float = 180) -> str:
         done = subprocess.run(["bash", str(STACK), *args], env=self.script_env, cwd=REPO,
@@ -72,6 +71,11 @@ class Brokers:
     @cached_property
     def bootstrap(self) -> str:
         return self.client_env()["KAFKA_BOOTSTRAP_SERVERS"]
+
+    @cached_property
+    def admin(self) -> AdminClient:
+        """One client for every metadata read: it knows every node, whichever is down."""
+        return admin_client(self.bootstrap)
 
     # --- harm -----------------------------------------------------------------------------
 
@@ -98,11 +102,9 @@ class Brokers:
     def _partitions(self, topics: Iterable[str] | None = None) -> list[Any]:
         """The partitions' metadata; asked again while a request times out (a node just lost
         may still be the one asked)."""
-        if self._admin is None:  # one client: it knows every node, whichever is down
-            self._admin = admin_client(self.bootstrap)
         for attempt in range(30):  # short waits: a wait for a leader is measured with them
             try:
-                metadata = self._admin.list_topics(timeout=2)
+                metadata = self.admin.list_topics(timeout=2)
                 break
             except KafkaException:
                 if attempt == 29:
@@ -149,10 +151,8 @@ class Brokers:
 
     def brokers_up(self) -> int:
         """How many nodes the metadata lists as brokers (registered and not fenced)."""
-        if self._admin is None:
-            self._admin = admin_client(self.bootstrap)
         try:
-            return len(self._admin.list_topics(timeout=2).brokers)
+            return len(self.admin.list_topics(timeout=2).brokers)
         except KafkaException:
             return 0
 

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from vprov.config import Cluster
 from vprov.kafka.catalogue import Catalogue
-from vprov.kafka.librdkafka_log import librdkafka_logger
+from vprov.kafka.librdkafka_log import librdkafka_logger, routed
 from vprov.kafka.settings import KafkaAccess, librdkafka
 
 
@@ -33,8 +33,7 @@ def producer(kafka: KafkaAccess | str, **overrides: object) -> Producer:
         "acks": "all",
         # librdkafka's warnings (a fresh broker still loading its coordinators, and the like)
         # are retried internally; errors are reported through delivery results
-        "log_level": 3,
-        "logger": librdkafka_logger(),
+        **routed(),
     }
     settings.update(overrides)
     return Producer(settings)
