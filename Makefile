@@ -63,7 +63,7 @@ lint: setup ## ruff check, the type checker (mypy; what it checks: pyproject.tom
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_structure.py
 
 bench: prereqs setup up ## pipeline benchmark on the local stack (BENCH_ARGS=...)
-	$(VENV)/bin/python -m bench.pipeline_bench $(BENCH_ARGS)
+	eval "$$(scripts/stack.sh env)" && $(VENV)/bin/python -m bench.pipeline_bench $(BENCH_ARGS)
 
 clean: down ## stop the stack and remove .run/
 	rm -rf .run

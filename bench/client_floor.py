@@ -58,10 +58,12 @@ def faust_relay(bootstrap: str, source: str, sink: str, group: str, partitions: 
     import faust
     import mode.loop
 
+    from streams.app import COMMIT_EVERY_NEVER  # the workers' commit policy: on the timer
+
     mode.loop.use("uvloop")
     app = faust.App(group, broker=f"kafka://{bootstrap}", web_enabled=False, datadir=datadir,
                     producer_linger=LINGER_MS / 1000, topic_partitions=partitions,
-                    broker_commit_interval=1.0, broker_commit_every=500,
+                    broker_commit_interval=1.0, broker_commit_every=COMMIT_EVERY_NEVER,
                     consumer_auto_offset_reset="latest")
     inbound = app.topic(source, key_serializer="raw", value_serializer="raw")
     outbound = app.topic(sink, key_serializer="raw", value_serializer="raw")

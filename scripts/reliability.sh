@@ -28,9 +28,12 @@ status=0
 .venv/bin/python -m pytest tests/reliability -v "$@" || status=$?
 brokers=${BROKERS:-1} page=docs/reliability.md option=""
 if [[ $brokers != 1 ]]; then page=docs/reliability-$brokers-brokers.md option=" BROKERS=$brokers"; fi
+sizes="RELIABILITY_VEHICLES=$RELIABILITY_VEHICLES RELIABILITY_HOSTILE=$RELIABILITY_HOSTILE RELIABILITY_KILLS=$RELIABILITY_KILLS RELIABILITY_REGISTRATION_RUNS=$RELIABILITY_REGISTRATION_RUNS"
+# the page names the command that gives its figures: pytest's arguments select scenarios
+command="$sizes make reliability$option"
+if (($#)); then command="${option# }${option:+ }$sizes scripts/reliability.sh $*"; fi
 if [[ -s $RELIABILITY_REPORT ]]; then
-    .venv/bin/python -m tests.reliability.report "$RELIABILITY_REPORT" \
-        "RELIABILITY_VEHICLES=$RELIABILITY_VEHICLES RELIABILITY_HOSTILE=$RELIABILITY_HOSTILE RELIABILITY_KILLS=$RELIABILITY_KILLS RELIABILITY_REGISTRATION_RUNS=$RELIABILITY_REGISTRATION_RUNS make reliability$option" \
+    .venv/bin/python -m tests.reliability.report "$RELIABILITY_REPORT" "$command" \
         "$brokers" >"$page"
     echo "figures written to $page"
 fi

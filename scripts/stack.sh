@@ -370,6 +370,13 @@ unclean.leader.election.enable=false
 # leaders and leave it out of their ISR then, so that is the longest stall a SIGKILL causes
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=4000
+# a lost active controller is replaced after 1 s without its fetch answers (2 s by default; 1 s
+# is the floor, twice the quorum's 500 ms fetch wait), and a split vote between the two others is
+# retried within half a second: its partitions' fencing, 4 s after the new controller took over,
+# starts that much sooner
+controller.quorum.fetch.timeout.ms=1000
+controller.quorum.election.timeout.ms=500
+controller.quorum.election.backoff.max.ms=500
 # min.insync.replicas stays 1 for the cluster: the project sets 2 on each of its topics
 # (kafka.min_insync_replicas), and the tests' and benchmark's own one-replica topics stay
 # writable

@@ -24,6 +24,9 @@ from vprov.kafka.avro import serde_from_config
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.settings import faust_settings, librdkafka
 
+# Faust's commit_every is a count of acknowledged records; this many is never reached
+COMMIT_EVERY_NEVER = 2**62
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -71,7 +74,12 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
         web_host=options.web_host,
         producer_linger=config.producer_linger_ms / 1000.0,
         producer_acks=-1,
-        broker_commit_every=500,
+        # offsets are committed by the timer, every second, beside the processing: Faust's
+        # commit after every N acknowledgements runs inside the loop that hands records to the
+        # agents, so while it waits (for the producer's records to be acknowledged by every
+        # in-sync replica, for a group coordinator that moved) no record of any partition is
+        # processed: a broker's restart stalled every answer for as long
+        broker_commit_every=COMMIT_EVERY_NEVER,
         broker_commit_interval=1.0,
         # a warm copy of each table partition on another worker of the role: a partition that
         # moves replays only what its standby has not applied yet

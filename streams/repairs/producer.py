@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from functools import partial
@@ -38,10 +39,12 @@ from mode.utils.times import Seconds, want_seconds
 from streams.repairs.commit_guard import drain_buffer
 from vprov.kafka.librdkafka_log import routed
 from vprov.kafka.partitioning import owner
+from vprov.kafka.settings import LEADER_MOVES
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1  # the delivery thread's longest wait, and so its reaction to a stop
 FULL_QUEUE_PAUSE = 0.005  # librdkafka's local queue is full: let deliveries make room
+SLOW_FLUSH_SECONDS = 1.0  # a flush longer than this is logged
 
 
 Delivery = tuple[asyncio.Future[RecordMetadata], "confluent_kafka.KafkaError | None",
@@ -58,6 +61,7 @@ class LibrdkafkaProducer(base.Producer):
         super().__init__(transport, **kwargs)
         self._settings = {
             **settings,
+            **LEADER_MOVES,  # a partition that moves is followed within a fraction of a second
             "client.id": self.client_id,
             "partitioner": "murmur2_random",
             "enable.idempotence": True,
@@ -149,10 +153,15 @@ class LibrdkafkaProducer(base.Producer):
         producer = self._producer
         if producer is not None:
             loop = asyncio.get_running_loop()
+            began, waiting = time.monotonic(), len(producer)
             while await loop.run_in_executor(None, producer.flush, POLL_SECONDS * 10):
                 if self.should_stop:
                     break
             self._settle()
+            took = time.monotonic() - began
+            if took > SLOW_FLUSH_SECONDS:  # the commit waits as long: name what held it
+                log.warning("the flush before an offset commit waited %.1f s for %d records "
+                            "to be acknowledged", took, waiting)
         if self._failure is not None:
             raise ProducerSendError(f"a record was not delivered: {self._failure}")
 

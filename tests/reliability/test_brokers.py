@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import NewTopic
@@ -36,6 +37,7 @@ from tests.reliability.test_reliability import FINISH_TIMEOUT, assert_clean, up
 from vprov import config as config_module
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.clients import admin_client
+from vprov.sim import fleet_driver
 
 # Targets of the longest wait for a first answer (reported, see assert_no_harm_beyond_delay).
 SIGKILL_LONGEST_SECONDS = 10.0
@@ -118,6 +120,48 @@ def longest(driver: FleetDriver) -> dict[str, float]:
             for kind, seconds in sorted(driver.longest.items())}
 
 
+class TimedDriver(FleetDriver):
+    """The suite's driver, with the harm the scenario did and every first answer's wait on one
+    clock (seconds since the fleet started): which harm a stall follows, and how long after it
+    the answers come again. ``started_wall`` ties it to the workers' and brokers' logs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[tuple[float, str]] = []
+        self.waits: list[tuple[float, float, str]] = []  # (sent at, wait, kind)
+        self.started_wall = 0.0
+
+    def start(self) -> TimedDriver:
+        self.started_wall = time.time()
+        super().start()
+        return self
+
+    def mark(self, what: str) -> None:
+        self.events.append((round(time.monotonic() - self.started_at, 2), what))
+
+    def on_answer(self, request: fleet_driver.Request, doc: dict[str, Any], topic: str,
+                  raw: bytes, now: float) -> None:
+        first = not self.answers.get(request.message_id)
+        super().on_answer(request, doc, topic, raw, now)
+        if first:
+            self.waits.append((request.sent_at - self.started_at, now - request.sent_at,
+                               request.kind))
+
+    def timeline(self) -> dict[str, Any]:
+        """The harm; the longest wait for a first answer to the requests sent in each second of
+        the run (index: the second); the five longest waits as [sent at, wait, kind]."""
+        by_second: list[float] = []
+        for sent, wait, _ in self.waits:
+            second = int(sent)
+            by_second.extend([0.0] * (second + 1 - len(by_second)))
+            by_second[second] = max(by_second[second], round(wait, 1))
+        slowest = sorted(self.waits, key=lambda w: -w[1])[:5]
+        return {"started_at": time.strftime("%H:%M:%S", time.localtime(self.started_wall)),
+                "harm": self.events, "longest_wait_by_second": by_second,
+                "slowest": [[round(sent, 2), round(wait, 2), kind]
+                            for sent, wait, kind in slowest]}
+
+
 def assert_no_harm_beyond_delay(dep: Deployment, driver: FleetDriver,
                                 workers: list[WorkerProcess], target: float) -> None:
     """The invariants, no dead letter, every worker still the process it was. The longest
@@ -133,10 +177,9 @@ def assert_no_harm_beyond_delay(dep: Deployment, driver: FleetDriver,
     dep.figures["worker_restarts"] = 0
     dep.figures["retries"] = sum((w.health() or {}).get("retries", 0) for w in workers)
     assert driver.delivery_errors == {}, driver.delivery_errors
-    slowest = max(driver.longest.values())
+    # whether it was met is the report's to say, from these figures (tests/reliability/report.py);
     # the machine's 1-minute load at the end: on a shared machine the answers wait for it too
-    dep.figures.update({"target_seconds": target, "target_met": slowest <= target,
-                        "load_average": round(os.getloadavg()[0], 1)})
+    dep.figures.update({"target_seconds": target, "load_average": round(os.getloadavg()[0], 1)})
 
 
 # --- the quick variant: any stack --------------------------------------------------------------
@@ -152,13 +195,15 @@ def test_one_broker_sigkilled_quick(any_cluster: Brokers, on_cluster: Callable[[
     topics = request_topics(flow.cat)
     vehicles = dep.fleet(min(fleet_size(sizes, 10, sizes.rate), QUICK_VEHICLES))
     flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    driver = TimedDriver(flow, vehicles, sizes.rate).start()
     at(driver, 3)
     victim = cluster.most_leading(topics)
     led = cluster.leaders(topics)[victim]
     in_flight(driver, f"the SIGKILL of kafka-{victim}")
+    driver.mark(f"kill kafka-{victim}")
     cluster.kill(victim)
     moved = cluster.wait_led_elsewhere(victim, topics)
+    driver.mark("leaders moved")
     driver.wait(FINISH_TIMEOUT)
     back = cluster.start()
     in_sync = cluster.wait_in_sync()
@@ -166,7 +211,8 @@ def test_one_broker_sigkilled_quick(any_cluster: Brokers, on_cluster: Callable[[
                         "killed": f"kafka-{victim}", "partitions_it_led": led,
                         "leaders_moved_seconds": round(moved, 2),
                         "restart_seconds": round(back, 1), "in_sync_seconds": round(in_sync, 1),
-                        **longest(driver), "run_seconds": round(driver.seconds, 1)})
+                        **longest(driver), "run_seconds": round(driver.seconds, 1),
+                        "timeline": driver.timeline()})
     assert_no_harm_beyond_delay(dep, driver, [glob, na], SIGKILL_LONGEST_SECONDS)
 
 
@@ -212,9 +258,10 @@ def test_no_harm_baseline(suite_cluster: Brokers, on_cluster: Callable[[Brokers]
     glob, na, flow = up(dep)
     vehicles = dep.fleet(min(fleet_size(sizes, 10, sizes.rate), QUICK_VEHICLES))
     flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, sizes.rate).start()
+    driver = TimedDriver(flow, vehicles, sizes.rate).start()
     driver.wait(FINISH_TIMEOUT)
-    dep.figures.update({**longest(driver), "run_seconds": round(driver.seconds, 1)})
+    dep.figures.update({**longest(driver), "run_seconds": round(driver.seconds, 1),
+                        "timeline": driver.timeline()})
     assert_no_harm_beyond_delay(dep, driver, [glob, na], SIGKILL_LONGEST_SECONDS)
 
 
@@ -230,22 +277,28 @@ def test_leader_of_most_partitions_sigkilled_brought_back_then_another(
     topics = request_topics(flow.cat)
     vehicles = dep.fleet(fleet_size(sizes, 90, LONG_RATE))
     flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, LONG_RATE).start()
+    driver = TimedDriver(flow, vehicles, LONG_RATE).start()
     at(driver, 5)
     first = cluster.most_leading(topics)
     led_first = cluster.leaders(topics)[first]
     in_flight(driver, f"the SIGKILL of kafka-{first}")
+    driver.mark(f"kill kafka-{first}")
     cluster.kill(first)
     moved_first = cluster.wait_led_elsewhere(first, topics)
+    driver.mark("leaders moved")
     at(driver, 15)
     back = cluster.start()
+    driver.mark(f"kafka-{first} started")
     in_sync = cluster.wait_in_sync()
+    driver.mark("in sync")
     second = cluster.most_leading(topics, besides=[first])
     led_second = cluster.leaders(topics)[second]
     at(driver, 25)
     in_flight(driver, f"the SIGKILL of kafka-{second}")
+    driver.mark(f"kill kafka-{second}")
     cluster.kill(second)
     moved_second = cluster.wait_led_elsewhere(second, topics)
+    driver.mark("leaders moved")
     driver.wait(FINISH_TIMEOUT)
     cluster.restore()
     dep.figures.update({"killed": [f"kafka-{first}", f"kafka-{second}"],
@@ -253,7 +306,8 @@ def test_leader_of_most_partitions_sigkilled_brought_back_then_another(
                         "leaders_moved_seconds": [round(moved_first, 2), round(moved_second, 2)],
                         "first_back_seconds": round(back, 1),
                         "first_in_sync_seconds": round(in_sync, 1),
-                        **longest(driver), "run_seconds": round(driver.seconds, 1)})
+                        **longest(driver), "run_seconds": round(driver.seconds, 1),
+                        "timeline": driver.timeline()})
     assert_no_harm_beyond_delay(dep, driver, [glob, na], SIGKILL_LONGEST_SECONDS)
 
 
@@ -267,20 +321,24 @@ def test_rolling_restart_of_every_broker(
     glob, na, flow = up(dep)
     vehicles = dep.fleet(fleet_size(sizes, 120, LONG_RATE))
     flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, LONG_RATE).start()
+    driver = TimedDriver(flow, vehicles, LONG_RATE).start()
     at(driver, 5)
     stopped, restarted, synced = [], [], []
     for node in (1, 2, 3):
         in_flight(driver, f"the stop of kafka-{node}")
         began = time.monotonic()
+        driver.mark(f"stop kafka-{node}")
         cluster.stop(node)
         stopped.append(round(time.monotonic() - began, 1))
+        driver.mark(f"kafka-{node} stopped")
         restarted.append(round(cluster.start(), 1))
+        driver.mark(f"kafka-{node} started")
         synced.append(round(cluster.wait_in_sync(), 1))
+        driver.mark("in sync")
     driver.wait(FINISH_TIMEOUT)
     dep.figures.update({"restarts": 3, "stop_seconds": stopped, "start_seconds": restarted,
                         "in_sync_seconds": synced, **longest(driver),
-                        "run_seconds": round(driver.seconds, 1)})
+                        "run_seconds": round(driver.seconds, 1), "timeline": driver.timeline()})
     assert_no_harm_beyond_delay(dep, driver, [glob, na], ROLLING_LONGEST_SECONDS)
 
 
@@ -295,26 +353,32 @@ def test_active_controller_sigkilled(
     topics = request_topics(flow.cat)
     vehicles = dep.fleet(fleet_size(sizes, 60, LONG_RATE))
     flow.register(*vehicles)
-    driver = FleetDriver(flow, vehicles, LONG_RATE).start()
+    driver = TimedDriver(flow, vehicles, LONG_RATE).start()
     at(driver, 5)
     victim = cluster.controller()
     led = cluster.leaders(topics)[victim]
     in_flight(driver, f"the SIGKILL of kafka-{victim}")
     began = time.monotonic()
+    driver.mark(f"kill kafka-{victim}")
     cluster.kill(victim)
     successor = wait_new_controller(cluster, victim)
     elected = time.monotonic() - began
+    driver.mark(f"kafka-{successor} leads the quorum")
     moved = cluster.wait_led_elsewhere(victim, topics)
+    driver.mark("leaders moved")
     at(driver, 15)
     back = cluster.start()
+    driver.mark(f"kafka-{victim} started")
     in_sync = cluster.wait_in_sync()
+    driver.mark("in sync")
     driver.wait(FINISH_TIMEOUT)
     dep.figures.update({"killed": f"kafka-{victim}", "partitions_it_led": led,
                         "new_controller": f"kafka-{successor}",
                         "controller_elected_seconds": round(elected, 2),
                         "leaders_moved_seconds": round(moved, 2),
                         "restart_seconds": round(back, 1), "in_sync_seconds": round(in_sync, 1),
-                        **longest(driver), "run_seconds": round(driver.seconds, 1)})
+                        **longest(driver), "run_seconds": round(driver.seconds, 1),
+                        "timeline": driver.timeline()})
     assert_no_harm_beyond_delay(dep, driver, [glob, na], SIGKILL_LONGEST_SECONDS)
 
 

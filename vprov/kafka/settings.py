@@ -60,6 +60,23 @@ def librdkafka(target: KafkaAccess | str) -> dict[str, Any]:
     return settings
 
 
+# How the workers' librdkafka producer follows a partition whose leader moved (a broker
+# stopped, restarted or lost). Fixed values rather than settings: they bound a wait after an
+# error, and cost nothing while the cluster is healthy.
+LEADER_MOVES: dict[str, Any] = {
+    # A produce request answered NOT_LEADER_OR_FOLLOWER is retried, and the partition's leader
+    # looked up again, with a backoff that doubles from retry.backoff.ms (100) up to this cap
+    # (1000 by default). A broker that just took over a partition answers NOT_LEADER until it
+    # has applied the change (a second or two for one restarted moments before): with the
+    # default cap the records then waited up to a second more.
+    "retry.backoff.max.ms": 250,
+    # A broker that was down is connected to again after a backoff doubling up to this cap (10 s
+    # by default): a broker restarted in a rolling restart leads partitions again as soon as the
+    # next one stops, and is reached within a second.
+    "reconnect.backoff.max.ms": 1000,
+}
+
+
 def ssl_context(sec: KafkaSecurity) -> ssl.SSLContext:
     """The TLS context aiokafka uses: the configured CA (else the system's), the client
     certificate when there is one, host names checked."""
