@@ -85,24 +85,24 @@ def setting(text: str) -> tuple[str, object]:
 
 
 class ProcessSampler:
-    """CPU time of processes we do not own (the broker and Redis); read only."""
+    """CPU time of processes we do not own (the brokers, Redis), summed; read only."""
 
-    def __init__(self, pid: int | None) -> None:
-        self.ps: psutil.Process | None = None
-        if pid is not None:
-            try:
-                self.ps = psutil.Process(pid)
-            except psutil.Error:
-                self.ps = None
+    def __init__(self, *pids: int | None) -> None:
+        self.procs: list[psutil.Process] = []
+        for pid in pids:
+            if pid is not None:
+                with contextlib.suppress(psutil.Error):  # gone already: nothing to count
+                    self.procs.append(psutil.Process(pid))
 
     def cpu_seconds(self) -> float:
-        if self.ps is None:
-            return 0.0
-        try:
-            times = self.ps.cpu_times()
-            return times.user + times.system
-        except psutil.Error:
-            return 0.0
+        total = 0.0
+        for ps in self.procs:
+            try:
+                times = ps.cpu_times()
+            except psutil.Error:  # gone: what it used before is lost with it
+                continue
+            total += times.user + times.system
+        return total
 
 
 def listener_pid(port: int) -> int | None:

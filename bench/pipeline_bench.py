@@ -308,11 +308,14 @@ class Bench:
         self.next_index = 1
         self.notes: list[str] = []  # observations for the report, made while running
         self.me = psutil.Process()
-        broker_port = port_of(args.bootstrap.split(",")[0])
+        # every broker of the bootstrap list (three on a three-broker stack): their CPU is the
+        # cluster's, not other work's
+        broker_ports = [port_of(address) for address in args.bootstrap.split(",")]
+        broker_pids = [listener_pid(port) for port in broker_ports if port]
+        self.broker_pid = broker_pids[0] if broker_pids else None
         redis_port = port_of(args.redis_url)
-        self.broker_pid = listener_pid(broker_port) if broker_port else None
         self.redis_pid = listener_pid(redis_port) if redis_port else None
-        self.samplers = {"broker": ProcessSampler(self.broker_pid),
+        self.samplers = {"broker": ProcessSampler(*broker_pids),
                          "redis": ProcessSampler(self.redis_pid)}
         self.edge_settings: EdgeSettings | None = None
 
