@@ -41,6 +41,10 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Redis URL ($REDIS_URL)")
 
 
+STACK_REPLICATION = (("replication_factor", "VPROV_REPLICATION_FACTOR"),
+                     ("min_insync_replicas", "VPROV_MIN_INSYNC_REPLICAS"))
+
+
 def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, regions: tuple[str, ...],
                  partitions: int | None = None, producer_client: str | None = None,
                  edge: Mapping[str, str] | None = None,
@@ -57,6 +61,10 @@ def write_config(path: Path, prefix: str, bootstrap: str, redis_url: str, region
         doc["kafka"]["partitions"] = partitions
     if producer_client:
         doc["kafka"]["producer_client"] = producer_client
+    # the stack's replication (`scripts/stack.sh env` on three brokers), unless --kafka says
+    for key, variable in STACK_REPLICATION:
+        if os.environ.get(variable):
+            doc["kafka"][key] = int(os.environ[variable])
     doc["kafka"].update(kafka or {})
     doc["redis"]["url"] = redis_url
     doc["regions"] = {code: body for code, body in doc["regions"].items() if code in regions}
