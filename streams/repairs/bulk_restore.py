@@ -18,6 +18,7 @@ in the changelog, a tombstone deletes its key, the last record of a key wins (in
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import time
 from collections.abc import Mapping
@@ -31,8 +32,12 @@ from vprov.kafka.settings import KafkaAccess, librdkafka
 
 log = logging.getLogger(__name__)
 
-BATCH_RECORDS = 20_000  # records per consume() call, and per RocksDB write batch
-FETCH_BYTES = 16 * 1024 * 1024  # one fetch from the broker
+# The reader's memory follows the size of its fetches and of the batches it hands over (each
+# record it hands over keeps its whole fetch buffer alive), more than its queue: on a million
+# vehicles, 16 MB fetches and batches of 20,000 took the worker 480 MB above its size before the
+# load, 8 MB and 5,000 take 280 MB, at 86,000 records/s instead of 133,000
+BATCH_RECORDS = 5_000  # records per consume() call, and per RocksDB write batch
+FETCH_BYTES = 8 * 1024 * 1024  # one fetch from the broker (a quarter of it per partition)
 QUEUE_KBYTES = 32 * 1024  # fetched records waiting to be written
 WAVE_PARTITIONS = 6  # table partitions loaded at a time
 DEFAULT_MIN_RECORDS = 10_000  # behind in all; below this, Faust's own recovery is quick enough
@@ -117,11 +122,26 @@ def restore(kafka: KafkaAccess | str, tables_dir: Path, changelogs: Mapping[str,
         done = _load(reader, tables_dir, ranges, total)
     finally:
         reader.close()
+        # what the load freed stays in the allocator's heap, where the worker would hold it
+        # for good (340 of 500 MB at a million vehicles): give it back before Faust starts
+        release_freed_memory()
     result = Restored(len(ranges), done, time.monotonic() - began)
     log.info("restored %d changelog records into %d table partitions in %.1f s (%.0f "
              "records/s)", result.records, result.partitions, result.seconds,
              result.records_per_second)
     return result
+
+
+def release_freed_memory() -> bool:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``); False where the
+    C library has no such call."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 def _persisted(tables_dir: Path, table: str, partition: int) -> int | None:
