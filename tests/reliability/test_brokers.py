@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka.admin import NewTopic
@@ -32,12 +31,11 @@ from tests.integration.harness import (
 )
 from tests.reliability.brokers import Brokers, private_brokers, start_private, suite_brokers
 from tests.reliability.conftest import Deployment, Sizes, open_deployment
-from tests.reliability.driver import FleetDriver, check_invariants
+from tests.reliability.driver import FleetDriver, TimedDriver, check_invariants
 from tests.reliability.test_reliability import FINISH_TIMEOUT, assert_clean, up
 from vprov import config as config_module
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.clients import admin_client
-from vprov.sim import fleet_driver
 
 # Targets of the longest wait for a first answer (reported, see assert_no_harm_beyond_delay).
 SIGKILL_LONGEST_SECONDS = 10.0
@@ -118,48 +116,6 @@ def in_flight(driver: FleetDriver, harm: str) -> None:
 def longest(driver: FleetDriver) -> dict[str, float]:
     return {f"longest_{kind}_answer_seconds": round(seconds, 2)
             for kind, seconds in sorted(driver.longest.items())}
-
-
-class TimedDriver(FleetDriver):
-    """The suite's driver, with the harm the scenario did and every first answer's wait on one
-    clock (seconds since the fleet started): which harm a stall follows, and how long after it
-    the answers come again. ``started_wall`` ties it to the workers' and brokers' logs."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.events: list[tuple[float, str]] = []
-        self.waits: list[tuple[float, float, str]] = []  # (sent at, wait, kind)
-        self.started_wall = 0.0
-
-    def start(self) -> TimedDriver:
-        self.started_wall = time.time()
-        super().start()
-        return self
-
-    def mark(self, what: str) -> None:
-        self.events.append((round(time.monotonic() - self.started_at, 2), what))
-
-    def on_answer(self, request: fleet_driver.Request, doc: dict[str, Any], topic: str,
-                  raw: bytes, now: float) -> None:
-        first = not self.answers.get(request.message_id)
-        super().on_answer(request, doc, topic, raw, now)
-        if first:
-            self.waits.append((request.sent_at - self.started_at, now - request.sent_at,
-                               request.kind))
-
-    def timeline(self) -> dict[str, Any]:
-        """The harm; the longest wait for a first answer to the requests sent in each second of
-        the run (index: the second); the five longest waits as [sent at, wait, kind]."""
-        by_second: list[float] = []
-        for sent, wait, _ in self.waits:
-            second = int(sent)
-            by_second.extend([0.0] * (second + 1 - len(by_second)))
-            by_second[second] = max(by_second[second], round(wait, 1))
-        slowest = sorted(self.waits, key=lambda w: -w[1])[:5]
-        return {"started_at": time.strftime("%H:%M:%S", time.localtime(self.started_wall)),
-                "harm": self.events, "longest_wait_by_second": by_second,
-                "slowest": [[round(sent, 2), round(wait, 2), kind]
-                            for sent, wait, kind in slowest]}
 
 
 def assert_no_harm_beyond_delay(dep: Deployment, driver: FleetDriver,
