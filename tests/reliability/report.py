@@ -148,6 +148,12 @@ def timelines(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return [*out, ""]
 
 
+THREE_BROKERS_POINTER = (
+    "The scenarios that lose, restart or upgrade a broker run on three brokers (`make reliability "
+    "BROKERS=3`): their figures are in [reliability-3-brokers.md](reliability-3-brokers.md). "
+    "The quick one, a broker SIGKILLed, also runs here on a three-broker cluster of its own.")
+
+
 def render(rows: list[dict[str, Any]], command: str, brokers: int = 1) -> str:
     by_name = {r["scenario"]: r for r in rows}  # the last run of each scenario
     kafka = ("single-node Kafka 3.9" if brokers == 1 else
@@ -160,6 +166,7 @@ def render(rows: list[dict[str, Any]], command: str, brokers: int = 1) -> str:
            f"Command: `{command}`", "",
            f"Machine: {platform.machine()}, {platform.system()}, Python "
            f"{platform.python_version()}", "",
+           *([THREE_BROKERS_POINTER, ""] if brokers == 1 else []),
            "## Invariants after every scenario", "",
            _row(["scenario", *INVARIANTS]), _row(["---"] * (len(INVARIANTS) + 1))]
     for name, row in by_name.items():

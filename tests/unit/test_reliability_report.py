@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.reliability.report import target_met, timelines
+from tests.reliability.report import render, target_met, timelines
 
 CLEAN = {"lost_answers": 0, "dead_letters": 0, "worker_restarts": 0}
 
@@ -35,3 +35,9 @@ def test_a_timeline_names_the_harm_and_the_slowest_answers() -> None:
     assert out[2] == ("- `one_broker_sigkilled_quick` (fleet started 14:36:51): 3.09 kill "
                       "kafka-3; 7.1 leaders moved. Slowest: 7.38 s query at 1.72.")
     assert len(out) == 4  # the heading, a blank line, the one timeline, a blank line
+
+
+def test_the_single_broker_page_points_to_the_three_broker_one_and_not_the_reverse() -> None:
+    row = {"scenario": "test_no_harm_baseline", **CLEAN, "audit": "clean"}
+    assert "reliability-3-brokers.md" in render([row], "make reliability", 1)
+    assert "reliability-3-brokers.md" not in render([row], "make reliability BROKERS=3", 3)
