@@ -103,9 +103,7 @@ def restore(kafka: KafkaAccess | str, tables_dir: Path, changelogs: Mapping[str,
     reader = Consumer({
         **librdkafka(kafka), "group.id": "vprov-bulk-restore", "enable.auto.commit": False,
         "enable.partition.eof": True, **routed(),
-        # Large fetches, to move many records per round trip; but the queue of fetched records
-        # is the worker's memory (256 MB of queue and 64 MB fetches held 1.3 GB at a million
-        # vehicles, and the process kept most of it): a few fetches ahead are enough
+        # many records per round trip, a few fetches ahead: the worker's memory (see above)
         "fetch.max.bytes": FETCH_BYTES, "max.partition.fetch.bytes": FETCH_BYTES // 4,
         "queued.max.messages.kbytes": QUEUE_KBYTES,
     })
@@ -122,9 +120,9 @@ def restore(kafka: KafkaAccess | str, tables_dir: Path, changelogs: Mapping[str,
         done = _load(reader, tables_dir, ranges, total)
     finally:
         reader.close()
-        # what the load freed stays in the allocator's heap, where the worker would hold it
-        # for good (340 of 500 MB at a million vehicles): give it back before Faust starts
-        release_freed_memory()
+    # what the load freed stays in the allocator's heap, where the worker would hold it for good
+    # (340 of 500 MB at a million vehicles): give it back before Faust starts
+    release_freed_memory()
     result = Restored(len(ranges), done, time.monotonic() - began)
     log.info("restored %d changelog records into %d table partitions in %.1f s (%.0f "
              "records/s)", result.records, result.partitions, result.seconds,

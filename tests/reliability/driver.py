@@ -98,16 +98,10 @@ class TimedDriver(FleetDriver):
                                request.kind))
 
     def timeline(self) -> dict[str, Any]:
-        """The harm; the longest wait for a first answer to the requests sent in each second of
-        the run (index: the second); the five longest waits as [sent at, wait, kind]."""
-        by_second: list[float] = []
-        for sent, wait, _ in self.waits:
-            second = int(sent)
-            by_second.extend([0.0] * (second + 1 - len(by_second)))
-            by_second[second] = max(by_second[second], round(wait, 1))
+        """The harm, and the five longest waits for a first answer as [sent at, wait, kind]."""
         slowest = sorted(self.waits, key=lambda w: -w[1])[:5]
         return {"started_at": time.strftime("%H:%M:%S", time.localtime(self.started_wall)),
-                "harm": self.events, "longest_wait_by_second": by_second,
+                "harm": self.events,
                 "slowest": [[round(sent, 2), round(wait, 2), kind]
                             for sent, wait, kind in slowest]}
 
