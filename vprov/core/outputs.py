@@ -6,8 +6,10 @@ produced it and sent again, identical, when its cause is processed a second time
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from vprov.core.plain import copied
 
 Kind = Literal["reply", "event", "internal"]
 # the scope of the global IoT core; every other scope is a region code
@@ -28,7 +30,10 @@ class Output:
     to: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies through a generic walk, a tenth of a
+        # decision's time; the value is a decision's own (plain), so copying it is enough
+        return {"kind": self.kind, "topic": self.topic, "key": self.key,
+                "value": copied(self.value), "record": self.record, "to": self.to}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Output:
@@ -57,7 +62,8 @@ class Effect:
     attributes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"op": self.op, "scope": self.scope, "device_id": self.device_id,
+                "attributes": dict(self.attributes)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Effect:

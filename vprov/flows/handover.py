@@ -18,7 +18,6 @@ never redoes.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -26,6 +25,7 @@ from tables.models import RegionalDevice, RegionalVehicle
 from vprov.core.codes import ErrorCode, message_for
 from vprov.core.memo import remember
 from vprov.core.outputs import DELETE, Decision, Effect, Output
+from vprov.core.plain import copied
 from vprov.flows import provision
 from vprov.flows.common import (
     Context,
@@ -61,7 +61,7 @@ def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str, 
     frozen = entry.get("frozen") or {}
     if frozen.get("request_id") != request["request_id"]:
         return Decision()  # not frozen by this move: a late or repeated step
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     updated["frozen"] = None
     if action == "RESUME":
         updated["sequence"] = max(entry["sequence"], request["sequence"])
@@ -86,7 +86,7 @@ def _export(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
         detail = f"vin {request['vin']} is not homed in {region}"
         return Decision(outputs=[rehome_result(ctx, request, region, RehomeOutcome.FAILED,
                                                error=(int(code), message_for(code, detail)))])
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     updated["frozen"] = {"request_id": request["request_id"], "direction": "out"}
     held, updated["held"] = updated["held"], []
     outputs = [provision.answer_held(updated, item, region, ctx, ErrorCode.VEHICLE_BUSY,
@@ -179,7 +179,7 @@ def _replace(request: dict[str, Any], entry: RegionalVehicle, region: str, ctx: 
     old, new = request["devices"][0], request["devices"][1]
     old_id, new_id = old["device_id"], new["device_id"]
     command = request["cause_message_id"]
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     outputs: list[Output] = []
     effects = _revoke(region, [old_id])
     was_primary = old_id == entry["primary_device_id"]
@@ -219,7 +219,7 @@ def _decommission(request: dict[str, Any], entry: RegionalVehicle | None, region
         return Decision(effects=_revoke(region, listed), outputs=[rehome_result(
             ctx, request, region, RehomeOutcome.DECOMMISSIONED,
             sequence=entry["sequence"] if entry else None)])
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     outputs: list[Output] = []
     for device_id in sorted(entry["devices"]):
         updated, removed = advance(ctx, updated, State.REMOVED, request["cause_message_id"],

@@ -25,7 +25,6 @@ no second effect.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -34,6 +33,7 @@ from vprov.core.codes import ErrorCode, message_for
 from vprov.core.ids import derive_id
 from vprov.core.memo import remember, resend
 from vprov.core.outputs import GLOBAL_SCOPE, Decision, Effect, Output, event
+from vprov.core.plain import copied
 from vprov.flows.common import RehomeOutcome, rehome_request
 from vprov.flows.context import Context
 from vprov.flows.lifecycle import State, advance
@@ -91,7 +91,7 @@ def handle(command: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Context)
         outcome = _outcome(ctx, command, "REFUSED", region, code, detail)
         if vehicle is None:
             return Decision(outputs=[outcome])
-        updated = copy.deepcopy(vehicle)
+        updated = copied(vehicle)
         remember(updated, cause, [outcome], [])
         return Decision(state=updated, outputs=[outcome])
 
@@ -149,7 +149,7 @@ def _start_move(command: dict[str, Any], vehicle: GlobalVehicle, ctx: Context,
     source = vehicle["region"]
     assert source is not None
     request_id = derive_id("move", vehicle["vin"], command["command_id"])
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     deadline = ctx.now_ms + int(ctx.config.move_timeout_seconds * 1000)
     updated["admin"] = PendingAdmin(
         command_id=command["command_id"], operation=MOVE, request_id=request_id, stage="export",
@@ -166,7 +166,7 @@ def _exported(result: dict[str, Any], vehicle: GlobalVehicle, admin: PendingAdmi
               ctx: Context, cause: str) -> Decision:
     """Step 2: the source froze the vehicle; MOVING, and the target takes the record up."""
     command_id = admin["command_id"]
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     updated["sequence"] = max(vehicle["sequence"], result.get("sequence") or 0)
     updated, moving = advance(ctx, updated, State.MOVING, command_id)
     target, policy = admin["target"], admin["policy"]
@@ -188,7 +188,7 @@ def _moved(result: dict[str, Any], vehicle: GlobalVehicle, admin: PendingAdmin, 
            cause: str) -> Decision:
     """Step 3: the target has the vehicle. Switch its home, then let the source go."""
     command_id = admin["command_id"]
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     updated["sequence"] = max(vehicle["sequence"], result.get("sequence") or 0)
     updated, rehomed = advance(ctx, updated, State.REGIONAL, command_id)
     updated.update({"region": admin["target"], "gateway_endpoint": result["gateway_endpoint"],
@@ -210,7 +210,7 @@ def _undo_move(vehicle: GlobalVehicle, admin: PendingAdmin, ctx: Context, cause:
                code: ErrorCode, detail: str) -> Decision:
     """The move failed before the switch: the vehicle stays in the source."""
     command_id = admin["command_id"]
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     outputs: list[Output] = []
     if vehicle["state"] == State.MOVING:
         updated, back = advance(ctx, updated, State.REGIONAL, f"undo:{command_id}")
@@ -253,7 +253,7 @@ def _replace(command: dict[str, Any], vehicle: GlobalVehicle, ctx: Context,
     old_id, new_id = command["old_device_id"], command["new_device_id"]
     old = next(d for d in vehicle["devices"] if d["device_id"] == old_id)
     new = next(d for d in vehicle["devices"] if d["device_id"] == new_id)
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     was_primary = old_id == vehicle["primary_device_id"]
     updated["devices"] = [{**d, "primary": d["primary"] or (was_primary and d is new)}
                           for d in vehicle["devices"] if d["device_id"] != old_id]
@@ -285,7 +285,7 @@ def _decommission(command: dict[str, Any], vehicle: GlobalVehicle, ctx: Context,
     if region is None:
         return _decommissioned(command, vehicle, vehicle["sequence"], ctx, cause)
     request_id = derive_id("decommission", vehicle["vin"], command["command_id"])
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     updated["admin"] = PendingAdmin(command_id=command["command_id"], operation=DECOMMISSION,
                                     request_id=request_id, stage="region", source=region)
     outputs = [rehome_request(ctx, vehicle, "DECOMMISSION", request_id, region,
@@ -299,7 +299,7 @@ def _decommissioned(command: dict[str, Any], vehicle: GlobalVehicle, sequence: i
                     ctx: Context, cause: str) -> Decision:
     """DECOMMISSIONED; the devices' global identities go, and the store keeps only what the
     audit needs: the VIN, its system, its state, sequence and last region."""
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     updated["sequence"] = max(vehicle["sequence"], sequence)
     updated, decommissioned = advance(ctx, updated, State.DECOMMISSIONED, command["command_id"])
     effects = [Effect("delete_identity", GLOBAL_SCOPE, d["device_id"])
@@ -314,7 +314,7 @@ def _decommissioned(command: dict[str, Any], vehicle: GlobalVehicle, sequence: i
 def _reinstate(command: dict[str, Any], vehicle: GlobalVehicle, ctx: Context,
                cause: str) -> Decision:
     """REGISTERED again, bound to no system: the next query binds the VIN like a new one."""
-    updated, registered = advance(ctx, copy.deepcopy(vehicle), State.REGISTERED,
+    updated, registered = advance(ctx, copied(vehicle), State.REGISTERED,
                                   command["command_id"])
     updated.update({"system_id": None, "region": None, "request_id": None})
     outputs = [registered, _outcome(ctx, command, "DONE", None)]
@@ -366,7 +366,7 @@ def on_result(result: dict[str, Any], vehicle: GlobalVehicle, admin: PendingAdmi
         return _decommissioned(_command(vehicle, admin), vehicle, result.get("sequence") or 0,
                                ctx, cause)
     if admin["operation"] == REPLACE and outcome == RehomeOutcome.REPLACED:
-        updated = copy.deepcopy(vehicle)
+        updated = copied(vehicle)
         updated["admin"] = None
         outputs = [_outcome(ctx, _command(vehicle, admin), "DONE", result["region"])]
         return _finish(updated, admin["command_id"], cause, outputs)

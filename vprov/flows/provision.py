@@ -15,7 +15,6 @@ deadline answers it 13123 (``expire_holds``). Never dropped.
 from __future__ import annotations
 
 import base64
-import copy
 from dataclasses import asdict
 from typing import Any
 
@@ -26,6 +25,7 @@ from vprov.core.envelope import Chipset, DeviceProvision, Rejection, ReplyTo
 from vprov.core.ids import derive_id
 from vprov.core.memo import remember, resend
 from vprov.core.outputs import GLOBAL_SCOPE, Decision, Effect, Output, event
+from vprov.core.plain import copied
 from vprov.flows.common import (
     Context,
     Source,
@@ -122,7 +122,7 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
         return _hold(raw, source, message_id, reply_to, entry, region, ctx)
 
     try:
-        updated, outputs, effects = _provision(body, message_id, reply_to, copy.deepcopy(entry),
+        updated, outputs, effects = _provision(body, message_id, reply_to, copied(entry),
                                                region, ctx)
     except TransitionRefused as refused:  # the configured state for this ECU type (SPEC 2.3)
         return fail(refused.code, str(refused))
@@ -138,7 +138,7 @@ def handle(raw: bytes, source: Source, entry: RegionalVehicle | None, region: st
 
 def _remembered(entry: RegionalVehicle, message_id: str, answer: Output) -> Decision:
     """An answer that changes nothing but the memo, so that a duplicate gets the same bytes."""
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     remember(updated, message_id, [answer], [])
     return Decision(state=updated, outputs=[answer])
 
@@ -183,11 +183,11 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
                         f"device_id {reply_to.device_id} is not part of vehicle "
                         f"{entry['vin']}, and {ctx.config.max_held_requests} requests already "
                         "wait in this vehicle", source)
-        updated = copy.deepcopy(entry)
+        updated = copied(entry)
         remember(updated, message_id, [refused], [])
         return Decision(state=updated, outputs=[refused])
     if len(entry["held"]) >= ctx.config.max_held_requests:
-        updated = copy.deepcopy(entry)
+        updated = copied(entry)
         outputs: list[Output] = []
         # a device that failed before stays PROV_FAIL: no second event
         if can_transition(entry["devices"][reply_to.device_id]["state"], State.PROV_FAIL,
@@ -201,7 +201,7 @@ def _hold(raw: bytes, source: Source, message_id: str, reply_to: ReplyTo,
                              f"{ctx.config.max_held_requests} requests already wait for it"))
         remember(updated, message_id, outputs, [])
         return Decision(state=updated, outputs=outputs)
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     item: HeldRequest = {
         "message_id": message_id,
         "raw": base64.b64encode(raw).decode("ascii"),
@@ -233,7 +233,7 @@ def release(entry: RegionalVehicle, device_id: str, region: str, ctx: Context) -
     mine = [item for item in entry["held"] if item.get("device_id") == device_id]
     if not mine:
         return Decision(state=entry)
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     updated["held"] = [item for item in entry["held"] if item.get("device_id") != device_id]
     outputs: list[Output] = []
     effects: list[Effect] = []
@@ -256,7 +256,7 @@ def expire_holds(entry: RegionalVehicle | None, region: str, ctx: Context) -> De
                <= ctx.now_ms]
     if not expired:
         return Decision()
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     updated["held"] = [item for item in entry["held"] if item not in expired]
     outputs = [answer_held(updated, item, region, ctx, ErrorCode.DEVICE_NOT_IN_REGION,
                            f"device_id {item['device_id']} is not part of vehicle "

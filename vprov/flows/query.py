@@ -16,7 +16,6 @@ The query meets three keys, so it travels in hops (docs/architecture.md):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +37,7 @@ from vprov.core.envelope import ProvisionQuery, Rejection, ReplyTo
 from vprov.core.ids import derive_id
 from vprov.core.memo import remember, resend
 from vprov.core.outputs import Decision, Output
+from vprov.core.plain import copied
 from vprov.flows import operator_commands
 from vprov.flows.common import (
     Context,
@@ -94,7 +94,7 @@ def _refused_after_first_boot(ctx: Context, reply_to: ReplyTo, vehicle: GlobalVe
     if refused is None or vehicle is None:
         return None
     answer = _fail(ctx, reply_to, *refused)
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     remember(updated, reply_to.message_id or "", [answer], [])
     return Decision(state=updated, outputs=[answer])
 
@@ -114,7 +114,7 @@ def _repeat_or_wait(
             primary is not None and primary["ecu_type"] != query.ecu_type):
         return Decision(outputs=[_fail(ctx, reply_to, ErrorCode.FIELD_VIOLATION,
                                        "query from a non-primary device")])
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     if vehicle["state"] == State.REGIONAL:
         # The device may have missed the first answer: same regional details, no new work.
         answer = _success(ctx, reply_to, vehicle["gateway_endpoint"] or "")
@@ -258,7 +258,7 @@ def _bind(matched: Matched, vehicle: GlobalVehicle | None) -> GlobalVehicle:
     revoked = set(vehicle.get("revoked", ())) if vehicle else set()
     devices = sorted((d for d in matched.devices if d["device_id"] not in revoked),
                      key=lambda d: d["device_id"])
-    base = copy.deepcopy(vehicle) if vehicle else _unbound(query.vin)
+    base = copied(vehicle) if vehicle else _unbound(query.vin)
     base.update({
         "system_id": query.system_id,
         "sub_system_id": query.sub_system_id,
@@ -275,7 +275,7 @@ def _fail_vehicle(
     waiters: list[ReplyTo],
 ) -> tuple[GlobalVehicle, list[Output]]:
     """Move the vehicle to QRY_FAIL: one lifecycle event, a failure answer to every waiter."""
-    updated, failed = advance(ctx, copy.deepcopy(vehicle), State.QRY_FAIL, cause,
+    updated, failed = advance(ctx, copied(vehicle), State.QRY_FAIL, cause,
                               error_code=int(code))
     outputs = [failed]
     updated["pending"] = None
@@ -306,7 +306,7 @@ def vehicle_command(
         # re-delivered after a crash and, the index having caught up meanwhile, match. The
         # query must keep its first answer (SPEC 5), so that match resends this one.
         answer = _fail(ctx, reply_to, ErrorCode(command.code), command.detail)
-        updated = copy.deepcopy(vehicle) if vehicle is not None else _unbound(query.vin)
+        updated = copied(vehicle) if vehicle is not None else _unbound(query.vin)
         remember(updated, message_id, [answer], [])
         return Decision(state=updated, outputs=[answer])
     refused = _refused_after_first_boot(ctx, reply_to, vehicle, query.device_id)
@@ -374,7 +374,7 @@ def _membership(command: Join | Leave, vehicle: GlobalVehicle | None, ctx: Conte
         if current is None:
             return Decision()
         devices, change = others, current
-    updated = copy.deepcopy(vehicle)
+    updated = copied(vehicle)
     updated["devices"] = devices
     pending, moving = vehicle["pending"], vehicle.get("admin")
     if vehicle["state"] == State.MOVING and moving and "target" in moving:
@@ -460,7 +460,7 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
     if outcome != RehomeOutcome.REGISTERED:
         detail = result.get("error_message") or f"region {result['region']} refused"
         return _give_up(ctx, vehicle, cause, detail)
-    updated, rehomed = advance(ctx, copy.deepcopy(vehicle), State.REGIONAL,
+    updated, rehomed = advance(ctx, copied(vehicle), State.REGIONAL,
                                pending["cause_message_id"])
     updated.update({
         "region": result["region"],

@@ -12,12 +12,12 @@ gateway. Both are remembered under their request id, so a re-delivery repeats, n
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from tables.models import RegionalDevice, RegionalVehicle
 from vprov.core.memo import remember, resend
 from vprov.core.outputs import DELETE, Decision, Effect, Output
+from vprov.core.plain import copied
 from vprov.flows import handover, provision
 from vprov.flows.common import RehomeOutcome, primary_identity, rehome_result
 from vprov.flows.context import Context
@@ -41,7 +41,7 @@ def handle(request: dict[str, Any], entry: RegionalVehicle | None, region: str,
     if request["action"] in ("JOIN", "LEAVE"):
         if entry is not None and entry.get("frozen"):
             # A move numbers the vehicle's events meanwhile: the change waits for its end.
-            deferred = copy.deepcopy(entry)
+            deferred = copied(entry)
             deferred["deferred"] = [*entry.get("deferred", []), {
                 key: request[key] for key in ("action", "request_id", "devices")}]
             return Decision(state=deferred)
@@ -58,7 +58,7 @@ def _catch_up(decision: Decision, region: str, ctx: Context, cause: str) -> Deci
     state = decision.state
     if not isinstance(state, dict) or state.get("frozen") or not state.get("deferred"):
         return decision
-    updated: RegionalVehicle = copy.deepcopy(state)  # type: ignore[assignment]
+    updated: RegionalVehicle = copied(state)  # type: ignore[assignment]
     deferred, updated["deferred"] = updated["deferred"], []
     outputs, effects = list(decision.outputs), list(decision.effects)
     for request in deferred:
@@ -79,7 +79,7 @@ def _register(request: dict[str, Any], entry: RegionalVehicle | None, region: st
                     primary_identity(request))
     if entry is not None and _any_provisioned(entry):
         # Already provisioned here: confirm, keep the provisioned devices as they are.
-        updated = copy.deepcopy(entry)
+        updated = copied(entry)
         updated["request_id"] = request["request_id"]
     else:
         updated = handover.regional_entry(request, region, {
@@ -114,7 +114,7 @@ def _membership(request: dict[str, Any], entry: RegionalVehicle | None, region: 
     device = request["devices"][0]
     device_id = device["device_id"]
     current = entry["devices"].get(device_id)
-    updated = copy.deepcopy(entry)
+    updated = copied(entry)
     outputs: list[Output] = []
     effects: list[Effect] = []
     if request["action"] == "JOIN":
