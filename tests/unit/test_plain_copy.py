@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from vprov.core.plain import copied
+from vprov.core.plain import copied, scalar_fields
 
 
 class Colour(enum.StrEnum):
@@ -42,3 +42,15 @@ def test_a_value_marshal_does_not_write_is_copied_all_the_same():
     assert copy == original and copy["state"] is Colour.RED
     copy["nested"][0]["colour"] = "blue"
     assert original["nested"][0]["colour"] is Colour.RED
+
+
+def test_scalar_fields_are_what_asdict_gives_for_a_flat_dataclass():
+    import dataclasses
+
+    from vprov.core.envelope import Chipset
+
+    chipset = Chipset("c1", "modem", "LTE", None, "1.0", "2.0", "hw", "sku")
+    fields = scalar_fields(chipset)
+    assert fields == dataclasses.asdict(chipset)
+    fields["id"] = "changed"
+    assert chipset.id == "c1"

@@ -21,10 +21,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from vprov.core.codes import ErrorCode, message_for
+from vprov.core.plain import scalar_fields
 
 PROVISION_QUERY = "PROVISION_QUERY"
 PROVISION_QUERY_RESPONSE = "PROVISION_QUERY_RESPONSE"
@@ -164,7 +165,7 @@ class ReplyTo:
 def reply_to_json(reply_to: ReplyTo) -> dict[str, Any]:
     """A reply-to as JSON (internal topics, table entries); without ``sender`` when there is
     none, as before it existed."""
-    doc = asdict(reply_to)
+    doc = scalar_fields(reply_to)
     if doc["sender"] is None:
         del doc["sender"]
     return doc

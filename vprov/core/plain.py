@@ -9,6 +9,7 @@ larger costs of a decision. ``marshal`` copies exactly these types in C, in a si
 from __future__ import annotations
 
 import copy
+import dataclasses
 import marshal
 from typing import Any, TypeVar, cast
 
@@ -23,3 +24,16 @@ def copied(value: T) -> T:
         return cast(T, marshal.loads(marshal.dumps(cast(Any, value))))
     except ValueError:  # a type marshal does not write
         return copy.deepcopy(value)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def scalar_fields(instance: Any) -> dict[str, Any]:
+    """A dataclass instance whose fields hold scalars, as a dict of its fields: what
+    ``dataclasses.asdict`` gives for it, without the recursive walk and copy."""
+    kind = type(instance)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(instance))
+    return {name: getattr(instance, name) for name in names}

@@ -15,7 +15,6 @@ deadline answers it 13123 (``expire_holds``). Never dropped.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict
 from typing import Any
 
 from tables.models import HeldRequest, RegionalVehicle
@@ -25,7 +24,7 @@ from vprov.core.envelope import Chipset, DeviceProvision, Rejection, ReplyTo
 from vprov.core.ids import derive_id
 from vprov.core.memo import remember, resend
 from vprov.core.outputs import GLOBAL_SCOPE, Decision, Effect, Output, event
-from vprov.core.plain import copied
+from vprov.core.plain import copied, scalar_fields
 from vprov.flows.common import (
     Context,
     Source,
@@ -286,7 +285,7 @@ def answer_held(entry: RegionalVehicle, item: HeldRequest, region: str, ctx: Con
 def _onboarding_chipset(chipset: Chipset) -> dict[str, Any]:
     """A chipset for the onboarding record, whose Avro ``id`` is a non-null string: a chipset
     without an id yet (None) goes as "", as devices send it, rather than a new schema version."""
-    return {**asdict(chipset), "id": chipset.id or ""}
+    return {**scalar_fields(chipset), "id": chipset.id or ""}
 
 
 def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
@@ -307,7 +306,7 @@ def _provision(body: DeviceProvision, message_id: str, reply_to: ReplyTo,
         "communication_channel": body.communication_channel,
         "configuration": body.configuration,
         "privacy_flag": body.privacy_flag,
-        "chipsets": [asdict(c) for c in body.chipsets],
+        "chipsets": [scalar_fields(c) for c in body.chipsets],
         "provisioned_by": message_id,
         "provisioned_at": ctx.now_ms,
     }

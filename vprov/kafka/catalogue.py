@@ -11,6 +11,7 @@ its cluster here, and the MirrorMaker configuration is generated from here (vpro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from vprov.config import GLOBAL_CLUSTER, Cluster, Config
 
@@ -156,9 +157,11 @@ class Catalogue:
 
     def record_type(self, topic: str) -> RecordType:
         """The type of ``topic``'s record values; KeyError for a topic not in the catalogue."""
-        return self._record_types()[topic]
+        return self._record_types[topic]
 
+    @cached_property
     def _record_types(self) -> dict[str, RecordType]:
+        # built once: a step taking a hop in place asks for its topic's type on every record
         types = {
             self.query: DEVICE_JSON,
             self.query_response: DEVICE_JSON,
