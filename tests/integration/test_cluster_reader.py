@@ -1,0 +1,74 @@
+"""The reader the simulator, the benchmark and `vprov vehicle` wait for answers with, on the
+real broker: a record is handed over as soon as it is fetched, not when the wait runs out."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from tests.integration.harness import BOOTSTRAP, delete_topics
+from vprov.config import Cluster
+from vprov.kafka.clients import ClusterReader, admin_client, producer
+
+WAIT_SECONDS = 5.0  # far longer than a fetch on a local broker takes
+
+
+@pytest.fixture
+def topic() -> Iterator[str]:
+    name = f"reader-{uuid.uuid4().hex[:8]}"
+    admin = admin_client(BOOTSTRAP)  # held until the answer came: a dropped client sends nothing
+    for future in admin.create_topics([NewTopic(name, 2, 1)]).values():
+        future.result()
+    yield name
+    delete_topics([name])
+
+
+def reader_of(topic: str) -> ClusterReader:
+    reader = ClusterReader({Cluster("global", BOOTSTRAP): [topic]},
+                           **{"enable.partition.eof": False})
+    reader.assign_ends()
+    return reader
+
+
+def test_a_record_is_returned_as_soon_as_it_comes_not_after_the_whole_wait(topic: str):
+    reader = reader_of(topic)
+    try:
+        assert reader.consume(1000, 1.0) == []  # nothing yet: the wait runs out
+        send = producer(BOOTSTRAP)
+        for n in range(3):
+            send.produce(topic, key=f"k{n}".encode(), value=f"v{n}".encode(), partition=n % 2)
+        send.flush(10)
+        began = time.monotonic()
+        got = []
+        while len(got) < 3 and time.monotonic() - began < WAIT_SECONDS:
+            got += [m for m in reader.consume(1000, WAIT_SECONDS) if m.error() is None]
+        waited = time.monotonic() - began
+        assert sorted(m.value() for m in got) == [b"v0", b"v1", b"v2"]
+        # librdkafka's batch consume would have returned them after WAIT_SECONDS
+        assert waited < WAIT_SECONDS / 2, f"the records came after {waited:.1f} s"
+    finally:
+        reader.close()
+
+
+def test_records_already_fetched_are_returned_without_waiting(topic: str):
+    reader = reader_of(topic)
+    try:
+        send = producer(BOOTSTRAP)
+        for n in range(20):
+            send.produce(topic, key=b"k", value=str(n).encode(), partition=0)
+        send.flush(10)
+        time.sleep(1)  # fetched meanwhile
+        first = reader.consume(1000, 0)
+        got = [m for m in first if m.error() is None]
+        while len(got) < 20:
+            batch = reader.consume(1000, WAIT_SECONDS)
+            assert batch, "records missing"
+            got += [m for m in batch if m.error() is None]
+        assert first, "a consume without a wait returned nothing although records were fetched"
+        assert [int(m.value()) for m in got] == list(range(20))  # in order, none twice
+    finally:
+        reader.close()
