@@ -12,6 +12,7 @@ import faust
 from faust.tables.manager import TableManager
 from faust.web import Response
 
+from streams import collector
 from streams import metrics as worker_metrics
 from streams.repairs import standby_flush
 from streams.repairs import store as repaired_store
@@ -108,6 +109,7 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
     standby_flush.install(app)
     _health_page(app, shell)
     worker_metrics.install(app, shell, metrics)
+    collector.install(app, lambda: is_ready(app))
     return app, shell
 
 
