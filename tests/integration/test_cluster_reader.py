@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from tests.integration.harness import BOOTSTRAP, delete_topics
+from tests.integration.harness import BOOTSTRAP, delete_topics, wait_until
 from vprov.config import Cluster
 from vprov.kafka.clients import ClusterReader, admin_client, producer
 
@@ -23,6 +23,9 @@ def topic() -> Iterator[str]:
     admin = admin_client(BOOTSTRAP)  # held until the answer came: a dropped client sends nothing
     for future in admin.create_topics([NewTopic(name, 2, 1)]).values():
         future.result()
+    # created is not yet known to every connection: wait until its metadata is served
+    wait_until(lambda: admin.list_topics(name, timeout=5).topics[name].error is None,
+               timeout=30, what=f"topic {name} in the metadata")
     yield name
     delete_topics([name])
 
