@@ -46,7 +46,6 @@ PROGRESS_SECONDS = 5.0
 # buffer per partition of the wave being loaded. Large ones (64 MB, all 24 partitions at once)
 # held most of the 1.4 GB a million vehicles once took.
 LOAD_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
-LOAD_BLOCK_CACHE_BYTES = 1024 * 1024  # the load only writes
 
 
 @dataclass(frozen=True)
@@ -162,15 +161,10 @@ class _Store:
 
     def __init__(self, path: Path) -> None:
         import rocksdict
-        from faust.stores.rocksdb import RocksDBOptions
 
-        # The table format Faust opens its stores with, bloom filters included: a file is
-        # written with its filter or without one for good, and a file without one is searched
-        # block by block for every key it does not hold (every new vehicle, in every file) until
-        # a compaction rewrites it. Only the memory differs: buffers for a bulk load, no cache.
-        options = RocksDBOptions(write_buffer_size=LOAD_WRITE_BUFFER_BYTES,
-                                 max_write_buffer_number=2,
-                                 block_cache_size=LOAD_BLOCK_CACHE_BYTES).as_options()
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(LOAD_WRITE_BUFFER_BYTES)
         self._rocksdict = rocksdict
         self.db = rocksdict.Rdict(str(path), options=options)
         self.batch = rocksdict.WriteBatch(raw_mode=True)
