@@ -140,8 +140,8 @@ class ClusterReader:
             return found
         for reader, _ in self._readers:  # the wait shared among the clusters, as before
             first = reader.poll(timeout / len(self._readers))
-            if first is not None:
-                return [first, *reader.consume(count - 1, 0)]
+            if first is not None:  # librdkafka refuses a batch of none
+                return [first, *(reader.consume(count - 1, 0) if count > 1 else [])]
         return found
 
     def close(self) -> None:
