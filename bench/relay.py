@@ -27,7 +27,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from vprov.kafka.clients import consumer, produce_when_room, producer
+from vprov.kafka.clients import close_producer, consumer, produce_when_room, producer
 from vprov.sim import fleet
 
 SEED_RECORDS = 20_000  # in flight around the loop: enough for full fetches on every partition
@@ -89,6 +89,7 @@ def relay(bootstrap: str, topic: str, group: str, seconds: float, warmup: float,
     end = time.monotonic()
     cpu = _cpu_seconds() - cpu_start
     reader.close()
+    close_producer(writer, 0)
     if not window_start:
         raise SystemExit(f"relay: no steady state within {timeout:.0f} s (records seen: {moved})")
     startup = first - assigned[0] if assigned else 0.0
@@ -123,7 +124,7 @@ def _seed(bootstrap: str, admin: AdminClient, topic: str, partitions: int,
         size += len(value)
         produce_when_room(writer, topic, key=key, value=value)
         writer.poll(0)
-    writer.flush(60)
+    close_producer(writer, 60)
     return size
 
 

@@ -140,7 +140,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     from vprov.kafka.avro import serde_from_config
     from vprov.kafka.catalogue import Catalogue
-    from vprov.kafka.clients import produce_when_room, producer
+    from vprov.kafka.clients import close_producer, produce_when_room, producer
     from vprov.ops.progress import progress
     from vprov.ops.registration_file import LineError, read_lines
 
@@ -176,6 +176,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         bar.update()
     flush_seconds = 30
     undelivered = out.flush(flush_seconds) + len(failures)
+    close_producer(out, 0)
     bar.close()
     if undelivered:  # the broker was lost on the way
         why = failures[0] if failures else f"not confirmed within {flush_seconds} s"

@@ -288,29 +288,29 @@ def kafka(target: KafkaAccess | str, timeout: float, setting: str = KAFKA_ENV) -
                   else ", ".join(f"{addr}: {why}" for addr, why in failures))
         raise Unreachable("Kafka", bootstrap, setting, reason)
     errors: list[KafkaError] = []
-    admin = admin_client(target, error_cb=errors.append)
-    while True:  # short requests, to see a refusal among the client's errors early
-        try:
-            admin.list_topics(timeout=max(0.1, min(0.5, deadline - time.monotonic())))
-            return
-        except KafkaException as exc:
-            error = exc.args[0]
-        finally:
-            admin.poll(0)  # runs error_cb; hands librdkafka's log lines to the logger (-v)
-        refused = kafka_refusal(errors, target)
-        if refused is not None:
-            raise refused
-        if time.monotonic() >= deadline:
-            break
-    reason = kafka_reason(error, timeout)
-    if kafka_unreachable(error):  # librdkafka retries until the timeout
-        reason = (f"the port accepts connections, but no Kafka broker answered within "
-                  f"{timeout:g} s (vprov -v shows librdkafka's log)")
-        if any(e.name() == "_ALL_BROKERS_DOWN" for e in errors):
-            reason += (f"; the broker closed the connection: if its listener expects another "
-                       f"security protocol than {target.kafka_security.protocol}, set "
-                       f"{security_setting(target, 'protocol')}")
-    raise Unreachable("Kafka", bootstrap, setting, reason)
+    with admin_client(target, error_cb=errors.append) as admin:
+        while True:  # short requests, to see a refusal among the client's errors early
+            try:
+                admin.list_topics(timeout=max(0.1, min(0.5, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+            finally:
+                admin.poll(0)  # runs error_cb; hands librdkafka's log lines to the logger (-v)
+            refused = kafka_refusal(errors, target)
+            if refused is not None:
+                raise refused
+            if time.monotonic() >= deadline:
+                break
+        reason = kafka_reason(error, timeout)
+        if kafka_unreachable(error):  # librdkafka retries until the timeout
+            reason = (f"the port accepts connections, but no Kafka broker answered within "
+                      f"{timeout:g} s (vprov -v shows librdkafka's log)")
+            if any(e.name() == "_ALL_BROKERS_DOWN" for e in errors):
+                reason += (f"; the broker closed the connection: if its listener expects another "
+                           f"security protocol than {target.kafka_security.protocol}, set "
+                           f"{security_setting(target, 'protocol')}")
+        raise Unreachable("Kafka", bootstrap, setting, reason)
 
 
 def redis(url: str, timeout: float, setting: str = REDIS_ENV) -> None:
@@ -424,20 +424,20 @@ def kafka_permissions(target: KafkaAccess, topics: list[str], groups: list[str],
 
     from vprov.kafka.clients import admin_client
 
-    admin = admin_client(target)
-    futures = {f"topic {name}": future for name, future in admin.describe_topics(
-        TopicCollection(sorted(topics)), request_timeout=timeout).items()}
-    futures.update({f"consumer group {name}": future for name, future in
-                    admin.describe_consumer_groups(sorted(groups),
-                                                   request_timeout=timeout).items()})
-    for what, future in futures.items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                                KafkaError.GROUP_AUTHORIZATION_FAILED):
-                raise Refused(f"Kafka at {target.bootstrap_servers} refused {what}: "
-                              f"{error.str() or error.name()}"
-                              f"{authorization_hint(error, target)}") from None
-            # anything else (a coordinator still loading) is no answer about permissions
+    with admin_client(target) as admin:
+        futures = {f"topic {name}": future for name, future in admin.describe_topics(
+            TopicCollection(sorted(topics)), request_timeout=timeout).items()}
+        futures.update({f"consumer group {name}": future for name, future in
+                        admin.describe_consumer_groups(sorted(groups),
+                                                       request_timeout=timeout).items()})
+        for what, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                    KafkaError.GROUP_AUTHORIZATION_FAILED):
+                    raise Refused(f"Kafka at {target.bootstrap_servers} refused {what}: "
+                                  f"{error.str() or error.name()}"
+                                  f"{authorization_hint(error, target)}") from None
+                # anything else (a coordinator still loading) is no answer about permissions

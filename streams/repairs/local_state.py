@@ -141,23 +141,23 @@ def _broker_facts(kafka: KafkaAccess | str, group_id: str, changelogs: Mapping[s
     from confluent_kafka import Consumer, TopicCollection, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({**librdkafka(kafka), **routed()})
-    deadline = time.monotonic() + timeout
-    ids: dict[str, str] = {}
-    # the worker has just created missing topics: their metadata may take a moment to appear
-    while True:
-        wanted = sorted({t for table, t in changelogs.items() if table not in ids})
-        described = admin.describe_topics(TopicCollection(wanted), request_timeout=timeout)
-        for table, topic in changelogs.items():
-            if table in ids:
-                continue
-            try:
-                ids[table] = str(described[topic].result(timeout).topic_id)
-            except Exception:  # noqa: BLE001 - not there yet; asked again below
-                continue
-        if len(ids) == len(changelogs) or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
+    with AdminClient({**librdkafka(kafka), **routed()}) as admin:
+        deadline = time.monotonic() + timeout
+        ids: dict[str, str] = {}
+        # the worker has just created missing topics: their metadata may take a moment to appear
+        while True:
+            wanted = sorted({t for table, t in changelogs.items() if table not in ids})
+            described = admin.describe_topics(TopicCollection(wanted), request_timeout=timeout)
+            for table, topic in changelogs.items():
+                if table in ids:
+                    continue
+                try:
+                    ids[table] = str(described[topic].result(timeout).topic_id)
+                except Exception:  # noqa: BLE001 - not there yet; asked again below
+                    continue
+            if len(ids) == len(changelogs) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
     missing = sorted(set(changelogs) - set(ids))
     if missing:
         log.warning("changelog topics of %s not found on the broker; their local state is "

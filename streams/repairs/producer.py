@@ -37,6 +37,7 @@ from faust.types import TP, HeadersArg, RecordMetadata, TransportT
 from mode.utils.times import Seconds, want_seconds
 
 from streams.repairs.commit_guard import drain_buffer
+from vprov.kafka.clients import close_admin, close_producer
 from vprov.kafka.librdkafka_log import routed
 from vprov.kafka.partitioning import owner
 from vprov.kafka.settings import LEADER_MOVES
@@ -107,6 +108,12 @@ class LibrdkafkaProducer(base.Producer):
             await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
         self._settle()
         self._producer = None
+        # closed here, not left to the garbage collector (vprov.kafka.clients)
+        if producer is not None:
+            close_producer(producer, 0)
+        if self._admin is not None:
+            close_admin(self._admin)
+            self._admin = None
 
     # --- sending ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from vprov.config import Config
 from vprov.core import envelope
 from vprov.kafka.avro import AvroSerde
 from vprov.kafka.catalogue import Catalogue
-from vprov.kafka.clients import admin_client, consumer, producer
+from vprov.kafka.clients import admin_client, close_producer, consumer, producer
 from vprov.kafka.settings import KafkaAccess
 from vprov.kafka.topic_admin import ensure_topics
 from vprov.ops import workers
@@ -40,7 +40,8 @@ def kafka_security_env() -> dict[str, str]:
 
 
 def topic_names(bootstrap: str = BOOTSTRAP) -> set[str]:
-    return set(admin_client(bootstrap).list_topics(timeout=10).topics)
+    with admin_client(bootstrap) as admin:
+        return set(admin.list_topics(timeout=10).topics)
 
 
 def delete_topics(names: Iterable[str], bootstrap: str = BOOTSTRAP) -> None:
@@ -49,10 +50,10 @@ def delete_topics(names: Iterable[str], bootstrap: str = BOOTSTRAP) -> None:
     names = sorted(names)
     if not names:
         return
-    admin = admin_client(bootstrap)  # held until the answers came: a dropped client sends nothing
-    for future in admin.delete_topics(names, operation_timeout=30).values():
-        with contextlib.suppress(Exception):  # clean-up must never fail a test
-            future.result(timeout=60)
+    with admin_client(bootstrap) as admin:  # open until the answers came
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            with contextlib.suppress(Exception):  # clean-up must never fail a test
+                future.result(timeout=60)
 
 
 @dataclass
@@ -143,7 +144,7 @@ class Bus:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
-        self.producer.flush(10)
+        close_producer(self.producer, 10)
 
     def records(self, topic: str, where: Callable[[Record], bool] = lambda r: True
                 ) -> list[Record]:
@@ -258,7 +259,8 @@ def stack_replication() -> dict[str, int]:
 
 
 def broker_count(bootstrap: str = BOOTSTRAP) -> int:
-    return len(admin_client(bootstrap).list_topics(timeout=10).brokers)
+    with admin_client(bootstrap) as admin:
+        return len(admin.list_topics(timeout=10).brokers)
 
 
 def isolated_config(path: Path, prefix: str, regions: dict[str, dict] | None = None,

@@ -60,7 +60,7 @@ from vprov.edge.mqtt import (
 )
 from vprov.flows.validation import routing_vin
 from vprov.kafka.catalogue import Catalogue
-from vprov.kafka.clients import consumer, producer
+from vprov.kafka.clients import close_producer, consumer, producer
 
 log = logging.getLogger(__name__)
 EXIT_UNREACHABLE = 3
@@ -471,6 +471,9 @@ class Bridge:
             self.mqtt.disconnect()
             self.mqtt.loop_stop()
             self.consumer.close()
+            # what Kafka has not confirmed by now was not acknowledged over MQTT either: the
+            # broker delivers it again to the next bridge
+            close_producer(self.producer, 0 if self.failure else DRAIN_SECONDS)
         return self.failure[0] if self.failure else 0
 
     def _drain(self) -> None:

@@ -170,6 +170,6 @@ def apply(kafka: KafkaAccess | str, found: list[Binding], timeout: float = 30.0)
     acls = [AclBinding(ResourceType[b.resource], b.name, ResourcePatternType[b.pattern],
                        b.principal, "*", AclOperation[b.operation], AclPermissionType.ALLOW)
             for b in found]
-    admin = admin_client(kafka)
-    for future in admin.create_acls(acls, request_timeout=timeout).values():
-        future.result()
+    with admin_client(kafka) as admin:
+        for future in admin.create_acls(acls, request_timeout=timeout).values():
+            future.result()

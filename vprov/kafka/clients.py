@@ -8,6 +8,11 @@ their own): each topic on the cluster the topic catalogue places it.
 Producers use the murmur2 partitioner, the same as the Java clients and the workers, so a record
 keyed by VIN lands on the partition that holds that VIN's state. librdkafka's log lines go
 through Python logging, de-duplicated (``vprov.kafka.librdkafka_log``; shown by ``vprov -v``).
+
+Every client is closed where its work ends (``close_producer``, ``Consumer.close``, an admin
+client's ``with``), never left to the garbage collector: a client that only the cycle collector
+frees is cleared before its destructor runs, and librdkafka's teardown then calls back into a
+half-cleared handle, which has crashed the interpreter (confluent-kafka-python issue 1761).
 """
 
 from __future__ import annotations
@@ -37,6 +42,23 @@ def producer(kafka: KafkaAccess | str, **overrides: object) -> Producer:
     }
     settings.update(overrides)
     return Producer(settings)
+
+
+def close_producer(out: Producer, timeout: float = 30) -> int:
+    """Deliver what ``out`` still holds for up to ``timeout`` seconds, drop what is left, and
+    destroy the client now; returns how many records were dropped. (``Producer.close`` alone
+    would wait without end for a broker that is gone.)"""
+    left = out.flush(timeout)
+    if left:
+        out.purge()
+        out.flush(0)  # the purged records' delivery results
+    out.close()
+    return left
+
+
+def close_admin(admin: AdminClient) -> None:
+    """Destroy an admin client now (what leaving its ``with`` block does)."""
+    admin.__exit__(None, None, None)
 
 
 class Producing(Protocol):
@@ -105,6 +127,12 @@ class ClusterProducer:
 
     def flush(self, timeout: float = 30) -> int:
         return sum(one.flush(timeout) for one in self._producers.values())
+
+    def close(self, timeout: float = 30) -> int:
+        """Flush for up to ``timeout`` seconds and close every producer; returns how many
+        records were dropped. A later ``produce`` opens a new one."""
+        producers, self._producers = list(self._producers.values()), {}
+        return sum(close_producer(one, timeout) for one in producers)
 
 
 class ClusterReader:

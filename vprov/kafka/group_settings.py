@@ -48,16 +48,16 @@ def session_timeout_problem(session_timeout_ms: int, bounds: SessionBounds) -> s
 def broker_bounds(config: Config, timeout: float) -> SessionBounds | None:
     """The bounds one broker of ``config``'s cluster reports; None when it does not say (a
     principal without DescribeConfigs on the cluster): the join then tells."""
-    admin = admin_client(config)
-    try:
-        brokers = admin.list_topics(timeout=timeout).brokers
-        broker = str(min(brokers))
-        resource = ConfigResource(ConfigResource.Type.BROKER, broker)
-        entries = admin.describe_configs([resource])[resource].result(timeout)
-        return SessionBounds(int(entries[MIN_KEY].value), int(entries[MAX_KEY].value))
-    except (KafkaException, KeyError, ValueError) as exc:
-        log.info("cannot read the broker's session timeout bounds (%s); not checked", exc)
-        return None
+    with admin_client(config) as admin:
+        try:
+            brokers = admin.list_topics(timeout=timeout).brokers
+            broker = str(min(brokers))
+            resource = ConfigResource(ConfigResource.Type.BROKER, broker)
+            entries = admin.describe_configs([resource])[resource].result(timeout)
+            return SessionBounds(int(entries[MIN_KEY].value), int(entries[MAX_KEY].value))
+        except (KafkaException, KeyError, ValueError) as exc:
+            log.info("cannot read the broker's session timeout bounds (%s); not checked", exc)
+            return None
 
 
 def check_session_timeout(config: Config, timeout: float) -> str | None:

@@ -257,9 +257,9 @@ def check_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: floa
     """The existing topics of ``specs`` that disagree with them (nothing is changed)."""
     kafka = access(kafka)
     bootstrap_servers = kafka.bootstrap_servers
-    admin = admin_client(kafka)
-    listing = _list_topics(admin, bootstrap_servers, timeout)
-    return compare_topics(specs, _observe(admin, listing, (s.name for s in specs), timeout))
+    with admin_client(kafka) as admin:
+        listing = _list_topics(admin, bootstrap_servers, timeout)
+        return compare_topics(specs, _observe(admin, listing, (s.name for s in specs), timeout))
 
 
 def _raise_on_mismatch(specs: list[TopicSpec], observed: dict[str, ObservedTopic],
@@ -279,38 +279,38 @@ def ensure_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: flo
     with more replicas than the cluster has brokers up."""
     kafka = access(kafka)
     bootstrap_servers = kafka.bootstrap_servers
-    admin = admin_client(kafka)
-    listing = _list_topics(admin, bootstrap_servers, timeout)
-    names = [s.name for s in specs]
-    if check:
-        _raise_on_mismatch(specs, _observe(admin, listing, names, timeout),
-                           bootstrap_servers)
-    missing = [s for s in specs if s.name not in listing.partitions]
-    if not missing:
-        return []
-    if any(s.replication_factor > listing.brokers for s in missing):
-        raise TopicMismatch(too_few_brokers_message(missing, listing.brokers,
-                                                    bootstrap_servers), [])
-    futures = admin.create_topics(
-        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
-                  config=s.config) for s in missing],
-        operation_timeout=timeout,
-    )
-    created = []
-    raced = []
-    for name, future in futures.items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-            raced.append(name)
-    if check and raced:
-        # Someone else created these meanwhile, perhaps with other settings.
-        _raise_on_mismatch(specs, _observe_settled(admin, bootstrap_servers, names, raced,
-                                                   timeout), bootstrap_servers)
-    return created
+    with admin_client(kafka) as admin:
+        listing = _list_topics(admin, bootstrap_servers, timeout)
+        names = [s.name for s in specs]
+        if check:
+            _raise_on_mismatch(specs, _observe(admin, listing, names, timeout),
+                               bootstrap_servers)
+        missing = [s for s in specs if s.name not in listing.partitions]
+        if not missing:
+            return []
+        if any(s.replication_factor > listing.brokers for s in missing):
+            raise TopicMismatch(too_few_brokers_message(missing, listing.brokers,
+                                                        bootstrap_servers), [])
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                      config=s.config) for s in missing],
+            operation_timeout=timeout,
+        )
+        created = []
+        raced = []
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+                raced.append(name)
+        if check and raced:
+            # Someone else created these meanwhile, perhaps with other settings.
+            _raise_on_mismatch(specs, _observe_settled(admin, bootstrap_servers, names, raced,
+                                                       timeout), bootstrap_servers)
+        return created
 
 
 def _observe_settled(admin: AdminClient, bootstrap_servers: str, names: list[str],

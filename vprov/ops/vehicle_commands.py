@@ -48,9 +48,10 @@ def send(config: Config, cmd: dict[str, Any], timeout: float,
         out.produce(cat.admin, key=cmd["vin"].encode(),
                     value=serde.encode("AdminCommand", cmd, topic=cat.admin),
                     on_delivery=lambda err, _msg: errors.append(err.str()) if err else None)
-        if out.flush(min(timeout, 30)) or errors:
+        left = out.close(min(timeout, 30))  # what is left was purged: its error says only that
+        if left or errors:
             raise _unreachable(config, f"the command was not delivered to {cat.admin}: "
-                               f"{errors[0] if errors else 'no acknowledgement'}")
+                               f"{'no acknowledgement' if left else errors[0]}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for message in reader.consume(100, 0.5):

@@ -420,7 +420,7 @@ class FleetDriver:
         self.stopped.set()
 
     def close(self) -> None:
-        self.producer.flush(30)
+        self.producer.close(30)
         if self.reader is not None:
             self.reader.close()
         if self.edge is not None:

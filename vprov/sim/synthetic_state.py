@@ -26,7 +26,7 @@ from tables.models import (
 )
 from vprov.config import Config
 from vprov.kafka.catalogue import Catalogue, changelog_topic, regional_table
-from vprov.kafka.clients import producer
+from vprov.kafka.clients import close_producer, producer
 
 RECORDS_PER_VEHICLE = 4
 REGIONAL_RECORDS_PER_VEHICLE = 1
@@ -124,5 +124,7 @@ def write_state(config: Config, vehicles: int, tag: str, region: str | None = No
             out.poll(0)
         if index and index % 100_000 == 0:
             print(f"restore bench: {index} of {vehicles} vehicles written", file=sys.stderr)
-    out.flush(120)
+    left = close_producer(out, 120)
+    if left:
+        raise RuntimeError(f"{left} synthetic state records were not delivered in 120 s")
     return vehicles * per_vehicle / (time.monotonic() - began)
