@@ -21,4 +21,7 @@ def rocksdb_options(config: Config) -> dict[str, Any]:
         "write_buffer_size": rocksdb.write_buffer_mb * MB,
         "max_write_buffer_number": rocksdb.max_write_buffer_number,
         "block_cache_size": rocksdb.block_cache_mb * MB,
+        # not one of Faust's options: the store applies it (streams.repairs.store.StoreOptions)
+        "level0_compaction_trigger": rocksdb.level0_compaction_trigger,
     }
+

@@ -280,3 +280,22 @@ def test_a_worker_s_store_collects_garbage_only_when_it_lets_a_partition_go(
     assert (calls, list(store._dbs)) == ([], [3])
     store.revoke_partitions(table, {TP(changelog, 3)})
     assert (calls, list(store._dbs)) == ([1], [])
+
+
+def test_a_worker_s_stores_compact_level_0_at_the_configured_count(tmp_path: Path) -> None:
+    doc = vconfig.defaults_document()
+    doc["kafka"].update(bootstrap_servers="127.0.0.1:1")
+    doc["rocksdb"]["level0_compaction_trigger"] = 12
+    _, shell = create_app(vconfig.from_document(doc),
+                          WorkerOptions(role="global", region=None, web_port=1, data_dir=tmp_path))
+    store = shell.table("vehicles").data
+    db = store.rocksdb_options.open(tmp_path / "probe.db")  # as Faust opens each partition
+    try:
+        assert db.property_int_value("rocksdb.num-files-at-level0") == 0  # a store, opened
+        # RocksDB writes the options it runs with beside the data
+        written = "\n".join(p.read_text() for p in (tmp_path / "probe.db").glob("OPTIONS-*"))
+        assert "level0_file_num_compaction_trigger=12" in written
+        assert "level0_slowdown_writes_trigger=20" in written
+        assert "level0_stop_writes_trigger=36" in written
+    finally:
+        db.close()
