@@ -104,6 +104,7 @@ def run(config: Config, global_url: str, region_urls: dict[str, str]) -> bool:
     driver = FleetDriver(config, tag)
     web = WebClient(global_url)
     ok = True
+    devices: Devices | None = None
     try:
         devices = Devices(config, driver)
         driver.register(vehicles)
@@ -171,6 +172,8 @@ def run(config: Config, global_url: str, region_urls: dict[str, str]) -> bool:
         say(f"try: vprov status {vehicles[2].vin}   vprov replay --vin {vehicles[4].vin}")
         return ok
     finally:
+        if devices is not None:
+            devices.reader.close()
         driver.close()
         web.close()
 
