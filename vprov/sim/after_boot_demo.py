@@ -160,15 +160,7 @@ def run(config: Config, global_url: str, region_urls: dict[str, str]) -> bool:
             ok &= outcome == "DONE" and stale == 13133
             say(f"{vehicle.vin}: decommissioned: {outcome}; a later request is answered {stale}")
 
-        vins = [v.vin for v in vehicles]
-        events, _ = dedupe(read_lifecycle(config, vins=vins))
-        problems = audit.verify(config, histories(events), global_url, region_urls,
-                                from_start=True)
-        for problem in problems:
-            say(f"PROBLEM {problem}")
-        say(f"vprov replay --verify of these {len(vins)} vehicles ({len(events)} events): "
-            + (f"{len(problems)} problems" if problems else "no problems"))
-        ok &= not problems
+        ok &= _verified(config, [v.vin for v in vehicles], global_url, region_urls)
         say(f"try: vprov status {vehicles[2].vin}   vprov replay --vin {vehicles[4].vin}")
         return ok
     finally:
@@ -176,6 +168,18 @@ def run(config: Config, global_url: str, region_urls: dict[str, str]) -> bool:
             devices.reader.close()
         driver.close()
         web.close()
+
+
+def _verified(config: Config, vins: list[str], global_url: str, region_urls: dict[str, str]
+              ) -> bool:
+    """``vprov replay --verify`` of ``vins``, said; whether it found no problem."""
+    events, _ = dedupe(read_lifecycle(config, vins=vins))
+    problems = audit.verify(config, histories(events), global_url, region_urls, from_start=True)
+    for problem in problems:
+        say(f"PROBLEM {problem}")
+    say(f"vprov replay --verify of these {len(vins)} vehicles ({len(events)} events): "
+        + (f"{len(problems)} problems" if problems else "no problems"))
+    return not problems
 
 
 def _part_of(web: WebClient, vin: str, device_id: str) -> bool:
