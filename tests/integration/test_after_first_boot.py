@@ -65,14 +65,20 @@ def regional(flow: Flow, region: str, vin: str) -> tuple[int, Any]:
     return flow.workers[region].get(f"/vehicles/{vin}/")
 
 
+def unfrozen(flow: Flow, region: str, vin: str, what: str) -> Any:
+    """The region's entry once it is no longer frozen. The outcome (DONE, FAILED) comes with the
+    global side's switch or undo, and the region's COMMIT or RESUME after it
+    (docs/after-first-boot.md): a reader as quick as the outcome can look before the region has
+    applied it."""
+    def entry() -> Any:
+        status, found = regional(flow, region, vin)
+        return found if status == 200 and not found.get("frozen") else None
+    return wait_until(entry, timeout=15, what=f"{what} applied in {region}")
+
+
 def committed(flow: Flow, region: str, vin: str) -> Any:
-    """The target's entry once it has taken the move's COMMIT (unfrozen). DONE comes with the
-    switch, and the COMMIT to the target after it (docs/after-first-boot.md): a reader as quick
-    as the outcome can look before the target has applied it."""
-    def unfrozen() -> Any:
-        status, entry = regional(flow, region, vin)
-        return entry if status == 200 and not entry.get("frozen") else None
-    return wait_until(unfrozen, timeout=15, what=f"the move's COMMIT applied in {region}")
+    """The target's entry once it has taken the move's COMMIT."""
+    return unfrozen(flow, region, vin, "the move's COMMIT")
 
 
 def audit_clean(config_path: Path, capsys: pytest.CaptureFixture[str], vin: str,
@@ -181,8 +187,7 @@ def test_a_move_to_a_region_that_never_answers_is_undone_at_its_deadline(
     # the vehicle stays where it was, and its region serves it again
     status, entry = flow.workers["global"].get(f"/vehicles/{vehicle.vin}/")
     assert (entry["state"], entry["region"], entry.get("admin")) == ("REGIONAL", "NA", None)
-    status, entry = regional(flow, "NA", vehicle.vin)
-    assert status == 200 and not entry.get("frozen")
+    unfrozen(flow, "NA", vehicle.vin, "the undo's RESUME")
     assert error_code(flow.provision(vehicle, vehicle.devices[1])) == 13124
     assert flow.query(vehicle).value["body"]["iot_gateway_endpoint"] == \
         flow.bus.config.region("NA").gateway_endpoint
@@ -346,8 +351,7 @@ def test_a_global_worker_killed_between_the_targets_confirmation_and_the_release
                             and r.value["outcome"] == "DONE", timeout=90)
             assert done[0].value["region"] == "EU"
             wait_until(lambda: regional(flow, "NA", vehicle.vin)[0] == 404, timeout=30)
-            status, entry = regional(flow, "EU", vehicle.vin)
-            assert status == 200 and not entry.get("frozen")
+            entry = committed(flow, "EU", vehicle.vin)
             assert {v["state"] for v in entry["devices"].values()} == {"PROVISIONED"}
             # nothing duplicated: every event once by id, one sequence without gaps
             history = flow.histories({vehicle.vin})[vehicle.vin]
