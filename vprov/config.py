@@ -296,7 +296,7 @@ class RocksdbTable(_Table):
     block_cache_mb: Annotated[Positive, Env("VPROV_ROCKSDB_BLOCK_CACHE_MB")] = 4
     # memtables flushed to level 0 before they are compacted into the store's sorted data. Vehicle
     # keys fall all over the key range, so each such compaction rewrites the whole partition: at
-    # a million vehicles, 44 MB for every 8 MB of new entries with RocksDB's default of 4
+    # a million vehicles, about 42 MB for every 8 MB of new entries with RocksDB's default of 4
     # (docs/operations.md, "Memory")
     level0_compaction_trigger: Annotated[int, Field(ge=2, le=64),
                                          Env("VPROV_ROCKSDB_L0_COMPACTION_TRIGGER")] = 16

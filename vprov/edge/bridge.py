@@ -471,9 +471,9 @@ class Bridge:
             self.mqtt.disconnect()
             self.mqtt.loop_stop()
             self.consumer.close()
-            # what Kafka has not confirmed by now was not acknowledged over MQTT either: the
-            # broker delivers it again to the next bridge
-            close_producer(self.producer, 0 if self.failure else DRAIN_SECONDS)
+            # the drain has waited already: what Kafka has not confirmed by now was not
+            # acknowledged over MQTT either, and the broker delivers it again to the next bridge
+            close_producer(self.producer, 0)
         return self.failure[0] if self.failure else 0
 
     def _drain(self) -> None:
