@@ -16,6 +16,7 @@ from streams import collector
 from streams import metrics as worker_metrics
 from streams.repairs import standby_flush
 from streams.repairs import store as repaired_store
+from streams.repairs.producer import Batching
 from streams.repairs.transport import FetchSettings, consumer_of, install
 from streams.shell import Shell
 from vprov.config import Config
@@ -102,7 +103,8 @@ def create_app(config: Config, options: WorkerOptions) -> tuple[faust.App, Shell
                                max_wait_ms=config.fetch_max_wait_ms,
                                batch_bytes=config.fetch_batch_bytes,
                                batch_wait_ms=config.fetch_batch_wait_ms),
-            librdkafka(config) if config.producer_client == "librdkafka" else None)
+            librdkafka(config) if config.producer_client == "librdkafka" else None,
+            Batching(catalogue.batched(), config.producer_batch_linger_ms))
     registry = open_registry(config)
     metrics = worker_metrics.Metrics(catalogue, config, options.region)
     shell = Shell(app, catalogue, config, serde_from_config(config), registry, metrics)

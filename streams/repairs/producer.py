@@ -14,6 +14,13 @@ path are unchanged; they reach this class through ``Transport.Producer``.
 - **Partitions**: ``murmur2_random``, the partitioner of aiokafka and of the Java client, so a
   record keyed by VIN lands where the VIN's state is, as with Faust's own producer.
 - **Idempotence** on: librdkafka retries a request without duplicating or reordering records.
+- **Two clients.** librdkafka sends each partition's records in a produce request of its own
+  (its issue 1700), and a worker writes about seventeen records per vehicle, nearly all to
+  different partitions: one request, and one round of broker work, per record. Records that no
+  answer waits for (``Batching``: table changelogs, lifecycle events, onboarding requests, the
+  registration index's commands) go through a second client that lingers longer, so each of its
+  requests carries several records of a partition. Each topic uses one client, so a partition's
+  records keep their order; the flush before a commit sends and waits for both.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -48,6 +56,17 @@ FULL_QUEUE_PAUSE = 0.005  # librdkafka's local queue is full: let deliveries mak
 SLOW_FLUSH_SECONDS = 1.0  # a flush longer than this is logged
 
 
+@dataclass(frozen=True)
+class Batching:
+    """Records of ``topics`` wait up to ``linger_ms`` for more of their partition, on a client of
+    their own; 0, or no topics: one client for everything."""
+
+    topics: frozenset[str] = frozenset()
+    linger_ms: int = 0
+
+
+NO_BATCHING = Batching()
+
 Delivery = tuple[asyncio.Future[RecordMetadata], "confluent_kafka.KafkaError | None",
                  "confluent_kafka.Message"]
 
@@ -58,7 +77,7 @@ class LibrdkafkaProducer(base.Producer):
     allow_headers = True
 
     def __init__(self, transport: TransportT, *, settings: Mapping[str, Any],
-                 **kwargs: Any) -> None:
+                 batching: Batching = NO_BATCHING, **kwargs: Any) -> None:
         super().__init__(transport, **kwargs)
         self._settings = {
             **settings,
@@ -74,12 +93,14 @@ class LibrdkafkaProducer(base.Producer):
             "message.timeout.ms": int(self.request_timeout * 1000),
             **routed(),  # warnings are retried inside librdkafka; errors reach deliveries
         }
+        self._batching = batching
         self._producer: confluent_kafka.Producer | None = None
+        self._batched: confluent_kafka.Producer | None = None  # the batching client, if any
+        self._pollers: list[threading.Thread] = []
         self._deliveries: deque[Delivery] = deque()
         self._settle_scheduled = False
         self._failure: BaseException | None = None
         self._stopping = threading.Event()
-        self._poller: threading.Thread | None = None
         self._partition_counts: dict[str, int] = {}
         self._connection = dict(settings)  # brokers and credentials, for the admin client
         self._admin: AdminClient | None = None
@@ -89,28 +110,44 @@ class LibrdkafkaProducer(base.Producer):
     async def on_start(self) -> None:
         await super().on_start()  # the buffer of table changelog records
         self._producer = confluent_kafka.Producer(self._settings)
+        batching = self._batching
+        if batching.topics and batching.linger_ms > self._settings["linger.ms"]:
+            self._batched = confluent_kafka.Producer({
+                **self._settings, "linger.ms": batching.linger_ms,
+                "client.id": f"{self.client_id}-batched"})
         self._stopping.clear()
-        self._poller = threading.Thread(target=self._poll_deliveries, daemon=True,
-                                        name=f"{self.client_id}-deliveries")
-        self._poller.start()
+        self._pollers = [
+            threading.Thread(target=self._poll_deliveries, args=(client,), daemon=True,
+                             name=f"{self.client_id}-deliveries-{n}")
+            for n, client in enumerate(self._clients())]
+        for poller in self._pollers:
+            poller.start()
+
+    def _client_for(self, topic: str) -> confluent_kafka.Producer:
+        if self._batched is not None and topic in self._batching.topics:
+            return self._batched
+        return self._ensure_producer()
+
+    def _clients(self) -> list[confluent_kafka.Producer]:
+        return [c for c in (self._producer, self._batched) if c is not None]
 
     async def on_stop(self) -> None:
         await super().on_stop()
-        producer = self._producer
-        if producer is not None:
-            left = await asyncio.get_running_loop().run_in_executor(None, producer.flush, 30.0)
-            if left:
-                log.error("stopped with %d records not yet delivered to Kafka; their input "
-                          "offsets were not committed and are read again at the next start",
-                          left)
+        clients = self._clients()
+        loop = asyncio.get_running_loop()
+        left = sum(await asyncio.gather(
+            *(loop.run_in_executor(None, client.flush, 30.0) for client in clients)))
+        if left:
+            log.error("stopped with %d records not yet delivered to Kafka; their input "
+                      "offsets were not committed and are read again at the next start", left)
         self._stopping.set()
-        if self._poller is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
+        for poller in self._pollers:
+            await loop.run_in_executor(None, poller.join)
         self._settle()
-        self._producer = None
+        self._producer = self._batched = None
         # closed here, not left to the garbage collector (vprov.kafka.clients)
-        if producer is not None:
-            close_producer(producer, 0)
+        for client in clients:
+            close_producer(client, 0)
         if self._admin is not None:
             close_admin(self._admin)
             self._admin = None
@@ -124,7 +161,7 @@ class LibrdkafkaProducer(base.Producer):
         if transactional_id:
             raise ProducerSendError("transactions (exactly_once) are not supported by this "
                                     "producer; the workers run at_least_once")
-        producer = self._ensure_producer()
+        producer = self._client_for(topic)
         if isinstance(headers, Mapping):
             headers = list(headers.items())
         self.app.on_produce_message.send(key=key, value=value, partition=partition,
@@ -157,13 +194,11 @@ class LibrdkafkaProducer(base.Producer):
 
     async def flush(self) -> None:
         await drain_buffer(cast(ProducerBuffer, self.buffer))
-        producer = self._producer
-        if producer is not None:
-            loop = asyncio.get_running_loop()
-            began, waiting = time.monotonic(), len(producer)
-            while await loop.run_in_executor(None, producer.flush, POLL_SECONDS * 10):
-                if self.should_stop:
-                    break
+        clients = self._clients()
+        if clients:
+            began, waiting = time.monotonic(), sum(len(client) for client in clients)
+            # a flush sends what lingers at once: the batching client does not hold a commit
+            await asyncio.gather(*(self._flush_client(client) for client in clients))
             self._settle()
             took = time.monotonic() - began
             if took > SLOW_FLUSH_SECONDS:  # the commit waits as long: name what held it
@@ -171,6 +206,12 @@ class LibrdkafkaProducer(base.Producer):
                             "to be acknowledged", took, waiting)
         if self._failure is not None:
             raise ProducerSendError(f"a record was not delivered: {self._failure}")
+
+    async def _flush_client(self, client: confluent_kafka.Producer) -> None:
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, client.flush, POLL_SECONDS * 10):
+            if self.should_stop:
+                break
 
     # --- deliveries (librdkafka's thread -> the event loop) ---------------------------------
 
@@ -186,11 +227,9 @@ class LibrdkafkaProducer(base.Producer):
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(self._settle)
 
-    def _poll_deliveries(self) -> None:
-        producer = self._producer
-        assert producer is not None
+    def _poll_deliveries(self, client: confluent_kafka.Producer) -> None:
         while not self._stopping.is_set():
-            producer.poll(POLL_SECONDS)
+            client.poll(POLL_SECONDS)
 
     def _settle(self) -> None:
         self._settle_scheduled = False

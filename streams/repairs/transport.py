@@ -31,7 +31,7 @@ from streams.repairs.commit_guard import (
     GuardedTopics,
 )
 from streams.repairs.fetch_pacing import FetchPacing, Pace
-from streams.repairs.producer import LibrdkafkaProducer
+from streams.repairs.producer import NO_BATCHING, Batching, LibrdkafkaProducer
 from streams.repairs.static_leave import leave_when_stopped
 
 
@@ -112,30 +112,36 @@ class Transport(driver.Transport):
     Producer = DrainingProducer
 
     def __init__(self, *args: Any, fetch: FetchSettings | None = None,
-                 librdkafka: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+                 librdkafka: Mapping[str, Any] | None = None,
+                 batching: Batching = NO_BATCHING, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fetch = fetch or FetchSettings()
         self.guarded = GuardedTopics()
         self.librdkafka = librdkafka  # connection settings; None: Faust's aiokafka producer
+        self.batching = batching  # the librdkafka producer's batching client
 
     def create_producer(self, **kwargs: Any) -> Any:
         if self.librdkafka is None:
             return super().create_producer(**kwargs)
-        return LibrdkafkaProducer(self, settings=self.librdkafka, **kwargs)
+        return LibrdkafkaProducer(self, settings=self.librdkafka, batching=self.batching,
+                                  **kwargs)
 
     def create_consumer(self, callback: Any, **kwargs: Any) -> Any:
         return super().create_consumer(callback, guarded=self.guarded, **kwargs)
 
 
 def install(app: faust.App, fetch: FetchSettings,
-            librdkafka: Mapping[str, Any] | None = None) -> Transport:
+            librdkafka: Mapping[str, Any] | None = None,
+            batching: Batching = NO_BATCHING) -> Transport:
     """Give ``app`` this transport; call it right after creating the app, before anything
     reaches ``app.transport`` (declaring a topic or an agent does). ``librdkafka``: the
     connection settings of the librdkafka producer; None keeps Faust's aiokafka producer.
+    ``batching``: the topics that producer sends through its batching client, and its linger.
     Fails with ``faust_contract.UnsupportedFaust`` when the installed Faust lacks what the
     guard uses."""
     faust_contract.check()
-    transport = Transport(app.conf.broker_consumer, app, fetch=fetch, librdkafka=librdkafka)
+    transport = Transport(app.conf.broker_consumer, app, fetch=fetch, librdkafka=librdkafka,
+                          batching=batching)
     app.transport = transport
     return transport
 

@@ -27,7 +27,7 @@ from streams.app import WorkerOptions, create_app
 from streams.repairs import faust_contract
 from streams.repairs import store as repaired_store
 from streams.repairs.commit_guard import DrainingProducer, GuardedConsumer, drain_buffer
-from streams.repairs.producer import LibrdkafkaProducer
+from streams.repairs.producer import Batching, LibrdkafkaProducer
 from streams.repairs.transport import COMMIT_CONNECTION, TunedConsumerThread
 from tests.unit.guardkit import (
     NOWHERE,
@@ -39,6 +39,8 @@ from tests.unit.guardkit import (
     set_committed,
 )
 from vprov import config as vconfig
+from vprov.kafka.catalogue import Catalogue
+from vprov.kafka.clients import close_producer
 
 TOPIC = "test.contract.input"
 TP0 = TP(TOPIC, 0)
@@ -108,6 +110,42 @@ def test_a_worker_app_consumes_and_produces_through_the_repaired_classes(tmp_pat
             await kafka.stop()
 
     assert asyncio.get_event_loop().run_until_complete(fetch_settings()) == (2048, 25)
+
+
+@pytest.mark.parametrize("batch_linger_ms", [300, 5, 0])
+def test_a_worker_s_producer_sends_records_no_answer_waits_for_through_a_lingering_client(
+        tmp_path: Path, batch_linger_ms: int) -> None:
+    """A second librdkafka client, with kafka.producer_batch_linger_ms, takes the catalogue's
+    batched topics; a batch linger no longer than the producer's own keeps one client."""
+    doc = vconfig.defaults_document()
+    doc["kafka"].update(bootstrap_servers="127.0.0.1:1", producer_linger_ms=5,
+                        producer_batch_linger_ms=batch_linger_ms)
+    config = vconfig.from_document(doc)
+    app, _ = create_app(config, WorkerOptions(role="global", region=None, web_port=1,
+                                              data_dir=tmp_path))
+    cat = Catalogue(config)
+    producer = app.producer
+    assert isinstance(producer, LibrdkafkaProducer)
+    assert producer._batching == Batching(cat.batched(), batch_linger_ms)
+
+    async def clients() -> tuple[Any, Any, Any, Any]:
+        await producer.on_start()  # no broker is needed to create the clients
+        try:
+            return (producer._client_for(cat.lifecycle), producer._client_for(cat.query_response),
+                    producer._producer, producer._batched)
+        finally:
+            producer._stopping.set()
+            for client in producer._clients():
+                close_producer(client, 0)
+            for poller in producer._pollers:
+                poller.join()
+
+    event, answer, prompt, batching = asyncio.get_event_loop().run_until_complete(clients())
+    assert answer is prompt is not None
+    if batch_linger_ms > 5:
+        assert event is batching is not None
+    else:
+        assert event is prompt and batching is None
 
 
 def test_a_worker_s_consumer_commits_offsets_on_a_connection_of_its_own(tmp_path: Path) -> None:

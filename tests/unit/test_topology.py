@@ -31,6 +31,20 @@ def test_each_role_reads_each_topic_once_with_a_record_type(role: topology.Role)
         assert all(role.step(name) for name in step.in_place)
 
 
+def test_only_records_no_answer_waits_for_are_batched() -> None:
+    """The producer's batching client (kafka.producer_batch_linger_ms) lingers: no topic on the
+    way from a request to its answer may be sent through it."""
+    batched = CAT.batched()
+    read = {step.topic for role in ROLES for step in role.steps}
+    # the one input among them: a query's bind, which only later registrations need
+    assert read & batched == {CAT.system_registrations}
+    answers = {CAT.query_response, CAT.deadletter, CAT.admin_outcome,
+               *(CAT.device_response(r) for r in CONFIG.regions)}
+    assert not answers & batched
+    assert {spec.name for spec in CAT.changelogs()} <= batched
+    assert {CAT.lifecycle, *(CAT.onboarding(r) for r in CONFIG.regions)} <= batched
+
+
 def test_the_workers_inputs_are_the_topics_the_catalogue_places_on_their_side() -> None:
     [global_role, *regional] = ROLES
     assert {s.topic for s in global_role.steps} <= CAT.global_side()

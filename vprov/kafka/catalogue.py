@@ -253,6 +253,16 @@ class Catalogue:
     def all(self) -> list[TopicSpec]:
         return self.external() + self.internal() + self.changelogs()
 
+    def batched(self) -> frozenset[str]:
+        """Topics whose records no answer waits for: table changelogs, lifecycle events,
+        onboarding requests and the registration index's commands. A worker's producer may hold
+        them longer to send several of a partition's records in one request
+        (``kafka.producer_batch_linger_ms``); the flush before an offset commit sends them all."""
+        names = {spec.name for spec in self.changelogs()}
+        names |= {self.lifecycle, self.system_registrations}
+        names |= {self.onboarding(r) for r in self._config.regions}
+        return frozenset(names)
+
     # --- where each topic lives (docs/architecture.md, "Deployment topologies") ---------------
 
     def global_side(self) -> set[str]:
