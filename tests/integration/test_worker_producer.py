@@ -55,7 +55,7 @@ def test_the_flush_before_a_commit_delivers_what_the_batching_client_holds(tmp_p
         tmp_path, prefix, kafka={**stack_replication(), "producer_batch_linger_ms": LINGER_MS})
     bus.close()
     cat = Catalogue(config)
-    batched, prompt = cat.lifecycle, cat.query_response
+    batched, prompt = cat.onboarding("NA"), cat.query_response
     assert batched in cat.batched() and prompt not in cat.batched()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -131,7 +131,8 @@ def test_a_worker_s_producer_sends_records_no_answer_waits_for_through_a_lingeri
     async def clients() -> tuple[Any, Any, Any, Any]:
         await producer.on_start()  # no broker is needed to create the clients
         try:
-            return (producer._client_for(cat.lifecycle), producer._client_for(cat.query_response),
+            return (producer._client_for(cat.onboarding("NA")),
+                    producer._client_for(cat.query_response),
                     producer._producer, producer._batched)
         finally:
             producer._stopping.set()

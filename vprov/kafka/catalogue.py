@@ -254,12 +254,15 @@ class Catalogue:
         return self.external() + self.internal() + self.changelogs()
 
     def batched(self) -> frozenset[str]:
-        """Topics whose records no answer waits for: table changelogs, lifecycle events,
-        onboarding requests and the registration index's commands. A worker's producer may hold
-        them longer to send several of a partition's records in one request
-        (``kafka.producer_batch_linger_ms``); the flush before an offset commit sends them all."""
+        """Topics whose records no answer waits for and that one worker alone writes to a
+        partition: table changelogs, onboarding requests and the registration index's commands.
+        A worker's producer may hold them longer to send several of a partition's records in one
+        request (``kafka.producer_batch_linger_ms``); the flush before an offset commit sends
+        them all. Not lifecycle events: the global worker and the region write a vehicle's
+        events to the same partition, and a REGIONAL event held back could land after the
+        region's PROVISIONED."""
         names = {spec.name for spec in self.changelogs()}
-        names |= {self.lifecycle, self.system_registrations}
+        names |= {self.system_registrations}
         names |= {self.onboarding(r) for r in self._config.regions}
         return frozenset(names)
 
