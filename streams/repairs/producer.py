@@ -18,9 +18,10 @@ path are unchanged; they reach this class through ``Transport.Producer``.
   (its issue 1700), and a worker writes about seventeen records per vehicle, nearly all to
   different partitions: one request, and one round of broker work, per record. Records that no
   answer waits for and one worker alone writes to a partition (``Batching``: table changelogs,
-  onboarding requests, the registration index's commands) go through a second client that lingers longer, so each of its
-  requests carries several records of a partition. Each topic uses one client, so a partition's
-  records keep their order; the flush before a commit sends and waits for both.
+  onboarding requests, the registration index's commands) go through a second client that
+  lingers longer, so each of its requests carries several records of a partition. Each topic
+  uses one client, so a partition's records keep their order; the flush before a commit sends
+  and waits for both.
 """
 
 from __future__ import annotations
