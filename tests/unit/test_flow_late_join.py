@@ -153,3 +153,29 @@ def test_a_spoofed_sender_for_an_unknown_device_is_refused_at_once() -> None:
     raw = fleet.device_provision(sim, stranger(sim), "d-spoof", flow.now_s)
     answer = only_reply(flow.provision(raw, "NA", authenticated=other.primary.device_id))
     assert error_code(answer) == 1401
+
+
+def test_a_bind_lost_in_a_crash_is_sent_again_by_the_query_after_the_region_answered() -> None:
+    # The worker sent the query's REGISTER and bind; it died with the bind still in its producer
+    # (parked, then dropped). Restarted, it read the region's REGISTERED before the query, whose
+    # offset it had not committed. The query, read again, must send the bind again: without it
+    # the index never learns the VIN, and a device registered later never joins.
+    flow, sim = Flow(), vehicle()
+    flow.register(sim, devices=[0])
+    flow.paused.add(flow.topics.system_registrations)
+    raw = fleet.query(sim, "q-1", flow.now_s)
+    first = flow.query(raw, authenticated=sim.primary.device_id)
+    assert only_reply(first)["status"] == "SUCCESS"
+    flow.parked.clear()  # the bind never reached Kafka
+    flow.paused.clear()
+
+    again = flow.query(raw, authenticated=sim.primary.device_id)
+
+    assert [r["status"] for r in replies(again)] == ["SUCCESS"]
+    assert rehome_requests(again) == []  # the region has answered the REGISTER
+    ivi = sim.devices[1].device_id
+    out = flow.register(sim, devices=[1])
+    assert [d["device_id"] for r in rehome_requests(out, "JOIN") for d in r["devices"]] == [ivi]
+    assert flow.regional["NA"][sim.vin]["devices"][ivi]["state"] == "REGIONAL"
+    assert provision(flow, sim, 0, "d-0")["status"] == "SUCCESS"
+    assert provision(flow, sim, 1, "d-1")["status"] == "SUCCESS"

@@ -35,7 +35,7 @@ from vprov.core.commands import (
 )
 from vprov.core.envelope import ProvisionQuery, Rejection, ReplyTo
 from vprov.core.ids import derive_id
-from vprov.core.memo import remember, resend
+from vprov.core.memo import recall, remember, resend
 from vprov.core.outputs import Decision, Output
 from vprov.core.plain import copied
 from vprov.flows import operator_commands
@@ -473,6 +473,19 @@ def rehome_result(result: dict[str, Any], vehicle: GlobalVehicle | None, ctx: Co
     for waiter in _waiters(vehicle):
         answer = _success(ctx, waiter, result["gateway_endpoint"])
         outputs.append(answer)
-        remember(updated, waiter.message_id or "", [answer], [])
+        _remember_answer(updated, waiter.message_id or "", answer, ctx)
     remember(updated, cause, outputs, [])
     return Decision(state=updated, outputs=outputs)
+
+
+def _remember_answer(vehicle: GlobalVehicle, message_id: str, answer: Output, ctx: Context
+                     ) -> None:
+    """Remember a waiting query's answer with the bind its own step sent. A worker that died
+    with the bind still in its producer, and read the region's answer before the query it had
+    not committed, must send the bind again when it reads the query: without it the index never
+    learns the VIN, and a device registered later never joins the vehicle. The REGISTER is not
+    kept: the region has answered it."""
+    recalled = recall(vehicle, message_id)
+    kept = [o for o in recalled[0] if o.topic == ctx.topics.system_registrations] \
+        if recalled else []
+    remember(vehicle, message_id, [*kept, answer], [])
