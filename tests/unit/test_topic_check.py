@@ -6,11 +6,13 @@ import pytest
 
 from vprov.kafka.catalogue import TopicSpec
 from vprov.kafka.topic_admin import (
+    Listing,
     Mismatch,
     ObservedTopic,
     compare_topics,
     mismatch_message,
     too_few_brokers_message,
+    wait_for_brokers,
 )
 
 BOOTSTRAP = "kafka.example:9092"
@@ -197,3 +199,34 @@ def test_too_few_brokers_for_the_replication_factor_names_both_settings() -> Non
         "kafka.replication_factor (VPROV_REPLICATION_FACTOR) to at most 1 and "
         "kafka.min_insync_replicas (VPROV_MIN_INSYNC_REPLICAS) to at most that, or start the "
         "missing brokers")
+
+
+def listing(brokers: int) -> Listing:
+    return Listing({}, {}, brokers)
+
+
+def test_topic_creation_waits_for_a_broker_that_registers_late() -> None:
+    seen = iter([listing(2), listing(3)])
+    slept: list[float] = []
+    found = wait_for_brokers(lambda: next(seen), listing(2), 3, wait=20, sleep=slept.append,
+                             clock=lambda: 0.0)
+    assert found.brokers == 3
+    assert slept == [0.5, 0.5]
+
+
+def test_topic_creation_gives_up_on_missing_brokers_after_the_wait() -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    asked = []
+
+    def list_topics() -> Listing:
+        asked.append(now[0])
+        return listing(1)
+
+    found = wait_for_brokers(list_topics, listing(1), 3, wait=20, sleep=sleep,
+                             clock=lambda: now[0])
+    assert found.brokers == 1
+    assert len(asked) == 40 and asked[-1] == 20.0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -14,6 +15,13 @@ from vprov.kafka.catalogue import Catalogue, TopicSpec
 from vprov.kafka.clients import admin_client
 from vprov.kafka.settings import KafkaAccess, access
 from vprov.reach import Unreachable, kafka_reason, kafka_setting
+
+log = logging.getLogger(__name__)
+
+# How long topic creation waits for brokers the replication factor needs: a cluster started
+# beside the workers registers its brokers one by one, and a loaded broker can be fenced for a
+# heartbeat or two; a cluster that is really too small still fails, with the fix, after this.
+BROKER_WAIT_SECONDS = 20.0
 
 
 class BrokerUnavailable(Unreachable):
@@ -269,14 +277,28 @@ def _raise_on_mismatch(specs: list[TopicSpec], observed: dict[str, ObservedTopic
         raise TopicMismatch(mismatch_message(mismatches, observed, bootstrap_servers), mismatches)
 
 
+def wait_for_brokers(list_topics: Callable[[], Listing], listing: Listing, needed: int,
+                     wait: float, sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic) -> Listing:
+    """The cluster's listing once it has ``needed`` brokers up, or the last one after ``wait``
+    seconds."""
+    log.warning("the Kafka cluster has %d of the %d brokers kafka.replication_factor needs up; "
+                "waiting up to %.0f s for the others to register", listing.brokers, needed, wait)
+    deadline = clock() + wait
+    while listing.brokers < needed and clock() < deadline:
+        sleep(0.5)
+        listing = list_topics()
+    return listing
+
+
 def ensure_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: float = 30.0,
-                  check: bool = True) -> list[str]:
+                  check: bool = True, broker_wait: float = BROKER_WAIT_SECONDS) -> list[str]:
     """Create the topics that do not exist yet; returns the names it created. Idempotent.
 
     With ``check``, existing topics whose partition count or compaction differs from their spec,
     or whose replication is below it, raise ``TopicMismatch`` — before anything is created, so
     that matching the configuration to the existing topics remains a fix. So do topics to create
-    with more replicas than the cluster has brokers up."""
+    with more replicas than the cluster has brokers up after ``broker_wait`` seconds."""
     kafka = access(kafka)
     bootstrap_servers = kafka.bootstrap_servers
     with admin_client(kafka) as admin:
@@ -288,9 +310,16 @@ def ensure_topics(kafka: KafkaAccess | str, specs: list[TopicSpec], timeout: flo
         missing = [s for s in specs if s.name not in listing.partitions]
         if not missing:
             return []
-        if any(s.replication_factor > listing.brokers for s in missing):
-            raise TopicMismatch(too_few_brokers_message(missing, listing.brokers,
-                                                        bootstrap_servers), [])
+        needed = max(s.replication_factor for s in missing)
+        if needed > listing.brokers:
+            listing = wait_for_brokers(lambda: _list_topics(admin, bootstrap_servers, timeout),
+                                       listing, needed, broker_wait)
+            if needed > listing.brokers:
+                raise TopicMismatch(too_few_brokers_message(missing, listing.brokers,
+                                                            bootstrap_servers), [])
+            missing = [s for s in missing if s.name not in listing.partitions]
+            if not missing:
+                return []
         futures = admin.create_topics(
             [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
                       config=s.config) for s in missing],
