@@ -41,6 +41,7 @@ from bench.report import (
     level_rows,
     scale_out_rows,
 )
+from bench.settle import QUIET_CORES, QUIET_SAMPLES, QUIET_WRITEBACK_MB, Sample, settled
 
 TEMPLATE = Path(__file__).with_name("benchmarks.md.tmpl")
 _SECTION = re.compile(r"^<!-- section: (\w+) -->\n", re.MULTILINE)
@@ -206,6 +207,22 @@ def scale_out(report: RunReport) -> str:
                 one=f"{best_one:.1f}", two=f"{best_two:.1f}")
 
 
+def settle_line(samples: list[Sample]) -> str:
+    """How long the machine took to settle after the large state's restore, and what kept it
+    busy (the run's samples, bench/settle.py)."""
+    if not samples:
+        return "The levels began as soon as the workers were ready."
+    busiest = max(samples, key=lambda s: s.busy_cores)
+    most = max(s.writeback_mb for s in samples)
+    outcome = (f"settled after {samples[-1].seconds:.0f} s" if settled(samples) else
+               f"had not settled after {samples[-1].seconds:.0f} s; the levels began anyway")
+    return (f"Before the levels the benchmark waited for the machine to be quiet (under "
+            f"{QUIET_CORES} cores busy and {QUIET_WRITEBACK_MB:.0f} MB of dirty pages for "
+            f"{QUIET_SAMPLES} s, `bench/settle.py`): it {outcome}. Meanwhile the machine was up "
+            f"to {busiest.busy_cores:.2f} cores busy (the broker {busiest.broker_cores:.2f} of "
+            f"them), with up to {most:.0f} MB waiting to be written back.")
+
+
 def large_state(report: RunReport) -> str:
     if not report.large_state:
         return ""
@@ -217,6 +234,7 @@ def large_state(report: RunReport) -> str:
     return text("large_state", vehicles=f"{report.large_state_vehicles:,}",
                 write_rate=f"{report.large_state_write_rate:,.0f}",
                 ready=f"{report.large_state_ready_seconds:.0f}", peaks=peaks,
+                settle=settle_line(report.large_state_settle),
                 table=table(LEVEL_HEADER, level_rows(report, report.large_state)),
                 small=f"{small:.1f}", large=f"{large:.1f}")
 

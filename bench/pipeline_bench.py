@@ -71,6 +71,7 @@ from bench.report import (
     plot_rss,
 )
 from bench.restore import run_restore
+from bench.settle import settled, wait_settled
 from bench.standby_cost import run_standby_cost
 from vprov.kafka.avro import serde_from_config
 from vprov.kafka.catalogue import Catalogue
@@ -85,6 +86,7 @@ DEFAULT_LEVELS = "50,100,150,200,300,400"
 FINDINGS = Path(__file__).with_name("findings.md")
 # what aiokafka logs each time a consumer joins its group (a rebalance)
 GROUP_JOINED = "Joined group "
+SETTLE_TIMEOUT = 180.0  # after the large state's restore (bench/settle.py)
 PROFILE_HZ = 50  # samples per second and thread: py-spy's own CPU competes for the two cores
 
 
@@ -814,9 +816,16 @@ class Bench:
             worker.wait_ready(900, tick=self.monitor.sample)  # the restore's memory counts too
         report.large_state_ready_seconds = time.monotonic() - began
         report.large_state_write_rate = written
+        print(f"large state: workers ready after {report.large_state_ready_seconds:.0f} s; "
+              f"waiting up to {SETTLE_TIMEOUT:.0f} s for the machine to settle", file=sys.stderr)
+        report.large_state_settle = wait_settled(
+            machine_busy_seconds, self.samplers["broker"].cpu_seconds, SETTLE_TIMEOUT,
+            tick=self.monitor.sample)
         restore_peak = dict(self.monitor.phase_peak)
-        print(f"large state: workers ready after {report.large_state_ready_seconds:.0f} s",
-              file=sys.stderr)
+        last = report.large_state_settle[-1]
+        print(f"large state: {'settled' if settled(report.large_state_settle) else 'not settled'}"
+              f" after {last.seconds:.0f} s (machine {last.busy_cores:.2f} cores, "
+              f"{last.writeback_mb:.0f} MB to write back)", file=sys.stderr)
         report.large_state = self.levels_again(report, level_vehicles, "large state",
                                                "large state")
         report.large_state_vehicles = vehicles
@@ -989,7 +998,7 @@ def save_json(report: RunReport, path: Path) -> None:
 
 # Runs saved before bench/ was a package name its modules bare ("report.RunReport").
 BARE_MODULES = {"client_floor", "deploy", "loadgen", "misroute", "profiles", "relay", "report",
-                "restore", "standby_cost"}  # modules added since (edge_bench) are never bare
+                "restore", "standby_cost"}  # modules added since (edge_bench, settle) never are
 
 
 class _Unpickler(pickle.Unpickler):

@@ -17,6 +17,7 @@ from bench.loadgen import PhaseResult, summary_ms
 from bench.profiles import Profile
 from bench.relay import BaselineResult
 from bench.restore import RestoreReport
+from bench.settle import Sample
 from bench.standby_cost import StandbyRun
 
 MB = 1_000_000
@@ -261,6 +262,8 @@ class RunReport:
     large_state: list[Outcome] = field(default_factory=list)  # the levels again on it
     large_state_ready_seconds: float = 0.0  # workers restarted -> ready (bulk restore)
     large_state_write_rate: float = 0.0  # changelog records/s the state was written at
+    # ready -> the machine quiet again (bench/settle.py), sampled every second
+    large_state_settle: list[Sample] = field(default_factory=list)
     client_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
