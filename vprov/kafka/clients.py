@@ -17,16 +17,22 @@ half-cleared handle, which has crashed the interpreter (confluent-kafka-python i
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from vprov.config import Cluster
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.librdkafka_log import librdkafka_logger, routed
 from vprov.kafka.settings import KafkaAccess, librdkafka
+
+log = logging.getLogger(__name__)
+PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+Offsets = dict[tuple[str, int], int]
 
 
 def producer(kafka: KafkaAccess | str, **overrides: object) -> Producer:
@@ -101,7 +107,13 @@ class ClusterProducer:
     def __init__(self, catalogue: Catalogue, **overrides: object) -> None:
         self._catalogue = catalogue
         self._producers: dict[str, Producer] = {}
-        self._overrides = overrides
+        self._clusters: dict[str, Cluster] = {}
+        # every delivery result passes here first: a record purged from a stuck client is
+        # handed to its successor instead of being reported lost (``renew_stuck``)
+        self._on_delivery = cast(Callable[[Any, Any], None] | None, overrides.get("on_delivery"))
+        self._overrides = {**overrides, "on_delivery": self._delivered}
+        self._successor: Producer | None = None
+        self._suspects: set[str] = set()  # clusters whose producer looked stuck at the last check
 
     def _for(self, topic: str) -> Producer:
         try:
@@ -110,7 +122,49 @@ class ClusterProducer:
             cluster = self._catalogue.global_cluster
         if cluster.name not in self._producers:
             self._producers[cluster.name] = producer(cluster, **self._overrides)
+            self._clusters[cluster.name] = cluster
         return self._producers[cluster.name]
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None and self._successor is not None and err.code() in PURGED:
+            self._successor.produce(msg.topic(), key=msg.key(), value=msg.value(),
+                                    partition=msg.partition(), headers=msg.headers())
+            return
+        if self._on_delivery is not None:
+            self._on_delivery(err, msg)
+
+    def renew_stuck(self, timeout: float = 2.0) -> int:
+        """Replace each producer that holds records, cannot reach its cluster, and could not at
+        the last call either, while a new client reaches the cluster at once; its records go to
+        the new producer, in order. Returns how many producers were replaced.
+
+        After its only broker restarted, a librdkafka 2.16 client has been seen to keep its
+        records for good: it had dropped the broker, which a metadata response during the
+        restart did not list, and never found it again (librdkafka issue 5153 reports the same
+        of consumers)."""
+        renewed = 0
+        for name, old in list(self._producers.items()):
+            cluster = self._clusters[name]
+            if not len(old) or reaches(old, timeout) or not reaches(admin_client(cluster),
+                                                                    timeout, close=True):
+                self._suspects.discard(name)
+                continue
+            if name not in self._suspects:
+                self._suspects.add(name)  # once more before acting: it may be reconnecting
+                continue
+            self._suspects.discard(name)
+            log.warning("the producer for %s holds %d records and has lost the cluster, which "
+                        "answers a new client: handing them to a new producer", cluster.name,
+                        len(old))
+            self._successor = self._producers[name] = producer(cluster, **self._overrides)
+            try:
+                old.purge()
+                old.poll(0)  # the purged records' results: each goes to the successor
+            finally:
+                self._successor = None
+            close_producer(old, 0)
+            renewed += 1
+        return renewed
 
     def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
         self._for(topic).produce(topic, *args, **kwargs)
@@ -140,12 +194,16 @@ class ClusterReader:
     assigned the partitions of its cluster's topics, consumed in turn."""
 
     def __init__(self, placed: dict[Cluster, list[str]], **overrides: object) -> None:
+        self._overrides = overrides
+        self._clusters = [cluster for cluster, topics in placed.items() if topics]
         self._readers = [(consumer(cluster, None, **overrides), topics)
                          for cluster, topics in placed.items() if topics]
+        self._starts: list[Offsets] = [{} for _ in self._readers]  # where each was assigned
+        self._last: list[Offsets] = [{} for _ in self._readers]  # positions at the last check
 
     def assign_ends(self, timeout: float = 10) -> None:
         """Each topic from its end now: only the records written from here on."""
-        for reader, topics in self._readers:
+        for n, (reader, topics) in enumerate(self._readers):
             assignment = []
             for topic in topics:
                 meta = reader.list_topics(topic, timeout=timeout).topics[topic]
@@ -156,6 +214,38 @@ class ClusterReader:
                                                            timeout=timeout)
                     assignment.append(TopicPartition(topic, p, high))
             reader.assign(assignment)
+            self._starts[n] = {(tp.topic, tp.partition): tp.offset for tp in assignment}
+
+    def renew_stuck(self, timeout: float = 2.0) -> int:
+        """Replace each consumer that stopped fetching: records wait past its position on a
+        partition whose position has not moved since the last call, or it cannot reach its
+        cluster while a new client can. The new one goes on from the same positions. Returns
+        how many were replaced (``ClusterProducer.renew_stuck`` says why this is needed)."""
+        renewed = 0
+        for n, (reader, topics) in enumerate(self._readers):
+            positions = {**self._starts[n], **{
+                (tp.topic, tp.partition): tp.offset
+                for tp in reader.position([TopicPartition(t, p) for t, p in self._starts[n]])
+                if tp.offset >= 0}}
+            try:
+                highs = {key: reader.get_watermark_offsets(TopicPartition(*key), timeout=timeout)[1]
+                         for key, offset in positions.items() if self._last[n].get(key) == offset}
+                stuck = stalled(self._last[n], positions, highs)
+            except KafkaException:
+                stuck = bool(self._last[n]) and reaches(admin_client(self._clusters[n]), timeout,
+                                                        close=True)
+            self._last[n] = positions
+            if not stuck:
+                continue
+            log.warning("the reader of %s stopped fetching although records wait: going on "
+                        "from the same offsets with a new consumer", self._clusters[n].name)
+            fresh = consumer(self._clusters[n], None, **self._overrides)
+            fresh.assign([TopicPartition(t, p, offset) for (t, p), offset in positions.items()])
+            self._readers[n] = (fresh, topics)
+            self._starts[n], self._last[n] = positions, {}
+            reader.close()
+            renewed += 1
+        return renewed
 
     def consume(self, count: int, timeout: float) -> list[Any]:
         """Up to ``count`` records: those already fetched at once, else the first to come
@@ -175,6 +265,27 @@ class ClusterReader:
     def close(self) -> None:
         for reader, _ in self._readers:
             reader.close()
+
+
+def stalled(last: Offsets, positions: Offsets, highs: Offsets) -> bool:
+    """Whether a reader stopped fetching: on a partition it was at the same position at the
+    last check, and records wait past it (``highs``: end offsets of such partitions)."""
+    return any(last.get(key) == offset and highs.get(key, offset) > offset
+               for key, offset in positions.items())
+
+
+def reaches(client: Producer | Consumer | AdminClient, timeout: float, close: bool = False
+            ) -> bool:
+    """Whether ``client`` gets the cluster's metadata within ``timeout``; ``close``: it was
+    made for the question, and is closed after it."""
+    try:
+        client.list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
+    finally:
+        if close:
+            close_admin(cast(AdminClient, client))
 
 
 def admin_client(kafka: KafkaAccess | str, **overrides: object) -> AdminClient:

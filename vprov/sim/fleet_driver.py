@@ -43,6 +43,8 @@ from vprov.webclient import WebClient
 INDEX_POLL_SECONDS = 0.05
 MAX_RECONNECTS = 3  # an MQTT device whose connection breaks connects again at most this often
 TICK_SECONDS = 0.5
+# no answer for this long while trips wait: look for a Kafka client that stopped working
+QUIET_SECONDS = 15.0
 
 
 @dataclass(eq=False)
@@ -113,6 +115,9 @@ class FleetDriver:
         self.failed = 0
         self.all_started_at: float | None = None
         self.stopped = threading.Event()
+        self.last_answer_at = time.monotonic()
+        self._last_client_check = 0.0
+        self.clients_renewed = 0  # Kafka clients replaced after they stopped working
         # Forget an ended trip's requests (a long run's memory), and so its late repeats too.
         self.forget_ended = False
         self._bar: Any = None
@@ -262,6 +267,7 @@ class FleetDriver:
         if request is None:
             return  # another client's answer
         request.answers += 1
+        self.last_answer_at = now
         self.on_answer(request, doc, topic, raw, now)
         trip = request.trip
         if request.message_id not in trip.waiting or trip.ended:
@@ -386,7 +392,7 @@ class FleetDriver:
         self.all_started_at = None
         n = len(trips)
         self._bar = progress(label, total=n, stream=self.progress_stream)
-        start = last_tick = time.monotonic()
+        start = last_tick = self.last_answer_at = time.monotonic()
         started = 0
         try:
             while not self.stopped.is_set():
@@ -408,12 +414,24 @@ class FleetDriver:
                 if rate is not None and started < n:
                     wait = min(wait, max(0.001, start + started / rate - now))
                 self._read(wait)
+                self._renew_stuck_clients(now)
                 if tick is not None and now - last_tick >= TICK_SECONDS:
                     last_tick = now
                     tick(now)
         finally:
             self._bar.close()
             self._bar = None
+
+    def _renew_stuck_clients(self, now: float) -> None:
+        """While trips wait and no answer came for ``QUIET_SECONDS``, look every
+        ``QUIET_SECONDS / 2`` for a Kafka client that stopped working after a broker came back
+        (``ClusterProducer.renew_stuck``), and replace it: a request the fleet never delivered,
+        or an answer it never read, is not the stack's loss."""
+        if (self.edge is not None or not self.in_flight or now - self.last_answer_at < QUIET_SECONDS
+                or now - self._last_client_check < QUIET_SECONDS / 2):
+            return
+        self._last_client_check = now
+        self.clients_renewed += self.producer.renew_stuck() + self.reader.renew_stuck()
 
     def stop(self) -> None:
         """End ``drive`` from another thread."""
