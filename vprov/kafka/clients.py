@@ -216,6 +216,12 @@ class ClusterReader:
             reader.assign(assignment)
             self._starts[n] = {(tp.topic, tp.partition): tp.offset for tp in assignment}
 
+    def assign_beginnings(self, partitions: int) -> None:
+        """Partitions 0 to ``partitions`` - 1 of each topic from their first record."""
+        for n, (reader, topics) in enumerate(self._readers):
+            self._starts[n] = {(t, p): 0 for t in topics for p in range(partitions)}
+            reader.assign([TopicPartition(t, p, 0) for t, p in self._starts[n]])
+
     def renew_stuck(self, timeout: float = 2.0) -> int:
         """Replace each consumer that stopped fetching: records wait past its position on a
         partition whose position has not moved since the last call, or it cannot reach its
