@@ -188,7 +188,7 @@ class KafkaTable(_Section):
     # records no answer waits for (Catalogue.batched) linger this long on a client of their own
     # (librdkafka sends one request per partition); 0: one client, producer_linger_ms for all
     producer_batch_linger_ms: Annotated[int, Field(ge=0, le=1000),
-                                        Env("VPROV_PRODUCER_BATCH_LINGER_MS")] = 0
+                                        Env("VPROV_PRODUCER_BATCH_LINGER_MS")] = 200
     # Consumer groups (docs/operations.md, "Failover"): warm copies of each table partition on
     # other workers of the role, how soon a silent worker is given up, and static membership
     table_standby_replicas: Annotated[int, Field(ge=0), Env("VPROV_STANDBY_REPLICAS")] = 1

@@ -150,7 +150,7 @@ def through_outage(
     driver.wait(FINISH_TIMEOUT)
     dep.figures["run_seconds"] = round(driver.seconds, 1)
     # the fleet's own Kafka clients replaced after the outage (vprov/kafka/clients.py)
-    dep.figures["fleet_clients_renewed"] = driver.clients_renewed
+    dep.figures["fleet_clients_renewed"] = dict(driver.clients_renewed)
     # The outage is reported, not flooded: each of the Kafka client's repeated errors once per
     # 30 s, an input held up once (streams/run.py, streams/shell.py); no tracebacks.
     during = {w.name: log_lines(w)[len(seen[w.name]):] for w in (glob, na)}

@@ -200,6 +200,7 @@ class ClusterReader:
                          for cluster, topics in placed.items() if topics]
         self._starts: list[Offsets] = [{} for _ in self._readers]  # where each was assigned
         self._last: list[Offsets] = [{} for _ in self._readers]  # positions at the last check
+        self._lost = [False for _ in self._readers]  # the last check could not reach the cluster
 
     def assign_ends(self, timeout: float = 10) -> None:
         """Each topic from its end now: only the records written from here on."""
@@ -224,9 +225,10 @@ class ClusterReader:
 
     def renew_stuck(self, timeout: float = 2.0) -> int:
         """Replace each consumer that stopped fetching: records wait past its position on a
-        partition whose position has not moved since the last call, or it cannot reach its
-        cluster while a new client can. The new one goes on from the same positions. Returns
-        how many were replaced (``ClusterProducer.renew_stuck`` says why this is needed)."""
+        partition whose position has not moved since the last call, or it could not reach its
+        cluster at this call and the last while a new client can. The new one goes on from the
+        same positions. Returns how many were replaced (``ClusterProducer.renew_stuck`` says
+        why this is needed). Calls should be further apart than a reconnection's backoff."""
         renewed = 0
         for n, (reader, topics) in enumerate(self._readers):
             positions = {**self._starts[n], **{
@@ -236,11 +238,12 @@ class ClusterReader:
             try:
                 highs = {key: reader.get_watermark_offsets(TopicPartition(*key), timeout=timeout)[1]
                          for key, offset in positions.items() if self._last[n].get(key) == offset}
+            except KafkaException:  # it cannot reach the cluster: does anyone?
+                lost = reaches(admin_client(self._clusters[n]), timeout, close=True)
+                stuck, self._lost[n], self._last[n] = lost and self._lost[n], lost, {}
+            else:  # positions count only from looks in which it reached the cluster
                 stuck = stalled(self._last[n], positions, highs)
-            except KafkaException:
-                stuck = bool(self._last[n]) and reaches(admin_client(self._clusters[n]), timeout,
-                                                        close=True)
-            self._last[n] = positions
+                self._lost[n], self._last[n] = False, positions
             if not stuck:
                 continue
             log.warning("the reader of %s stopped fetching although records wait: going on "
@@ -248,7 +251,7 @@ class ClusterReader:
             fresh = consumer(self._clusters[n], None, **self._overrides)
             fresh.assign([TopicPartition(t, p, offset) for (t, p), offset in positions.items()])
             self._readers[n] = (fresh, topics)
-            self._starts[n], self._last[n] = positions, {}
+            self._starts[n], self._last[n], self._lost[n] = positions, {}, False
             reader.close()
             renewed += 1
         return renewed

@@ -117,7 +117,8 @@ class FleetDriver:
         self.stopped = threading.Event()
         self.last_answer_at = time.monotonic()
         self._last_client_check = 0.0
-        self.clients_renewed = 0  # Kafka clients replaced after they stopped working
+        # Kafka clients replaced after they stopped working, by kind
+        self.clients_renewed: Counter[str] = Counter()
         # Forget an ended trip's requests (a long run's memory), and so its late repeats too.
         self.forget_ended = False
         self._bar: Any = None
@@ -424,14 +425,17 @@ class FleetDriver:
 
     def _renew_stuck_clients(self, now: float) -> None:
         """While trips wait and no answer came for ``QUIET_SECONDS``, look every
-        ``QUIET_SECONDS / 2`` for a Kafka client that stopped working after a broker came back
+        ``QUIET_SECONDS`` for a Kafka client that stopped working after a broker came back
         (``ClusterProducer.renew_stuck``), and replace it: a request the fleet never delivered,
-        or an answer it never read, is not the stack's loss."""
+        or an answer it never read, is not the stack's loss. (librdkafka reconnects to a broker
+        back from an outage within its backoff, 10 s at most: looks that far apart do not take
+        a client still reconnecting for a stuck one.)"""
         if (self.edge is not None or not self.in_flight or now - self.last_answer_at < QUIET_SECONDS
-                or now - self._last_client_check < QUIET_SECONDS / 2):
+                or now - self._last_client_check < QUIET_SECONDS):
             return
         self._last_client_check = now
-        self.clients_renewed += self.producer.renew_stuck() + self.reader.renew_stuck()
+        self.clients_renewed["producer"] += self.producer.renew_stuck()
+        self.clients_renewed["reader"] += self.reader.renew_stuck()
 
     def stop(self) -> None:
         """End ``drive`` from another thread."""
