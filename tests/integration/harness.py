@@ -7,13 +7,15 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError
+from confluent_kafka.admin import NewTopic
 
 from vprov import config as config_module
 from vprov.config import Cluster, Config
@@ -238,6 +240,23 @@ class Fleet:
         vehicle = fleet.make_vehicle(self.tag, self.count, region, ecu_types, country)
         self.made.append(vehicle)
         return vehicle
+
+
+@contextlib.contextmanager
+def scratch_topic(prefix: str, partitions: int = 2) -> Iterator[str]:
+    """A topic of its own for a test, served in the metadata before the test uses it, deleted
+    after it."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = admin_client(BOOTSTRAP)  # held until the answer came: a dropped client sends nothing
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result()
+    # created is not yet known to every connection: wait until its metadata is served
+    wait_until(lambda: admin.list_topics(name, timeout=5).topics[name].error is None,
+               timeout=30, what=f"topic {name} in the metadata")
+    try:
+        yield name
+    finally:
+        delete_topics([name])
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,

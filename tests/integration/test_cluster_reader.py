@@ -4,30 +4,21 @@ real broker: a record is handed over as soon as it is fetched, not when the wait
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka.admin import NewTopic
 
-from tests.integration.harness import BOOTSTRAP, delete_topics, wait_until
+from tests.integration.harness import BOOTSTRAP, scratch_topic
 from vprov.config import Cluster
-from vprov.kafka.clients import ClusterReader, admin_client, producer
+from vprov.kafka.clients import ClusterReader, producer
 
 WAIT_SECONDS = 5.0  # far longer than a fetch on a local broker takes
 
 
 @pytest.fixture
 def topic() -> Iterator[str]:
-    name = f"reader-{uuid.uuid4().hex[:8]}"
-    admin = admin_client(BOOTSTRAP)  # held until the answer came: a dropped client sends nothing
-    for future in admin.create_topics([NewTopic(name, 2, 1)]).values():
-        future.result()
-    # created is not yet known to every connection: wait until its metadata is served
-    wait_until(lambda: admin.list_topics(name, timeout=5).topics[name].error is None,
-               timeout=30, what=f"topic {name} in the metadata")
-    yield name
-    delete_topics([name])
+    with scratch_topic("reader") as name:
+        yield name
 
 
 def reader_of(topic: str) -> ClusterReader:

@@ -6,33 +6,25 @@ fetching goes on from the same offsets with a new consumer (``ClusterProducer.re
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
-from confluent_kafka.admin import NewTopic
 
-from tests.integration.harness import BOOTSTRAP, delete_topics, wait_until
+from tests.integration.harness import BOOTSTRAP, scratch_topic, wait_until
 from vprov import config as config_module
 from vprov.config import Cluster
 from vprov.kafka.catalogue import Catalogue
-from vprov.kafka.clients import ClusterProducer, ClusterReader, admin_client, consumer, producer
+from vprov.kafka.clients import ClusterProducer, ClusterReader, consumer, producer
 
 UNREACHABLE = "127.0.0.1:1"  # nothing listens there: a client of it never delivers
 
 
 @pytest.fixture
 def topic() -> Iterator[str]:
-    name = f"stuck-{uuid.uuid4().hex[:8]}"
-    admin = admin_client(BOOTSTRAP)
-    for future in admin.create_topics([NewTopic(name, 2, 1)]).values():
-        future.result()
-    wait_until(lambda: admin.list_topics(name, timeout=5).topics[name].error is None,
-               timeout=30, what=f"topic {name} in the metadata")
-    yield name
-    delete_topics([name])
+    with scratch_topic("stuck") as name:
+        yield name
 
 
 def read_all(topic: str, partition: int, count: int) -> list[bytes]:
