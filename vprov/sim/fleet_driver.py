@@ -424,17 +424,19 @@ class FleetDriver:
             self._bar = None
 
     def _renew_stuck_clients(self, now: float) -> None:
-        """While trips wait and no answer came for ``QUIET_SECONDS``, look every
-        ``QUIET_SECONDS`` for a Kafka client that stopped working after a broker came back
-        (``ClusterProducer.renew_stuck``), and replace it: a request the fleet never delivered,
-        or an answer it never read, is not the stack's loss. (librdkafka reconnects to a broker
-        back from an outage within its backoff, 10 s at most: looks that far apart do not take
-        a client still reconnecting for a stuck one.)"""
-        if (self.edge is not None or not self.in_flight or now - self.last_answer_at < QUIET_SECONDS
+        """While trips wait, look every ``QUIET_SECONDS`` for a Kafka client that stopped
+        working after a broker came back (``ClusterProducer.renew_stuck``), and replace it: a
+        request the fleet never delivered, or an answer it never read, is not the stack's loss.
+        The reader is looked at every time (it may stop on some partitions only), the producer
+        once no answer came for as long. (librdkafka reconnects to a broker back from an outage
+        within its backoff, 10 s at most: looks that far apart do not take a client still
+        reconnecting for a stuck one.)"""
+        if (self.edge is not None or not self.in_flight
                 or now - self._last_client_check < QUIET_SECONDS):
             return
         self._last_client_check = now
-        self.clients_renewed["producer"] += self.producer.renew_stuck()
+        if now - self.last_answer_at >= QUIET_SECONDS:
+            self.clients_renewed["producer"] += self.producer.renew_stuck()
         self.clients_renewed["reader"] += self.reader.renew_stuck()
 
     def stop(self) -> None:
