@@ -18,6 +18,7 @@ half-cleared handle, which has crashed the interpreter (confluent-kafka-python i
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -236,8 +237,7 @@ class ClusterReader:
                 for tp in reader.position([TopicPartition(t, p) for t, p in self._starts[n]])
                 if tp.offset >= 0}}
             try:
-                highs = {key: reader.get_watermark_offsets(TopicPartition(*key), timeout=timeout)[1]
-                         for key, offset in positions.items() if self._last[n].get(key) == offset}
+                highs = _ends(reader, positions, self._last[n], timeout)
             except KafkaException:  # it cannot reach the cluster: does anyone?
                 lost = reaches(admin_client(self._clusters[n]), timeout, close=True)
                 stuck, self._lost[n], self._last[n] = lost and self._lost[n], lost, {}
@@ -274,6 +274,25 @@ class ClusterReader:
     def close(self) -> None:
         for reader, _ in self._readers:
             reader.close()
+
+
+def _ends(reader: Consumer, positions: Offsets, last: Offsets, timeout: float) -> Offsets:
+    """End offsets of the partitions whose position has not moved since ``last``, for as
+    long as ``timeout`` allows; partitions the cluster does not have (a topic not created yet)
+    are left out. Raises ``KafkaException`` when the reader cannot reach the cluster."""
+    metadata = reader.list_topics(timeout=timeout).topics
+    began = time.monotonic()
+    ends: Offsets = {}
+    for (topic, partition), offset in positions.items():
+        meta = metadata.get(topic)
+        if last.get((topic, partition)) != offset or meta is None or meta.error is not None \
+                or partition not in meta.partitions:
+            continue
+        if time.monotonic() - began > timeout:
+            break  # the next look sees the rest
+        ends[(topic, partition)] = reader.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout)[1]
+    return ends
 
 
 def stalled(last: Offsets, positions: Offsets, highs: Offsets) -> bool:
