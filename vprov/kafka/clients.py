@@ -100,6 +100,26 @@ def consumer(kafka: KafkaAccess | str, group_id: str | None = None, **overrides:
     return Consumer(settings)
 
 
+class Handover:
+    """The delivery callback of a ``ClusterProducer``'s clients: a record purged from a stuck
+    client while a successor is set goes to the successor instead of being reported lost;
+    every other result goes to the caller's callback. A class of its own, not a method of the
+    ``ClusterProducer``: the clients hold their callback, and a cycle through them would leave
+    them to the cycle collector (see the module's docstring)."""
+
+    def __init__(self, on_delivery: Callable[[Any, Any], None] | None) -> None:
+        self.on_delivery = on_delivery
+        self.successor: Producer | None = None
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None and self.successor is not None and err.code() in PURGED:
+            self.successor.produce(msg.topic(), key=msg.key(), value=msg.value(),
+                                   partition=msg.partition(), headers=msg.headers())
+            return
+        if self.on_delivery is not None:
+            self.on_delivery(err, msg)
+
+
 class ClusterProducer:
     """The ``Producer`` calls the tools make (``produce``, ``poll``, ``flush``) over one producer
     per cluster: each record goes to the cluster its topic lives on (``Catalogue.home``). With
@@ -109,11 +129,10 @@ class ClusterProducer:
         self._catalogue = catalogue
         self._producers: dict[str, Producer] = {}
         self._clusters: dict[str, Cluster] = {}
-        # every delivery result passes here first: a record purged from a stuck client is
-        # handed to its successor instead of being reported lost (``renew_stuck``)
-        self._on_delivery = cast(Callable[[Any, Any], None] | None, overrides.get("on_delivery"))
-        self._overrides = {**overrides, "on_delivery": self._delivered}
-        self._successor: Producer | None = None
+        # every delivery result passes through the hand-over first (``renew_stuck``)
+        self._handover = Handover(cast(Callable[[Any, Any], None] | None,
+                                       overrides.get("on_delivery")))
+        self._overrides = {**overrides, "on_delivery": self._handover}
         self._suspects: set[str] = set()  # clusters whose producer looked stuck at the last check
 
     def _for(self, topic: str) -> Producer:
@@ -125,14 +144,6 @@ class ClusterProducer:
             self._producers[cluster.name] = producer(cluster, **self._overrides)
             self._clusters[cluster.name] = cluster
         return self._producers[cluster.name]
-
-    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
-        if err is not None and self._successor is not None and err.code() in PURGED:
-            self._successor.produce(msg.topic(), key=msg.key(), value=msg.value(),
-                                    partition=msg.partition(), headers=msg.headers())
-            return
-        if self._on_delivery is not None:
-            self._on_delivery(err, msg)
 
     def renew_stuck(self, timeout: float = 2.0) -> int:
         """Replace each producer that holds records, cannot reach its cluster, and could not at
@@ -157,12 +168,13 @@ class ClusterProducer:
             log.warning("the producer for %s holds %d records and has lost the cluster, which "
                         "answers a new client: handing them to a new producer", cluster.name,
                         len(old))
-            self._successor = self._producers[name] = producer(cluster, **self._overrides)
+            self._handover.successor = self._producers[name] = producer(cluster,
+                                                                         **self._overrides)
             try:
                 old.purge()
                 old.poll(0)  # the purged records' results: each goes to the successor
             finally:
-                self._successor = None
+                self._handover.successor = None
             close_producer(old, 0)
             renewed += 1
         return renewed
