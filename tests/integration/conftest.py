@@ -240,8 +240,10 @@ class Flow:
         message_id = self.send_provision(vehicle, device, **kwargs)  # type: ignore[arg-type]
         return self.answer(message_id, self.cat.device_response(str(region)))
 
-    def lifecycle(self, vin: str) -> list[Record]:
-        return self.bus.records(self.cat.lifecycle, lambda r: r.key == vin)
+    def lifecycle(self, vin: str, count: int = 1) -> list[Record]:
+        """The vehicle's lifecycle events, once ``count`` of them arrived: the bus reads each
+        topic on its own, and an answer can reach it before the event that preceded it."""
+        return self.bus.wait(self.cat.lifecycle, lambda r: r.key == vin, count=count)
 
     def histories(self, vins: set[str]) -> dict[str, list[dict[str, Any]]]:
         """The lifecycle events of ``vins`` so far, de-duplicated by event_id, by sequence."""
