@@ -87,7 +87,7 @@ def test_a_reader_that_stopped_fetching_goes_on_from_the_same_offsets(topic: str
         assert got == [b"a0", b"a1", b"a2"]
         # a consumer that no longer fetches (paused here; after a broker's restart librdkafka
         # has been seen to stop by itself), while records wait past its position
-        stuck, _ = reader._readers[0]
+        stuck = reader._followers[0].reader
         stuck.pause(stuck.assignment())
         for n in range(3):
             send.produce(topic, value=f"b{n}".encode(), partition=0)
