@@ -128,23 +128,21 @@ class ClusterProducer:
 
     def __init__(self, catalogue: Catalogue, **overrides: object) -> None:
         self._catalogue = catalogue
-        self._producers: dict[str, Producer] = {}
-        self._clusters: dict[str, Cluster] = {}
+        self._producers: dict[Cluster, Producer] = {}
         # every delivery result passes through the hand-over first (``renew_stuck``)
         self._handover = Handover(cast(Callable[[Any, Any], None] | None,
                                        overrides.get("on_delivery")))
         self._overrides = {**overrides, "on_delivery": self._handover}
-        self._suspects: set[str] = set()  # clusters whose producer looked stuck at the last check
+        self._suspects: set[Cluster] = set()  # producers that looked stuck at the last check
 
     def _for(self, topic: str) -> Producer:
         try:
             cluster = self._catalogue.home(topic)
         except KeyError:  # not one of ours (a dead letter's foreign source): the global side
             cluster = self._catalogue.global_cluster
-        if cluster.name not in self._producers:
-            self._producers[cluster.name] = producer(cluster, **self._overrides)
-            self._clusters[cluster.name] = cluster
-        return self._producers[cluster.name]
+        if cluster not in self._producers:
+            self._producers[cluster] = producer(cluster, **self._overrides)
+        return self._producers[cluster]
 
     def renew_stuck(self, timeout: float = 2.0) -> int:
         """Replace each producer that holds records, cannot reach its cluster, and could not at
@@ -156,21 +154,20 @@ class ClusterProducer:
         restart did not list, and never found it again (librdkafka issue 5153 reports the same
         of consumers)."""
         renewed = 0
-        for name, old in list(self._producers.items()):
-            cluster = self._clusters[name]
+        for cluster, old in list(self._producers.items()):
             if not len(old) or reaches(old, timeout) or not reaches(admin_client(cluster),
                                                                     timeout, close=True):
-                self._suspects.discard(name)
+                self._suspects.discard(cluster)
                 continue
-            if name not in self._suspects:
-                self._suspects.add(name)  # once more before acting: it may be reconnecting
+            if cluster not in self._suspects:
+                self._suspects.add(cluster)  # once more before acting: it may be reconnecting
                 continue
-            self._suspects.discard(name)
+            self._suspects.discard(cluster)
             log.warning("the producer for %s holds %d records and has lost the cluster, which "
                         "answers a new client: handing them to a new producer", cluster.name,
                         len(old))
-            self._handover.successor = self._producers[name] = producer(cluster,
-                                                                         **self._overrides)
+            self._handover.successor = self._producers[cluster] = producer(cluster,
+                                                                            **self._overrides)
             try:
                 old.purge()
                 old.poll(0)  # the purged records' results: each goes to the successor
