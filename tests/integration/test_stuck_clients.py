@@ -47,8 +47,7 @@ def test_a_producer_that_lost_the_cluster_hands_its_records_over_in_order(topic:
                                   "on_delivery": lambda err, msg: reported.append(err)})
     # the topic is not one of the catalogue's: its records go to the global cluster's producer,
     # here one that reaches nothing, as a client that dropped its only broker does
-    out._producers["global"] = producer(UNREACHABLE, **out._overrides)
-    out._clusters["global"] = cat.global_cluster
+    out._producers[cat.global_cluster] = producer(UNREACHABLE, **out._overrides)
     values = [f"v{n:02d}".encode() for n in range(20)]
     for value in values:
         out.produce(topic, key=b"VIN", value=value, partition=1)
@@ -87,7 +86,7 @@ def test_a_reader_that_stopped_fetching_goes_on_from_the_same_offsets(topic: str
         assert got == [b"a0", b"a1", b"a2"]
         # a consumer that no longer fetches (paused here; after a broker's restart librdkafka
         # has been seen to stop by itself), while records wait past its position
-        stuck, _ = reader._readers[0]
+        stuck = reader._followers[0].reader
         stuck.pause(stuck.assignment())
         for n in range(3):
             send.produce(topic, value=f"b{n}".encode(), partition=0)

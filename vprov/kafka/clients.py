@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -127,23 +128,21 @@ class ClusterProducer:
 
     def __init__(self, catalogue: Catalogue, **overrides: object) -> None:
         self._catalogue = catalogue
-        self._producers: dict[str, Producer] = {}
-        self._clusters: dict[str, Cluster] = {}
+        self._producers: dict[Cluster, Producer] = {}
         # every delivery result passes through the hand-over first (``renew_stuck``)
         self._handover = Handover(cast(Callable[[Any, Any], None] | None,
                                        overrides.get("on_delivery")))
         self._overrides = {**overrides, "on_delivery": self._handover}
-        self._suspects: set[str] = set()  # clusters whose producer looked stuck at the last check
+        self._suspects: set[Cluster] = set()  # producers that looked stuck at the last check
 
     def _for(self, topic: str) -> Producer:
         try:
             cluster = self._catalogue.home(topic)
         except KeyError:  # not one of ours (a dead letter's foreign source): the global side
             cluster = self._catalogue.global_cluster
-        if cluster.name not in self._producers:
-            self._producers[cluster.name] = producer(cluster, **self._overrides)
-            self._clusters[cluster.name] = cluster
-        return self._producers[cluster.name]
+        if cluster not in self._producers:
+            self._producers[cluster] = producer(cluster, **self._overrides)
+        return self._producers[cluster]
 
     def renew_stuck(self, timeout: float = 2.0) -> int:
         """Replace each producer that holds records, cannot reach its cluster, and could not at
@@ -155,21 +154,20 @@ class ClusterProducer:
         restart did not list, and never found it again (librdkafka issue 5153 reports the same
         of consumers)."""
         renewed = 0
-        for name, old in list(self._producers.items()):
-            cluster = self._clusters[name]
+        for cluster, old in list(self._producers.items()):
             if not len(old) or reaches(old, timeout) or not reaches(admin_client(cluster),
                                                                     timeout, close=True):
-                self._suspects.discard(name)
+                self._suspects.discard(cluster)
                 continue
-            if name not in self._suspects:
-                self._suspects.add(name)  # once more before acting: it may be reconnecting
+            if cluster not in self._suspects:
+                self._suspects.add(cluster)  # once more before acting: it may be reconnecting
                 continue
-            self._suspects.discard(name)
+            self._suspects.discard(cluster)
             log.warning("the producer for %s holds %d records and has lost the cluster, which "
                         "answers a new client: handing them to a new producer", cluster.name,
                         len(old))
-            self._handover.successor = self._producers[name] = producer(cluster,
-                                                                         **self._overrides)
+            self._handover.successor = self._producers[cluster] = producer(cluster,
+                                                                            **self._overrides)
             try:
                 old.purge()
                 old.poll(0)  # the purged records' results: each goes to the successor
@@ -202,39 +200,67 @@ class ClusterProducer:
         return sum(close_producer(one, timeout) for one in producers)
 
 
+@dataclass
+class _Follower:
+    """One consumer of a ``ClusterReader``, with what its looks need."""
+
+    cluster: Cluster
+    topics: list[str]
+    reader: Consumer
+    starts: Offsets = field(default_factory=dict)  # where it was assigned
+    last: Offsets = field(default_factory=dict)  # its positions at the last look
+    lost: bool = False  # the last look could not reach its cluster
+
+    def assign(self, starts: Offsets) -> None:
+        self.reader.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
+        self.starts = starts
+
+    def positions(self) -> Offsets:
+        return {**self.starts, **{
+            (tp.topic, tp.partition): tp.offset
+            for tp in self.reader.position([TopicPartition(t, p) for t, p in self.starts])
+            if tp.offset >= 0}}
+
+    def stuck(self, timeout: float) -> tuple[bool, Offsets]:
+        """Whether it stopped fetching (``ClusterReader.renew_stuck``), and its positions."""
+        positions = self.positions()
+        try:
+            highs = _ends(self.reader, positions, self.last, timeout)
+        except KafkaException:  # it cannot reach the cluster: does anyone?
+            lost = reaches(admin_client(self.cluster), timeout, close=True)
+            stuck, self.lost, self.last = lost and self.lost, lost, {}
+        else:  # positions count only from looks in which it reached the cluster
+            stuck = stalled(self.last, positions, highs)
+            self.lost, self.last = False, positions
+        return stuck, positions
+
+
 class ClusterReader:
     """A reader of topics that may live on several clusters: one consumer per cluster,
     assigned the partitions of its cluster's topics, consumed in turn."""
 
     def __init__(self, placed: dict[Cluster, list[str]], **overrides: object) -> None:
         self._overrides = overrides
-        self._clusters = [cluster for cluster, topics in placed.items() if topics]
-        self._readers = [(consumer(cluster, None, **overrides), topics)
-                         for cluster, topics in placed.items() if topics]
-        self._starts: list[Offsets] = [{} for _ in self._readers]  # where each was assigned
-        self._last: list[Offsets] = [{} for _ in self._readers]  # positions at the last check
-        self._lost = [False for _ in self._readers]  # the last check could not reach the cluster
+        self._followers = [_Follower(cluster, topics, consumer(cluster, None, **overrides))
+                           for cluster, topics in placed.items() if topics]
 
     def assign_ends(self, timeout: float = 10) -> None:
         """Each topic from its end now: only the records written from here on."""
-        for n, (reader, topics) in enumerate(self._readers):
-            assignment = []
-            for topic in topics:
+        for follower in self._followers:
+            reader, ends = follower.reader, {}
+            for topic in follower.topics:
                 meta = reader.list_topics(topic, timeout=timeout).topics[topic]
                 if meta.error is not None:
                     raise KafkaException(meta.error)
                 for p in meta.partitions:
-                    _, high = reader.get_watermark_offsets(TopicPartition(topic, p),
-                                                           timeout=timeout)
-                    assignment.append(TopicPartition(topic, p, high))
-            reader.assign(assignment)
-            self._starts[n] = {(tp.topic, tp.partition): tp.offset for tp in assignment}
+                    ends[(topic, p)] = reader.get_watermark_offsets(TopicPartition(topic, p),
+                                                                    timeout=timeout)[1]
+            follower.assign(ends)
 
     def assign_beginnings(self, partitions: int) -> None:
         """Partitions 0 to ``partitions`` - 1 of each topic from their first record."""
-        for n, (reader, topics) in enumerate(self._readers):
-            self._starts[n] = {(t, p): 0 for t in topics for p in range(partitions)}
-            reader.assign([TopicPartition(t, p, 0) for t, p in self._starts[n]])
+        for follower in self._followers:
+            follower.assign({(t, p): 0 for t in follower.topics for p in range(partitions)})
 
     def renew_stuck(self, timeout: float = 2.0) -> int:
         """Replace each consumer that stopped fetching: records wait past its position on a
@@ -243,28 +269,17 @@ class ClusterReader:
         same positions. Returns how many were replaced (``ClusterProducer.renew_stuck`` says
         why this is needed). Calls should be further apart than a reconnection's backoff."""
         renewed = 0
-        for n, (reader, topics) in enumerate(self._readers):
-            positions = {**self._starts[n], **{
-                (tp.topic, tp.partition): tp.offset
-                for tp in reader.position([TopicPartition(t, p) for t, p in self._starts[n]])
-                if tp.offset >= 0}}
-            try:
-                highs = _ends(reader, positions, self._last[n], timeout)
-            except KafkaException:  # it cannot reach the cluster: does anyone?
-                lost = reaches(admin_client(self._clusters[n]), timeout, close=True)
-                stuck, self._lost[n], self._last[n] = lost and self._lost[n], lost, {}
-            else:  # positions count only from looks in which it reached the cluster
-                stuck = stalled(self._last[n], positions, highs)
-                self._lost[n], self._last[n] = False, positions
+        for n, old in enumerate(self._followers):
+            stuck, positions = old.stuck(timeout)
             if not stuck:
                 continue
             log.warning("the reader of %s stopped fetching although records wait: going on "
-                        "from the same offsets with a new consumer", self._clusters[n].name)
-            fresh = consumer(self._clusters[n], None, **self._overrides)
-            fresh.assign([TopicPartition(t, p, offset) for (t, p), offset in positions.items()])
-            self._readers[n] = (fresh, topics)
-            self._starts[n], self._last[n], self._lost[n] = positions, {}, False
-            reader.close()
+                        "from the same offsets with a new consumer", old.cluster.name)
+            fresh = _Follower(old.cluster, old.topics,
+                              consumer(old.cluster, None, **self._overrides))
+            fresh.assign(positions)
+            self._followers[n] = fresh
+            old.reader.close()
             renewed += 1
         return renewed
 
@@ -273,19 +288,19 @@ class ClusterReader:
         within ``timeout`` and any fetched with it. (librdkafka's batch consume waits out its
         whole timeout unless the batch fills, and every record it returns waited as long.)"""
         found: list[Any] = []
-        for reader, _ in self._readers:
-            found += reader.consume(count, 0)
+        for follower in self._followers:
+            found += follower.reader.consume(count, 0)
         if found or timeout <= 0:
             return found
-        for reader, _ in self._readers:  # the wait shared among the clusters, as before
-            first = reader.poll(timeout / len(self._readers))
+        for follower in self._followers:  # the wait shared among the clusters, as before
+            first = follower.reader.poll(timeout / len(self._followers))
             if first is not None:  # librdkafka refuses a batch of none
-                return [first, *(reader.consume(count - 1, 0) if count > 1 else [])]
+                return [first, *(follower.reader.consume(count - 1, 0) if count > 1 else [])]
         return found
 
     def close(self) -> None:
-        for reader, _ in self._readers:
-            reader.close()
+        for follower in self._followers:
+            follower.reader.close()
 
 
 def _ends(reader: Consumer, positions: Offsets, last: Offsets, timeout: float) -> Offsets:
