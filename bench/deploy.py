@@ -217,6 +217,7 @@ class Machine:
     kafka: str
     redis: str
     load_before: tuple[float, float, float]
+    broker_jvm: str = "unknown"  # the broker's JIT and collector options (``jvm_options``)
 
     def rows(self) -> list[tuple[str, str]]:
         cores = f"{self.logical_cpus} logical"
@@ -229,6 +230,7 @@ class Machine:
             ("OS", self.os),
             ("Python", self.python),
             ("Kafka broker", self.kafka),
+            ("broker JVM options", self.broker_jvm),
             ("Redis", self.redis),
             ("client libraries", ", ".join(f"{k} {v}" for k, v in self.packages.items())),
             ("load average before the run", " / ".join(f"{x:.2f}" for x in self.load_before)),
@@ -268,6 +270,26 @@ def _kafka_version(broker_pid: int | None) -> str:
     return f"unknown (pid {broker_pid})"
 
 
+FIRST_TIER = "-XX:TieredStopAtLevel=1"
+
+
+def jvm_options(cmdline: list[str]) -> str:
+    """The JIT and collector options (``-XX:``) of a JVM's command line, the heap left out:
+    the local stack's brokers run the first JIT tier only (``scripts/stack.sh``), which makes a
+    demo's cold start cheaper and the steady state dearer (``bench/findings.md``)."""
+    options = [part for part in cmdline if part.startswith("-XX:")]
+    return " ".join(options) or "the JVM's defaults"
+
+
+def _broker_jvm(broker_pid: int | None) -> str:
+    if broker_pid is None:
+        return "unknown (broker process not visible)"
+    try:
+        return jvm_options(psutil.Process(broker_pid).cmdline())
+    except psutil.Error:
+        return "unknown"
+
+
 def _redis_version(redis_url: str) -> str:
     try:
         import redis
@@ -299,6 +321,7 @@ def machine(broker_pid: int | None, redis_url: str) -> Machine:
         python=f"{platform.python_implementation()} {platform.python_version()}",
         packages=packages,
         kafka=_kafka_version(broker_pid),
+        broker_jvm=_broker_jvm(broker_pid),
         redis=_redis_version(redis_url),
         load_before=os.getloadavg(),
     )

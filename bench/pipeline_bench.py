@@ -40,6 +40,7 @@ import psutil
 from bench import profiles
 from bench.client_floor import run_floor
 from bench.deploy import (
+    FIRST_TIER,
     REPO,
     Broker,
     Machine,
@@ -586,6 +587,12 @@ class Bench:
         a = self.args
         began = time.monotonic()
         report = self.new_report()
+        if FIRST_TIER in report.machine.broker_jvm:
+            note = (f"The broker ran with {FIRST_TIER} (the local stack's default, for a "
+                    "demo's cold start): its steady state costs more CPU than with the JVM's "
+                    "defaults. For steady-state figures: make down; KAFKA_JVM_OPTS= make up.")
+            print(note, file=sys.stderr)
+            self.notes.append(note)
         client_cpu0 = sum(self.me.cpu_times()[:2])
         if a.edge:  # before anything is measured: the brokers must be there
             self.edge_settings = edge_settings(self.region)

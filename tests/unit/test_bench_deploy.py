@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.deploy import ProcessSampler, write_config
+from bench.deploy import FIRST_TIER, ProcessSampler, jvm_options, write_config
 
 BUSY = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n" \
        "time.sleep(30)"
@@ -50,3 +50,12 @@ def test_the_stack_s_replication_reaches_the_benchmark_s_topics(
     single = write_config(tmp_path / "c.toml", "rtest", "127.0.0.1:19592",
                           "redis://127.0.0.1:19579/0", ("NA",))
     assert (single.replication_factor, single.min_insync_replicas) == (1, 1)
+
+
+def test_the_page_names_the_broker_s_jit_and_collector_options_and_leaves_the_heap_out() -> None:
+    local = ["java", "-Xms256m", "-Xmx768m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+             "-cp", "libs/*", "kafka.Kafka", "server.properties"]
+    assert jvm_options(local) == "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    assert FIRST_TIER in jvm_options(local)
+    dedicated = ["java", "-Xmx1g", "-cp", "libs/*", "kafka.Kafka", "server.properties"]
+    assert jvm_options(dedicated) == "the JVM's defaults"
