@@ -221,8 +221,9 @@ class _Follower:
             for tp in self.reader.position([TopicPartition(t, p) for t, p in self.starts])
             if tp.offset >= 0}}
 
-    def stuck(self, timeout: float) -> tuple[bool, Offsets]:
-        """Whether it stopped fetching (``ClusterReader.renew_stuck``), and its positions."""
+    def look(self, timeout: float) -> tuple[bool, Offsets]:
+        """One look: whether it stopped fetching (``ClusterReader.renew_stuck``), and its
+        positions, which the next look compares with."""
         positions = self.positions()
         try:
             highs = _ends(self.reader, positions, self.last, timeout)
@@ -270,7 +271,7 @@ class ClusterReader:
         why this is needed). Calls should be further apart than a reconnection's backoff."""
         renewed = 0
         for n, old in enumerate(self._followers):
-            stuck, positions = old.stuck(timeout)
+            stuck, positions = old.look(timeout)
             if not stuck:
                 continue
             log.warning("the reader of %s stopped fetching although records wait: going on "
