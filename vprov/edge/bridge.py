@@ -61,6 +61,7 @@ from vprov.edge.mqtt import (
 from vprov.flows.validation import routing_vin
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.clients import close_producer, consumer, producer
+from vprov.kafka.settings import PROMPT_READER
 
 log = logging.getLogger(__name__)
 EXIT_UNREACHABLE = 3
@@ -225,8 +226,8 @@ class Bridge:
         self.stats = {"forwarded": 0, "skipped": 0, "answered": 0, "unroutable": 0}
         self.producer = producer(self.cluster, **{"queue.buffering.max.messages": 100_000})
         self.consumer = consumer(self.cluster, self.group_id, **{
-            "enable.auto.commit": False, "enable.partition.eof": False,
-            "fetch.wait.max.ms": 10, "session.timeout.ms": 10_000,
+            **PROMPT_READER, "enable.auto.commit": False, "enable.partition.eof": False,
+            "session.timeout.ms": 10_000,
             "topic.metadata.refresh.interval.ms": 10_000,
             "heartbeat.interval.ms": 1_000})
 

@@ -35,6 +35,7 @@ from vprov.core import envelope
 from vprov.kafka.avro import AvroSerde, serde_from_config
 from vprov.kafka.catalogue import Catalogue
 from vprov.kafka.clients import ClusterProducer, ClusterReader, produce_when_room
+from vprov.kafka.settings import PROMPT_READER
 from vprov.ops.progress import progress
 from vprov.ops.registration_file import to_record
 from vprov.sim import fleet
@@ -352,8 +353,7 @@ class FleetDriver:
             placed.setdefault(cat.home(topic), []).append(topic)
         for cluster in cat.clusters_of(cat.deadletter):  # wherever a worker writes them
             placed.setdefault(cluster, []).append(cat.deadletter)
-        reader = ClusterReader(placed, **{
-            "enable.partition.eof": False, "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
+        reader = ClusterReader(placed, **PROMPT_READER, **{"enable.partition.eof": False})
         try:
             reader.assign_ends()
         except KafkaException as exc:
