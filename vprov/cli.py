@@ -568,7 +568,8 @@ def _add_vehicle(sub: Subcommands) -> None:
                          "command again with its id to get its outcome, with no second effect")
         cmd.add_argument("--requested-by", default="", help="who asks, for the audit")
         cmd.add_argument("--timeout", type=float, default=90.0,
-                         help="seconds to wait for the outcome (default 90; exit code 4 after)")
+                         help="seconds to wait for the outcome once the command is delivered "
+                         "(default 90; exit code 4 after)")
 
 
 def _config_or_none(args: argparse.Namespace) -> Config | None:

@@ -213,6 +213,21 @@ def test_refused_moves_change_nothing(
     assert len(flow.histories({vehicle.vin})[vehicle.vin]) == 3  # REGIONAL, 2x PROVISIONED
 
 
+def test_a_short_wait_for_the_outcome_is_not_taken_for_an_unreachable_kafka(
+        flow: Flow, fleet_: Fleet, config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--timeout`` bounds the wait for the outcome, not the command's delivery: a first
+    request takes a new client longer than a millisecond (connection, metadata, producer id)."""
+    unknown = fleet_.vehicle("NA")
+    command = f"dc-{uuid.uuid4()}"
+    code, out, err = run_vprov(config_path, capsys, "vehicle", "decommission", unknown.vin,
+                               "--command-id", command, "--timeout", "0.001")
+    assert code in (1, 4), out + err  # refused already, or no outcome yet; not 3
+    code, out = vehicle_cmd(config_path, capsys, "decommission", unknown.vin,
+                            "--command-id", command)  # it was delivered: its outcome comes
+    assert code == 1 and "REFUSED" in out and "13135" in out, out
+
+
 def test_device_requests_during_a_move_get_13131_and_the_vehicle_is_homed_once(
         flow: Flow, fleet_: Fleet, config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -220,9 +235,9 @@ def test_device_requests_during_a_move_get_13131_and_the_vehicle_is_homed_once(
     vehicle frozen: its devices and queries are answered 13131, never dropped."""
     vehicle = provisioned(flow, fleet_)
     command = f"mv-{uuid.uuid4()}"
-    code, out, _ = run_vprov(config_path, capsys, "vehicle", "move", vehicle.vin, "--to",
-                             SILENT_REGION, "--command-id", command, "--timeout", "1")
-    assert code == 4, out  # no final outcome yet: the move waits for the target
+    code, out, err = run_vprov(config_path, capsys, "vehicle", "move", vehicle.vin, "--to",
+                               SILENT_REGION, "--command-id", command, "--timeout", "1")
+    assert code == 4, out + err  # no final outcome yet: the move waits for the target
     wait_until(lambda: (regional(flow, "NA", vehicle.vin)[1] or {}).get("frozen"), timeout=20)
     assert error_code(flow.provision(vehicle, vehicle.devices[1])) == 13131
     assert error_code(flow.query(vehicle)) == 13131

@@ -2,9 +2,10 @@
 
 Each subcommand publishes one ``AdminCommand`` to the admin topic, keyed by VIN, and waits for
 its final outcome on the outcome topic. Exit codes: 0 done; 1 refused or failed (nothing
-changed); 2 a usage error; 3 Kafka unreachable; 4 no final outcome within ``--timeout`` (the
-command may still finish: send it again with the same ``--command-id`` to wait for it, which
-has no second effect).
+changed); 2 a usage error; 3 Kafka unreachable (the command not delivered within
+``--connect-timeout``); 4 no final outcome within ``--timeout`` of its delivery (the command may
+still finish: send it again with the same ``--command-id`` to wait for it, which has no second
+effect).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def command(operation: str, vin: str, command_id: str | None = None, **fields: A
 
 
 def send(config: Config, cmd: dict[str, Any], timeout: float,
-         on_outcome: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any] | None:
+         on_outcome: Callable[[dict[str, Any]], None] = lambda _: None,
+         deliver_within: float = reach.DEFAULT_CONNECT_TIMEOUT) -> dict[str, Any] | None:
     """Publish ``cmd`` and wait up to ``timeout`` seconds for its final outcome (None: none
-    came). ``on_outcome`` sees every outcome of it on the way (ACCEPTED first)."""
+    came). ``on_outcome`` sees every outcome of it on the way (ACCEPTED first). Its delivery
+    has a budget of its own, ``deliver_within``: a short wait for the outcome must not turn a
+    slow first request into "Kafka unreachable"."""
     cat = Catalogue(config)
     serde = serde_from_config(config)
     reader = ClusterReader({cat.home(cat.admin_outcome): [cat.admin_outcome]})
@@ -48,7 +52,7 @@ def send(config: Config, cmd: dict[str, Any], timeout: float,
         out.produce(cat.admin, key=cmd["vin"].encode(),
                     value=serde.encode("AdminCommand", cmd, topic=cat.admin),
                     on_delivery=lambda err, _msg: errors.append(err.str()) if err else None)
-        left = out.close(min(timeout, 30))  # what is left was purged: its error says only that
+        left = out.close(deliver_within)  # what is left was purged: its error says only that
         if left or errors:
             raise _unreachable(config, f"the command was not delivered to {cat.admin}: "
                                f"{'no acknowledgement' if left else errors[0]}")
@@ -92,7 +96,7 @@ def run(config: Config, cmd: dict[str, Any], timeout: float, connect_timeout: fl
         print(f"command {cmd['command_id']}: {cmd['operation']} {cmd['vin']}", file=out)
         final = send(config, cmd, timeout,
                      on_outcome=lambda o: print(describe(o), file=out, flush=True)
-                     if o["outcome"] == "ACCEPTED" else None)
+                     if o["outcome"] == "ACCEPTED" else None, deliver_within=connect_timeout)
     except reach.Unreachable as exc:
         print(f"error: {exc}", file=err)
         return EXIT_UNREACHABLE
