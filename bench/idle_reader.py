@@ -24,8 +24,10 @@ from confluent_kafka.admin import NewTopic
 
 from bench.deploy import listener_pid
 from vprov.kafka.clients import admin_client, close_admin, close_producer, consumer, producer
+from vprov.kafka.settings import PROMPT_READER
 
 WRITE_EVERY = 0.2  # seconds between the records whose delivery is timed
+LOST_AFTER = 30.0  # seconds: a record not read by then is not coming
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Result:
 
 def measure(bootstrap: str, topics: list[str], partitions: int, wait_ms: int,
             seconds: float, broker: psutil.Process) -> Result:
-    reader = consumer(bootstrap, None, **{"fetch.min.bytes": 1, "fetch.wait.max.ms": wait_ms,
+    reader = consumer(bootstrap, None, **{**PROMPT_READER, "fetch.wait.max.ms": wait_ms,
                                           "enable.partition.eof": False})
     writer = producer(bootstrap, **{"linger.ms": 0})
     try:
@@ -54,7 +56,9 @@ def measure(bootstrap: str, topics: list[str], partitions: int, wait_ms: int,
                            value=b"x" * 200)
             writer.poll(0)
             while not reader.consume(1, 1.0):  # one record: batch reads wait for a full batch
-                pass
+                if time.monotonic() - sent > LOST_AFTER:
+                    raise SystemExit(f"a record did not come back within {LOST_AFTER:g} s: is "
+                                     "the broker still up?")
             delays.append((time.monotonic() - sent) * 1000)
         cores = (sum(broker.cpu_times()[:2]) - cpu) / (time.monotonic() - began)
         return Result(wait_ms, round(cores, 3), round(statistics.median(delays), 1),

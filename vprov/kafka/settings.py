@@ -79,8 +79,8 @@ LEADER_MOVES: dict[str, Any] = {
 # A reader that hands on each record as soon as it comes (the edge bridge's answers, the fleet
 # simulator's answer reader). The broker answers a waiting fetch as soon as a record reaches
 # one of its partitions, so the wait only bounds how often an idle reader asks again: an idle
-# reader of 40 partitions cost the broker 14-16% of a core at 10 ms and 3% at 500 ms, with the
-# same delivery latency (p50 2.3-2.9 ms both; docs/benchmarks.md, "Fetches of an idle reader").
+# reader of 40 partitions cost the broker 0.17-0.21 of a core at 10 ms and 0.04 at 500 ms, with
+# the same delivery latency (p50 3 to 4 ms; docs/benchmarks.md, "Fetches of an idle reader").
 PROMPT_READER: dict[str, Any] = {"fetch.min.bytes": 1, "fetch.wait.max.ms": 500}
 
 
