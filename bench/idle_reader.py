@@ -18,11 +18,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import psutil
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from bench.deploy import listener_pid
+from bench.deploy import ProcessSampler, listener_pid
 from vprov.kafka.clients import admin_client, close_admin, close_producer, consumer, producer
 from vprov.kafka.settings import PROMPT_READER
 
@@ -40,14 +39,14 @@ class Result:
 
 
 def measure(bootstrap: str, topics: list[str], partitions: int, wait_ms: int,
-            seconds: float, broker: psutil.Process) -> Result:
+            seconds: float, broker: ProcessSampler) -> Result:
     reader = consumer(bootstrap, None, **{**PROMPT_READER, "fetch.wait.max.ms": wait_ms,
                                           "enable.partition.eof": False})
     writer = producer(bootstrap, **{"linger.ms": 0})
     try:
         reader.assign([TopicPartition(t, p, -1) for t in topics for p in range(partitions)])
         reader.consume(1, 2.0)  # connected and fetching before the window
-        began, cpu = time.monotonic(), sum(broker.cpu_times()[:2])
+        began, cpu = time.monotonic(), broker.cpu_seconds()
         delays: list[float] = []
         while time.monotonic() - began < seconds:
             time.sleep(WRITE_EVERY)
@@ -60,7 +59,7 @@ def measure(bootstrap: str, topics: list[str], partitions: int, wait_ms: int,
                     raise SystemExit(f"a record did not come back within {LOST_AFTER:g} s: is "
                                      "the broker still up?")
             delays.append((time.monotonic() - sent) * 1000)
-        cores = (sum(broker.cpu_times()[:2]) - cpu) / (time.monotonic() - began)
+        cores = (broker.cpu_seconds() - cpu) / (time.monotonic() - began)
         return Result(wait_ms, round(cores, 3), round(statistics.median(delays), 1),
                       round(max(delays), 1), len(delays))
     finally:
@@ -80,7 +79,7 @@ def main() -> None:
     pid = listener_pid(int(args.bootstrap.rsplit(":", 1)[1]))
     if pid is None:
         raise SystemExit(f"no broker listens on {args.bootstrap}: start one with `make up`")
-    broker = psutil.Process(pid)
+    broker = ProcessSampler(pid)
     admin = admin_client(args.bootstrap)
     topics = [f"idle-reader-{uuid.uuid4().hex[:8]}.{n}" for n in range(args.topics)]
     try:
