@@ -106,6 +106,35 @@ def test_a_reader_that_stopped_fetching_goes_on_from_the_same_offsets(topic: str
         reader.close()
 
 
+def test_positions_noted_without_a_look_are_what_the_next_look_compares_with(
+        topic: str) -> None:
+    # the fleet notes its reader's positions at no cost while it is answered, and looks (which
+    # asks the cluster) only once a request is overdue: that one look must find a stuck reader
+    reader = ClusterReader({Cluster("global", BOOTSTRAP): [topic]},
+                           **{"enable.partition.eof": False})
+    reader.assign_ends()
+    send = producer(BOOTSTRAP)
+    try:
+        stuck = reader._followers[0].reader
+        stuck.pause(stuck.assignment())
+        reader.note_positions()
+        for n in range(3):
+            send.produce(topic, value=f"c{n}".encode(), partition=0)
+        send.flush(10)
+        assert reader.consume(100, 1.0) == []
+        assert reader.renew_stuck(timeout=2.0) == 1
+        got: list[bytes] = []
+        wait_until(lambda: got.extend(m.value() for m in reader.consume(100, 0.5)
+                                      if m.error() is None) or len(got) >= 3,
+                   timeout=30, what="the records after the stop")
+        assert got == [b"c0", b"c1", b"c2"]
+        reader.note_positions()
+        assert reader.renew_stuck(timeout=2.0) == 0  # caught up: nothing waits
+    finally:
+        send.flush(5)
+        reader.close()
+
+
 def test_purged_records_are_reported_when_no_successor_takes_them() -> None:
     """The hand-over intercepts purges only during a renewal: closing a producer that could not
     deliver still reports each record lost to the caller."""

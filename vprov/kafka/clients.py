@@ -221,6 +221,10 @@ class _Follower:
             for tp in self.reader.position([TopicPartition(t, p) for t, p in self.starts])
             if tp.offset >= 0}}
 
+    def note(self) -> None:
+        """Note its positions for the next look, without asking the cluster anything."""
+        self.last = self.positions()
+
     def look(self, timeout: float) -> tuple[bool, Offsets]:
         """One look: whether it stopped fetching (``ClusterReader.renew_stuck``), and its
         positions, which the next look compares with."""
@@ -263,12 +267,20 @@ class ClusterReader:
         for follower in self._followers:
             follower.assign({(t, p): 0 for t in follower.topics for p in range(partitions)})
 
+    def note_positions(self) -> None:
+        """What a call of ``renew_stuck`` compares with, noted at no cost: the looks themselves
+        ask the cluster for end offsets partition by partition, which takes a while."""
+        for follower in self._followers:
+            follower.note()
+
     def renew_stuck(self, timeout: float = 2.0) -> int:
         """Replace each consumer that stopped fetching: records wait past its position on a
-        partition whose position has not moved since the last call, or it could not reach its
-        cluster at this call and the last while a new client can. The new one goes on from the
-        same positions. Returns how many were replaced (``ClusterProducer.renew_stuck`` says
-        why this is needed). Calls should be further apart than a reconnection's backoff."""
+        partition whose position has not moved since the last call (or ``note_positions``),
+        or it could not reach its cluster at this call and the last while a new client can.
+        The new one goes on from the same positions. Returns how many were replaced
+        (``ClusterProducer.renew_stuck`` says why this is needed). Calls should be further
+        apart than a reconnection's backoff. A call blocks while it asks for the end offsets
+        (up to ``timeout`` per consumer)."""
         renewed = 0
         for n, old in enumerate(self._followers):
             stuck, positions = old.look(timeout)

@@ -424,20 +424,38 @@ class FleetDriver:
             self._bar = None
 
     def _renew_stuck_clients(self, now: float) -> None:
-        """While trips wait, look every ``QUIET_SECONDS`` for a Kafka client that stopped
-        working after a broker came back (``ClusterProducer.renew_stuck``), and replace it: a
-        request the fleet never delivered, or an answer it never read, is not the stack's loss.
-        The reader is looked at every time (it may stop on some partitions only), the producer
-        once no answer came for as long. (librdkafka reconnects to a broker back from an outage
-        within its backoff, 10 s at most: looks that far apart do not take a client still
-        reconnecting for a stuck one.)"""
+        """Every ``QUIET_SECONDS`` while trips wait, and only once a request has waited that
+        long for its answer, look for a Kafka client that stopped working after a broker came
+        back (``ClusterProducer.renew_stuck``), and replace it: a request the fleet never
+        delivered, or an answer it never read, is not the stack's loss. The producer is looked
+        at once no answer came for as long, the reader every time (it may stop on some
+        partitions only). A look asks the cluster for end offsets and blocks the fleet while
+        it waits: when nothing is overdue the reader only notes its positions, so a fleet that
+        is answered never stalls its own sending. (librdkafka reconnects to a broker back from
+        an outage within its backoff, 10 s at most: looks that far apart do not take a client
+        still reconnecting for a stuck one.)"""
         if (self.edge is not None or not self.in_flight
                 or now - self._last_client_check < QUIET_SECONDS):
             return
         self._last_client_check = now
+        if now - self.oldest_wait_started(now) < QUIET_SECONDS:
+            self.reader.note_positions()
+            return
         if now - self.last_answer_at >= QUIET_SECONDS:
             self.clients_renewed["producer"] += self.producer.renew_stuck()
         self.clients_renewed["reader"] += self.reader.renew_stuck()
+
+    def oldest_wait_started(self, now: float) -> float:
+        """When the request waiting longest for its answer was sent (``now``: none waits)."""
+        oldest = now
+        for trip in self.trips:
+            if trip.ended:
+                continue
+            for message_id in trip.waiting:
+                request = self.requests.get(message_id)
+                if request is not None and request.sent_at < oldest:
+                    oldest = request.sent_at
+        return oldest
 
     def stop(self) -> None:
         """End ``drive`` from another thread."""
