@@ -15,16 +15,18 @@ until it succeeds, holding the partition, because moving on would lose the input
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
 from streams.entry_locks import EntryLocks
+from streams.in_flight import KeyedWindow
 from streams.store_options import rocksdb_options
 from vprov.core.codes import ErrorCode
 from vprov.core.outputs import DELETE, KEEP, Decision, Output
@@ -186,14 +188,29 @@ class Shell:
         return table
 
     def agent(self, topic: str, step: Callable[[faust.EventT], Step], name: str) -> None:
-        """An agent that runs ``step`` on each record of ``topic``, one at a time (concurrency
-        1, so offsets are committed only behind processed records)."""
+        """An agent that runs ``step`` on each record of ``topic``: up to
+        ``flow.inputs_in_flight`` records at once, those of a key one after another, each
+        acknowledged once carried out (``streams/in_flight.py``)."""
 
         async def consume(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await self.process(event, partial(step, event))
+            async with self._window() as window:
+                acking = cast(faust.Stream, stream).noack()  # StreamT does not declare it
+                async for event in acking.events():
+                    await window.submit(event.message.key, partial(self.process, event,
+                                                                   partial(step, event)),
+                                        partial(acking.ack, event))
 
         self.app.agent(self.topic(topic), name=name)(consume)
+
+    @contextlib.asynccontextmanager
+    async def _window(self) -> AsyncIterator[KeyedWindow]:
+        """An agent's window of inputs under way; when the agent stops, those still under way
+        stop unacknowledged (read again from the committed offset)."""
+        window = KeyedWindow(self.config.inputs_in_flight)
+        try:
+            yield window
+        finally:
+            window.cancel()
 
     def ingress_agent(self, topic: str, rerouted: str, step: Callable[[faust.EventT], Step],
                       name: str, *, by_vin: bool = False) -> None:
@@ -217,19 +234,25 @@ class Shell:
             return cast(bytes | None, message.key)
 
         async def consume(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                message = event.message
-                key = routing_key(message)
-                if key is not None and (key != message.key
-                                        or owner(key, partitions) != message.partition):
-                    await self._retrying(self.source(event).ref,
-                                         partial(self._forward, event, rerouted, key))
-                    self.forwarded += 1
-                    continue
-                await self.process(event, partial(step, event))
+            async with self._window() as window:
+                acking = cast(faust.Stream, stream).noack()  # StreamT does not declare it
+                async for event in acking.events():
+                    message = event.message
+                    key = routing_key(message)
+                    if key is not None and (key != message.key
+                                            or owner(key, partitions) != message.partition):
+                        work = partial(self._retrying, self.source(event).ref,
+                                       partial(self._forward_counted, event, rerouted, key))
+                    else:
+                        work = partial(self.process, event, partial(step, event))
+                    await window.submit(key, work, partial(acking.ack, event))
 
         self.app.agent(self.topic(topic), name=name)(consume)
         self.agent(rerouted, step, name=f"{name}.rerouted")
+
+    async def _forward_counted(self, event: faust.EventT, rerouted: str, key: bytes) -> None:
+        await self._forward(event, rerouted, key)
+        self.forwarded += 1
 
     async def _forward(self, event: faust.EventT, rerouted: str, key: bytes) -> None:
         message = event.message

@@ -250,6 +250,8 @@ class FlowTable(_Section):
     factory_reset: Annotated[Literal["refuse", "reprovision", "answer"],
                              Env("VPROV_FACTORY_RESET")] = "refuse"
     move_timeout_seconds: Annotated[PositiveSeconds, Env("VPROV_MOVE_TIMEOUT_SECONDS")] = 60.0
+    # inputs an agent carries out at once, each key's in order (streams/in_flight.py)
+    inputs_in_flight: Annotated[Positive, Env("VPROV_INPUTS_IN_FLIGHT")] = 16
 
 
 @pydantic_dataclass(frozen=True, kw_only=True)

@@ -164,6 +164,12 @@ class GuardedConsumer(driver.Consumer):
         """Messages handed to the streams and not acknowledged yet."""
         return [m for m in list(self._unacked_messages) if not m.acked]
 
+    def _holds(self, tp: TP, offset: int) -> bool:
+        """Whether a stream holds the record at ``offset``: an agent carries out several
+        records at once (``streams/in_flight.py``), so later ones may be done before it."""
+        return any(m.tp == tp and m.offset == offset and not m.acked
+                   for m in list(self._unacked_messages))
+
     def paused(self) -> set[TP]:
         return set(self._paused_partitions)
 
@@ -231,7 +237,8 @@ class GuardedConsumer(driver.Consumer):
         if done:
             del acked[:len(done)]
             self._acked_index[tp].difference_update(done)
-        if offset is None and head is not None and acked and acked[0] > head:
+        if offset is None and head is not None and acked and acked[0] > head \
+                and not self._holds(tp, head):
             self._report_hole(tp, head, acked[0])
         return offset
 

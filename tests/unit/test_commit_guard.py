@@ -14,6 +14,7 @@ from streams.repairs.commit_guard import DrainingProducer, committable, drain_bu
 from streams.repairs.offset_probe import END, UNKNOWN, absent_before
 from tests.unit.guardkit import (
     commit,
+    commit_offset,
     deliver,
     event_loop,
     guarded_app,
@@ -238,3 +239,28 @@ def test_the_flush_fails_when_the_buffer_stopped_with_records_in_it() -> None:
 def test_the_app_s_producer_is_the_draining_one() -> None:
     app, _ = guarded_app(strict=[STRICT.topic])
     assert isinstance(app.producer, DrainingProducer)
+
+
+def test_a_head_still_carried_out_holds_the_commit_and_is_not_reported_as_a_hole(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # an agent carries out several records at once (streams/in_flight.py): later records of
+    # the partition may be done while the head is still under way
+    _, consumer = guarded_app(strict=[STRICT.topic])
+    set_committed(consumer, {STRICT: 10})
+    head = deliver(consumer, STRICT, 10)
+    process(consumer, STRICT, [11, 12])
+    with caplog.at_level("WARNING"):
+        assert commit_offset(consumer, STRICT) is None
+    assert "were not processed" not in caplog.text
+    head.ack(consumer)
+    assert commit_offset(consumer, STRICT) == 13
+
+
+def test_a_head_nobody_holds_behind_acknowledged_records_is_reported(
+        caplog: pytest.LogCaptureFixture) -> None:
+    _, consumer = guarded_app(strict=[STRICT.topic])
+    set_committed(consumer, {STRICT: 10})
+    process(consumer, STRICT, [11, 12])
+    with caplog.at_level("WARNING"):
+        assert commit_offset(consumer, STRICT) is None
+    assert "offsets 10..10 were not processed but later ones were" in caplog.text

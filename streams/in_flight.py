@@ -1,0 +1,94 @@
+"""Several inputs of one agent carried out at once, each key's in the order they came.
+
+An agent that carries out one input at a time waits, per input, for its effects (an identity in
+the IoT core: a round trip to Redis or to an IoT broker) while nothing else of its topic moves:
+at a few hundred inputs a second those waits, not the CPU, bound what the agent can take. A
+``KeyedWindow`` lets up to ``limit`` inputs be carried out together:
+
+- inputs with the same key start one after the other, in the order the agent read them, so a
+  key's decisions, effects and records keep their order (a vehicle's, a device's);
+- an input is acknowledged once it was carried out (``done``), not when the agent reads the
+  next one. Offsets are committed only over an unbroken run of acknowledged records
+  (``streams/repairs/commit_guard.py``), so a crash replays every input that was in flight,
+  and decisions are remembered: a replay sends the same records again and changes nothing;
+- an input whose work fails in a way the shell does not handle stops the agent, as it did when
+  the agent awaited it: the failure is raised by the next ``submit``.
+
+A ``limit`` of 1 is the agent that carries out one input at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+
+class KeyedWindow:
+    """Up to ``limit`` inputs under way; inputs with the same key one after another."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"an agent must be allowed at least one input in flight, not {limit}")
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
+        self._last: dict[Hashable, asyncio.Future[None]] = {}  # each key's latest input
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+
+    def __len__(self) -> int:
+        """Inputs under way (started or waiting for an earlier one of their key)."""
+        return len(self._tasks)
+
+    async def submit(self, key: Hashable, work: Callable[[], Awaitable[None]],
+                     done: Callable[[], Awaitable[Any]]) -> None:
+        """Start ``work`` once a slot is free and the key's earlier inputs are done; ``done``
+        runs after it. Returns as soon as the input is under way."""
+        self._raise_failure()
+        await self._slots.acquire()
+        self._raise_failure()
+        previous = self._last.get(key)
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._last[key] = finished
+        task = asyncio.create_task(self._run(key, previous, finished, work, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, key: Hashable, previous: asyncio.Future[None] | None,
+                   finished: asyncio.Future[None], work: Callable[[], Awaitable[None]],
+                   done: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            if self._failure is not None:
+                return  # an earlier input failed: the agent stops, this one is read again
+            await work()
+            await done()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if self._failure is None:
+                self._failure = exc
+            raise
+        finally:
+            if not finished.done():
+                finished.set_result(None)
+            if self._last.get(key) is finished:
+                del self._last[key]
+            self._slots.release()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def drain(self) -> None:
+        """Until every input under way is done; raises the first failure."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        self._raise_failure()
+
+    def cancel(self) -> None:
+        """Stop the inputs under way (the agent stops): they stay unacknowledged, so they are
+        read again from the committed offset."""
+        for task in self._tasks:
+            task.cancel()
