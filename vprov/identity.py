@@ -36,6 +36,57 @@ def identity_key(scope: str, device_id: str) -> str:
     return f"{KEY_PREFIX}:{scope}:{device_id}"
 
 
+class Outage:
+    """One report per outage of a service that several calls retry at once (an agent carries
+    out several inputs at a time, streams/in_flight.py): the first failure, one line every
+    ``report_seconds`` while it lasts, and one when a call gets through again."""
+
+    def __init__(self, service: str, fix: str, transient: tuple[type[BaseException], ...],
+                 report_seconds: float = 30.0) -> None:
+        self.service = service
+        self.fix = fix  # what to check, in the first line
+        self.transient = transient  # the errors that mean "unreachable": retried
+        self.report_seconds = report_seconds
+        self.began: float | None = None
+        self.failures = 0
+        self._reported = 0.0
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.began is None:
+            self.began = self._reported = now
+            log.warning("%s unreachable during %s: %s; retrying, %d s apart at most. %s",
+                        self.service, what, exc, self.report_seconds, self.fix)
+        elif now - self._reported >= self.report_seconds:
+            self._reported = now
+            log.warning("%s still unreachable after %.0f s (%d failed attempts): %s. %s",
+                        self.service, now - self.began, self.failures, exc, self.fix)
+
+    def succeeded(self) -> None:
+        if self.began is not None:
+            log.warning("%s reachable again after %.1f s (%d failed attempts)", self.service,
+                        time.monotonic() - self.began, self.failures)
+            self.began, self.failures = None, 0
+
+
+async def retry_while_down(outage: Outage, what: str, call: Callable[[], Awaitable[T]],
+                           backoff_max: float) -> T:
+    """``call`` until it gets through, with capped exponential backoff while it fails with one
+    of ``outage.transient``: the caller's partition waits and nothing is lost."""
+    delay = 0.05
+    while True:
+        try:
+            result = await call()
+        except outage.transient as exc:
+            outage.failed(what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, backoff_max)
+        else:
+            outage.succeeded()
+            return result
+
+
 class IdentityRegistry(Protocol):
     async def create(self, scope: str, device_id: str, attributes: dict[str, str]) -> None: ...
 
@@ -52,22 +103,12 @@ class RedisIdentityRegistry:
         self._url = url
         self._client = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self._backoff_max = backoff_max_seconds
+        self._outage = Outage(f"identity registry at {url}",
+                              "Check that Redis runs (make up) and REDIS_URL.",
+                              (RedisConnectionError, RedisTimeoutError, OSError))
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        delay = 0.05
-        attempt = 0
-        while True:
-            try:
-                return await call()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                attempt += 1
-                log.warning(
-                    "identity registry at %s unreachable during %s (attempt %d): %s; "
-                    "retrying in %.2fs. Check that Redis runs (make up) and REDIS_URL.",
-                    self._url, what, attempt, exc, delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
+        return await retry_while_down(self._outage, what, call, self._backoff_max)
 
     async def create(self, scope: str, device_id: str, attributes: dict[str, str]) -> None:
         mapping: dict[EncodableT, EncodableT] = {}

@@ -41,6 +41,7 @@ from vprov.edge.mqtt import (
     scope_endpoint,
     service_client_id,
 )
+from vprov.identity import Outage, retry_while_down
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -229,6 +230,7 @@ class MosquittoIdentityRegistry:
         self._backoff_max = backoff_max_seconds or config.identity_backoff_max_seconds
         self._timeout = timeout
         self._channels: dict[str, ControlChannel] = {}
+        self._outages: dict[str, Outage] = {}
         self._reserved = {self._edge.admin_username, self._edge.bridge_username}
 
     def channel(self, scope: str) -> ControlChannel:
@@ -238,24 +240,18 @@ class MosquittoIdentityRegistry:
                 self._edge.admin_password, self._edge.ca_location, self._timeout)
         return self._channels[scope]
 
-    async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        delay = 0.05
-        attempt = 0
-        while True:
-            try:
-                return await call()
-            except ControlUnavailable as exc:
-                attempt += 1
-                log.warning("identity registry: %s failed (attempt %d): %s; retrying in %.2fs. "
-                            "Check that the broker runs (EDGE=mqtt scripts/stack.sh status) and "
-                            "the edge settings (VPROV_EDGE_*).", what, attempt, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
+    async def _retry(self, scope: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        if scope not in self._outages:  # one report per broker that is down
+            self._outages[scope] = Outage(
+                f"identity registry: the {scope} broker",
+                "Check that the broker runs (EDGE=mqtt scripts/stack.sh status) and the edge "
+                "settings (VPROV_EDGE_*).", (ControlUnavailable,))
+        return await retry_while_down(self._outages[scope], what, call, self._backoff_max)
 
     async def _call(self, scope: str, what: str, commands: list[dict[str, Any]]
                     ) -> list[dict[str, Any]]:
         channel = self.channel(scope)
-        return await self._retry(what, lambda: channel.call(commands))
+        return await self._retry(scope, what, lambda: channel.call(commands))
 
     def _refused(self, device_id: str) -> bool:
         if device_id in self._reserved:
