@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from vprov import config as config_module
 from vprov.sim import fleet
 from vprov.sim.fleet_driver import QUIET_SECONDS, FleetDriver, Request, Trip
@@ -48,22 +50,18 @@ def test_a_fleet_that_is_answered_only_notes_its_reader_positions() -> None:
     assert producer.calls == Counter()
 
 
-def test_a_request_overdue_makes_the_driver_look_at_both_clients() -> None:
+@pytest.mark.parametrize(("last_answer_ago", "producer_looked"), [
+    (QUIET_SECONDS + 1.0, True),  # nothing answered for as long: the producer too
+    (1.0, False),  # answers to other requests: the producer delivers
+])
+def test_a_request_overdue_makes_the_driver_look(last_answer_ago: float,
+                                                 producer_looked: bool) -> None:
     now = 1000.0
     made, producer, reader = driver_waiting_since(now - QUIET_SECONDS - 1.0)
-    made.last_answer_at = now - QUIET_SECONDS - 1.0
+    made.last_answer_at = now - last_answer_ago
     made._renew_stuck_clients(now)
     assert reader.calls == Counter(renew_stuck=1)
-    assert producer.calls == Counter(renew_stuck=1)
-
-
-def test_the_producer_is_left_alone_while_answers_still_come() -> None:
-    now = 1000.0
-    made, producer, reader = driver_waiting_since(now - QUIET_SECONDS - 1.0)
-    made.last_answer_at = now - 1.0  # answers to other requests: the producer delivers
-    made._renew_stuck_clients(now)
-    assert reader.calls == Counter(renew_stuck=1)
-    assert producer.calls == Counter()
+    assert producer.calls == (Counter(renew_stuck=1) if producer_looked else Counter())
 
 
 def test_checks_are_at_least_quiet_seconds_apart() -> None:
