@@ -11,8 +11,10 @@ at a few hundred inputs a second those waits, not the CPU, bound what the agent 
   next one. Offsets are committed only over an unbroken run of acknowledged records
   (``streams/repairs/commit_guard.py``), so a crash replays every input that was in flight,
   and decisions are remembered: a replay sends the same records again and changes nothing;
-- an input whose work fails in a way the shell does not handle stops the agent, as it did when
-  the agent awaited it: the failure is raised by the next ``submit``.
+- an input whose work fails in a way the shell does not handle (a defect: the shell turns bad
+  input into a dead letter and retries the infrastructure) stops the agent at once: the window
+  calls ``on_failure``, admits nothing more, and raises the failure from ``submit``. So does an
+  input cancelled by anything but ``cancel``.
 
 A ``limit`` of 1 is the agent that carries out one input at a time.
 """
@@ -27,7 +29,8 @@ from typing import Any
 class KeyedWindow:
     """Up to ``limit`` inputs under way; inputs with the same key one after another."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
         if limit < 1:
             raise ValueError(f"an agent must be allowed at least one input in flight, not {limit}")
         self.limit = limit
@@ -35,6 +38,8 @@ class KeyedWindow:
         self._last: dict[Hashable, asyncio.Future[None]] = {}  # each key's latest input
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
+        self._on_failure = on_failure
+        self._stopped = False  # cancel() was called: the inputs' cancellations are expected
 
     def __len__(self) -> int:
         """Inputs under way (started or waiting for an earlier one of their key)."""
@@ -44,9 +49,9 @@ class KeyedWindow:
                      done: Callable[[], Awaitable[Any]]) -> None:
         """Start ``work`` once a slot is free and the key's earlier inputs are done; ``done``
         runs after it. Returns as soon as the input is under way."""
-        self._raise_failure()
+        self.raise_failure()
         await self._slots.acquire()
-        self._raise_failure()
+        self.raise_failure()
         previous = self._last.get(key)
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._last[key] = finished
@@ -65,11 +70,11 @@ class KeyedWindow:
             await work()
             await done()
         except asyncio.CancelledError:
+            if not self._stopped:
+                self._fail(RuntimeError("an input was cancelled while it was carried out"))
             raise
-        except BaseException as exc:
-            if self._failure is None:
-                self._failure = exc
-            raise
+        except Exception as exc:  # noqa: BLE001 - reported through on_failure and submit
+            self._fail(exc)
         finally:
             if not finished.done():
                 finished.set_result(None)
@@ -77,7 +82,14 @@ class KeyedWindow:
                 del self._last[key]
             self._slots.release()
 
-    def _raise_failure(self) -> None:
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+            if self._on_failure is not None:
+                self._on_failure(exc)
+
+    def raise_failure(self) -> None:
+        """Raise the failure that stopped the window, if one did."""
         if self._failure is not None:
             raise self._failure
 
@@ -85,10 +97,11 @@ class KeyedWindow:
         """Until every input under way is done; raises the first failure."""
         while self._tasks:
             await asyncio.wait(set(self._tasks))
-        self._raise_failure()
+        self.raise_failure()
 
     def cancel(self) -> None:
         """Stop the inputs under way (the agent stops): they stay unacknowledged, so they are
         read again from the committed offset."""
+        self._stopped = True
         for task in self._tasks:
             task.cancel()

@@ -204,11 +204,22 @@ class Shell:
 
     @contextlib.asynccontextmanager
     async def _window(self) -> AsyncIterator[KeyedWindow]:
-        """An agent's window of inputs under way; when the agent stops, those still under way
-        stop unacknowledged (read again from the committed offset)."""
-        window = KeyedWindow(self.config.inputs_in_flight)
+        """An agent's window of inputs under way. An input that fails (a defect) stops the
+        agent at once, with its error, and Faust starts the agent again; when the agent stops,
+        the inputs still under way stop unacknowledged and are read again (the watchdog seeks
+        their partitions back to the first of them)."""
+        agent = asyncio.current_task()
+
+        def stop_agent(exc: BaseException) -> None:
+            if agent is not None:
+                agent.cancel()
+
+        window = KeyedWindow(self.config.inputs_in_flight, on_failure=stop_agent)
         try:
             yield window
+        except asyncio.CancelledError:
+            window.raise_failure()  # stopped by an input's failure: that is the agent's error
+            raise
         finally:
             window.cancel()
 

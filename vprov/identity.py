@@ -56,8 +56,9 @@ class Outage:
         self.failures += 1
         if self.began is None:
             self.began = self._reported = now
-            log.warning("%s unreachable during %s: %s; retrying, %d s apart at most. %s",
-                        self.service, what, exc, self.report_seconds, self.fix)
+            log.warning("%s unreachable during %s: %s; retrying (reported again every %d s "
+                        "while it lasts). %s", self.service, what, exc, self.report_seconds,
+                        self.fix)
         elif now - self._reported >= self.report_seconds:
             self._reported = now
             log.warning("%s still unreachable after %.0f s (%d failed attempts): %s. %s",

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import faust
 import pytest
 
 from streams.in_flight import KeyedWindow
+from streams.shell import Shell
+from vprov import config as vconfig
+from vprov.kafka.avro import AvroSerde
+from vprov.kafka.catalogue import Catalogue
 
 
 class Inputs:
@@ -171,3 +177,75 @@ def test_inputs_still_under_way_when_the_agent_stops_stay_unacknowledged() -> No
 def test_a_window_needs_room_for_one_input() -> None:
     with pytest.raises(ValueError, match="at least one input"):
         KeyedWindow(0)
+
+
+def test_a_failure_is_reported_at_once_without_waiting_for_another_input() -> None:
+    async def scenario() -> list[str]:
+        inputs, reported = Inputs(), []
+        window = KeyedWindow(4, on_failure=lambda exc: reported.append(str(exc)))
+        await window.submit("K1", inputs.work("a", fail=True), inputs.done("a"))
+        await settle()
+        inputs.release("a")
+        await settle()
+        return reported
+
+    assert asyncio.run(scenario()) == ["a failed"]
+
+
+def test_an_input_cancelled_by_anything_but_the_window_stops_the_agent() -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        inputs, reported = Inputs(), []
+        window = KeyedWindow(4, on_failure=lambda exc: reported.append(str(exc)))
+
+        async def cancelled_inside() -> None:
+            raise asyncio.CancelledError  # e.g. a future it awaited was cancelled under it
+
+        await window.submit("K1", cancelled_inside, inputs.done("a"))
+        await window.submit("K1", inputs.work("b"), inputs.done("b"))
+        await settle()
+        inputs.release("b")
+        await settle()
+        return inputs.log, reported
+
+    log, reported = asyncio.run(scenario())
+    assert reported == ["an input was cancelled while it was carried out"]
+    assert log == []  # neither acknowledged; the key's next input not carried out either
+
+
+def test_the_window_s_own_cancel_is_no_failure() -> None:
+    async def scenario() -> list[str]:
+        inputs, reported = Inputs(), []
+        window = KeyedWindow(4, on_failure=lambda exc: reported.append(str(exc)))
+        await window.submit("K1", inputs.work("a"), inputs.done("a"))
+        await settle()
+        window.cancel()
+        await settle()
+        window.raise_failure()  # nothing to raise
+        return reported
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_an_agent_whose_input_fails_stops_at_once_with_that_error(tmp_path: Path) -> None:
+    # the agent waits for its next record; the failure must not wait for one (a quiet topic,
+    # or a rebalance that waits for the failed input to be acknowledged, never sends it)
+    config = vconfig.load(env={})
+    app = faust.App("test-in-flight", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    worker = Shell(app, Catalogue(config), config, AvroSerde(), registry=None)  # type: ignore[arg-type]
+
+    async def failing() -> None:
+        raise RuntimeError("a defect in carrying out")
+
+    async def acked() -> None:
+        raise AssertionError("a failed input must not be acknowledged")
+
+    async def agent() -> None:
+        async with worker._window() as window:
+            await window.submit(b"VIN1", failing, acked)
+            await asyncio.sleep(60)  # waiting for the next record
+
+    async def scenario() -> None:
+        await asyncio.wait_for(agent(), timeout=5)
+
+    with pytest.raises(RuntimeError, match="a defect in carrying out"):
+        asyncio.run(scenario())
