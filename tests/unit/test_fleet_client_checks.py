@@ -1,8 +1,8 @@
 """The fleet driver looks for a stuck Kafka client only once a request has waited
 ``QUIET_SECONDS`` for its answer (vprov/sim/fleet_driver.py): a look asks the cluster for end
 offsets partition by partition and the fleet stops sending while it waits. Before, it looked
-every 15 s while trips were under way, and the first look of a run or of a benchmark phase
-held the sender up to 2 s: the first vehicles of `make demo` and of every level waited for it."""
+every 15 s while trips were under way, from the second look on holding the sender up to 2 s:
+at the start of every benchmark phase after the first, and every 15 s within one."""
 
 from __future__ import annotations
 
