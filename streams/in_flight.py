@@ -33,17 +33,12 @@ class KeyedWindow:
                  on_failure: Callable[[BaseException], None] | None = None) -> None:
         if limit < 1:
             raise ValueError(f"an agent must be allowed at least one input in flight, not {limit}")
-        self.limit = limit
         self._slots = asyncio.Semaphore(limit)
         self._last: dict[Hashable, asyncio.Future[None]] = {}  # each key's latest input
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._on_failure = on_failure
         self._stopped = False  # cancel() was called: the inputs' cancellations are expected
-
-    def __len__(self) -> int:
-        """Inputs under way (started or waiting for an earlier one of their key)."""
-        return len(self._tasks)
 
     async def submit(self, key: Hashable, work: Callable[[], Awaitable[None]],
                      done: Callable[[], Awaitable[Any]]) -> None:

@@ -15,11 +15,10 @@ until it succeeds, holding the partition, because moving on would lose the input
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -54,6 +53,8 @@ RETRY_REPORT_SECONDS = 30.0
 
 # What one input step returns: the decision, and the table and key its state belongs to.
 Step = tuple[Decision, Any, "str | None"]
+# An input's key (its inputs go in order) and the work that carries it out
+Planned = tuple["bytes | None", Callable[[], Awaitable[None]]]
 # A record to send: topic, key, value, headers (None: none)
 OutRecord = tuple[str, bytes, bytes, "list[tuple[str, bytes]] | None"]
 
@@ -192,21 +193,20 @@ class Shell:
         ``flow.inputs_in_flight`` records at once, those of a key one after another, each
         acknowledged once carried out (``streams/in_flight.py``)."""
 
+        def plan(event: faust.EventT) -> Planned:
+            return event.message.key, partial(self.process, event, partial(step, event))
+
         async def consume(stream: faust.StreamT) -> None:
-            async with self._window() as window:
-                acking = cast(faust.Stream, stream).noack()  # StreamT does not declare it
-                async for event in acking.events():
-                    await window.submit(event.message.key, partial(self.process, event,
-                                                                   partial(step, event)),
-                                        partial(acking.ack, event))
+            await self._carry_out_each(plan, stream)
 
         self.app.agent(self.topic(topic), name=name)(consume)
 
-    @contextlib.asynccontextmanager
-    async def _window(self) -> AsyncIterator[KeyedWindow]:
-        """An agent's window of inputs under way. An input that fails (a defect) stops the
-        agent at once, with its error, and Faust starts the agent again; when the agent stops,
-        the inputs still under way stop unacknowledged and are read again (the watchdog seeks
+    async def _carry_out_each(self, plan: Callable[[faust.EventT], Planned],
+                              stream: faust.StreamT) -> None:
+        """An agent's loop: each record's work as ``plan`` gives it, in a window of inputs
+        under way, acknowledged once done. An input that fails (a defect) stops the agent at
+        once, with its error, and Faust starts the agent again; when the agent stops, the
+        inputs still under way stop unacknowledged and are read again (the watchdog seeks
         their partitions back to the first of them)."""
         agent = asyncio.current_task()
 
@@ -215,8 +215,11 @@ class Shell:
                 agent.cancel()
 
         window = KeyedWindow(self.config.inputs_in_flight, on_failure=stop_agent)
+        acking = cast(faust.Stream, stream).noack()  # StreamT does not declare it
         try:
-            yield window
+            async for event in acking.events():
+                key, work = plan(event)
+                await window.submit(key, work, partial(acking.ack, event))
         except asyncio.CancelledError:
             window.raise_failure()  # stopped by an input's failure: that is the agent's error
             raise
@@ -244,19 +247,17 @@ class Shell:
                     return vin.encode("utf-8")
             return cast(bytes | None, message.key)
 
+        def plan(event: faust.EventT) -> Planned:
+            message = event.message
+            key = routing_key(message)
+            if key is not None and (key != message.key
+                                    or owner(key, partitions) != message.partition):
+                return key, partial(self._retrying, self.source(event).ref,
+                                    partial(self._forward_counted, event, rerouted, key))
+            return key, partial(self.process, event, partial(step, event))
+
         async def consume(stream: faust.StreamT) -> None:
-            async with self._window() as window:
-                acking = cast(faust.Stream, stream).noack()  # StreamT does not declare it
-                async for event in acking.events():
-                    message = event.message
-                    key = routing_key(message)
-                    if key is not None and (key != message.key
-                                            or owner(key, partitions) != message.partition):
-                        work = partial(self._retrying, self.source(event).ref,
-                                       partial(self._forward_counted, event, rerouted, key))
-                    else:
-                        work = partial(self.process, event, partial(step, event))
-                    await window.submit(key, work, partial(acking.ack, event))
+            await self._carry_out_each(plan, stream)
 
         self.app.agent(self.topic(topic), name=name)(consume)
         self.agent(rerouted, step, name=f"{name}.rerouted")

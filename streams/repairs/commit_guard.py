@@ -167,8 +167,7 @@ class GuardedConsumer(driver.Consumer):
     def _holds(self, tp: TP, offset: int) -> bool:
         """Whether a stream holds the record at ``offset``: an agent carries out several
         records at once (``streams/in_flight.py``), so later ones may be done before it."""
-        return any(m.tp == tp and m.offset == offset and not m.acked
-                   for m in list(self._unacked_messages))
+        return any(m.tp == tp and m.offset == offset for m in self.in_flight())
 
     def paused(self) -> set[TP]:
         return set(self._paused_partitions)

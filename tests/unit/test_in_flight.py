@@ -5,7 +5,7 @@ the agent without carrying out the key's later inputs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import faust
@@ -239,13 +239,22 @@ def test_an_agent_whose_input_fails_stops_at_once_with_that_error(tmp_path: Path
     async def acked() -> None:
         raise AssertionError("a failed input must not be acknowledged")
 
-    async def agent() -> None:
-        async with worker._window() as window:
-            await window.submit(b"VIN1", failing, acked)
+    class Stream:
+        """One record, then the wait for the next; acknowledging the record is a failure."""
+
+        def noack(self) -> Stream:
+            return self
+
+        async def events(self) -> AsyncIterator[object]:
+            yield "record"
             await asyncio.sleep(60)  # waiting for the next record
 
+        async def ack(self, event: object) -> None:
+            await acked()
+
     async def scenario() -> None:
-        await asyncio.wait_for(agent(), timeout=5)
+        agent = worker._carry_out_each(lambda event: (b"VIN1", failing), Stream())  # type: ignore[arg-type]
+        await asyncio.wait_for(agent, timeout=5)
 
     with pytest.raises(RuntimeError, match="a defect in carrying out"):
         asyncio.run(scenario())
