@@ -30,7 +30,7 @@ import psutil
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from bench.deploy import Broker
+from bench.deploy import Broker, TopicUnknown
 
 CLIENTS = ("faust", "aiokafka", "librdkafka")
 LINGER_MS = 5  # the workers' kafka.producer_linger_ms default
@@ -116,7 +116,7 @@ def _await_leaders(broker: Broker, topics: list[str], attempts: int = 50) -> Non
         try:
             broker.end_offsets(topics)
             return
-        except KafkaException:
+        except (KafkaException, TopicUnknown):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2)

@@ -143,6 +143,11 @@ def worker_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+class TopicUnknown(RuntimeError):
+    """The broker's metadata does not have the topic (yet: just after its creation, for a
+    moment)."""
+
+
 class Broker:
     """Offsets and topic housekeeping through one AdminClient."""
 
@@ -155,7 +160,7 @@ class Broker:
         if topic not in self._partitions:
             meta = self.admin.list_topics(topic, timeout=10).topics[topic]
             if meta.error is not None:
-                raise RuntimeError(f"topic {topic}: {meta.error}")
+                raise TopicUnknown(f"topic {topic}: {meta.error}")
             self._partitions[topic] = len(meta.partitions)
         return self._partitions[topic]
 

@@ -693,3 +693,23 @@ def test_a_kafka_setting_to_try_is_read_as_toml_reads_it() -> None:
     assert setting("producer_client=aiokafka") == ("producer_client", "aiokafka")
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         setting("fetch_min_bytes")
+
+
+def test_floor_waits_for_a_new_topic_the_metadata_does_not_list_yet() -> None:
+    """Just after its creation a topic can be missing from the broker's metadata for a moment:
+    the floor waits for it instead of failing the whole benchmark."""
+    from bench.client_floor import _await_leaders
+    from bench.deploy import TopicUnknown
+
+    class NewTopicBroker:
+        asked = 0
+
+        def end_offsets(self, topics: list[str]) -> dict[str, int]:
+            self.asked += 1
+            if self.asked < 3:
+                raise TopicUnknown(f"topic {topics[0]}: UNKNOWN_TOPIC_OR_PART")
+            return dict.fromkeys(topics, 0)
+
+    broker = NewTopicBroker()
+    _await_leaders(broker, ["in", "out"])  # type: ignore[arg-type]
+    assert broker.asked == 3
