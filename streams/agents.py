@@ -35,15 +35,29 @@ class HeldEntries:
         self.app = app
         self.shell = shell
         self.tables = tables
+        self._assignment: tuple[int, frozenset[TP]] | None = None
 
     def held(self, table: str, topic: str, key: str) -> tuple[bool, Any]:
         if self.app.rebalancing:
             return False, None
         partition = owner(key.encode("utf-8"), self.shell.config.partitions)
-        if TP(topic, partition) not in self.app.consumer.assignment():
+        if TP(topic, partition) not in self.assignment():
             return False, None
         # a table's get reads the partition of the event being processed, not the key's
         return True, entry_in_partition(self.tables[table], key, partition)
+
+    def assignment(self) -> frozenset[TP]:
+        """The worker's partitions, asked of the consumer once per rebalance: the consumer
+        builds a new set of them at every call, for every query the global worker decides.
+        An assignment changes only in a rebalance, which counts itself and is flagged before
+        the consumer's thread changes anything: a set read while none ran is kept."""
+        generation = self.app.rebalancing_count
+        if self._assignment is not None and self._assignment[0] == generation:
+            return self._assignment[1]
+        partitions = frozenset(self.app.consumer.assignment())
+        if not self.app.rebalancing and self.app.rebalancing_count == generation:
+            self._assignment = generation, partitions
+        return partitions
 
 
 def register(app: faust.App, shell: Shell, region: str | None) -> None:
