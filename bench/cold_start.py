@@ -37,6 +37,7 @@ SAMPLE_SECONDS = 0.5
 ROLES = ("broker", "global", "regional", "simulator")
 LATENCY_ROW = re.compile(r"^\s+(query -> answer|first \d+ s|after \d+ s|device -> answer)\s+"
                          r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$")
+MACHINE_ROW = re.compile(r"^\s+machine CPU meanwhile\s+([\d.]+) of \d+ cores busy")
 
 
 def role_of(cmdline: str, run_dir: str) -> str | None:
@@ -62,6 +63,7 @@ class Run:
     # seconds since the demo started -> CPU share of one core, by role
     timeline: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    machine_busy_cores: float | None = None  # the summary's: every process, while vehicles ran
 
 
 class Sampler(threading.Thread):
@@ -123,6 +125,9 @@ def demo(variant: str, jvm_opts: str | None, vehicles: int, rate: float) -> Run:
                 run.latency_ms[match[1]] = dict(zip(("p50", "p95", "p99", "max"),
                                                     map(float, match.groups()[1:5]),
                                                     strict=True))
+            machine = MACHINE_ROW.match(line)
+            if machine:
+                run.machine_busy_cores = float(machine[1])
         if done.returncode != 0 or "query -> answer" not in run.latency_ms:
             sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
     return run
@@ -180,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             q = run.latency_ms.get("query -> answer", {})
             first = next((v for k, v in run.latency_ms.items() if k.startswith("first")), {})
             print(f"[cold-start]   exit {run.exit_code}, query p50 {q.get('p50')} ms, "
-                  f"p99 {q.get('p99')} ms (first seconds: p99 {first.get('p99')} ms); CPU s "
+                  f"p99 {q.get('p99')} ms (first seconds: p99 {first.get('p99')} ms); "
+                  f"machine {run.machine_busy_cores} cores busy while the fleet ran; CPU s "
                   f"{run.cpu_seconds}", file=sys.stderr, flush=True)
     out = Path(args.out) / f"cold-{run_id}"
     out.mkdir(parents=True, exist_ok=True)

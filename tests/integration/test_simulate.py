@@ -79,6 +79,10 @@ def test_cli_prints_the_summary_and_exits_0(
     assert phases["first"]["max"] == report["latency_ms"]["query"]["max"]
     assert "  first 10 s" in out
     assert report["sample_vin"] in out
+    # the machine's cores while the vehicles ran, so a slow answer on full cores says so
+    cpu = report["machine_cpu"]
+    assert 0 < cpu["busy_cores"] <= cpu["cores"] == os.cpu_count()
+    assert f"machine CPU meanwhile            {cpu['busy_cores']:.2f} of {cpu['cores']} " in out
 
 
 def test_cli_exits_nonzero_and_names_the_code_when_vehicles_fail(

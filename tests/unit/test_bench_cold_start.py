@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.cold_start import LATENCY_ROW, role_of
+from bench.cold_start import LATENCY_ROW, MACHINE_ROW, role_of
 
 RUN = "/tmp/vprov-cold-x/run"
 
@@ -29,3 +29,11 @@ def test_the_summary_rows_are_read_with_their_percentiles() -> None:
     ) if (m := LATENCY_ROW.match(line))}
     assert rows == {"query -> answer": ("137.1", "239.0", "301.8", "436.1", "1000"),
                     "first 10 s": ("133.0", "250.0", "304.5", "436.1", "800")}
+
+
+def test_the_machine_row_gives_the_busy_cores() -> None:
+    line = ("  machine CPU meanwhile            1.93 of 2 cores busy (96%): the cores were full, "
+            "so the latencies include waiting for one")
+    match = MACHINE_ROW.match(line)
+    assert match is not None and float(match[1]) == 1.93
+    assert MACHINE_ROW.match("  throughput                       78.7 vehicles/s (12.7 s)") is None

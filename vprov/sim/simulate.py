@@ -38,6 +38,7 @@ from vprov.reach import DEFAULT_CONNECT_TIMEOUT, Unreachable
 from vprov.sim import fleet
 from vprov.sim.fleet_driver import FleetDriver, Request, Trip, wait_indexed
 from vprov.sim.latency import split_at, summary_ms
+from vprov.sim.machine import CpuWatch, MachineCpu
 
 # Invalid message kinds, with the code each must be answered with.
 INVALID_KINDS: dict[str, ErrorCode] = {
@@ -88,6 +89,7 @@ class Report:
     lifecycle_topic: str
     extra_answers: int = 0
     query_timeline: list[tuple[float, float]] = field(default_factory=list)  # sent at, latency
+    machine_cpu: MachineCpu | None = None  # the machine's cores while the vehicles ran
 
     @property
     def done(self) -> list[Trip]:
@@ -137,6 +139,7 @@ class Report:
             "indexing_seconds": round(self.indexing_seconds, 3),
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "throughput_vehicles_per_second": round(self.throughput, 2),
+            "machine_cpu": self.machine_cpu.to_dict() if self.machine_cpu else None,
             "latency_ms": {name: summary_ms(values, empty=0.0, digits=1)
                            for name, values in self.latencies.items()},
             "query_latency_ms_by_phase": {
@@ -168,8 +171,10 @@ class Report:
             f"  throughput                       {self.throughput:.1f} vehicles/s "
             f"({self.elapsed_seconds:.1f} s; registration indexed in "
             f"{self.indexing_seconds:.1f} s)",
-            "  latency (ms)                  p50      p95      p99      max   count",
         ]
+        if self.machine_cpu is not None:
+            lines.append(f"  machine CPU meanwhile            {self.machine_cpu.describe()}")
+        lines.append("  latency (ms)                  p50      p95      p99      max   count")
         names = {"query": "query -> answer", "device": "device -> answer",
                  "vehicle": "vehicle first -> last"}
         first, after = split_at(self.query_timeline, COLD_START_SECONDS)
@@ -443,6 +448,7 @@ class Simulator(FleetDriver):
     def run(self) -> Report:
         began = time.monotonic()
         deadline = began + self.options.timeout
+        machine_cpu: MachineCpu | None = None
         ensure_placed(self.config, self.catalogue.external())
         try:
             self.listen()
@@ -459,7 +465,9 @@ class Simulator(FleetDriver):
             indexing = time.monotonic() - began
             started_at = time.monotonic()
             if indexed:
+                watch = CpuWatch()
                 self.drive(self.runs, rate=self.options.rate, until=deadline)
+                machine_cpu = watch.stop()
             else:
                 for trip in self.runs:
                     trip.failure, trip.failure_code = ("registration not indexed in time",
@@ -487,7 +495,8 @@ class Simulator(FleetDriver):
         return Report(self.options, self.tag, self.runs, indexing, elapsed, self.latencies,
                       self.invalid_sent, self.invalid_ok, self.invalid_problems,
                       self.duplicates_sent, self.duplicates_identical, self.duplicate_problems,
-                      self.catalogue.lifecycle, self.extra_answers, self.query_timeline)
+                      self.catalogue.lifecycle, self.extra_answers, self.query_timeline,
+                      machine_cpu)
 
 
 def check_reachable(config: Config, options: SimOptions, timeout: float) -> None:
