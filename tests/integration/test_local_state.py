@@ -19,7 +19,7 @@ from tests.integration.harness import (
 )
 from vprov import config as config_module
 from vprov.kafka.catalogue import Catalogue
-from vprov.kafka.clients import admin_client
+from vprov.kafka.clients import admin_client, close_admin
 from vprov.kafka.topic_admin import ensure_topics
 from vprov.sim import fleet
 
@@ -88,4 +88,8 @@ def test_a_worker_restarted_on_a_rebuilt_broker_restores_from_the_changelog(
     finally:
         worker.stop()
         bus.close()
-        admin.delete_topics([spec.name for spec in cat.all()])
+        try:
+            for future in admin.delete_topics([spec.name for spec in cat.all()]).values():
+                future.exception(30)  # deleted, or nothing to delete: either way, done
+        finally:
+            close_admin(admin)  # not left to the garbage collector (tests/client_guard.py)
